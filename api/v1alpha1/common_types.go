@@ -1,0 +1,58 @@
+package v1alpha1
+
+// Condition types shared by every kind. Ready is the summary that kstatus,
+// Argo CD and `kubectl wait --for=condition=Ready` read.
+const (
+	ConditionReady = "Ready"
+)
+
+// Reasons shared by several kinds. Reasons are CamelCase, stable API.
+const (
+	ReasonReconciled  = "Reconciled"
+	ReasonOrgNotFound = "OrgNotFound"
+	ReasonOrgNotReady = "OrgNotReady"
+	ReasonPending     = "Pending"
+)
+
+// Well-known annotations and labels.
+const (
+	// AnnotationAnchorAccepted is set on an Agent by its accountability
+	// anchor to accept the assignment; its value is the anchor's username.
+	AnnotationAnchorAccepted = "claiim.io/anchor-accepted"
+
+	// LabelAgentToken marks the Secrets that hold agent tokens, so the
+	// manager caches only those and no other Secret.
+	LabelAgentToken = "claiim.io/agent-token"
+	// LabelAgentName names the Agent a token Secret belongs to.
+	LabelAgentName = "claiim.io/agent"
+)
+
+// Keys of an Agent's token Secret; a pod's envFrom yields the environment
+// the seed's client reads.
+const (
+	SecretKeyAgentToken     = "AGENT_TOKEN"
+	SecretKeySkillVersionID = "SKILL_VERSION_ID"
+	SecretKeyGateURL        = "CLAIIM_GATE_URL"
+)
+
+// OrgName is the name of an AIOrg object.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=63
+// +kubebuilder:validation:Pattern=`^[a-z0-9]([-a-z0-9]*[a-z0-9])?$`
+type OrgName string
+
+// ActionPattern names actions an agent may take, as colon-separated
+// segments (`resource:verb`, e.g. `deploy:staging`). A whole segment `*`
+// matches exactly one segment; a `*` at the very end matches any rest
+// (`deploy:*`, `deploy:stag*`, or `*` alone for every action). Patterns
+// are matched segment by segment, never compiled as regular expressions.
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=128
+// +kubebuilder:validation:Pattern=`^((\*|[a-z0-9][a-z0-9._/-]*):)*(\*|[a-z0-9][a-z0-9._/-]*\*?)$`
+type ActionPattern string
+
+// Username is a Kubernetes username as the apiserver authenticates it
+// (a human's, e.g. admin@claiim.io, or a ServiceAccount's).
+// +kubebuilder:validation:MinLength=1
+// +kubebuilder:validation:MaxLength=253
+type Username string

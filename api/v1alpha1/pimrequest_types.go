@@ -1,0 +1,134 @@
+package v1alpha1
+
+import (
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+// PIM bounds. The default elevation is the seed's one hour.
+const (
+	DefaultPIMDuration = "1h"
+	MaxPIMDuration     = "8h"
+)
+
+// Annotations with which a second person decides a PIMRequest; the value is
+// their comment. Admission stamps who set them from the authenticated user.
+const (
+	AnnotationApprove = "claiim.io/approve"
+	AnnotationDeny    = "claiim.io/deny"
+	AnnotationRevoke  = "claiim.io/revoke"
+)
+
+// PIMPhase is where an elevation is in its lifecycle.
+// +kubebuilder:validation:Enum=Pending;Active;Denied;Expired;Revoked
+type PIMPhase string
+
+const (
+	PIMPending PIMPhase = "Pending"
+	PIMActive  PIMPhase = "Active"
+	PIMDenied  PIMPhase = "Denied"
+	PIMExpired PIMPhase = "Expired"
+	PIMRevoked PIMPhase = "Revoked"
+)
+
+// PIMRequestSpec asks for an elevated session. It cannot change once made;
+// approval is given by a second person through annotations.
+// +kubebuilder:validation:XValidation:rule="self == oldSelf",message="a PIMRequest cannot be changed once made; create a new one"
+type PIMRequestSpec struct {
+	// Reason says why the elevation is needed, e.g. "Initial onboarding --
+	// setting up first agent fleet".
+	// +required
+	// +kubebuilder:validation:MinLength=10
+	// +kubebuilder:validation:MaxLength=1024
+	Reason string `json:"reason"`
+
+	// Duration of the session once approved; 1h by default, at most 8h.
+	// +optional
+	// +kubebuilder:default="1h"
+	// +kubebuilder:validation:Type=string
+	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('8h')",message="duration must be between 1m and 8h"
+	Duration metav1.Duration `json:"duration,omitempty"`
+
+	// Subject is the user the session elevates: the requester by default,
+	// or e.g. a GitOps controller's ServiceAccount
+	// ("system:serviceaccount:argocd:argocd-application-controller").
+	// +optional
+	Subject Username `json:"subject,omitempty"`
+
+	// Requester is stamped by admission from the authenticated user; a
+	// value in the request body is ignored.
+	// +optional
+	Requester Username `json:"requester,omitempty"`
+}
+
+// PIMRequestStatus is the observed state of a PIMRequest.
+type PIMRequestStatus struct {
+	// Conditions: Ready is True while the session is Active.
+	// +optional
+	// +listType=map
+	// +listMapKey=type
+	// +kubebuilder:validation:MaxItems=8
+	Conditions []metav1.Condition `json:"conditions,omitempty"`
+
+	// ObservedGeneration is the generation the status describes.
+	// +optional
+	ObservedGeneration int64 `json:"observedGeneration,omitempty"`
+
+	// Phase is Pending, Active, Denied, Expired or Revoked.
+	// +optional
+	Phase PIMPhase `json:"phase,omitempty"`
+
+	// Requester who asked for the session.
+	// +optional
+	Requester Username `json:"requester,omitempty"`
+
+	// Subject the session elevates.
+	// +optional
+	Subject Username `json:"subject,omitempty"`
+
+	// ApprovedBy is the second person who approved (or denied) it.
+	// +optional
+	ApprovedBy Username `json:"approvedBy,omitempty"`
+
+	// ApprovedAt is when it was approved.
+	// +optional
+	ApprovedAt *metav1.Time `json:"approvedAt,omitempty"`
+
+	// ExpiresAt is when an approved session stops working.
+	// +optional
+	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+}
+
+// PIMRequest is a request for an elevated control-plane session; a second
+// person must approve it. Two-person control is not optional.
+//
+// +kubebuilder:object:root=true
+// +kubebuilder:subresource:status
+// +kubebuilder:resource:scope=Cluster,shortName=pim,categories=claiim
+// +kubebuilder:printcolumn:name="Requester",type=string,JSONPath=`.status.requester`
+// +kubebuilder:printcolumn:name="Subject",type=string,JSONPath=`.status.subject`
+// +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
+// +kubebuilder:printcolumn:name="Approved By",type=string,JSONPath=`.status.approvedBy`
+// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Reason",type=string,JSONPath=`.spec.reason`,priority=10
+// +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
+type PIMRequest struct {
+	metav1.TypeMeta   `json:",inline"`
+	metav1.ObjectMeta `json:"metadata,omitempty"`
+
+	// +required
+	Spec PIMRequestSpec `json:"spec"`
+	// +optional
+	Status PIMRequestStatus `json:"status,omitempty"`
+}
+
+// PIMRequestList is a list of PIMRequests.
+// +kubebuilder:object:root=true
+type PIMRequestList struct {
+	metav1.TypeMeta `json:",inline"`
+	metav1.ListMeta `json:"metadata,omitempty"`
+	Items           []PIMRequest `json:"items"`
+}
+
+func init() {
+	SchemeBuilder.Register(&PIMRequest{}, &PIMRequestList{})
+}

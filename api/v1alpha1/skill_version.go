@@ -1,0 +1,34 @@
+package v1alpha1
+
+import (
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+)
+
+// Digest returns "sha256:<hex>" of the version's canonical body: its JSON
+// encoding, whose field order is fixed by the Go type. A published
+// version's digest never changes because the version never changes.
+func (v *SkillVersion) Digest() string {
+	b, err := json.Marshal(v)
+	if err != nil { // a struct of strings and ints cannot fail to encode
+		panic(fmt.Sprintf("encoding skill version: %v", err))
+	}
+	sum := sha256.Sum256(b)
+	return "sha256:" + hex.EncodeToString(sum[:])
+}
+
+// SkillVersionID is the stable id of a published version that agents
+// present to the gate: "<skill>-v<version>-<first 8 hex digits of the
+// digest>". It is readable, and it changes if a skill is deleted and
+// re-created with other content under the same name, so an agent never
+// silently runs a rulebook other than the one it was pinned to.
+func SkillVersionID(skill string, version int32, digest string) string {
+	const prefix = "sha256:"
+	short := digest
+	if len(short) >= len(prefix)+8 {
+		short = short[len(prefix) : len(prefix)+8]
+	}
+	return fmt.Sprintf("%s-v%d-%s", skill, version, short)
+}

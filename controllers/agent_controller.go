@@ -1,0 +1,281 @@
+package controllers
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
+	"sigs.k8s.io/controller-runtime/pkg/handler"
+	"sigs.k8s.io/controller-runtime/pkg/reconcile"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/token"
+)
+
+// AgentReconciler runs the agent's phase machine and issues its token.
+type AgentReconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+	GateURL  string
+	Clock    clock.PassiveClock
+}
+
+// +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch
+// +kubebuilder:rbac:groups=claiim.io,resources=agents/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
+
+// pinned is the resolved skill version an agent is pinned to.
+type pinned struct{ id, digest string }
+
+func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	agent := &claiimv1.Agent{}
+	if err := r.Get(ctx, req.NamespacedName, agent); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := agent.DeepCopy()
+	now := metav1.NewTime(r.Clock.Now())
+
+	pin, pendReason, pendMsg, err := r.resolve(ctx, agent)
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	if pin != nil {
+		agent.Status.SkillVersionID, agent.Status.SkillDigest = pin.id, pin.digest
+	}
+
+	// Decommissioned is terminal: the recorded phase wins over the spec.
+	decommissioned := agent.Status.Phase == claiimv1.AgentDecommissioned || agent.Spec.Lifecycle == claiimv1.LifecycleDecommissioned
+	var tokOK bool
+	var tokReason, tokMsg string
+	if decommissioned {
+		tokOK, tokReason, tokMsg, err = r.revokeToken(ctx, agent, now)
+	} else {
+		tokOK, tokReason, tokMsg, err = r.ensureToken(ctx, agent, now)
+	}
+	if err != nil {
+		return ctrl.Result{}, err
+	}
+	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionTokenIssued, tokOK, tokReason, tokMsg)
+
+	phase, reason, msg := agentPhase(agent, decommissioned, pendReason, pendMsg)
+	if phase == claiimv1.AgentDecommissioned && agent.Status.DecommissionedAt == nil {
+		agent.Status.DecommissionedAt = &now
+	}
+	agent.Status.Phase = phase
+	agent.Status.ObservedGeneration = agent.Generation
+	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionReady, phase == claiimv1.AgentActive, reason, msg)
+
+	if err := patchStatus(ctx, r.Client, before, agent, before.Status, agent.Status); err != nil {
+		return ctrl.Result{}, fmt.Errorf("patching Agent status: %w", err)
+	}
+	if before.Status.Phase != phase {
+		typ := corev1.EventTypeNormal
+		if phase != claiimv1.AgentActive {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(agent, nil, typ, string(phase), "Lifecycle", "%s", msg)
+	}
+	return ctrl.Result{}, nil
+}
+
+// agentPhase decides the phase. Order matters: a person's explicit
+// decommission or suspension shows over any missing reference.
+func agentPhase(a *claiimv1.Agent, decommissioned bool, pendReason, pendMsg string) (claiimv1.AgentPhase, string, string) {
+	switch {
+	case decommissioned:
+		return claiimv1.AgentDecommissioned, claiimv1.ReasonDecommissioned,
+			"the agent is decommissioned and its token revoked for good; its Chron trail is kept. Provision a new agent to act again"
+	case a.Spec.Lifecycle == claiimv1.LifecycleSuspended:
+		return claiimv1.AgentSuspended, claiimv1.ReasonSuspended,
+			"the agent is suspended: the gate denies every action until spec.lifecycle is set back to Active"
+	case pendReason != "":
+		return claiimv1.AgentPending, pendReason, pendMsg
+	case a.Annotations[claiimv1.AnnotationAnchorAccepted] != string(a.Spec.AccountabilityAnchor):
+		return claiimv1.AgentInactive, claiimv1.ReasonAnchorNotAccepted, fmt.Sprintf(
+			"waiting for the accountability anchor %q to accept the assignment: they annotate the agent with %s=%s",
+			a.Spec.AccountabilityAnchor, claiimv1.AnnotationAnchorAccepted, a.Spec.AccountabilityAnchor)
+	default:
+		return claiimv1.AgentActive, claiimv1.ReasonReconciled, fmt.Sprintf(
+			"active on skill %s version %d (%s), accountable: %s",
+			a.Spec.SkillRef.Name, a.Spec.SkillRef.Version, a.Status.SkillVersionID, a.Spec.AccountabilityAnchor)
+	}
+}
+
+// resolve finds the pinned skill version. A non-empty reason says why the
+// agent must stay Pending.
+func (r *AgentReconciler) resolve(ctx context.Context, a *claiimv1.Agent) (*pinned, string, string, error) {
+	if reason, msg, err := orgProblem(ctx, r.Client, "Agent", string(a.Spec.Org)); err != nil || reason != "" {
+		return nil, reason, msg, err
+	}
+	ref := a.Spec.SkillRef
+	skill := &claiimv1.Skill{}
+	if err := r.Get(ctx, types.NamespacedName{Name: ref.Name}, skill); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, claiimv1.ReasonSkillNotFound, fmt.Sprintf("Skill %q does not exist; create it or point spec.skillRef at an existing skill", ref.Name), nil
+		}
+		return nil, "", "", fmt.Errorf("reading Skill %q: %w", ref.Name, err)
+	}
+	if skill.Spec.Org != a.Spec.Org {
+		return nil, claiimv1.ReasonSkillOrgMismatch, fmt.Sprintf(
+			"Skill %q belongs to org %q, not %q; use a skill of the agent's own org, or have both orgs approve a CrossOrgGrant",
+			ref.Name, skill.Spec.Org, a.Spec.Org), nil
+	}
+	v := skill.Version(ref.Version)
+	if v == nil {
+		return nil, claiimv1.ReasonSkillVersionNotFound, fmt.Sprintf(
+			"Skill %q has no version %d (it has versions 1 to %d); pin a published version",
+			ref.Name, ref.Version, len(skill.Spec.Versions)), nil
+	}
+	d := v.Digest()
+	return &pinned{id: claiimv1.SkillVersionID(skill.Name, v.Version, d), digest: d}, "", "", nil
+}
+
+// TokenSecretName is the Secret that holds an agent's token.
+func TokenSecretName(agent string) string {
+	const suffix = "-claiim-token"
+	if len(agent)+len(suffix) <= 253 {
+		return agent + suffix
+	}
+	sum := sha256.Sum256([]byte(agent))
+	return agent[:200] + "-" + hex.EncodeToString(sum[:4]) + suffix
+}
+
+// ensureToken issues the token once and never rewrites it. If the Secret
+// was created but the status write was lost, the token is adopted from the
+// Secret rather than issued twice.
+func (r *AgentReconciler) ensureToken(ctx context.Context, a *claiimv1.Agent, now metav1.Time) (bool, string, string, error) {
+	name := TokenSecretName(a.Name)
+	sec, err := r.tokenSecret(ctx, a.Namespace, name)
+	if err != nil {
+		return false, "", "", err
+	}
+	ref := fmt.Sprintf("%s/%s", a.Namespace, name)
+
+	if a.Status.Token == nil {
+		if sec != nil {
+			if !metav1.IsControlledBy(sec, a) {
+				return false, claiimv1.ReasonTokenSecretConflict, fmt.Sprintf("Secret %s exists and does not belong to this agent; delete or rename it so the token can be issued", ref), nil
+			}
+			tok := string(sec.Data[claiimv1.SecretKeyAgentToken])
+			id, ok := token.ID(tok)
+			if !ok {
+				return false, claiimv1.ReasonTokenSecretConflict, fmt.Sprintf("Secret %s holds no valid %s; delete it so a token can be issued", ref, claiimv1.SecretKeyAgentToken), nil
+			}
+			issued := sec.CreationTimestamp
+			a.Status.Token = &claiimv1.AgentToken{ID: id, Hash: token.Hash(tok), SecretName: name, IssuedAt: &issued}
+		} else {
+			tok, id, hash := token.New()
+			sec = &corev1.Secret{
+				ObjectMeta: metav1.ObjectMeta{
+					Name: name, Namespace: a.Namespace,
+					Labels: map[string]string{claiimv1.LabelAgentToken: "true", claiimv1.LabelAgentName: a.Name},
+				},
+				Type: corev1.SecretTypeOpaque,
+				Data: map[string][]byte{
+					claiimv1.SecretKeyAgentToken:     []byte(tok),
+					claiimv1.SecretKeySkillVersionID: []byte(a.Status.SkillVersionID),
+					claiimv1.SecretKeyGateURL:        []byte(r.GateURL),
+				},
+			}
+			if err := controllerutil.SetControllerReference(a, sec, r.Scheme()); err != nil {
+				return false, "", "", fmt.Errorf("owning token Secret: %w", err)
+			}
+			ctrl.LoggerFrom(ctx).Info("issuing agent token", "secret", ref, "tokenID", id)
+			if err := r.Create(ctx, sec); err != nil {
+				return false, "", "", fmt.Errorf("creating token Secret %s: %w", ref, err)
+			}
+			a.Status.Token = &claiimv1.AgentToken{ID: id, Hash: hash, SecretName: name, IssuedAt: &now}
+			r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, claiimv1.ReasonTokenIssued, "IssueToken", "token %s issued into Secret %s", id, ref)
+		}
+	}
+
+	t := a.Status.Token
+	switch {
+	case sec == nil:
+		return false, claiimv1.ReasonTokenSecretMissing, fmt.Sprintf(
+			"Secret %s holding token %s was deleted; the token still works wherever it was copied. Decommission the agent to revoke it", ref, t.ID), nil
+	case !token.Matches(string(sec.Data[claiimv1.SecretKeyAgentToken]), t.Hash):
+		return false, claiimv1.ReasonTokenSecretConflict, fmt.Sprintf(
+			"the token in Secret %s was changed and will not authenticate; only token %s is valid", ref, t.ID), nil
+	}
+	// The non-secret keys follow the agent (a re-pinned skill version, a
+	// moved gate); the token itself is never rewritten.
+	want := map[string]string{claiimv1.SecretKeyGateURL: r.GateURL}
+	if a.Status.SkillVersionID != "" {
+		want[claiimv1.SecretKeySkillVersionID] = a.Status.SkillVersionID
+	}
+	patch := client.MergeFrom(sec.DeepCopy())
+	changed := false
+	for k, v := range want {
+		if string(sec.Data[k]) != v {
+			sec.Data[k] = []byte(v)
+			changed = true
+		}
+	}
+	if changed {
+		if err := r.Patch(ctx, sec, patch); err != nil {
+			return false, "", "", fmt.Errorf("updating token Secret %s: %w", ref, err)
+		}
+	}
+	return true, claiimv1.ReasonTokenIssued, fmt.Sprintf("token %s is in Secret %s", t.ID, ref), nil
+}
+
+// revokeToken revokes the token for good: the hash is dropped from status
+// (the gate can no longer match it) and the Secret is deleted.
+func (r *AgentReconciler) revokeToken(ctx context.Context, a *claiimv1.Agent, now metav1.Time) (bool, string, string, error) {
+	name := TokenSecretName(a.Name)
+	sec, err := r.tokenSecret(ctx, a.Namespace, name)
+	if err != nil {
+		return false, "", "", err
+	}
+	if sec != nil && metav1.IsControlledBy(sec, a) {
+		if err := r.Delete(ctx, sec); client.IgnoreNotFound(err) != nil {
+			return false, "", "", fmt.Errorf("deleting token Secret %s/%s: %w", a.Namespace, name, err)
+		}
+	}
+	t := a.Status.Token
+	if t == nil {
+		return false, claiimv1.ReasonTokenRevoked, "no token was ever issued; the agent is decommissioned", nil
+	}
+	if t.RevokedAt == nil {
+		t.Hash = ""
+		t.RevokedAt = &now
+		r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, claiimv1.ReasonTokenRevoked, "RevokeToken", "token %s revoked for good", t.ID)
+	}
+	return false, claiimv1.ReasonTokenRevoked, fmt.Sprintf("token %s is revoked for good", t.ID), nil
+}
+
+func (r *AgentReconciler) tokenSecret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	sec := &corev1.Secret{}
+	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, sec); err != nil {
+		if apierrors.IsNotFound(err) {
+			return nil, nil
+		}
+		return nil, fmt.Errorf("reading token Secret %s/%s: %w", ns, name, err)
+	}
+	return sec, nil
+}
+
+// SetupWithManager watches Agents, their token Secrets, and the skills
+// and orgs they depend on.
+func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).
+		For(&claiimv1.Agent{}).
+		Owns(&corev1.Secret{}).
+		Watches(&claiimv1.Skill{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return listRequests(ctx, r.Client, &claiimv1.AgentList{}, client.MatchingFields{indexSkillName: o.GetName()})
+		})).
+		Watches(&claiimv1.AIOrg{}, handler.EnqueueRequestsFromMapFunc(byOrg(r.Client, func() client.ObjectList { return &claiimv1.AgentList{} }))).
+		Named("agent").
+		Complete(r)
+}

@@ -1,0 +1,91 @@
+// Package controllers reconciles the CLAIIM resources. Setup is shared by
+// the manager binary and the tests, so both run exactly the same wiring.
+package controllers
+
+import (
+	"context"
+	"fmt"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/labels"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+)
+
+// DefaultGateURL is the in-cluster address of the gate Service's API.
+const DefaultGateURL = "http://claiim-gate.claiim-system.svc:8181/v"
+
+// Options configures the reconcilers.
+type Options struct {
+	// GateURL is written into every agent's token Secret.
+	GateURL string
+	// Clock stamps times into status; a fake one in tests.
+	Clock clock.PassiveClock
+}
+
+// Field indexes that let a change of one object find the others it affects.
+const (
+	indexParent    = "spec.parent"
+	indexOrg       = "spec.org"
+	indexSkillName = "spec.skillRef.name"
+)
+
+// Setup registers the field indexes and every reconciler with mgr.
+func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
+	if opts.GateURL == "" {
+		opts.GateURL = DefaultGateURL
+	}
+	if opts.Clock == nil {
+		opts.Clock = clock.RealClock{}
+	}
+	idx := mgr.GetFieldIndexer()
+	indexes := []struct {
+		obj   client.Object
+		field string
+		fn    client.IndexerFunc
+	}{
+		{&claiimv1.AIOrg{}, indexParent, func(o client.Object) []string { return nonEmpty(string(o.(*claiimv1.AIOrg).Spec.Parent)) }},
+		{&claiimv1.Skill{}, indexOrg, func(o client.Object) []string { return nonEmpty(string(o.(*claiimv1.Skill).Spec.Org)) }},
+		{&claiimv1.Policy{}, indexOrg, func(o client.Object) []string { return nonEmpty(string(o.(*claiimv1.Policy).Spec.Org)) }},
+		{&claiimv1.Agent{}, indexOrg, func(o client.Object) []string { return nonEmpty(string(o.(*claiimv1.Agent).Spec.Org)) }},
+		{&claiimv1.Agent{}, indexSkillName, func(o client.Object) []string { return nonEmpty(o.(*claiimv1.Agent).Spec.SkillRef.Name) }},
+	}
+	for _, i := range indexes {
+		if err := idx.IndexField(ctx, i.obj, i.field, i.fn); err != nil {
+			return fmt.Errorf("indexing %T by %s: %w", i.obj, i.field, err)
+		}
+	}
+
+	rec := mgr.GetEventRecorder("claiim-manager")
+	c := mgr.GetClient()
+	for name, r := range map[string]interface{ SetupWithManager(ctrl.Manager) error }{
+		"aiorg":  &AIOrgReconciler{Client: c, Recorder: rec},
+		"skill":  &SkillReconciler{Client: c, Recorder: rec},
+		"policy": &PolicyReconciler{Client: c, Recorder: rec},
+		"agent":  &AgentReconciler{Client: c, Recorder: rec, GateURL: opts.GateURL, Clock: opts.Clock},
+	} {
+		if err := r.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the %s controller: %w", name, err)
+		}
+	}
+	return nil
+}
+
+func nonEmpty(s string) []string {
+	if s == "" {
+		return nil
+	}
+	return []string{s}
+}
+
+// CacheOptions limits the manager's cache of Secrets to agent token
+// Secrets: the manager never holds other Secrets in memory.
+func CacheOptions() cache.Options {
+	return cache.Options{ByObject: map[client.Object]cache.ByObject{
+		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{claiimv1.LabelAgentToken: "true"})},
+	}}
+}
