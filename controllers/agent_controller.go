@@ -25,9 +25,12 @@ import (
 // AgentReconciler runs the agent's phase machine and issues its token.
 type AgentReconciler struct {
 	client.Client
-	Recorder recorder.EventRecorder
-	GateURL  string
-	Clock    clock.PassiveClock
+	// APIReader reads past the cache, which holds only labelled token
+	// Secrets: a foreign Secret squatting on the name must be seen.
+	APIReader client.Reader
+	Recorder  recorder.EventRecorder
+	GateURL   string
+	Clock     clock.PassiveClock
 }
 
 // +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch
@@ -255,12 +258,20 @@ func (r *AgentReconciler) revokeToken(ctx context.Context, a *claiimv1.Agent, no
 	return false, claiimv1.ReasonTokenRevoked, fmt.Sprintf("token %s is revoked for good", t.ID), nil
 }
 
+// tokenSecret reads the agent's token Secret, or nil if there is none.
 func (r *AgentReconciler) tokenSecret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
+	key := types.NamespacedName{Namespace: ns, Name: name}
 	sec := &corev1.Secret{}
-	if err := r.Get(ctx, types.NamespacedName{Namespace: ns, Name: name}, sec); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, nil
-		}
+	err := r.Get(ctx, key, sec)
+	if apierrors.IsNotFound(err) {
+		// The cache sees only labelled Secrets; ask the apiserver before
+		// concluding the name is free.
+		err = r.APIReader.Get(ctx, key, sec)
+	}
+	if apierrors.IsNotFound(err) {
+		return nil, nil
+	}
+	if err != nil {
 		return nil, fmt.Errorf("reading token Secret %s/%s: %w", ns, name, err)
 	}
 	return sec, nil

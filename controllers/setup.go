@@ -66,7 +66,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		"aiorg":  &AIOrgReconciler{Client: c, Recorder: rec},
 		"skill":  &SkillReconciler{Client: c, Recorder: rec},
 		"policy": &PolicyReconciler{Client: c, Recorder: rec},
-		"agent":  &AgentReconciler{Client: c, Recorder: rec, GateURL: opts.GateURL, Clock: opts.Clock},
+		"agent":  &AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, GateURL: opts.GateURL, Clock: opts.Clock},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", name, err)
