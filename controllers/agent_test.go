@@ -55,18 +55,10 @@ var _ = Describe("Agent", func() {
 	}
 	accept := func(a *claiimv1.Agent, by string) {
 		GinkgoHelper()
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
-		if a.Annotations == nil {
-			a.Annotations = map[string]string{}
-		}
-		a.Annotations[claiimv1.AnnotationAnchorAccepted] = by
-		Expect(k8s.Update(ctx, a)).To(Succeed())
+		Expect(update(a, func() { a.SetAnnotations(map[string]string{claiimv1.AnnotationAnchorAccepted: by}) })).To(Succeed())
 	}
-	update := func(a *claiimv1.Agent, mutate func(*claiimv1.Agent)) error {
-		GinkgoHelper()
-		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
-		mutate(a)
-		return k8s.Update(ctx, a)
+	lifecycle := func(a *claiimv1.Agent, l claiimv1.AgentLifecycle) error {
+		return update(a, func() { a.Spec.Lifecycle = l })
 	}
 
 	It("issues a 256-bit token into a Secret a pod can use with envFrom, keeping only its hash", func() {
@@ -90,9 +82,10 @@ var _ = Describe("Agent", func() {
 		Expect(sec.Labels).To(HaveKeyWithValue(claiimv1.LabelAgentToken, "true"))
 
 		By("the token is never rewritten, while the skill version id follows a re-pin")
-		skill.Spec.Versions = append(skill.Spec.Versions, skillVersion(2, []claiimv1.ActionPattern{"deploy:*"}, []claiimv1.ActionPattern{"deploy:production"}))
-		Expect(k8s.Update(ctx, skill)).To(Succeed())
-		Expect(update(a, func(a *claiimv1.Agent) { a.Spec.SkillRef.Version = 2; a.Spec.DisplayName = "renamed" })).To(Succeed())
+		Expect(update(skill, func() {
+			skill.Spec.Versions = append(skill.Spec.Versions, skillVersion(2, []claiimv1.ActionPattern{"deploy:*"}, []claiimv1.ActionPattern{"deploy:production"}))
+		})).To(Succeed())
+		Expect(update(a, func() { a.Spec.SkillRef.Version = 2; a.Spec.DisplayName = "renamed" })).To(Succeed())
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(skill), skill)).To(Succeed())
 			g.Expect(skill.Status.Versions).To(HaveLen(2))
@@ -122,15 +115,15 @@ var _ = Describe("Agent", func() {
 		accept(a, anchor)
 		expectPhase(a, claiimv1.AgentActive, claiimv1.ReasonReconciled)
 
-		Expect(update(a, func(a *claiimv1.Agent) { a.Spec.Lifecycle = claiimv1.LifecycleSuspended })).To(Succeed())
+		Expect(lifecycle(a, claiimv1.LifecycleSuspended)).To(Succeed())
 		expectPhase(a, claiimv1.AgentSuspended, claiimv1.ReasonSuspended)
 		Expect(a.Status.Token.Hash).NotTo(BeEmpty(), "suspension keeps the token")
 
-		Expect(update(a, func(a *claiimv1.Agent) { a.Spec.Lifecycle = claiimv1.LifecycleActive })).To(Succeed())
+		Expect(lifecycle(a, claiimv1.LifecycleActive)).To(Succeed())
 		expectPhase(a, claiimv1.AgentActive, claiimv1.ReasonReconciled)
 
 		id := a.Status.Token.ID
-		Expect(update(a, func(a *claiimv1.Agent) { a.Spec.Lifecycle = claiimv1.LifecycleDecommissioned })).To(Succeed())
+		Expect(lifecycle(a, claiimv1.LifecycleDecommissioned)).To(Succeed())
 		expectPhase(a, claiimv1.AgentDecommissioned, claiimv1.ReasonDecommissioned)
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
@@ -143,10 +136,10 @@ var _ = Describe("Agent", func() {
 		}).Should(Succeed())
 
 		By("no way back: the apiserver refuses reviving it or changing its spec")
-		err := update(a, func(a *claiimv1.Agent) { a.Spec.Lifecycle = claiimv1.LifecycleActive })
+		err := lifecycle(a, claiimv1.LifecycleActive)
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
 		Expect(err.Error()).To(ContainSubstring("decommission"))
-		err = update(a, func(a *claiimv1.Agent) { a.Spec.DisplayName = "zombie" })
+		err = update(a, func() { a.Spec.DisplayName = "zombie" })
 		Expect(apierrors.IsInvalid(err)).To(BeTrue(), "%v", err)
 
 		By("and no new token is ever issued")
@@ -175,10 +168,11 @@ var _ = Describe("Agent", func() {
 		Expect(tokenSecret(missingSkill).Data).To(HaveKey(claiimv1.SecretKeyAgentToken))
 
 		By("publishing the missing version activates the agent")
-		for v := int32(2); v <= 7; v++ {
-			skill.Spec.Versions = append(skill.Spec.Versions, skillVersion(v, []claiimv1.ActionPattern{"deploy:staging"}, nil))
-		}
-		Expect(k8s.Update(ctx, skill)).To(Succeed())
+		Expect(update(skill, func() {
+			for v := int32(2); v <= 7; v++ {
+				skill.Spec.Versions = append(skill.Spec.Versions, skillVersion(v, []claiimv1.ActionPattern{"deploy:staging"}, nil))
+			}
+		})).To(Succeed())
 		expectPhase(missingVersion, claiimv1.AgentActive, claiimv1.ReasonReconciled)
 	})
 
@@ -216,8 +210,9 @@ var _ = Describe("Agent", func() {
 		Expect(k8s.Create(ctx, a)).To(Succeed())
 		expectPhase(a, claiimv1.AgentInactive, claiimv1.ReasonAnchorNotAccepted)
 		sec := tokenSecret(a)
-		sec.Data[claiimv1.SecretKeyAgentToken] = []byte("clm_0000000000000000_forgedforgedforgedforgedforgedforgedforgedf")
-		Expect(k8s.Update(ctx, sec)).To(Succeed())
+		Expect(update(sec, func() {
+			sec.Data[claiimv1.SecretKeyAgentToken] = []byte("clm_0000000000000000_forgedforgedforgedforgedforgedforgedforgedf")
+		})).To(Succeed())
 		Eventually(func(g Gomega) {
 			c := cond(g, a, func() []metav1.Condition { return a.Status.Conditions }, claiimv1.ConditionTokenIssued)
 			g.Expect(c.Reason).To(Equal(claiimv1.ReasonTokenSecretConflict))

@@ -68,9 +68,7 @@ var _ = Describe("AIOrg", func() {
 			}).Should(Succeed())
 		}
 
-		Expect(k8s.Get(ctx, clientKey(a), oa)).To(Succeed())
-		oa.Spec.Parent = ""
-		Expect(k8s.Update(ctx, oa)).To(Succeed())
+		Expect(update(oa, func() { oa.Spec.Parent = "" })).To(Succeed())
 		Eventually(func(g Gomega) {
 			expectReady(g, ready(g, ob), metav1.ConditionTrue, claiimv1.ReasonReconciled)
 			g.Expect(ob.Status.Path).To(Equal(a + "/" + b))
@@ -83,8 +81,7 @@ var _ = Describe("AIOrg", func() {
 		leaf := readyOrg(uniq("leaf"), mid.Name)
 		Expect(leaf.Status.Path).To(Equal(r1.Name + "/" + mid.Name + "/" + leaf.Name))
 
-		mid.Spec.Parent = claiimv1.OrgName(r2.Name)
-		Expect(k8s.Update(ctx, mid)).To(Succeed())
+		Expect(update(mid, func() { mid.Spec.Parent = claiimv1.OrgName(r2.Name) })).To(Succeed())
 		Eventually(func(g Gomega) {
 			ready(g, leaf)
 			g.Expect(leaf.Status.Path).To(Equal(r2.Name + "/" + mid.Name + "/" + leaf.Name))

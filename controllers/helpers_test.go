@@ -4,6 +4,7 @@ import (
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
@@ -69,4 +70,14 @@ func readyOrg(name, parent string) *claiimv1.AIOrg {
 	return o
 }
 
-func clientKey(name string) client.ObjectKey { return client.ObjectKey{Name: name} }
+// update re-reads obj, applies mutate and writes it, retrying when a
+// reconciler's status write raced it; other errors are returned.
+func update(obj client.Object, mutate func()) error {
+	return retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKeyFromObject(obj), obj); err != nil {
+			return err
+		}
+		mutate()
+		return k8s.Update(ctx, obj)
+	})
+}

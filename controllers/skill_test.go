@@ -33,8 +33,9 @@ var _ = Describe("Skill", func() {
 		Expect(s.Status.LatestVersionID).To(Equal(v1.ID))
 
 		By("appending version 2, version 1 keeps its id")
-		s.Spec.Versions = append(s.Spec.Versions, skillVersion(2, []claiimv1.ActionPattern{"deploy:staging", "deploy:canary"}, []claiimv1.ActionPattern{"deploy:production"}))
-		Expect(k8s.Update(ctx, s)).To(Succeed())
+		Expect(update(s, func() {
+			s.Spec.Versions = append(s.Spec.Versions, skillVersion(2, []claiimv1.ActionPattern{"deploy:staging", "deploy:canary"}, []claiimv1.ActionPattern{"deploy:production"}))
+		})).To(Succeed())
 		Eventually(func(g Gomega) {
 			ready(g, s)
 			g.Expect(s.Status.Versions).To(HaveLen(2))

@@ -46,7 +46,7 @@ type PIMRequestSpec struct {
 	// +kubebuilder:default="1h"
 	// +kubebuilder:validation:Type=string
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('8h')",message="duration must be between 1m and 8h"
-	Duration metav1.Duration `json:"duration,omitempty"`
+	Duration *metav1.Duration `json:"duration,omitempty"`
 
 	// Subject is the user the session elevates: the requester by default,
 	// or e.g. a GitOps controller's ServiceAccount
