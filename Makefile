@@ -57,7 +57,7 @@ verify-generated: manifests generate ## Fail when committed generated files are 
 
 .PHONY: test
 test: vet verify-generated envtest ## Vet, check generated files, run every suite (envtest + PostgreSQL).
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" go test ./... -count=1 $(TESTFLAGS)
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" go test ./... -count=1 $(TESTFLAGS)
 
 .PHONY: test-unit
 test-unit: ## Only the tests that need neither envtest nor PostgreSQL.

@@ -1,0 +1,26 @@
+package v1alpha1
+
+import (
+	"strings"
+	"testing"
+)
+
+func TestSkillVersionDigestAndID(t *testing.T) {
+	v := SkillVersion{Version: 1, AgentEmail: "deploy-bot@yourcompany.com",
+		AllowedActions: []ActionPattern{"deploy:staging"}, ForbiddenActions: []ActionPattern{"deploy:production"}}
+	d := v.Digest()
+	if !strings.HasPrefix(d, "sha256:") || len(d) != len("sha256:")+64 {
+		t.Fatalf("digest %q", d)
+	}
+	if d != v.Digest() {
+		t.Fatal("digest is not deterministic")
+	}
+	w := v
+	w.ForbiddenActions = nil
+	if w.Digest() == d {
+		t.Fatal("a changed body has the same digest")
+	}
+	if id := SkillVersionID("deploy-bot", 1, d); id != "deploy-bot-v1-"+d[7:15] {
+		t.Fatalf("id %q", id)
+	}
+}
