@@ -42,7 +42,7 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 			return ctrl.Result{}, err
 		}
 	}
-	if compiled != nil {
+	if cerr == nil {
 		pol.Status.Rules = int32(len(compiled.Rules))
 	}
 	ok := reason == ""

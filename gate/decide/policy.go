@@ -20,6 +20,21 @@ type Rule struct {
 	// Agent scope: all when both are empty.
 	Names    map[string]struct{} // "namespace/name"
 	Selector labels.Selector
+
+	// Broken is the compile error of a Deny rule kept to fail closed.
+	Broken string
+}
+
+// AppliesTo reports whether the rule's agent scope includes the agent.
+func (r *Rule) AppliesTo(a *Agent) bool {
+	if r.Names != nil {
+		_, ok := r.Names[a.Namespace+"/"+a.Name]
+		return ok
+	}
+	if r.Selector != nil {
+		return r.Selector.Matches(a.Labels)
+	}
+	return true
 }
 
 // CompiledPolicy is a Policy ready for the hot path.
@@ -33,6 +48,11 @@ type CompiledPolicy struct {
 // CompilePolicy validates and compiles every rule of p. The error joins
 // one line per broken rule, prefixed with the rule's name, so a platform
 // engineer sees everything to fix at once.
+//
+// The policy returned is usable even when err != nil, and fails closed: a
+// broken Allow rule is left out (it never grants), while a broken Deny rule
+// is kept as Broken and matches every action in its scope (a deny is
+// never weakened by a typo).
 func CompilePolicy(p *claiimv1.Policy) (*CompiledPolicy, error) {
 	cp := &CompiledPolicy{Name: p.Name, Org: string(p.Spec.Org), Version: p.Generation}
 	var errs []error
@@ -40,14 +60,15 @@ func CompilePolicy(p *claiimv1.Policy) (*CompiledPolicy, error) {
 		rule, err := compileRule(r)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("rule %q: %w", r.Name, err))
+			if r.Effect != claiimv1.PolicyEffectAllow {
+				cp.Rules = append(cp.Rules, Rule{Name: r.Name, Effect: claiimv1.PolicyEffectDeny, Broken: err.Error(),
+					Patterns: []Pattern{MustParsePattern("*")}})
+			}
 			continue
 		}
 		cp.Rules = append(cp.Rules, rule)
 	}
-	if len(errs) > 0 {
-		return nil, errors.Join(errs...)
-	}
-	return cp, nil
+	return cp, errors.Join(errs...)
 }
 
 func compileRule(r claiimv1.PolicyRule) (Rule, error) {

@@ -1,0 +1,222 @@
+package decide
+
+import (
+	"fmt"
+	"time"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+)
+
+// Outcome is ALLOW or DENY.
+type Outcome string
+
+const (
+	Allow Outcome = "ALLOW"
+	Deny  Outcome = "DENY"
+)
+
+// Reason codes are stable API: agents, dashboards and Chron queries key on
+// them.
+const (
+	ReasonUnauthenticated      = "UNAUTHENTICATED"
+	ReasonAgentInactive        = "AGENT_INACTIVE"
+	ReasonSkillVersionMismatch = "SKILL_VERSION_MISMATCH"
+	ReasonPolicyDeny           = "POLICY_DENY"
+	ReasonSkillForbidden       = "SKILL_FORBIDDEN"
+	ReasonOwnAIOrg             = "OWN_AIORG"
+	ReasonCrossAIOrgGrant      = "CROSS_AIORG_GRANT"
+	ReasonPolicyAllow          = "POLICY_ALLOW"
+	ReasonNotPermitted         = "NOT_PERMITTED"
+)
+
+// Request is what an agent asks, after authentication. Agent is nil when
+// the token was unknown or revoked.
+type Request struct {
+	Agent          *Agent
+	Action         string
+	Context        map[string]any
+	SkillVersionID string
+	Now            time.Time
+}
+
+// PolicyMatch is one policy rule that matched.
+type PolicyMatch struct {
+	Policy  string
+	Version int64
+	Rule    string
+	Effect  claiimv1.PolicyEffect
+	// Note says why a rule matched in an unusual way (its condition failed
+	// to evaluate, or it is broken and kept to fail closed).
+	Note string
+}
+
+// Decision is the gate's answer and everything that led to it.
+type Decision struct {
+	Outcome Outcome
+	Reason  string
+	Message string
+
+	Agent        *Agent
+	SkillVersion *SkillVersion // the pinned version, when known
+	Grant        string        // the grant under which a cross-org skill was used
+
+	// Every rule that matched, not only the one that decided: the Chron
+	// row shows both locks of a "double lock".
+	Policies  []PolicyMatch
+	Forbidden []string // skill patterns that forbade the action
+	Allowed   []string // skill patterns that allowed it
+}
+
+// Decide answers a request. The order is the product's contract:
+//
+//  1. no agent (unknown or revoked token)     → DENY UNAUTHENTICATED
+//  2. agent not Active                        → DENY AGENT_INACTIVE
+//  3. presented skill version ≠ pinned        → DENY SKILL_VERSION_MISMATCH
+//  4. any matching Deny policy                → DENY POLICY_DENY
+//  5. skill version forbids the action        → DENY SKILL_FORBIDDEN
+//  6. skill version allows it                 → ALLOW OWN_AIORG | CROSS_AIORG_GRANT
+//  7. a matching Allow policy                 → ALLOW POLICY_ALLOW
+//  8. otherwise                               → DENY NOT_PERMITTED
+//
+// The action must already be valid (ValidateAction); Decide does no I/O.
+func Decide(s *Snapshot, req Request) Decision {
+	a := req.Agent
+	if a == nil {
+		return Decision{Outcome: Deny, Reason: ReasonUnauthenticated,
+			Message: "unknown or revoked agent token; re-provision the agent to get a new token"}
+	}
+	d := Decision{Agent: a}
+	if !a.Active {
+		d.Outcome, d.Reason, d.Message = Deny, ReasonAgentInactive, a.Inactive
+		return d
+	}
+	sv, ok := s.PinnedVersion(a)
+	if !ok {
+		d.Outcome, d.Reason = Deny, ReasonAgentInactive
+		d.Message = fmt.Sprintf("skill %q version %d is not published; the agent cannot act", a.SkillName, a.SkillVersion)
+		return d
+	}
+	d.SkillVersion = sv
+	if req.SkillVersionID != sv.ID {
+		d.Outcome, d.Reason = Deny, ReasonSkillVersionMismatch
+		d.Message = fmt.Sprintf("skill version %q presented, but the agent is pinned to %s (%s version %d); use the SKILL_VERSION_ID from the agent's token Secret",
+			req.SkillVersionID, sv.ID, sv.Skill, sv.Version)
+		return d
+	}
+
+	// Gather every match first, so the record is complete whatever decides.
+	var vars map[string]any
+	denied, allowedByPolicy := false, false
+	visit := func(refs []ruleRef) {
+		for _, ref := range refs {
+			r := ref.rule
+			if !s.inScope(ref.policy.Org, a.Org) || !r.AppliesTo(a) || !matchesAny(r.Patterns, req.Action) {
+				continue
+			}
+			m := PolicyMatch{Policy: ref.policy.Name, Version: ref.policy.Version, Rule: r.Name, Effect: r.Effect}
+			switch {
+			case r.Broken != "":
+				m.Note = "rule is invalid and denies everything in scope until fixed: " + r.Broken
+			case r.Condition != nil:
+				if vars == nil {
+					vars = map[string]any{"action": req.Action, "context": orEmpty(req.Context), "agent": a.celAgent}
+				}
+				ok, err := r.Condition.Eval(vars)
+				if err != nil {
+					if r.Effect != claiimv1.PolicyEffectDeny {
+						continue // an Allow never grants on an error
+					}
+					m.Note = "condition could not be evaluated, so the deny applies: " + err.Error()
+				} else if !ok {
+					continue
+				}
+			}
+			if m.Effect == claiimv1.PolicyEffectDeny {
+				denied = true
+			} else {
+				allowedByPolicy = true
+			}
+			d.Policies = append(d.Policies, m)
+		}
+	}
+	visit(s.exact[req.Action])
+	visit(s.prefixed[firstSegment(req.Action)])
+	visit(s.wild)
+	for _, p := range sv.Forbidden {
+		if p.Match(req.Action) {
+			d.Forbidden = append(d.Forbidden, p.src)
+		}
+	}
+	for _, p := range sv.Allowed {
+		if p.Match(req.Action) {
+			d.Allowed = append(d.Allowed, p.src)
+		}
+	}
+
+	switch {
+	case denied:
+		d.Outcome, d.Reason = Deny, ReasonPolicyDeny
+		d.Message = "policy deny: " + denyNames(d.Policies)
+	case len(d.Forbidden) > 0:
+		d.Outcome, d.Reason = Deny, ReasonSkillForbidden
+		d.Message = fmt.Sprintf("skill %s forbids %s (pattern %s)", sv.ID, req.Action, d.Forbidden[0])
+	case len(d.Allowed) > 0 && sv.Org == a.Org:
+		d.Outcome, d.Reason = Allow, ReasonOwnAIOrg
+		d.Message = "gate cleared"
+	case len(d.Allowed) > 0 && s.grant(sv, a.Org, req.Now, &d):
+		d.Outcome, d.Reason = Allow, ReasonCrossAIOrgGrant
+		d.Message = "gate cleared under cross-org grant " + d.Grant
+	case allowedByPolicy:
+		d.Outcome, d.Reason = Allow, ReasonPolicyAllow
+		d.Message = "gate cleared by policy"
+	default:
+		d.Outcome, d.Reason = Deny, ReasonNotPermitted
+		d.Message = fmt.Sprintf("%s is not in the allowed actions of skill %s and no policy allows it", req.Action, sv.ID)
+	}
+	return d
+}
+
+// grant finds an active, unexpired grant that lets agents of org use sv.
+func (s *Snapshot) grant(sv *SkillVersion, org string, now time.Time, d *Decision) bool {
+	for i := range s.grants {
+		g := &s.grants[i]
+		if g.GrantingOrg != sv.Org || g.ReceivingOrg != org || !now.Before(g.ExpiresAt) {
+			continue
+		}
+		if _, ok := g.Skills[sv.Skill]; ok {
+			d.Grant = g.Name
+			return true
+		}
+	}
+	return false
+}
+
+func matchesAny(ps []Pattern, action string) bool {
+	for i := range ps {
+		if ps[i].Match(action) {
+			return true
+		}
+	}
+	return false
+}
+
+func denyNames(ms []PolicyMatch) string {
+	out := ""
+	for _, m := range ms {
+		if m.Effect != claiimv1.PolicyEffectDeny {
+			continue
+		}
+		if out != "" {
+			out += ", "
+		}
+		out += fmt.Sprintf("%s/%s (v%d)", m.Policy, m.Rule, m.Version)
+	}
+	return out
+}
+
+func orEmpty(m map[string]any) map[string]any {
+	if m == nil {
+		return map[string]any{}
+	}
+	return m
+}

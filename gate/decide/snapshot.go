@@ -1,0 +1,325 @@
+package decide
+
+import (
+	"sort"
+	"strings"
+	"time"
+
+	"k8s.io/apimachinery/pkg/labels"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+)
+
+// Agent is what the gate knows of an agent.
+type Agent struct {
+	Name, Namespace, UID, DisplayName string
+	Org                               string
+	Anchor                            string
+	Labels                            labels.Set
+	ServiceAccount                    string
+
+	// Active is true only when every source agrees the agent may act: its
+	// recorded phase is Active for the current generation, its spec still
+	// says Active, and its anchor's acceptance matches the current anchor.
+	Active bool
+	// Phase is the phase to report; for a spec change the operator has not
+	// reconciled yet it is the recorded phase.
+	Phase    claiimv1.AgentPhase
+	Inactive string // why the agent is not Active, in words
+
+	TokenID, TokenHash string
+
+	SkillName    string
+	SkillVersion int32
+
+	celAgent map[string]any // the `agent` variable of CEL conditions
+}
+
+// SkillVersion is one published skill version, compiled.
+type SkillVersion struct {
+	Skill, Org string
+	Version    int32
+	ID, Digest string
+	Allowed    []Pattern
+	Forbidden  []Pattern
+}
+
+// Grant is an active cross-org grant.
+type Grant struct {
+	Name                      string
+	GrantingOrg, ReceivingOrg string
+	Skills                    map[string]struct{}
+	ExpiresAt                 time.Time
+}
+
+// Snapshot is an immutable view of the declared resources, indexed for
+// the hot path. Build one per change and swap it in atomically.
+type Snapshot struct {
+	byTokenID map[string]*Agent
+	byName    map[string]*Agent // "namespace/name"
+	versions  map[string]map[int32]*SkillVersion
+	// ancestors[org] is the org and all its ancestors (a policy of any of
+	// them applies); an org in a broken tree maps to itself only.
+	ancestors map[string][]string
+	grants    []Grant
+
+	// Policy rules by what their patterns can match: exact actions, first
+	// segments, and the rest (leading wildcards).
+	exact    map[string][]ruleRef
+	prefixed map[string][]ruleRef
+	wild     []ruleRef
+
+	Revision string // changes with any input; reported with decisions
+}
+
+type ruleRef struct {
+	policy *CompiledPolicy
+	rule   *Rule
+}
+
+// Inputs are the objects a snapshot is built from.
+type Inputs struct {
+	Orgs     []claiimv1.AIOrg
+	Skills   []claiimv1.Skill
+	Policies []claiimv1.Policy
+	Agents   []claiimv1.Agent
+	Grants   []claiimv1.CrossOrgGrant
+	Revision string
+}
+
+// Build indexes in. It never fails: what can't be used fails closed (an
+// agent without a usable token can't authenticate, a broken Deny rule
+// matches everything in scope, a broken Allow rule is left out).
+func Build(in Inputs) *Snapshot {
+	s := &Snapshot{
+		byTokenID: make(map[string]*Agent, len(in.Agents)),
+		byName:    make(map[string]*Agent, len(in.Agents)),
+		versions:  make(map[string]map[int32]*SkillVersion, len(in.Skills)),
+		ancestors: orgAncestors(in.Orgs),
+		exact:     map[string][]ruleRef{},
+		prefixed:  map[string][]ruleRef{},
+		Revision:  in.Revision,
+	}
+	for i := range in.Skills {
+		sk := &in.Skills[i]
+		vs := make(map[int32]*SkillVersion, len(sk.Spec.Versions))
+		for j := range sk.Spec.Versions {
+			v := &sk.Spec.Versions[j]
+			d := v.Digest()
+			vs[v.Version] = &SkillVersion{
+				Skill: sk.Name, Org: string(sk.Spec.Org), Version: v.Version,
+				ID: claiimv1.SkillVersionID(sk.Name, v.Version, d), Digest: d,
+				Allowed: parseAll(v.AllowedActions), Forbidden: parseForbidden(v.ForbiddenActions),
+			}
+		}
+		s.versions[sk.Name] = vs
+	}
+	for i := range in.Agents {
+		a := newAgent(&in.Agents[i])
+		s.byName[a.Namespace+"/"+a.Name] = a
+		if a.TokenID != "" && a.TokenHash != "" {
+			s.byTokenID[a.TokenID] = a
+		}
+	}
+	pols := make([]*CompiledPolicy, 0, len(in.Policies))
+	for i := range in.Policies {
+		cp, _ := CompilePolicy(&in.Policies[i]) // errors are the Policy reconciler's to report
+		pols = append(pols, cp)
+	}
+	sort.Slice(pols, func(i, j int) bool { return pols[i].Name < pols[j].Name })
+	for _, cp := range pols {
+		for r := range cp.Rules {
+			ref := ruleRef{policy: cp, rule: &cp.Rules[r]}
+			for _, p := range cp.Rules[r].Patterns {
+				switch first, ok := p.firstLiteral(); {
+				case p.Literal():
+					s.exact[p.src] = appendOnce(s.exact[p.src], ref)
+				case ok:
+					s.prefixed[first] = appendOnce(s.prefixed[first], ref)
+				default:
+					s.wild = appendOnce(s.wild, ref)
+				}
+			}
+		}
+	}
+	for i := range in.Grants {
+		g := &in.Grants[i]
+		if g.Status.Phase != claiimv1.GrantActive || g.Spec.Revoked || g.Status.ExpiresAt == nil {
+			continue
+		}
+		gr := Grant{Name: g.Name, GrantingOrg: string(g.Spec.GrantingOrg), ReceivingOrg: string(g.Spec.ReceivingOrg),
+			Skills: map[string]struct{}{}, ExpiresAt: g.Status.ExpiresAt.Time}
+		for _, sk := range g.Spec.Skills {
+			gr.Skills[sk] = struct{}{}
+		}
+		s.grants = append(s.grants, gr)
+	}
+	return s
+}
+
+// appendOnce keeps a rule listed once per index bucket even when several
+// of its patterns land there.
+func appendOnce(refs []ruleRef, r ruleRef) []ruleRef {
+	if n := len(refs); n > 0 && refs[n-1].rule == r.rule {
+		return refs
+	}
+	return append(refs, r)
+}
+
+func newAgent(in *claiimv1.Agent) *Agent {
+	a := &Agent{
+		Name: in.Name, Namespace: in.Namespace, UID: string(in.UID), DisplayName: in.Spec.DisplayName,
+		Org: string(in.Spec.Org), Anchor: string(in.Spec.AccountabilityAnchor), Labels: labels.Set(in.Labels),
+		ServiceAccount: in.Spec.ServiceAccountName, Phase: in.Status.Phase,
+		SkillName: in.Spec.SkillRef.Name, SkillVersion: in.Spec.SkillRef.Version,
+	}
+	if t := in.Status.Token; t != nil && t.RevokedAt == nil {
+		a.TokenID, a.TokenHash = t.ID, t.Hash
+	}
+	switch {
+	case in.Spec.Lifecycle == claiimv1.LifecycleDecommissioned || in.Status.Phase == claiimv1.AgentDecommissioned:
+		a.Phase, a.Inactive = claiimv1.AgentDecommissioned, "the agent is decommissioned"
+	case in.Spec.Lifecycle == claiimv1.LifecycleSuspended:
+		a.Phase, a.Inactive = claiimv1.AgentSuspended, "the agent is suspended; set spec.lifecycle back to Active to resume it"
+	case in.Annotations[claiimv1.AnnotationAnchorAccepted] != string(in.Spec.AccountabilityAnchor):
+		a.Phase, a.Inactive = claiimv1.AgentInactive, "the agent is INACTIVE: its accountability anchor "+string(in.Spec.AccountabilityAnchor)+" has not accepted the assignment"
+	case in.Status.Phase != claiimv1.AgentActive:
+		a.Inactive = "the agent is " + string(orDefault(in.Status.Phase, claiimv1.AgentPending)) + ": " + readyMessage(in)
+	case in.Status.ObservedGeneration != in.Generation:
+		a.Inactive = "the agent changed and the operator has not reconciled it yet; retry in a moment"
+	default:
+		a.Active = true
+	}
+	a.celAgent = map[string]any{
+		"name": a.Name, "namespace": a.Namespace, "org": a.Org, "anchor": a.Anchor, "labels": labelsAny(in.Labels),
+	}
+	return a
+}
+
+func orDefault(p, d claiimv1.AgentPhase) claiimv1.AgentPhase {
+	if p == "" {
+		return d
+	}
+	return p
+}
+
+func readyMessage(a *claiimv1.Agent) string {
+	for _, c := range a.Status.Conditions {
+		if c.Type == claiimv1.ConditionReady && c.Message != "" {
+			return c.Message
+		}
+	}
+	return "not reconciled yet"
+}
+
+func labelsAny(l map[string]string) map[string]any {
+	m := make(map[string]any, len(l))
+	for k, v := range l {
+		m[k] = v
+	}
+	return m
+}
+
+func parseAll(ps []claiimv1.ActionPattern) []Pattern {
+	out := make([]Pattern, 0, len(ps))
+	for _, p := range ps {
+		if c, err := ParsePattern(string(p)); err == nil {
+			out = append(out, c)
+		}
+	}
+	return out
+}
+
+// parseForbidden fails closed: a forbidden pattern that doesn't parse
+// forbids everything.
+func parseForbidden(ps []claiimv1.ActionPattern) []Pattern {
+	out := make([]Pattern, 0, len(ps))
+	for _, p := range ps {
+		c, err := ParsePattern(string(p))
+		if err != nil {
+			c = MustParsePattern("*")
+			c.src = string(p)
+		}
+		out = append(out, c)
+	}
+	return out
+}
+
+// orgAncestors maps every org to itself and its ancestors, walking
+// spec.parent (bounded; a cycle or missing parent ends the walk).
+func orgAncestors(orgs []claiimv1.AIOrg) map[string][]string {
+	parent := make(map[string]string, len(orgs))
+	for i := range orgs {
+		parent[orgs[i].Name] = string(orgs[i].Spec.Parent)
+	}
+	out := make(map[string][]string, len(orgs))
+	for name := range parent {
+		chain := []string{name}
+		for cur := parent[name]; cur != "" && len(chain) <= claiimv1.MaxOrgDepth; cur = parent[cur] {
+			if _, ok := parent[cur]; !ok || contains(chain, cur) {
+				break
+			}
+			chain = append(chain, cur)
+		}
+		out[name] = chain
+	}
+	return out
+}
+
+func contains(ss []string, s string) bool {
+	for _, x := range ss {
+		if x == s {
+			return true
+		}
+	}
+	return false
+}
+
+// AgentByToken finds the agent a token id belongs to.
+func (s *Snapshot) AgentByToken(id string) (*Agent, bool) {
+	a, ok := s.byTokenID[id]
+	return a, ok
+}
+
+// Agent finds an agent by namespace and name.
+func (s *Snapshot) Agent(namespace, name string) (*Agent, bool) {
+	a, ok := s.byName[namespace+"/"+name]
+	return a, ok
+}
+
+// PinnedVersion is the skill version the agent is pinned to, if published.
+func (s *Snapshot) PinnedVersion(a *Agent) (*SkillVersion, bool) {
+	v, ok := s.versions[a.SkillName][a.SkillVersion]
+	return v, ok
+}
+
+// inScope reports whether a policy of org applies to an agent of agentOrg:
+// an unscoped policy applies everywhere, a scoped one to its org and the
+// org's descendants.
+func (s *Snapshot) inScope(policyOrg, agentOrg string) bool {
+	if policyOrg == "" {
+		return true
+	}
+	for _, o := range s.ancestors[agentOrg] {
+		if o == policyOrg {
+			return true
+		}
+	}
+	return policyOrg == agentOrg
+}
+
+// firstLiteral returns the first segment when it is a complete literal.
+func (p Pattern) firstLiteral() (string, bool) {
+	if len(p.segs) > 0 {
+		return p.segs[0], p.segs[0] != "*"
+	}
+	return "", false
+}
+
+// firstSegment of an action.
+func firstSegment(action string) string {
+	if i := strings.IndexByte(action, ':'); i >= 0 {
+		return action[:i]
+	}
+	return action
+}
