@@ -5,6 +5,8 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
+	"slices"
+	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -35,10 +37,16 @@ type AgentReconciler struct {
 
 // +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch
 // +kubebuilder:rbac:groups=claiim.io,resources=agents/status,verbs=get;update;patch
+// +kubebuilder:rbac:groups=claiim.io,resources=crossorggrants,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
 
 // pinned is the resolved skill version an agent is pinned to.
-type pinned struct{ id, digest string }
+type pinned struct {
+	id, digest string
+	// grantExpiry is set when the skill is another org's, used under a
+	// grant that ends then.
+	grantExpiry *time.Time
+}
 
 func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	agent := &claiimv1.Agent{}
@@ -81,6 +89,11 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err := patchStatus(ctx, r.Client, before, agent, before.Status, agent.Status); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching Agent status: %w", err)
 	}
+	var res ctrl.Result
+	if pin != nil && pin.grantExpiry != nil && phase != claiimv1.AgentDecommissioned {
+		// Re-resolve the moment the grant the skill is used under ends.
+		res.RequeueAfter = pin.grantExpiry.Sub(r.Clock.Now())
+	}
 	if before.Status.Phase != phase {
 		typ := corev1.EventTypeNormal
 		if phase != claiimv1.AgentActive {
@@ -88,7 +101,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		}
 		r.Recorder.Eventf(agent, nil, typ, string(phase), "Lifecycle", "%s", msg)
 	}
-	return ctrl.Result{}, nil
+	return res, nil
 }
 
 // agentPhase decides the phase. Order matters: a person's explicit
@@ -128,10 +141,18 @@ func (r *AgentReconciler) resolve(ctx context.Context, a *claiimv1.Agent) (*pinn
 		}
 		return nil, "", "", fmt.Errorf("reading Skill %q: %w", ref.Name, err)
 	}
+	var grantExpiry *time.Time
 	if skill.Spec.Org != a.Spec.Org {
-		return nil, claiimv1.ReasonSkillOrgMismatch, fmt.Sprintf(
-			"Skill %q belongs to org %q, not %q; use a skill of the agent's own org, or have both orgs approve a CrossOrgGrant",
-			ref.Name, skill.Spec.Org, a.Spec.Org), nil
+		exp, err := r.activeGrant(ctx, skill, a.Spec.Org)
+		if err != nil {
+			return nil, "", "", err
+		}
+		if exp == nil {
+			return nil, claiimv1.ReasonSkillOrgMismatch, fmt.Sprintf(
+				"Skill %q belongs to org %q, not %q; use a skill of the agent's own org, or have both orgs approve a CrossOrgGrant",
+				ref.Name, skill.Spec.Org, a.Spec.Org), nil
+		}
+		grantExpiry = exp
 	}
 	v := skill.Version(ref.Version)
 	if v == nil {
@@ -140,7 +161,29 @@ func (r *AgentReconciler) resolve(ctx context.Context, a *claiimv1.Agent) (*pinn
 			ref.Name, ref.Version, len(skill.Spec.Versions)), nil
 	}
 	d := v.Digest()
-	return &pinned{id: claiimv1.SkillVersionID(skill.Name, v.Version, d), digest: d}, "", "", nil
+	return &pinned{id: claiimv1.SkillVersionID(skill.Name, v.Version, d), digest: d, grantExpiry: grantExpiry}, "", "", nil
+}
+
+// activeGrant returns the expiry of the longest-lived active grant that
+// lets agents of org use skill, or nil if there is none.
+func (r *AgentReconciler) activeGrant(ctx context.Context, skill *claiimv1.Skill, org claiimv1.OrgName) (*time.Time, error) {
+	grants := &claiimv1.CrossOrgGrantList{}
+	if err := r.List(ctx, grants, client.MatchingFields{indexReceivingOrg: string(org)}); err != nil {
+		return nil, fmt.Errorf("listing CrossOrgGrants: %w", err)
+	}
+	now := r.Clock.Now()
+	var best *time.Time
+	for i := range grants.Items {
+		g := &grants.Items[i]
+		if g.Status.Phase != claiimv1.GrantActive || g.Spec.Revoked || g.Spec.GrantingOrg != skill.Spec.Org ||
+			g.Status.ExpiresAt == nil || !now.Before(g.Status.ExpiresAt.Time) || !slices.Contains(g.Spec.Skills, skill.Name) {
+			continue
+		}
+		if t := g.Status.ExpiresAt.Time; best == nil || t.After(*best) {
+			best = &t
+		}
+	}
+	return best, nil
 }
 
 // TokenSecretName is the Secret that holds an agent's token.
@@ -287,6 +330,9 @@ func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 			return listRequests(ctx, r.Client, &claiimv1.AgentList{}, client.MatchingFields{indexSkillName: o.GetName()})
 		})).
 		Watches(&claiimv1.AIOrg{}, handler.EnqueueRequestsFromMapFunc(byOrg(r.Client, func() client.ObjectList { return &claiimv1.AgentList{} }))).
+		Watches(&claiimv1.CrossOrgGrant{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			return listRequests(ctx, r.Client, &claiimv1.AgentList{}, client.MatchingFields{indexOrg: string(o.(*claiimv1.CrossOrgGrant).Spec.ReceivingOrg)})
+		})).
 		Named("agent").
 		Complete(r)
 }

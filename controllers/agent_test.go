@@ -1,6 +1,8 @@
 package controllers_test
 
 import (
+	"time"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
@@ -184,6 +186,32 @@ var _ = Describe("Agent", func() {
 		Expect(k8s.Create(ctx, a)).To(Succeed())
 		expectPhase(a, claiimv1.AgentPending, claiimv1.ReasonSkillOrgMismatch)
 		Expect(ready(Default, a).Message).To(ContainSubstring("CrossOrgGrant"))
+	})
+
+	It("uses another org's skill only while an active grant covers it", func() {
+		other := readyOrg(uniq("finance"), "")
+		foreign := deployBot(uniq("ledger-bot"), other.Name)
+		Expect(k8s.Create(ctx, foreign)).To(Succeed())
+		a := agent(ns, "granted", o.Name, foreign.Name, 1, anchor)
+		a.Annotations = map[string]string{claiimv1.AnnotationAnchorAccepted: anchor}
+		Expect(k8s.Create(ctx, a)).To(Succeed())
+		expectPhase(a, claiimv1.AgentPending, claiimv1.ReasonSkillOrgMismatch)
+
+		g := &claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: uniq("grant")}, Spec: claiimv1.CrossOrgGrantSpec{
+			GrantingOrg: claiimv1.OrgName(other.Name), ReceivingOrg: claiimv1.OrgName(o.Name), Skills: []string{foreign.Name},
+			Duration: &metav1.Duration{Duration: time.Hour}}}
+		Expect(k8s.Create(ctx, g)).To(Succeed())
+		// Approval of grants comes with PIM; set the status the manager will.
+		exp := metav1.NewTime(time.Now().Add(3 * time.Second))
+		g.Status = claiimv1.CrossOrgGrantStatus{Phase: claiimv1.GrantActive, ExpiresAt: &exp}
+		Expect(k8s.Status().Update(ctx, g)).To(Succeed())
+		expectPhase(a, claiimv1.AgentActive, claiimv1.ReasonReconciled)
+
+		By("the agent falls back to Pending the moment the grant expires, with no other event")
+		expectPhase(a, claiimv1.AgentPending, claiimv1.ReasonSkillOrgMismatch)
+		// metav1.Time is stored with second precision: compare to what was stored.
+		Expect(k8s.Get(ctx, client.ObjectKeyFromObject(g), g)).To(Succeed())
+		Expect(time.Now()).To(BeTemporally(">=", g.Status.ExpiresAt.Time))
 	})
 
 	It("never takes over a Secret it does not own", func() {

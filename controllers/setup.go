@@ -29,9 +29,10 @@ type Options struct {
 
 // Field indexes that let a change of one object find the others it affects.
 const (
-	indexParent    = "spec.parent"
-	indexOrg       = "spec.org"
-	indexSkillName = "spec.skillRef.name"
+	indexParent       = "spec.parent"
+	indexOrg          = "spec.org"
+	indexSkillName    = "spec.skillRef.name"
+	indexReceivingOrg = "spec.receivingOrg"
 )
 
 // Setup registers the field indexes and every reconciler with mgr.
@@ -52,6 +53,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		{&claiimv1.Skill{}, indexOrg, func(o client.Object) []string { return nonEmpty(string(o.(*claiimv1.Skill).Spec.Org)) }},
 		{&claiimv1.Policy{}, indexOrg, func(o client.Object) []string { return nonEmpty(string(o.(*claiimv1.Policy).Spec.Org)) }},
 		{&claiimv1.Agent{}, indexOrg, func(o client.Object) []string { return nonEmpty(string(o.(*claiimv1.Agent).Spec.Org)) }},
+		{&claiimv1.CrossOrgGrant{}, indexReceivingOrg, func(o client.Object) []string {
+			return nonEmpty(string(o.(*claiimv1.CrossOrgGrant).Spec.ReceivingOrg))
+		}},
 		{&claiimv1.Agent{}, indexSkillName, func(o client.Object) []string { return nonEmpty(o.(*claiimv1.Agent).Spec.SkillRef.Name) }},
 	}
 	for _, i := range indexes {

@@ -28,7 +28,7 @@ const (
 // +kubebuilder:validation:XValidation:rule="self.grantingOrg != self.receivingOrg",message="grantingOrg and receivingOrg must differ; an org's own skills need no grant"
 // +kubebuilder:validation:XValidation:rule="has(self.duration) != has(self.expiresAt)",message="a grant is time-bound: set exactly one of duration or expiresAt"
 // +kubebuilder:validation:XValidation:rule="self.grantingOrg == oldSelf.grantingOrg && self.receivingOrg == oldSelf.receivingOrg && self.skills == oldSelf.skills && has(self.duration) == has(oldSelf.duration) && (!has(self.duration) || self.duration == oldSelf.duration) && has(self.expiresAt) == has(oldSelf.expiresAt) && (!has(self.expiresAt) || self.expiresAt == oldSelf.expiresAt)",message="a grant cannot be changed once made, only revoked; create a new grant"
-// +kubebuilder:validation:XValidation:rule="!oldSelf.revoked || self.revoked",message="a revoked grant stays revoked"
+// +kubebuilder:validation:XValidation:rule="!has(oldSelf.revoked) || !oldSelf.revoked || (has(self.revoked) && self.revoked)",message="a revoked grant stays revoked"
 type CrossOrgGrantSpec struct {
 	// GrantingOrg owns the skills being shared.
 	// +required
