@@ -24,6 +24,8 @@ const usage = `claiim governs AI agents in Kubernetes.
 
 Usage:
   claiim manager [flags]   run the operator (reconcilers)
+  claiim gate [flags]      run the gate: agents ask it before every action
+  claiim chron COMMAND     read and verify Chron, the audit log (list, verify, migrate)
 
 Run 'claiim <command> -h' for the flags of a command.
 `
@@ -37,6 +39,10 @@ func main() {
 	switch os.Args[1] {
 	case "manager":
 		err = runManager(os.Args[2:])
+	case "gate":
+		err = runGate(os.Args[2:])
+	case "chron":
+		err = runChron(os.Args[2:], os.Stdout)
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return

@@ -32,7 +32,7 @@ func seedInputs() Inputs {
 		},
 		Policies: []claiimv1.Policy{{
 			ObjectMeta: metav1.ObjectMeta{Name: "no-production-deploys", Generation: 3},
-			Spec: claiimv1.PolicySpec{Rules: []claiimv1.PolicyRule{{Name: "deny-prod", Effect: claiimv1.PolicyEffectDeny, Actions: []claiimv1.ActionPattern{"deploy:production"}}}},
+			Spec:       claiimv1.PolicySpec{Rules: []claiimv1.PolicyRule{{Name: "deny-prod", Effect: claiimv1.PolicyEffectDeny, Actions: []claiimv1.ActionPattern{"deploy:production"}}}},
 		}},
 		Agents: []claiimv1.Agent{activeAgent("bot", "engineering", "deploy-bot"), activeAgent("platform-bot", "platform", "deploy-bot")},
 	}
@@ -100,7 +100,9 @@ func TestReasonsAndPrecedence(t *testing.T) {
 		return claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: name, Generation: 1}, Spec: claiimv1.PolicySpec{Org: claiimv1.OrgName(org),
 			Rules: []claiimv1.PolicyRule{{Name: "r", Effect: effect, Actions: actions, Condition: cond}}}}
 	}
-	addPolicy := func(p claiimv1.Policy) func(*Inputs) { return func(in *Inputs) { in.Policies = append(in.Policies, p) } }
+	addPolicy := func(p claiimv1.Policy) func(*Inputs) {
+		return func(in *Inputs) { in.Policies = append(in.Policies, p) }
+	}
 	agentMut := func(f func(*claiimv1.Agent)) func(*Inputs) { return func(in *Inputs) { f(&in.Agents[0]) } }
 
 	cases := []tc{

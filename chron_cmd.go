@@ -1,0 +1,128 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/claiim/claiim-operator/gate/chron"
+)
+
+const chronUsage = `Usage:
+  claiim chron list   [--agent NS/NAME] [--org ORG] [--outcome ALLOW|DENY] [--action A] [--since DUR|TIME] [--until TIME] [--limit N]
+  claiim chron verify
+  claiim chron migrate [--grant-writer ROLE]
+Every command reads DATABASE_URL (or --database-url).
+`
+
+func runChron(args []string, out io.Writer) error {
+	if len(args) == 0 {
+		fmt.Fprint(os.Stderr, chronUsage)
+		return errors.New("missing chron command")
+	}
+	fs := flag.NewFlagSet("chron "+args[0], flag.ContinueOnError)
+	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of Chron (default $DATABASE_URL)")
+	var f chron.Filter
+	var since, until string
+	grant := ""
+	switch args[0] {
+	case "list":
+		fs.StringVar(&f.Agent, "agent", "", "only this agent (NAME or NAMESPACE/NAME)")
+		fs.StringVar(&f.Org, "org", "", "only this AI org")
+		fs.StringVar(&f.Outcome, "outcome", "", "ALLOW or DENY")
+		fs.StringVar(&f.Action, "action", "", "only this action")
+		fs.StringVar(&f.Kind, "kind", "", "only this kind of record (decision, pim.approved, ...)")
+		fs.StringVar(&since, "since", "", "from this time (RFC 3339) or this long ago (e.g. 1h)")
+		fs.StringVar(&until, "until", "", "up to this time (RFC 3339)")
+		fs.IntVar(&f.Limit, "limit", 50, "at most this many rows, newest first")
+	case "verify":
+	case "migrate":
+		fs.StringVar(&grant, "grant-writer", "", "also grant this role INSERT and SELECT only (the gate's role)")
+	default:
+		fmt.Fprint(os.Stderr, chronUsage)
+		return fmt.Errorf("unknown chron command %q", args[0])
+	}
+	if err := fs.Parse(args[1:]); err != nil {
+		return err
+	}
+	if *dbURL == "" {
+		return errors.New("no Chron database: set DATABASE_URL or --database-url")
+	}
+	var err error
+	if f.Since, err = parseTime(since, true); err != nil {
+		return fmt.Errorf("--since: %w", err)
+	}
+	if f.Until, err = parseTime(until, false); err != nil {
+		return fmt.Errorf("--until: %w", err)
+	}
+	if ns, name, ok := cutAgent(f.Agent); ok {
+		f.Namespace, f.Agent = ns, name
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	pool, err := pgxpool.New(ctx, *dbURL)
+	if err != nil {
+		return err
+	}
+	defer pool.Close()
+
+	switch args[0] {
+	case "list":
+		rows, _, err := chron.List(ctx, pool, f)
+		if err != nil {
+			return err
+		}
+		chron.PrintTable(out, rows)
+	case "verify":
+		rep, err := chron.Verify(ctx, pool)
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(out, "checked %d rows in %d streams\n", rep.Rows, rep.Streams)
+		for _, p := range rep.Problems {
+			fmt.Fprintf(out, "TAMPERED stream %s seq %d (id %s): %s\n", p.Stream, p.Seq, p.ID, p.What)
+		}
+		if len(rep.Problems) > 0 {
+			return fmt.Errorf("Chron failed verification: %d problem(s)", len(rep.Problems))
+		}
+		fmt.Fprintln(out, "OK: every stream's hash chain is intact")
+	case "migrate":
+		if err := chron.Migrate(ctx, pool); err != nil {
+			return err
+		}
+		if grant != "" {
+			if err := chron.GrantWriter(ctx, pool, grant); err != nil {
+				return err
+			}
+		}
+		fmt.Fprintln(out, "Chron schema is up to date")
+	}
+	return nil
+}
+
+func parseTime(s string, ago bool) (time.Time, error) {
+	if s == "" {
+		return time.Time{}, nil
+	}
+	if ago {
+		if d, err := time.ParseDuration(s); err == nil {
+			return time.Now().Add(-d), nil
+		}
+	}
+	return time.Parse(time.RFC3339, s)
+}
+
+func cutAgent(s string) (string, string, bool) {
+	for i := 0; i < len(s); i++ {
+		if s[i] == '/' {
+			return s[:i], s[i+1:], true
+		}
+	}
+	return "", s, false
+}

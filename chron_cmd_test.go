@@ -1,0 +1,91 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/test/pgtest"
+)
+
+// TestChronCommands runs `claiim chron migrate|list|verify` against a real
+// PostgreSQL, including a superuser's edit that verify must report.
+func TestChronCommands(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs PostgreSQL")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
+	defer cancel()
+	srv, err := pgtest.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer srv.Stop()
+	url, err := srv.CreateDatabase(ctx, "cli")
+	if err != nil {
+		t.Fatal(err)
+	}
+	run := func(args ...string) (string, error) {
+		var out bytes.Buffer
+		err := runChron(append(args, "--database-url", url), &out)
+		return out.String(), err
+	}
+	if _, err := run("migrate"); err != nil {
+		t.Fatal(err)
+	}
+
+	pool, err := pgxpool.New(ctx, url)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/cli"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []chron.Record{
+		{Kind: "decision", AgentName: "prod-deploy-bot", AgentNamespace: "default", Org: "engineering", Action: "deploy:staging",
+			Outcome: "ALLOW", Reason: "OWN_AIORG", Anchor: "admin@claiim.io", SkillVersionID: "deploy-bot-v1-abcd1234"},
+		{Kind: "decision", AgentName: "prod-deploy-bot", AgentNamespace: "default", Org: "engineering", Action: "deploy:production",
+			Outcome: "DENY", Reason: "POLICY_DENY", Anchor: "admin@claiim.io", SkillVersionID: "deploy-bot-v1-abcd1234",
+			Policies: []chron.PolicyMatch{{Name: "no-production-deploys", Version: 1, Rule: "deny-prod", Effect: "Deny"}}},
+	} {
+		if _, err := w.Write(ctx, &r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+
+	out, err := run("list", "--agent", "default/prod-deploy-bot")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, col := range []string{"TIME", "AGENT", "ACTION", "OUTCOME", "ANCHOR", "POLICY VERSION", "SKILL VERSION", "deploy:production", "no-production-deploys", "admin@claiim.io"} {
+		if !strings.Contains(out, col) {
+			t.Errorf("chron list output lacks %q:\n%s", col, out)
+		}
+	}
+	if out, err := run("list", "--outcome", "DENY"); err != nil || strings.Contains(out, "deploy:staging") {
+		t.Errorf("--outcome DENY listed an ALLOW (%v):\n%s", err, out)
+	}
+
+	if out, err := run("verify"); err != nil || !strings.Contains(out, "OK") {
+		t.Fatalf("verify of an untouched log: %v\n%s", err, out)
+	}
+	if _, err := pool.Exec(ctx, `ALTER TABLE chron_records DISABLE TRIGGER ALL;
+		UPDATE chron_records SET outcome = 'ALLOW' WHERE action = 'deploy:production';
+		ALTER TABLE chron_records ENABLE TRIGGER ALL`); err != nil {
+		t.Fatal(err)
+	}
+	out, err = run("verify")
+	if err == nil || !strings.Contains(out, "TAMPERED stream gate/cli seq 2") {
+		t.Fatalf("verify missed a superuser's edit (%v):\n%s", err, out)
+	}
+}

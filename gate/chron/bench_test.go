@@ -1,0 +1,115 @@
+package chron
+
+import (
+	"context"
+	"fmt"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+var (
+	benchOnce sync.Once
+	benchPool *pgxpool.Pool
+)
+
+// benchDB is one database for all benchmarks; each run writes its own stream.
+func benchDB(b *testing.B) *pgxpool.Pool {
+	s := server(b)
+	benchOnce.Do(func() {
+		ctx := context.Background()
+		url, err := s.CreateDatabase(ctx, "chron_bench_"+newUUID()[:8])
+		if err != nil {
+			b.Fatal(err)
+		}
+		if benchPool, err = pgxpool.New(ctx, url); err != nil {
+			b.Fatal(err)
+		}
+		if err := Migrate(ctx, benchPool); err != nil {
+			b.Fatal(err)
+		}
+	})
+	if benchPool == nil {
+		b.Fatal("benchmark database unavailable")
+	}
+	return benchPool
+}
+
+// BenchmarkWriterParallel is many gate requests writing at once through one
+// writer: ns/op is the amortized cost of a committed row.
+func BenchmarkWriterParallel(b *testing.B) {
+	benchParallel(b, WriterOptions{})
+}
+
+// BenchmarkInsertMethod compares COPY with a multi-row INSERT from unnest,
+// end to end through the writer and for single transactions of fixed size.
+func BenchmarkInsertMethod(b *testing.B) {
+	for _, m := range methods {
+		b.Run(m.String()+"/parallel", func(b *testing.B) { benchParallel(b, WriterOptions{method: m}) })
+		for _, size := range []int{16, 256} {
+			b.Run(fmt.Sprintf("%s/batch=%d", m, size), func(b *testing.B) { benchBatch(b, m, size) })
+		}
+	}
+}
+
+func benchParallel(b *testing.B, opts WriterOptions) {
+	pool := benchDB(b)
+	ctx := context.Background()
+	opts.Stream = "bench-" + newUUID()[:8]
+	w, err := NewWriter(ctx, pool, opts)
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer w.Close()
+	before := w.Stats()
+	b.SetParallelism(64) // 128 concurrent writers on 2 CPUs, like a busy gate
+	b.ResetTimer()
+	b.RunParallel(func(pb *testing.PB) {
+		i := 0
+		for pb.Next() {
+			i++
+			if _, err := w.Write(ctx, decision(i)); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+	b.StopTimer()
+	st := w.Stats()
+	rows, batches := st.RowsCommitted-before.RowsCommitted, st.BatchesCommitted-before.BatchesCommitted
+	b.ReportMetric(float64(rows)/b.Elapsed().Seconds(), "rows/s")
+	if batches > 0 {
+		b.ReportMetric(float64(rows)/float64(batches), "rows/commit")
+	}
+}
+
+// benchBatch times one transaction of size rows (ns/op is per transaction).
+func benchBatch(b *testing.B, m insertMethod, size int) {
+	pool := benchDB(b)
+	ctx := context.Background()
+	w := &Writer{pool: pool, opts: WriterOptions{Stream: "bench-" + newUUID()[:8], method: m, CommitTimeout: time.Minute}}
+	w.prefix = streamPrefix(w.opts.Stream)
+	if err := w.reload(ctx); err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]*pending, size)
+	b.ResetTimer()
+	for range b.N {
+		b.StopTimer()
+		for j := range batch {
+			p, err := prepare(decision(j))
+			if err != nil {
+				b.Fatal(err)
+			}
+			batch[j] = &pending{p: p, done: make(chan struct{})}
+		}
+		b.StartTimer()
+		if err := w.commit(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.StopTimer()
+	b.ReportMetric(float64(b.N*size)/b.Elapsed().Seconds(), "rows/s")
+}

@@ -1,0 +1,238 @@
+package chron
+
+import (
+	"context"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+// Filter selects rows for List. Empty fields match everything; Since is
+// inclusive, Until exclusive.
+type Filter struct {
+	Agent     string // agent name
+	Namespace string // agent namespace
+	Org       string
+	Outcome   string // ALLOW | DENY
+	Action    string
+	Kind      string
+	Since     time.Time
+	Until     time.Time
+	Limit     int    // default 100, at most 1000
+	After     string // opaque cursor: the next value of a previous List
+}
+
+const (
+	defaultListLimit = 100
+	maxListLimit     = 1000
+)
+
+// rowColumns reads a row back. coalesce keeps a NULL written by someone who
+// bypassed the constraints from breaking the read; Verify counts the NULLs
+// separately (nullsColumn) and reports that row as changed.
+const rowColumns = `coalesce(id, ''), coalesce(stream, ''), coalesce(seq, 0), coalesce(time, 'epoch'),
+	coalesce(kind, ''), coalesce(actor, ''), coalesce(agent_name, ''), coalesce(agent_namespace, ''),
+	coalesce(agent_uid, ''), coalesce(org, ''), coalesce(action, ''), coalesce(context::text, '{}'),
+	coalesce(outcome, ''), coalesce(reason, ''), coalesce(message, ''), coalesce(anchor, ''),
+	coalesce(skill_version_id, ''), coalesce(skill_digest, ''), coalesce(policies::text, '[]'),
+	coalesce(skill_rules::text, '[]'), coalesce(replica, ''), coalesce(request_id, ''),
+	coalesce(prev_hash, ''), coalesce(hash, ''), coalesce(committed_at, 'epoch')`
+
+const nullsColumn = `num_nulls(id, stream, seq, time, kind, actor, agent_name, agent_namespace, agent_uid, org,
+	action, context, outcome, reason, message, anchor, skill_version_id, skill_digest, policies, skill_rules,
+	replica, request_id, prev_hash, hash, committed_at)`
+
+// rawRow is a row as read, JSON columns still as text.
+type rawRow struct {
+	Row
+	ctxJSON, polJSON, rulesJSON string
+}
+
+func (r *rawRow) dest() []any {
+	return []any{&r.ID, &r.Stream, &r.Seq, &r.Time, &r.Kind, &r.Actor, &r.AgentName, &r.AgentNamespace,
+		&r.AgentUID, &r.Org, &r.Action, &r.ctxJSON, &r.Outcome, &r.Reason, &r.Message, &r.Anchor,
+		&r.SkillVersionID, &r.SkillDigest, &r.polJSON, &r.rulesJSON, &r.Replica, &r.RequestID,
+		&r.PrevHash, &r.Hash, &r.CommittedAt}
+}
+
+// decode fills the typed JSON fields and puts times in UTC, the way Write
+// returns them.
+func (r *rawRow) decode() (Row, error) {
+	row := r.Row
+	row.Time = row.Time.UTC()
+	row.CommittedAt = row.CommittedAt.UTC()
+	row.Context, row.Policies, row.SkillRules = nil, nil, nil
+	var ctx map[string]any
+	if err := json.Unmarshal([]byte(r.ctxJSON), &ctx); err != nil {
+		return Row{}, fmt.Errorf("chron: row %s: context: %w", r.ID, err)
+	}
+	if len(ctx) > 0 {
+		row.Context = ctx
+	}
+	if err := json.Unmarshal([]byte(r.polJSON), &row.Policies); err != nil {
+		return Row{}, fmt.Errorf("chron: row %s: policies: %w", r.ID, err)
+	}
+	if len(row.Policies) == 0 {
+		row.Policies = nil
+	}
+	if err := json.Unmarshal([]byte(r.rulesJSON), &row.SkillRules); err != nil {
+		return Row{}, fmt.Errorf("chron: row %s: skill_rules: %w", r.ID, err)
+	}
+	if len(row.SkillRules) == 0 {
+		row.SkillRules = nil
+	}
+	return row, nil
+}
+
+// lookup returns the stored rows with the given IDs.
+func lookup(ctx context.Context, pool *pgxpool.Pool, ids []string) (map[string]Row, error) {
+	rows, err := pool.Query(ctx, "SELECT "+rowColumns+" FROM chron_records WHERE id = ANY($1)", ids)
+	if err != nil {
+		return nil, err
+	}
+	out := map[string]Row{}
+	var raw rawRow
+	_, err = pgx.ForEachRow(rows, raw.dest(), func() error {
+		row, err := raw.decode()
+		if err != nil {
+			return err
+		}
+		out[row.ID] = row
+		return nil
+	})
+	return out, err
+}
+
+type cursor struct {
+	T  int64  `json:"t"` // time, Unix microseconds
+	ID string `json:"i"`
+}
+
+func encodeCursor(r Row) string {
+	b, _ := json.Marshal(cursor{T: r.Time.UnixMicro(), ID: r.ID})
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(s string) (cursor, error) {
+	var c cursor
+	b, err := base64.RawURLEncoding.DecodeString(s)
+	if err == nil {
+		err = json.Unmarshal(b, &c)
+	}
+	if err != nil || c.ID == "" {
+		return cursor{}, errors.New("chron: invalid cursor")
+	}
+	return c, nil
+}
+
+// List returns rows matching f, newest first (time, then id, descending),
+// and a cursor for the next page, empty on the last page. Keyset pagination:
+// a page costs the same however deep it is, and rows written meanwhile do
+// not shift it.
+func List(ctx context.Context, pool *pgxpool.Pool, f Filter) ([]Row, string, error) {
+	var where []string
+	var args []any
+	add := func(cond string, v any) {
+		args = append(args, v)
+		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
+	}
+	for _, eq := range []struct{ col, v string }{
+		{"agent_name", f.Agent}, {"agent_namespace", f.Namespace}, {"org", f.Org},
+		{"outcome", strings.ToUpper(f.Outcome)}, {"action", f.Action}, {"kind", f.Kind},
+	} {
+		if eq.v != "" {
+			add(eq.col+" = ?", eq.v)
+		}
+	}
+	if !f.Since.IsZero() {
+		add("time >= ?", f.Since)
+	}
+	if !f.Until.IsZero() {
+		add("time < ?", f.Until)
+	}
+	if f.After != "" {
+		c, err := decodeCursor(f.After)
+		if err != nil {
+			return nil, "", err
+		}
+		args = append(args, time.UnixMicro(c.T).UTC(), c.ID)
+		where = append(where, fmt.Sprintf("(time, id) < ($%d, $%d)", len(args)-1, len(args)))
+	}
+	limit := f.Limit
+	if limit <= 0 {
+		limit = defaultListLimit
+	}
+	limit = min(limit, maxListLimit)
+	q := "SELECT " + rowColumns + " FROM chron_records"
+	if len(where) > 0 {
+		q += " WHERE " + strings.Join(where, " AND ")
+	}
+	q += " ORDER BY time DESC, id DESC LIMIT " + strconv.Itoa(limit+1)
+
+	rows, err := pool.Query(ctx, q, args...)
+	if err != nil {
+		return nil, "", fmt.Errorf("chron: list: %w", err)
+	}
+	var out []Row
+	var raw rawRow
+	if _, err := pgx.ForEachRow(rows, raw.dest(), func() error {
+		row, err := raw.decode()
+		if err == nil {
+			out = append(out, row)
+		}
+		return err
+	}); err != nil {
+		return nil, "", fmt.Errorf("chron: list: %w", err)
+	}
+	next := ""
+	if len(out) > limit {
+		out = out[:limit]
+		next = encodeCursor(out[limit-1])
+	}
+	return out, next, nil
+}
+
+// PrintTable writes rows as the seed's Chron view shows them: TIME, AGENT,
+// ACTION, OUTCOME, ANCHOR, POLICY VERSION, SKILL VERSION, plus REASON.
+// Control-plane rows have no agent; their AGENT column shows the actor.
+func PrintTable(w io.Writer, rows []Row) {
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "TIME\tAGENT\tACTION\tOUTCOME\tANCHOR\tPOLICY VERSION\tSKILL VERSION\tREASON")
+	for _, r := range rows {
+		agent := r.AgentName
+		if agent == "" {
+			agent = r.Actor
+		}
+		var pols []string
+		for _, p := range r.Policies {
+			pols = append(pols, p.Name+"@"+strconv.FormatInt(p.Version, 10))
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
+			r.Time.UTC().Format(time.RFC3339), cell(agent), cell(r.Action), cell(r.Outcome), cell(r.Anchor),
+			cell(strings.Join(pols, ",")), cell(r.SkillVersionID), cell(r.Reason))
+	}
+	_ = tw.Flush()
+}
+
+// cell keeps one value on one line and one column: tabs and newlines in
+// stored text would break the table.
+func cell(s string) string {
+	if s == "" {
+		return "-"
+	}
+	return strings.Map(func(r rune) rune {
+		if r == '\t' || r == '\n' || r == '\r' {
+			return ' '
+		}
+		return r
+	}, s)
+}

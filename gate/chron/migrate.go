@@ -1,0 +1,159 @@
+package chron
+
+import (
+	"context"
+	"crypto/sha256"
+	"embed"
+	"encoding/hex"
+	"fmt"
+	"io/fs"
+	"sort"
+	"strconv"
+	"strings"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
+)
+
+//go:embed migrations/*.sql
+var migrationFS embed.FS
+
+// migrateLockKey serializes Migrate across replicas (pg_advisory_xact_lock).
+// The value is arbitrary but fixed: "chron" in ASCII.
+const migrateLockKey int64 = 0x6368726f6e
+
+type migration struct {
+	version  int
+	name     string
+	sql      string
+	checksum string
+}
+
+// migrations reads the embedded files NNNN_name.sql, ordered by version.
+func migrations() ([]migration, error) {
+	entries, err := fs.ReadDir(migrationFS, "migrations")
+	if err != nil {
+		return nil, err
+	}
+	var ms []migration
+	seen := map[int]string{}
+	for _, e := range entries {
+		name := e.Name()
+		num, _, ok := strings.Cut(strings.TrimSuffix(name, ".sql"), "_")
+		v, err := strconv.Atoi(num)
+		if !ok || err != nil || v <= 0 {
+			return nil, fmt.Errorf("chron: migration %q is not named NNNN_name.sql", name)
+		}
+		if other, dup := seen[v]; dup {
+			return nil, fmt.Errorf("chron: migrations %q and %q share version %d", other, name, v)
+		}
+		seen[v] = name
+		b, err := migrationFS.ReadFile("migrations/" + name)
+		if err != nil {
+			return nil, err
+		}
+		sum := sha256.Sum256(b)
+		ms = append(ms, migration{version: v, name: name, sql: string(b), checksum: hex.EncodeToString(sum[:])})
+	}
+	sort.Slice(ms, func(i, j int) bool { return ms[i].version < ms[j].version })
+	return ms, nil
+}
+
+// Migrate applies the embedded migrations not yet recorded in
+// schema_migrations, in order, in one transaction. A transaction-scoped
+// advisory lock makes concurrent callers (several replicas starting at once)
+// wait for each other; the later ones then find nothing to do. A migration
+// whose text changed after it was applied is an error, not a silent skip.
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+	ms, err := migrations()
+	if err != nil {
+		return err
+	}
+	tx, err := pool.Begin(ctx)
+	if err != nil {
+		return fmt.Errorf("chron: migrate: %w", err)
+	}
+	defer func() { _ = tx.Rollback(context.WithoutCancel(ctx)) }()
+	if _, err := tx.Exec(ctx, "SELECT pg_advisory_xact_lock($1)", migrateLockKey); err != nil {
+		return fmt.Errorf("chron: migrate: taking the migration lock: %w", err)
+	}
+	if _, err := tx.Exec(ctx, `CREATE TABLE IF NOT EXISTS schema_migrations (
+		version    integer     PRIMARY KEY,
+		name       text        NOT NULL,
+		checksum   text        NOT NULL,
+		applied_at timestamptz NOT NULL DEFAULT now())`); err != nil {
+		return fmt.Errorf("chron: migrate: creating schema_migrations: %w", err)
+	}
+	rows, err := tx.Query(ctx, "SELECT version, checksum FROM schema_migrations")
+	if err != nil {
+		return fmt.Errorf("chron: migrate: %w", err)
+	}
+	applied := map[int]string{}
+	var v int
+	var sum string
+	if _, err := pgx.ForEachRow(rows, []any{&v, &sum}, func() error { applied[v] = sum; return nil }); err != nil {
+		return fmt.Errorf("chron: migrate: reading schema_migrations: %w", err)
+	}
+	for _, m := range ms {
+		if sum, ok := applied[m.version]; ok {
+			if sum != m.checksum {
+				return fmt.Errorf("chron: migrate: migration %s changed after it was applied", m.name)
+			}
+			continue
+		}
+		if _, err := tx.Exec(ctx, m.sql); err != nil {
+			return fmt.Errorf("chron: migrate: applying %s: %w", m.name, err)
+		}
+		if _, err := tx.Exec(ctx, "INSERT INTO schema_migrations (version, name, checksum) VALUES ($1, $2, $3)",
+			m.version, m.name, m.checksum); err != nil {
+			return fmt.Errorf("chron: migrate: recording %s: %w", m.name, err)
+		}
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return fmt.Errorf("chron: migrate: %w", err)
+	}
+	return nil
+}
+
+// GrantWriter gives an existing role exactly what a Chron writer needs:
+// SELECT and INSERT on chron_records and SELECT on schema_migrations, nothing
+// else (any other privilege it held on them is revoked first, in the same
+// transaction). There are no sequences to grant: ids are made by clients and
+// seq by the writer. It refuses the tables' owner and superusers, whose
+// privileges cannot be narrowed. Running it again changes nothing.
+func GrantWriter(ctx context.Context, pool *pgxpool.Pool, role string) error {
+	if role == "" {
+		return fmt.Errorf("chron: grant: role is empty")
+	}
+	var super, owner bool
+	var schema string
+	err := pool.QueryRow(ctx, `
+		SELECT r.rolsuper, pg_has_role(r.oid, c.relowner, 'USAGE'), n.nspname
+		FROM pg_roles r, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+		WHERE r.rolname = $1 AND c.oid = 'chron_records'::regclass`, role).Scan(&super, &owner, &schema)
+	if err == pgx.ErrNoRows {
+		return fmt.Errorf("chron: grant: role %q does not exist", role)
+	}
+	if err != nil {
+		return fmt.Errorf("chron: grant: %w", err)
+	}
+	if super || owner {
+		return fmt.Errorf("chron: grant: role %q is a superuser or owns chron_records; a writer must be a separate, unprivileged role", role)
+	}
+	r := pgx.Identifier{role}.Sanitize()
+	records := pgx.Identifier{schema, "chron_records"}.Sanitize()
+	migs := pgx.Identifier{schema, "schema_migrations"}.Sanitize()
+	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
+		for _, stmt := range []string{
+			"REVOKE ALL ON " + records + ", " + migs + " FROM " + r,
+			"GRANT SELECT, INSERT ON " + records + " TO " + r,
+			"GRANT SELECT ON " + migs + " TO " + r,
+			"GRANT USAGE ON SCHEMA " + pgx.Identifier{schema}.Sanitize() + " TO " + r,
+		} {
+			if _, err := tx.Exec(ctx, stmt); err != nil {
+				return fmt.Errorf("chron: grant: %w", err)
+			}
+		}
+		return nil
+	})
+}

@@ -1,0 +1,462 @@
+package chron
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net"
+	"reflect"
+	"sort"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/claiim/claiim-operator/test/pgtest"
+)
+
+var methods = []insertMethod{insertCopy, insertUnnest}
+
+func TestWriteList(t *testing.T) {
+	for _, m := range methods {
+		t.Run(m.String(), func(t *testing.T) { testWriteList(t, m) })
+	}
+}
+
+func testWriteList(t *testing.T, m insertMethod) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterOptions{method: m})
+
+	r := decision(0)
+	r.ID = "3f1b8a52-6d0e-4c8e-9a55-1b1f2e3d4c5b"
+	r.Time = time.Date(2026, 5, 4, 10, 0, 0, 123456789, time.FixedZone("CEST", 2*3600))
+	r.Actor = "system:serviceaccount:claiim:gate"
+	r.Context = map[string]any{"target": "prod-eu-1", "n": 2.5, "tags": []any{"a", "b"}, "m": map[string]any{"x": true}}
+	r.Policies = append(r.Policies, PolicyMatch{Name: "eu-only", Version: 7, Rule: "deploy:*", Effect: "Allow"})
+	got, err := w.Write(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got.Seq != 1 || got.PrevHash != GenesisHash || len(got.Hash) != 64 || got.CommittedAt.IsZero() || got.Stream != "gate-0" {
+		t.Fatalf("stored row: %+v", got)
+	}
+	if !got.Time.Equal(r.Time.Truncate(time.Microsecond)) || got.Time.Location() != time.UTC {
+		t.Errorf("time %v, want %v in UTC microseconds", got.Time, r.Time)
+	}
+	rows, next, err := List(ctx, pool, Filter{})
+	if err != nil || len(rows) != 1 || next != "" {
+		t.Fatalf("List: %d rows, next %q, %v", len(rows), next, err)
+	}
+	if !reflect.DeepEqual(rows[0], got) {
+		t.Errorf("List returned\n%#v\nWrite returned\n%#v", rows[0], got)
+	}
+	want := *r
+	want.Time = got.Time
+	want.Context = map[string]any{"target": "prod-eu-1", "n": 2.5, "tags": []any{"a", "b"}, "m": map[string]any{"x": true}}
+	if !reflect.DeepEqual(rows[0].Record, want) {
+		t.Errorf("stored record\n%#v\nwant\n%#v", rows[0].Record, want)
+	}
+}
+
+func TestListFilters(t *testing.T) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterOptions{})
+	// 30 rows: agents a/b/c, orgs x/y, every third ALLOW, actions by parity,
+	// times a minute apart, with pairs sharing a time to exercise the id tie-break.
+	for i := range 30 {
+		r := decision(i)
+		r.Time = base.Add(time.Duration(i/2) * time.Minute)
+		r.AgentName = string(rune('a' + i%3))
+		r.Org = []string{"x", "y"}[i%2]
+		r.Action = []string{"deploy:staging", "deploy:production"}[i%2]
+		if i%3 == 0 {
+			r.Outcome, r.Reason = OutcomeAllow, "OWN_AIORG"
+		}
+		if i == 29 {
+			r.Kind, r.Actor, r.AgentName = "pim.approved", "peer@claiim.io", ""
+		}
+		if _, err := w.Write(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	count := func(f Filter) int {
+		t.Helper()
+		rows, _, err := List(ctx, pool, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rows)
+	}
+	for name, c := range map[string]struct {
+		f    Filter
+		want int
+	}{
+		"all":          {Filter{}, 30},
+		"agent":        {Filter{Agent: "a"}, 10},
+		"org":          {Filter{Org: "x"}, 15},
+		"outcome":      {Filter{Outcome: "allow"}, 10},
+		"action":       {Filter{Action: "deploy:production"}, 15},
+		"kind":         {Filter{Kind: "pim.approved"}, 1},
+		"namespace":    {Filter{Namespace: "agents"}, 30},
+		"time range":   {Filter{Since: base.Add(2 * time.Minute), Until: base.Add(5 * time.Minute)}, 6},
+		"combined":     {Filter{Agent: "b", Org: "y", Outcome: "DENY", Since: base.Add(3 * time.Minute)}, 4},
+		"nothing":      {Filter{Org: "nope"}, 0},
+		"limit honors": {Filter{Limit: 7}, 7},
+	} {
+		if got := count(c.f); got != c.want {
+			t.Errorf("%s: %d rows, want %d", name, got, c.want)
+		}
+	}
+
+	// Pages of 7 cover every row once, newest first, ties broken by id.
+	var all []Row
+	f := Filter{Limit: 7}
+	pages := 0
+	for {
+		rows, next, err := List(ctx, pool, f)
+		if err != nil {
+			t.Fatal(err)
+		}
+		pages++
+		all = append(all, rows...)
+		if next == "" {
+			break
+		}
+		f.After = next
+	}
+	if pages != 5 || len(all) != 30 {
+		t.Fatalf("%d pages, %d rows; want 5 pages of 30 rows", pages, len(all))
+	}
+	if !sort.SliceIsSorted(all, func(i, j int) bool {
+		if !all[i].Time.Equal(all[j].Time) {
+			return all[i].Time.After(all[j].Time)
+		}
+		return all[i].ID > all[j].ID
+	}) {
+		t.Error("pages are not newest first")
+	}
+	seen := map[string]bool{}
+	for _, r := range all {
+		if seen[r.ID] {
+			t.Errorf("row %s on two pages", r.ID)
+		}
+		seen[r.ID] = true
+	}
+	if _, _, err := List(ctx, pool, Filter{After: "garbage"}); err == nil {
+		t.Error("List accepted a bad cursor")
+	}
+
+	var buf bytes.Buffer
+	PrintTable(&buf, all[:3])
+	out := buf.String()
+	for _, s := range []string{"TIME", "AGENT", "ACTION", "OUTCOME", "ANCHOR", "POLICY VERSION", "SKILL VERSION", "REASON",
+		"peer@claiim.io", "deploy:production", "DENY", "admin@claiim.io", "no-prod-deploys@3", "deploy-bot-v1", "POLICY_DENY"} {
+		if !strings.Contains(out, s) {
+			t.Errorf("table lacks %q:\n%s", s, out)
+		}
+	}
+	if lines := strings.Count(out, "\n"); lines != 4 {
+		t.Errorf("table has %d lines, want header + 3:\n%s", lines, out)
+	}
+	t.Logf("\n%s", out)
+}
+
+func TestMasking(t *testing.T) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterOptions{})
+	r := decision(0)
+	r.Context = map[string]any{"api_key": "x", "nested": map[string]any{"password": "y"}, "target": "eu"}
+	row, err := w.Write(ctx, r)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var stored string
+	if err := pool.QueryRow(ctx, "SELECT context::text FROM chron_records WHERE id = $1", row.ID).Scan(&stored); err != nil {
+		t.Fatal(err)
+	}
+	var got map[string]any
+	_ = json.Unmarshal([]byte(stored), &got)
+	want := map[string]any{"api_key": "***", "nested": map[string]any{"password": "***"}, "target": "eu"}
+	if !reflect.DeepEqual(got, want) || !reflect.DeepEqual(row.Context, want) {
+		t.Errorf("stored %s, returned %v; want %v", stored, row.Context, want)
+	}
+	if r.Context["api_key"] != "x" {
+		t.Error("Write changed the caller's context map")
+	}
+}
+
+func TestGroupCommit(t *testing.T) {
+	for _, m := range methods {
+		t.Run(m.String(), func(t *testing.T) {
+			pool, _ := newDB(t)
+			ctx := context.Background()
+			w := newWriter(t, pool, WriterOptions{method: m})
+			const n = 200
+			rows := make([]Row, n)
+			errs := make([]error, n)
+			start := make(chan struct{})
+			var wg sync.WaitGroup
+			for i := range n {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					<-start
+					rows[i], errs[i] = w.Write(ctx, decision(i))
+				}()
+			}
+			close(start)
+			wg.Wait()
+			seqs := map[int64]bool{}
+			for i := range n {
+				if errs[i] != nil {
+					t.Fatalf("write %d: %v", i, errs[i])
+				}
+				seqs[rows[i].Seq] = true
+			}
+			for s := int64(1); s <= n; s++ {
+				if !seqs[s] {
+					t.Errorf("seq %d missing", s)
+				}
+			}
+			st := w.Stats()
+			t.Logf("%d rows in %d batches", st.RowsCommitted, st.BatchesCommitted)
+			if st.RowsCommitted != n || st.BatchesCommitted >= n {
+				t.Errorf("stats %+v: want %d rows in fewer than %d batches", st, n, n)
+			}
+			rep, err := Verify(ctx, pool)
+			if err != nil || len(rep.Problems) > 0 || rep.Rows != n {
+				t.Fatalf("verify: %+v, %v", rep, err)
+			}
+		})
+	}
+}
+
+func TestIdempotentRetry(t *testing.T) {
+	for _, m := range methods {
+		t.Run(m.String(), func(t *testing.T) {
+			pool, _ := newDB(t)
+			ctx := context.Background()
+			w := newWriter(t, pool, WriterOptions{method: m, MaxWait: 50 * time.Millisecond})
+			first, err := w.Write(ctx, decision(1))
+			if err != nil {
+				t.Fatal(err)
+			}
+			// A retry alone, and a retry in a batch with new rows and with a
+			// second copy of itself: one row each, the chain stays contiguous.
+			again := decision(1)
+			again.ID = first.ID
+			var wg sync.WaitGroup
+			results := make([]Row, 4)
+			recs := []*Record{again, decision(2), decision(3), {ID: first.ID, Kind: KindDecision, Outcome: OutcomeAllow}}
+			for i, r := range recs {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					var err error
+					if results[i], err = w.Write(ctx, r); err != nil {
+						t.Error(err)
+					}
+				}()
+			}
+			wg.Wait()
+			if !reflect.DeepEqual(results[0], first) || !reflect.DeepEqual(results[3], first) {
+				t.Errorf("retry returned %+v / %+v, want the stored %+v", results[0], results[3], first)
+			}
+			var n int
+			if err := pool.QueryRow(ctx, "SELECT count(*) FROM chron_records").Scan(&n); err != nil || n != 3 {
+				t.Fatalf("%d rows stored (%v), want 3", n, err)
+			}
+			rep, err := Verify(ctx, pool)
+			if err != nil || len(rep.Problems) > 0 {
+				t.Fatalf("verify: %+v, %v", rep, err)
+			}
+		})
+	}
+}
+
+func TestCloseFlushes(t *testing.T) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	w, err := NewWriter(ctx, pool, WriterOptions{Stream: "s", MaxBatch: 8, MaxWait: time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	var ok atomic.Int64
+	for i := range 50 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			if _, err := w.Write(ctx, decision(i)); err == nil {
+				ok.Add(1)
+			} else if !errors.Is(err, ErrClosed) {
+				t.Error(err)
+			}
+		}()
+	}
+	eventually(t, "records queued", func() bool { s := w.Stats(); return s.Queued+s.InFlight+s.RowsCommitted+s.Overloaded > 0 })
+	if err := w.Close(); err != nil {
+		t.Fatal(err)
+	}
+	wg.Wait()
+	if got := w.Stats().RowsCommitted; got != ok.Load() {
+		t.Errorf("%d rows committed, %d writers told so", got, ok.Load())
+	}
+	if _, err := w.Write(ctx, decision(99)); !errors.Is(err, ErrClosed) {
+		t.Errorf("Write after Close: %v", err)
+	}
+	if err := w.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+}
+
+func TestCancelledWaiter(t *testing.T) {
+	pool, _ := newDB(t)
+	w := newWriter(t, pool, WriterOptions{MaxWait: 200 * time.Millisecond})
+	ctx, cancel := context.WithCancel(context.Background())
+	r := decision(1)
+	done := make(chan error, 1)
+	go func() { _, err := w.Write(ctx, r); done <- err }()
+	eventually(t, "record queued", func() bool { s := w.Stats(); return s.Queued+s.InFlight > 0 })
+	cancel()
+	if err := <-done; !errors.Is(err, context.Canceled) {
+		t.Fatalf("got %v, want context.Canceled", err)
+	}
+	// The record stayed in its batch: a retry with the same ID finds it.
+	row, err := w.Write(context.Background(), r)
+	if err != nil || row.Seq != 1 {
+		t.Fatalf("retry: %+v, %v", row, err)
+	}
+}
+
+// TestRestart stops PostgreSQL under a live writer: writes fail (they do not
+// hang), then succeed again on the same Writer once it is back.
+func TestRestart(t *testing.T) {
+	server(t) // honours -short
+	ctx := context.Background()
+	s, err := pgtest.Start(ctx) // its own cluster: stopping it must not disturb other tests
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	url, err := s.CreateDatabase(ctx, "chron_restart")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := newPool(t, url, nil)
+	if err := Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	const commitTimeout = 2 * time.Second
+	w := newWriter(t, pool, WriterOptions{CommitTimeout: commitTimeout})
+	for i := range 3 {
+		if _, err := w.Write(ctx, decision(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := s.Control(ctx, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		guard, cancel := context.WithTimeout(ctx, 60*time.Second)
+		began := time.Now()
+		_, err := w.Write(guard, decision(10+i))
+		hung := guard.Err() != nil
+		cancel()
+		if err == nil || hung {
+			t.Fatalf("write while stopped: err %v, hung %v", err, hung)
+		}
+		t.Logf("write while stopped failed after %v (CommitTimeout %v): %v", time.Since(began).Round(time.Millisecond), commitTimeout, err)
+	}
+	if err := s.Control(ctx, "start"); err != nil {
+		t.Fatal(err)
+	}
+	r := decision(20) // retried with the same ID until the database answers
+	var row Row
+	eventually(t, "a write to succeed after restart", func() bool {
+		row, err = w.Write(ctx, r)
+		return err == nil
+	})
+	if _, err := w.Write(ctx, decision(21)); err != nil {
+		t.Fatal(err)
+	}
+	if row.Seq != 4 {
+		t.Errorf("first row after restart has seq %d, want 4", row.Seq)
+	}
+	rep, err := Verify(ctx, pool)
+	if err != nil || len(rep.Problems) > 0 || rep.Rows != 5 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+	if st := w.Stats(); st.BatchesFailed == 0 {
+		t.Errorf("stats %+v: no failed batch recorded", st)
+	}
+}
+
+// TestUnreachable points the pool at a database that does not answer: the
+// connection attempt hangs, as it does behind a dead network path.
+func TestUnreachable(t *testing.T) {
+	_, url := newDB(t)
+	ctx := context.Background()
+	var stall atomic.Bool
+	release := make(chan struct{})
+	var releaseOnce sync.Once
+	unstall := func() { releaseOnce.Do(func() { close(release) }) }
+	t.Cleanup(unstall)
+	pool := newPool(t, url, func(c *pgxpool.Config) {
+		c.MaxConns = 16
+		c.ConnConfig.DialFunc = func(ctx context.Context, network, addr string) (net.Conn, error) {
+			if stall.Load() {
+				select {
+				case <-ctx.Done():
+					return nil, ctx.Err()
+				case <-release:
+					return nil, fmt.Errorf("test: database unreachable")
+				}
+			}
+			var d net.Dialer
+			return d.DialContext(ctx, network, addr)
+		}
+	})
+	short := newWriter(t, pool, WriterOptions{Stream: "short", CommitTimeout: 500 * time.Millisecond})
+	long := newWriter(t, pool, WriterOptions{Stream: "long", QueueSize: 1, MaxBatch: 1, CommitTimeout: time.Hour})
+	stall.Store(true)
+	pool.Reset() // drop the idle connections: every batch must dial
+
+	// CommitTimeout bounds a Write even when nothing answers.
+	if _, err := short.Write(ctx, decision(1)); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("write to an unreachable database: %v, want a deadline error", err)
+	}
+
+	// Overload: one record in flight, one queued, the next is refused at once.
+	errs := make(chan error, 2)
+	go func() { _, err := long.Write(ctx, decision(2)); errs <- err }()
+	eventually(t, "first record in flight", func() bool { return long.Stats().InFlight == 1 })
+	go func() { _, err := long.Write(ctx, decision(3)); errs <- err }()
+	eventually(t, "second record queued", func() bool { return long.Stats().Queued == 1 })
+	if _, err := long.Write(ctx, decision(4)); !errors.Is(err, ErrOverloaded) {
+		t.Fatalf("third write: %v, want ErrOverloaded", err)
+	}
+	if long.Stats().Overloaded != 1 {
+		t.Errorf("stats: %+v", long.Stats())
+	}
+	// The network fails for good: the in-flight batch fails, and the queued
+	// record fails with it instead of waiting for its own attempt.
+	stall.Store(false)
+	unstall()
+	for range 2 {
+		if err := <-errs; err == nil || errors.Is(err, ErrOverloaded) {
+			t.Errorf("waiting write: %v, want a commit error", err)
+		}
+	}
+	if _, err := long.Write(ctx, decision(5)); err != nil {
+		t.Fatalf("write after the network is back: %v", err)
+	}
+}

@@ -1,0 +1,152 @@
+// Package client is the Go client of the CLAIIM gate. It is fail-closed:
+// any failure to get an answer is a *Denied error, never an ALLOW.
+package client
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"time"
+)
+
+// Client asks the gate before every action.
+type Client struct {
+	gateURL, token, skillVersionID string
+	http                           *http.Client
+}
+
+// New makes a client. gateURL is the API base, e.g.
+// "http://localhost:8181/v" (the CLAIIM_GATE_URL of the token Secret).
+func New(gateURL, agentToken, skillVersionID string) *Client {
+	return &Client{
+		gateURL: strings.TrimSuffix(gateURL, "/"), token: agentToken, skillVersionID: skillVersionID,
+		http: &http.Client{Timeout: 10 * time.Second},
+	}
+}
+
+// WithHTTPClient replaces the HTTP client (timeouts, TLS).
+func (c *Client) WithHTTPClient(h *http.Client) *Client { c.http = h; return c }
+
+// Result is an ALLOW.
+type Result struct {
+	Outcome        string   `json:"outcome"`
+	Reason         string   `json:"reason"`
+	Message        string   `json:"message"`
+	DecisionID     string   `json:"decision_id"`
+	ChronID        string   `json:"chron_id"`
+	SkillVersionID string   `json:"skill_version_id"`
+	SkillRules     []string `json:"skill_rules"`
+}
+
+// Denied is returned for a DENY and for any failure to get an answer.
+type Denied struct {
+	Status  int // HTTP status, 0 when the gate was not reached
+	Reason  string
+	Message string
+	ChronID string
+	Err     error // the transport or decoding error, if any
+}
+
+func (d *Denied) Error() string {
+	if d.Err != nil {
+		return fmt.Sprintf("DENY %s: %s: %v", d.Reason, d.Message, d.Err)
+	}
+	return fmt.Sprintf("DENY %s: %s", d.Reason, d.Message)
+}
+
+func (d *Denied) Unwrap() error { return d.Err }
+
+// Identity is what /v/init tells an agent about itself.
+type Identity struct {
+	Agent          string `json:"agent"`
+	UID            string `json:"uid"`
+	DisplayName    string `json:"display_name"`
+	Org            string `json:"org"`
+	Anchor         string `json:"anchor"`
+	Phase          string `json:"phase"`
+	Active         bool   `json:"active"`
+	Message        string `json:"message"`
+	SkillVersionID string `json:"skill_version_id"`
+	SkillVersionOK bool   `json:"skill_version_ok"`
+}
+
+// Init authenticates and returns the agent's identity.
+func (c *Client) Init(ctx context.Context) (*Identity, error) {
+	var id Identity
+	status, body, err := c.post(ctx, "/init", map[string]any{"skill_version_id": c.skillVersionID})
+	if err != nil {
+		return nil, &Denied{Reason: "UNREACHABLE", Message: "the gate could not be reached", Err: err}
+	}
+	if status != http.StatusOK {
+		return nil, denied(status, body)
+	}
+	if err := json.Unmarshal(body, &id); err != nil {
+		return nil, &Denied{Status: status, Reason: "BAD_RESPONSE", Message: "the gate's answer was not understood", Err: err}
+	}
+	return &id, nil
+}
+
+// Validate asks whether the agent may take action with the given context.
+// It returns a Result only for an ALLOW; everything else is a *Denied.
+func (c *Client) Validate(ctx context.Context, action string, actx map[string]any) (*Result, error) {
+	status, body, err := c.post(ctx, "/validate", map[string]any{
+		"action": action, "context": actx, "skill_version_id": c.skillVersionID,
+	})
+	if err != nil {
+		return nil, &Denied{Reason: "UNREACHABLE", Message: "the gate could not be reached, so the action is denied (fail-closed)", Err: err}
+	}
+	var r Result
+	if status != http.StatusOK || json.Unmarshal(body, &r) != nil || r.Outcome != "ALLOW" {
+		return nil, denied(status, body)
+	}
+	return &r, nil
+}
+
+func denied(status int, body []byte) *Denied {
+	var r struct{ Reason, Message, ChronID string }
+	var raw map[string]any
+	if err := json.Unmarshal(body, &raw); err != nil {
+		return &Denied{Status: status, Reason: "BAD_RESPONSE", Message: fmt.Sprintf("HTTP %d with an unreadable body", status), Err: err}
+	}
+	r.Reason, _ = raw["reason"].(string)
+	r.Message, _ = raw["message"].(string)
+	r.ChronID, _ = raw["chron_id"].(string)
+	if r.Reason == "" {
+		r.Reason = "BAD_RESPONSE"
+	}
+	return &Denied{Status: status, Reason: r.Reason, Message: r.Message, ChronID: r.ChronID}
+}
+
+func (c *Client) post(ctx context.Context, path string, v any) (int, []byte, error) {
+	b, err := json.Marshal(v)
+	if err != nil {
+		return 0, nil, err
+	}
+	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.gateURL+path, bytes.NewReader(b))
+	if err != nil {
+		return 0, nil, err
+	}
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set("Authorization", "Bearer "+c.token)
+	resp, err := c.http.Do(req)
+	if err != nil {
+		return 0, nil, err
+	}
+	defer resp.Body.Close()
+	body, err := io.ReadAll(io.LimitReader(resp.Body, 1<<20))
+	if err != nil {
+		return resp.StatusCode, nil, err
+	}
+	return resp.StatusCode, body, nil
+}
+
+// IsDenied reports whether err is a Denied (a DENY or any failure).
+func IsDenied(err error) bool {
+	var d *Denied
+	return errors.As(err, &d)
+}

@@ -1,0 +1,88 @@
+package server
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+
+	"github.com/claiim/claiim-operator/gate/decide"
+)
+
+// decodeValidate reads and bounds a /v/validate body. On error it returns
+// the offending field and a message that says how to fix it.
+func decodeValidate(w http.ResponseWriter, r *http.Request, out *validateRequest) (string, error) {
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	dec := json.NewDecoder(r.Body)
+	dec.DisallowUnknownFields()
+	if err := dec.Decode(out); err != nil {
+		var mbe *http.MaxBytesError
+		var ute *json.UnmarshalTypeError
+		switch {
+		case errors.As(err, &mbe):
+			return "body", fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
+		case errors.As(err, &ute):
+			return ute.Field, fmt.Errorf("field %q must be a JSON %s", ute.Field, ute.Type)
+		case errors.Is(err, io.EOF):
+			return "body", fmt.Errorf(`request body is empty; send {"action": "...", "context": {...}, "skill_version_id": "..."}`)
+		default:
+			return "body", fmt.Errorf("request body is not valid JSON: %v", err)
+		}
+	}
+	if dec.More() {
+		return "body", fmt.Errorf("request body holds more than one JSON value")
+	}
+	if err := decide.ValidateAction(out.Action); err != nil {
+		return "action", err
+	}
+	if out.SkillVersionID == "" {
+		return "skill_version_id", fmt.Errorf("skill_version_id is required: the SKILL_VERSION_ID from the agent's token Secret")
+	}
+	if len(out.SkillVersionID) > 128 {
+		return "skill_version_id", fmt.Errorf("skill_version_id is longer than 128 characters")
+	}
+	if err := checkContext(out.Context, 1); err != nil {
+		return "context", err
+	}
+	return "", nil
+}
+
+// checkContext enforces the bounds the policy engine's cost estimates
+// assume: depth, entries per map or list, string length.
+func checkContext(v any, depth int) error {
+	switch t := v.(type) {
+	case map[string]any:
+		if depth > decide.MaxContextDepth {
+			return fmt.Errorf("context is nested deeper than %d levels", decide.MaxContextDepth)
+		}
+		if len(t) > decide.MaxContextEntries {
+			return fmt.Errorf("context has a map with more than %d keys", decide.MaxContextEntries)
+		}
+		for k, e := range t {
+			if len(k) > 256 {
+				return fmt.Errorf("context key %.32q... is longer than 256 characters", k)
+			}
+			if err := checkContext(e, depth+1); err != nil {
+				return err
+			}
+		}
+	case []any:
+		if depth > decide.MaxContextDepth {
+			return fmt.Errorf("context is nested deeper than %d levels", decide.MaxContextDepth)
+		}
+		if len(t) > decide.MaxContextEntries {
+			return fmt.Errorf("context has a list with more than %d items", decide.MaxContextEntries)
+		}
+		for _, e := range t {
+			if err := checkContext(e, depth+1); err != nil {
+				return err
+			}
+		}
+	case string:
+		if len(t) > decide.MaxContextString {
+			return fmt.Errorf("context has a string longer than %d characters", decide.MaxContextString)
+		}
+	}
+	return nil
+}

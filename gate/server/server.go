@@ -1,0 +1,318 @@
+// Package server is the gate's HTTP API: agents ask before every action and
+// get ALLOW or DENY with a reason, only after the decision's Chron row has
+// committed. Anything that goes wrong answers DENY.
+package server
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"strings"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/google/uuid"
+
+	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/decide"
+	"github.com/claiim/claiim-operator/gate/token"
+)
+
+// Reasons the server adds to the engine's.
+const (
+	ReasonBadRequest       = "BAD_REQUEST"
+	ReasonChronUnavailable = "CHRON_UNAVAILABLE"
+	ReasonOverloaded       = "OVERLOADED"
+	ReasonNotReady         = "NOT_READY"
+)
+
+// MaxBodyBytes bounds a request body.
+const MaxBodyBytes = 64 << 10
+
+// Snapshots gives the current snapshot (nil until ready).
+type Snapshots interface {
+	Snapshot() *decide.Snapshot
+	Ready() error
+}
+
+// Log records decisions durably; Write returns once the row committed.
+type Log interface {
+	Write(ctx context.Context, r *chron.Record) (chron.Row, error)
+}
+
+// Pinger checks the database for readiness.
+type Pinger interface {
+	Ping(ctx context.Context) error
+}
+
+// Server answers agents.
+type Server struct {
+	Snapshots Snapshots
+	Log       Log
+	DB        Pinger
+	Replica   string
+	// WriteTimeout bounds how long an answer waits for its Chron row.
+	WriteTimeout time.Duration
+	Now          func() time.Time
+	Logger       logr.Logger
+	Metrics      *Metrics
+}
+
+// Handler returns the gate's routes.
+func (s *Server) Handler() http.Handler {
+	if s.Now == nil {
+		s.Now = time.Now
+	}
+	if s.WriteTimeout == 0 {
+		s.WriteTimeout = 2 * time.Second
+	}
+	if s.Metrics == nil {
+		s.Metrics = NewMetrics(nil)
+	}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
+		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
+	})
+	mux.HandleFunc("GET /ready", s.ready)
+	mux.HandleFunc("POST /v/init", s.init)
+	mux.HandleFunc("POST /v/validate", s.validate)
+	return mux
+}
+
+func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if err := s.Snapshots.Ready(); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
+		return
+	}
+	ctx, cancel := context.WithTimeout(r.Context(), s.WriteTimeout)
+	defer cancel()
+	if err := s.DB.Ping(ctx); err != nil {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "Chron (PostgreSQL) is unreachable"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
+}
+
+// Response is the body of every /v/validate answer.
+type Response struct {
+	Outcome        decide.Outcome      `json:"outcome"`
+	Reason         string              `json:"reason"`
+	Message        string              `json:"message"`
+	DecisionID     string              `json:"decision_id,omitempty"`
+	ChronID        string              `json:"chron_id,omitempty"`
+	Field          string              `json:"field,omitempty"`
+	Agent          string              `json:"agent,omitempty"`
+	Anchor         string              `json:"anchor,omitempty"`
+	SkillVersionID string              `json:"skill_version_id,omitempty"`
+	Policies       []chron.PolicyMatch `json:"policies,omitempty"`
+	SkillRules     []string            `json:"skill_rules,omitempty"`
+	Revision       string              `json:"revision,omitempty"`
+}
+
+type validateRequest struct {
+	Action         string         `json:"action"`
+	Context        map[string]any `json:"context"`
+	SkillVersionID string         `json:"skill_version_id"`
+}
+
+func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	snap := s.Snapshots.Snapshot()
+	id := uuid.NewString()
+	rec := &chron.Record{ID: id, Kind: "decision", Replica: s.Replica, RequestID: requestID(r, id)}
+	var resp Response
+	status := http.StatusForbidden
+
+	defer func() { s.Metrics.observe(resp.Outcome, resp.Reason, time.Since(start)) }()
+
+	if snap == nil {
+		resp = Response{Outcome: decide.Deny, Reason: ReasonNotReady, Message: "the gate is starting and has not loaded its resources yet; retry shortly"}
+		status = http.StatusServiceUnavailable
+		s.record(r.Context(), rec, &resp)
+		writeJSON(w, status, resp)
+		return
+	}
+	resp.Revision = snap.Revision
+	agent, tokID := authenticate(snap, r)
+	rec.Actor = tokenActor(tokID)
+
+	var d decide.Decision
+	var body validateRequest
+	field, perr := "", error(nil)
+	if agent != nil {
+		field, perr = decodeValidate(w, r, &body)
+	}
+	switch {
+	case agent == nil:
+		d = decide.Decide(snap, decide.Request{Agent: nil})
+		status = http.StatusUnauthorized
+	case perr != nil:
+		d = decide.Decision{Outcome: decide.Deny, Reason: ReasonBadRequest, Message: perr.Error(), Agent: agent}
+		resp.Field = field
+		status = http.StatusBadRequest
+		rec.Action = truncate(body.Action, decide.MaxActionLen)
+	default:
+		d = decide.Decide(snap, decide.Request{Agent: agent, Action: body.Action, Context: body.Context,
+			SkillVersionID: body.SkillVersionID, Now: s.Now()})
+		rec.Action, rec.Context = body.Action, body.Context
+		if d.Outcome == decide.Allow {
+			status = http.StatusOK
+		} else if d.Reason == decide.ReasonUnauthenticated {
+			status = http.StatusUnauthorized
+		}
+	}
+	fill(&resp, rec, d)
+	if err := s.record(r.Context(), rec, &resp); err != nil {
+		status = http.StatusServiceUnavailable
+		if errors.Is(err, chron.ErrOverloaded) {
+			status = http.StatusTooManyRequests
+		}
+	}
+	writeJSON(w, status, resp)
+}
+
+// record writes the Chron row and turns any failure into a DENY: no answer
+// leaves the gate without its row.
+func (s *Server) record(ctx context.Context, rec *chron.Record, resp *Response) error {
+	rec.Time = s.Now()
+	rec.Outcome, rec.Reason, rec.Message = string(resp.Outcome), resp.Reason, resp.Message
+	ctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
+	defer cancel()
+	row, err := s.Log.Write(ctx, rec)
+	if err != nil {
+		s.Logger.Error(err, "Chron write failed; answering DENY", "decision", rec.ID, "agent", rec.AgentNamespace+"/"+rec.AgentName)
+		reason, msg := ReasonChronUnavailable, "the decision could not be recorded in Chron, so it is DENY (fail-closed); check the gate's database"
+		if errors.Is(err, chron.ErrOverloaded) {
+			reason, msg = ReasonOverloaded, "the gate is overloaded and sheds this request as DENY; retry with backoff"
+		}
+		*resp = Response{Outcome: decide.Deny, Reason: reason, Message: msg, DecisionID: rec.ID, Agent: resp.Agent, Revision: resp.Revision}
+		return err
+	}
+	resp.DecisionID, resp.ChronID = rec.ID, fmt.Sprintf("%s/%d", row.Stream, row.Seq)
+	return nil
+}
+
+// fill copies a decision into the response and the Chron record.
+func fill(resp *Response, rec *chron.Record, d decide.Decision) {
+	resp.Outcome, resp.Reason, resp.Message = d.Outcome, d.Reason, d.Message
+	if a := d.Agent; a != nil {
+		resp.Agent, resp.Anchor = a.Namespace+"/"+a.Name, a.Anchor
+		rec.AgentName, rec.AgentNamespace, rec.AgentUID, rec.Org, rec.Anchor = a.Name, a.Namespace, a.UID, a.Org, a.Anchor
+	}
+	if sv := d.SkillVersion; sv != nil {
+		resp.SkillVersionID = sv.ID
+		rec.SkillVersionID, rec.SkillDigest = sv.ID, sv.Digest
+	}
+	for _, p := range d.Policies {
+		m := chron.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect)}
+		resp.Policies = append(resp.Policies, m)
+		rec.Policies = append(rec.Policies, m)
+	}
+	for _, f := range d.Forbidden {
+		resp.SkillRules = append(resp.SkillRules, "forbidden:"+f)
+	}
+	for _, a := range d.Allowed {
+		resp.SkillRules = append(resp.SkillRules, "allowed:"+a)
+	}
+	rec.SkillRules = resp.SkillRules
+}
+
+// tokenActor names who presented a token by its public id only.
+func tokenActor(id string) string {
+	if id == "" {
+		return ""
+	}
+	return "token:" + id
+}
+
+// authenticate maps the Bearer token to its agent. The token is compared
+// by hash in constant time and never logged; only its public id is kept.
+func authenticate(snap *decide.Snapshot, r *http.Request) (*decide.Agent, string) {
+	h := r.Header.Get("Authorization")
+	tok, ok := strings.CutPrefix(h, "Bearer ")
+	if !ok {
+		return nil, ""
+	}
+	id, ok := token.ID(strings.TrimSpace(tok))
+	if !ok {
+		return nil, ""
+	}
+	a, ok := snap.AgentByToken(id)
+	if !ok || !token.Matches(strings.TrimSpace(tok), a.TokenHash) {
+		return nil, id
+	}
+	return a, id
+}
+
+type initResponse struct {
+	Agent          string `json:"agent"`
+	UID            string `json:"uid"`
+	DisplayName    string `json:"display_name,omitempty"`
+	Org            string `json:"org"`
+	Anchor         string `json:"anchor"`
+	Phase          string `json:"phase"`
+	Active         bool   `json:"active"`
+	Message        string `json:"message,omitempty"`
+	SkillVersionID string `json:"skill_version_id"`
+	SkillDigest    string `json:"skill_digest,omitempty"`
+	// SkillVersionOK says whether the id the client presented is the one
+	// the agent is pinned to.
+	SkillVersionOK bool `json:"skill_version_ok"`
+}
+
+func (s *Server) init(w http.ResponseWriter, r *http.Request) {
+	snap := s.Snapshots.Snapshot()
+	if snap == nil {
+		writeJSON(w, http.StatusServiceUnavailable, Response{Outcome: decide.Deny, Reason: ReasonNotReady, Message: "the gate is starting; retry shortly"})
+		return
+	}
+	agent, tokID := authenticate(snap, r)
+	if agent == nil {
+		d := decide.Decide(snap, decide.Request{})
+		resp := Response{Outcome: d.Outcome, Reason: d.Reason, Message: d.Message}
+		rec := &chron.Record{ID: uuid.NewString(), Kind: "init", Replica: s.Replica, RequestID: requestID(r, ""), Actor: tokenActor(tokID)}
+		status := http.StatusUnauthorized
+		if s.record(r.Context(), rec, &resp) != nil {
+			status = http.StatusServiceUnavailable
+		}
+		writeJSON(w, status, resp)
+		return
+	}
+	var body struct {
+		SkillVersionID string `json:"skill_version_id"`
+	}
+	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
+	_ = json.NewDecoder(r.Body).Decode(&body) // an empty body is fine here
+	out := initResponse{Agent: agent.Namespace + "/" + agent.Name, UID: agent.UID, DisplayName: agent.DisplayName,
+		Org: agent.Org, Anchor: agent.Anchor, Phase: string(agent.Phase), Active: agent.Active, Message: agent.Inactive}
+	if sv, ok := snap.PinnedVersion(agent); ok {
+		out.SkillVersionID, out.SkillDigest = sv.ID, sv.Digest
+		out.SkillVersionOK = body.SkillVersionID == sv.ID
+	}
+	writeJSON(w, http.StatusOK, out)
+}
+
+// requestID takes the caller's X-Request-Id when it is sane.
+func requestID(r *http.Request, fallback string) string {
+	v := r.Header.Get("X-Request-Id")
+	if v == "" || len(v) > 128 || strings.ContainsFunc(v, func(c rune) bool { return c < 0x21 || c > 0x7e }) {
+		return fallback
+	}
+	return v
+}
+
+func truncate(s string, n int) string {
+	if len(s) > n {
+		return s[:n]
+	}
+	return s
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.Header().Set("Cache-Control", "no-store")
+	w.WriteHeader(status)
+	_ = json.NewEncoder(w).Encode(v)
+}

@@ -1,0 +1,110 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"net/http"
+	"os"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"golang.org/x/sync/errgroup"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+
+	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/server"
+)
+
+func runGate(args []string) error {
+	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
+	listen := fs.String("listen", ":8181", "address of the gate API (/health, /ready, /v/init, /v/validate)")
+	metricsAddr := fs.String("metrics-bind-address", ":8182", "address of the Prometheus metrics endpoint; 0 disables it")
+	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of Chron (default $DATABASE_URL)")
+	replica := fs.String("replica", defaultReplica(), "this replica's name; its Chron stream (default $POD_NAME or the hostname)")
+	migrate := fs.Bool("migrate", true, "apply Chron's schema migrations at start (needs a role that may create tables)")
+	writeTimeout := fs.Duration("write-timeout", 2*time.Second, "longest wait for a decision's Chron row; past it the answer is DENY")
+	zapOpts := zap.Options{}
+	zapOpts.BindFlags(fs)
+	if err := fs.Parse(args); err != nil {
+		return err
+	}
+	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	log := ctrl.Log.WithName("gate")
+	if *dbURL == "" {
+		return errors.New("no Chron database: set DATABASE_URL or --database-url (the gate refuses to answer without its audit log)")
+	}
+	ctx := ctrl.SetupSignalHandler()
+
+	pool, err := pgxpool.New(ctx, *dbURL)
+	if err != nil {
+		return fmt.Errorf("Chron database URL: %w", err)
+	}
+	defer pool.Close()
+	if *migrate {
+		if err := chron.Migrate(ctx, pool); err != nil {
+			return fmt.Errorf("migrating Chron: %w", err)
+		}
+	}
+	reg := prometheus.NewRegistry()
+	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	metrics := server.NewMetrics(reg)
+	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/" + *replica, OnCommit: metrics.ObserveCommit})
+	if err != nil {
+		return fmt.Errorf("opening the Chron writer: %w", err)
+	}
+
+	cfg, err := ctrl.GetConfig()
+	if err != nil {
+		return fmt.Errorf("no Kubernetes configuration (set KUBECONFIG or run in a pod): %w", err)
+	}
+	src, err := server.NewSource(cfg, newScheme())
+	if err != nil {
+		return err
+	}
+	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
+		Logger: log, Metrics: metrics}
+	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return src.Run(gctx) })
+	g.Go(func() error {
+		log.Info("gate listening", "address", *listen, "replica", *replica)
+		if err := api.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("gate API on %s: %w", *listen, err)
+		}
+		return nil
+	})
+	if *metricsAddr != "0" {
+		ms := &http.Server{Addr: *metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
+		g.Go(func() error {
+			if err := ms.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+				return fmt.Errorf("metrics on %s: %w", *metricsAddr, err)
+			}
+			return nil
+		})
+		g.Go(func() error { <-gctx.Done(); return ms.Close() })
+	}
+	g.Go(func() error {
+		<-gctx.Done()
+		// Finish in-flight decisions (and their Chron rows) before exiting.
+		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
+		defer cancel()
+		err := api.Shutdown(sctx)
+		return errors.Join(err, writer.Close())
+	})
+	return g.Wait()
+}
+
+func defaultReplica() string {
+	if p := os.Getenv("POD_NAME"); p != "" {
+		return p
+	}
+	h, _ := os.Hostname()
+	return h
+}
