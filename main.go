@@ -4,10 +4,12 @@
 package main
 
 import (
+	"errors"
 	"flag"
 	"fmt"
 	"os"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
@@ -15,9 +17,12 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
+	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
+	"github.com/claiim/claiim-operator/controllers/admission"
+	"github.com/claiim/claiim-operator/gate/chron"
 )
 
 const usage = `claiim governs AI agents in Kubernetes.
@@ -71,6 +76,11 @@ func runManager(args []string) error {
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so only one replica reconciles at a time")
 	leaderNS := fs.String("leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
 	gateURL := fs.String("gate-url", controllers.DefaultGateURL, "gate API URL written into every agent's token Secret (CLAIIM_GATE_URL)")
+	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of Chron, where control-plane events are recorded (default $DATABASE_URL)")
+	webhooks := fs.Bool("enable-webhooks", true, "serve the admission webhooks (PIM, immutability, lifecycle); they need Chron")
+	webhookPort := fs.Int("webhook-port", 9443, "port of the admission webhook server")
+	certDir := fs.String("webhook-cert-dir", "", "directory with tls.crt and tls.key for the webhook server (default: controller-runtime's)")
+	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -82,7 +92,11 @@ func runManager(args []string) error {
 	if err != nil {
 		return fmt.Errorf("no Kubernetes configuration (set KUBECONFIG or run in a pod): %w", err)
 	}
+	if *webhooks && *dbURL == "" {
+		return errors.New("the admission webhooks record every control-plane change in Chron: set DATABASE_URL or --database-url (or --enable-webhooks=false for reconcilers alone)")
+	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
+		WebhookServer:           webhook.NewServer(webhook.Options{Port: *webhookPort, CertDir: *certDir}),
 		Scheme:                  newScheme(),
 		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
@@ -95,8 +109,31 @@ func runManager(args []string) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: *gateURL}); err != nil {
+	opts := controllers.Options{GateURL: *gateURL}
+	if *dbURL != "" {
+		pool, err := pgxpool.New(ctx, *dbURL)
+		if err != nil {
+			return fmt.Errorf("Chron database URL: %w", err)
+		}
+		defer pool.Close()
+		if err := chron.Migrate(ctx, pool); err != nil {
+			return fmt.Errorf("migrating Chron: %w", err)
+		}
+		w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "manager/" + defaultReplica()})
+		if err != nil {
+			return fmt.Errorf("opening the Chron writer: %w", err)
+		}
+		defer w.Close()
+		opts.Log = w
+	}
+	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return err
+	}
+	if *webhooks {
+		if err := admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), Client: mgr.GetClient(), Log: opts.Log,
+			ManagerUsername: *managerUser}); err != nil {
+			return err
+		}
 	}
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
@@ -106,4 +143,17 @@ func runManager(args []string) error {
 	}
 	ctrl.Log.Info("starting the CLAIIM manager", "gateURL", *gateURL)
 	return mgr.Start(ctx)
+}
+
+// defaultManagerUsername is the manager's ServiceAccount username in a
+// pod: system:serviceaccount:<namespace>:claiim-manager.
+func defaultManagerUsername() string {
+	if u := os.Getenv("CLAIIM_MANAGER_USERNAME"); u != "" {
+		return u
+	}
+	ns := os.Getenv("POD_NAMESPACE")
+	if ns == "" {
+		ns = "claiim-system"
+	}
+	return "system:serviceaccount:" + ns + ":claiim-manager"
 }

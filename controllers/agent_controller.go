@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
@@ -21,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/gate/token"
 )
 
@@ -33,6 +35,7 @@ type AgentReconciler struct {
 	Recorder  recorder.EventRecorder
 	GateURL   string
 	Clock     clock.PassiveClock
+	Log       Log
 }
 
 // +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch
@@ -60,6 +63,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if err != nil {
 		return ctrl.Result{}, err
 	}
+	agent.Status.SkillVersionID, agent.Status.SkillDigest = "", ""
 	if pin != nil {
 		agent.Status.SkillVersionID, agent.Status.SkillDigest = pin.id, pin.digest
 	}
@@ -86,6 +90,9 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	agent.Status.ObservedGeneration = agent.Generation
 	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionReady, phase == claiimv1.AgentActive, reason, msg)
 
+	if err := r.recordChanges(ctx, before, agent); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := patchStatus(ctx, r.Client, before, agent, before.Status, agent.Status); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching Agent status: %w", err)
 	}
@@ -102,6 +109,45 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		r.Recorder.Eventf(agent, nil, typ, string(phase), "Lifecycle", "%s", msg)
 	}
 	return res, nil
+}
+
+// recordChanges writes lifecycle and token events to Chron before the
+// status that reports them, so no change goes unrecorded.
+func (r *AgentReconciler) recordChanges(ctx context.Context, before, a *claiimv1.Agent) error {
+	base := func(kind, reason, msg string) *chron.Record {
+		return &chron.Record{Kind: kind, Action: kind, Outcome: chron.OutcomeAllow, Reason: reason, Message: msg,
+			AgentName: a.Name, AgentNamespace: a.Namespace, AgentUID: string(a.UID), Org: string(a.Spec.Org),
+			Anchor: string(a.Spec.AccountabilityAnchor), SkillVersionID: a.Status.SkillVersionID, SkillDigest: a.Status.SkillDigest}
+	}
+	if before.Status.Phase != a.Status.Phase {
+		msg := fmt.Sprintf("agent %s/%s: %s -> %s", a.Namespace, a.Name, orNone(string(before.Status.Phase)), a.Status.Phase)
+		if err := recordEvent(ctx, r.Log, a.UID, fmt.Sprintf("phase/%d/%s", a.Generation, a.Status.Phase),
+			base("agent.lifecycle", "AGENT_"+strings.ToUpper(string(a.Status.Phase)), msg)); err != nil {
+			return err
+		}
+	}
+	if t := a.Status.Token; t != nil {
+		if before.Status.Token == nil {
+			if err := recordEvent(ctx, r.Log, a.UID, "token-issued/"+t.ID,
+				base("token.issued", "TOKEN_ISSUED", fmt.Sprintf("token %s issued into Secret %s/%s", t.ID, a.Namespace, t.SecretName))); err != nil {
+				return err
+			}
+		}
+		if t.RevokedAt != nil && (before.Status.Token == nil || before.Status.Token.RevokedAt == nil) {
+			if err := recordEvent(ctx, r.Log, a.UID, "token-revoked/"+t.ID,
+				base("token.revoked", "TOKEN_REVOKED", fmt.Sprintf("token %s revoked for good", t.ID))); err != nil {
+				return err
+			}
+		}
+	}
+	return nil
+}
+
+func orNone(s string) string {
+	if s == "" {
+		return "(new)"
+	}
+	return s
 }
 
 // agentPhase decides the phase. Order matters: a person's explicit

@@ -197,14 +197,14 @@ var _ = Describe("Agent", func() {
 		Expect(k8s.Create(ctx, a)).To(Succeed())
 		expectPhase(a, claiimv1.AgentPending, claiimv1.ReasonSkillOrgMismatch)
 
-		g := &claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: uniq("grant")}, Spec: claiimv1.CrossOrgGrantSpec{
-			GrantingOrg: claiimv1.OrgName(other.Name), ReceivingOrg: claiimv1.OrgName(o.Name), Skills: []string{foreign.Name},
-			Duration: &metav1.Duration{Duration: time.Hour}}}
-		Expect(k8s.Create(ctx, g)).To(Succeed())
-		// Approval of grants comes with PIM; set the status the manager will.
+		// Both sides' approvals as admission stamps them; the grant ends in
+		// a few seconds.
 		exp := metav1.NewTime(time.Now().Add(3 * time.Second))
-		g.Status = claiimv1.CrossOrgGrantStatus{Phase: claiimv1.GrantActive, ExpiresAt: &exp}
-		Expect(k8s.Status().Update(ctx, g)).To(Succeed())
+		g := &claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: uniq("grant"), Annotations: map[string]string{
+			claiimv1.AnnotationGrantingApprovedBy: "cfo@claiim.io", claiimv1.AnnotationReceivingApprovedBy: "cto@claiim.io"}},
+			Spec: claiimv1.CrossOrgGrantSpec{GrantingOrg: claiimv1.OrgName(other.Name), ReceivingOrg: claiimv1.OrgName(o.Name),
+				Skills: []string{foreign.Name}, ExpiresAt: &exp}}
+		Expect(k8s.Create(ctx, g)).To(Succeed())
 		expectPhase(a, claiimv1.AgentActive, claiimv1.ReasonReconciled)
 
 		By("the agent falls back to Pending the moment the grant expires, with no other event")

@@ -25,6 +25,8 @@ type Options struct {
 	GateURL string
 	// Clock stamps times into status; a fake one in tests.
 	Clock clock.PassiveClock
+	// Log records control-plane events in Chron; nil records nothing.
+	Log Log
 }
 
 // Field indexes that let a change of one object find the others it affects.
@@ -67,10 +69,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	rec := mgr.GetEventRecorder("claiim-manager")
 	c := mgr.GetClient()
 	for name, r := range map[string]interface{ SetupWithManager(ctrl.Manager) error }{
-		"aiorg":  &AIOrgReconciler{Client: c, Recorder: rec},
-		"skill":  &SkillReconciler{Client: c, Recorder: rec},
-		"policy": &PolicyReconciler{Client: c, Recorder: rec},
-		"agent":  &AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, GateURL: opts.GateURL, Clock: opts.Clock},
+		"aiorg":         &AIOrgReconciler{Client: c, Recorder: rec},
+		"skill":         &SkillReconciler{Client: c, Recorder: rec},
+		"policy":        &PolicyReconciler{Client: c, Recorder: rec},
+		"agent":         &AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, GateURL: opts.GateURL, Clock: opts.Clock, Log: opts.Log},
+		"pimrequest":    &PIMRequestReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log},
+		"crossorggrant": &CrossOrgGrantReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", name, err)

@@ -25,8 +25,8 @@ const (
 	// AgentPending: the org, skill or skill version is not resolved yet.
 	AgentPending AgentPhase = "Pending"
 	// AgentInactive: the accountability anchor has not accepted the agent.
-	AgentInactive AgentPhase = "Inactive"
-	AgentActive   AgentPhase = "Active"
+	AgentInactive  AgentPhase = "Inactive"
+	AgentActive    AgentPhase = "Active"
 	AgentSuspended AgentPhase = "Suspended"
 	// AgentDecommissioned is terminal: the token is revoked for good.
 	AgentDecommissioned AgentPhase = "Decommissioned"
@@ -37,16 +37,16 @@ const (
 	// ConditionTokenIssued is True while the agent holds a usable token.
 	ConditionTokenIssued = "TokenIssued"
 
-	ReasonSkillNotFound          = "SkillNotFound"
-	ReasonSkillVersionNotFound   = "SkillVersionNotFound"
-	ReasonSkillOrgMismatch       = "SkillOrgMismatch"
-	ReasonAnchorNotAccepted      = "AnchorNotAccepted"
-	ReasonSuspended              = "Suspended"
-	ReasonDecommissioned         = "Decommissioned"
-	ReasonTokenIssued            = "TokenIssued"
-	ReasonTokenRevoked           = "TokenRevoked"
-	ReasonTokenSecretConflict    = "TokenSecretConflict"
-	ReasonTokenSecretMissing     = "TokenSecretMissing"
+	ReasonSkillNotFound        = "SkillNotFound"
+	ReasonSkillVersionNotFound = "SkillVersionNotFound"
+	ReasonSkillOrgMismatch     = "SkillOrgMismatch"
+	ReasonAnchorNotAccepted    = "AnchorNotAccepted"
+	ReasonSuspended            = "Suspended"
+	ReasonDecommissioned       = "Decommissioned"
+	ReasonTokenIssued          = "TokenIssued"
+	ReasonTokenRevoked         = "TokenRevoked"
+	ReasonTokenSecretConflict  = "TokenSecretConflict"
+	ReasonTokenSecretMissing   = "TokenSecretMissing"
 )
 
 // SkillRef pins an agent to one published version of a skill.

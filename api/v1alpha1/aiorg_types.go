@@ -16,7 +16,6 @@ const (
 )
 
 // AIOrgSpec defines an organisational boundary for agents.
-// +kubebuilder:validation:XValidation:rule="!has(self.parent) || self.parent != ''",message="parent must be omitted or name an AIOrg"
 type AIOrgSpec struct {
 	// DisplayName is the human name shown in tools, e.g. "Engineering".
 	// +optional

@@ -7,10 +7,14 @@ import (
 // MaxGrantDuration bounds how long a cross-org grant may live.
 const MaxGrantDuration = "2160h" // 90 days
 
-// Annotations with which each side's admin approves a grant.
+// Annotations with which each side's admin approves a grant, and those
+// admission stamps with who did (nobody else can write them).
 const (
 	AnnotationApproveGranting  = "claiim.io/approve-granting"
 	AnnotationApproveReceiving = "claiim.io/approve-receiving"
+
+	AnnotationGrantingApprovedBy  = "claiim.io/granting-approved-by"
+	AnnotationReceivingApprovedBy = "claiim.io/receiving-approved-by"
 )
 
 // GrantPhase is where a grant is in its lifecycle.

@@ -11,11 +11,17 @@ const (
 )
 
 // Annotations with which a second person decides a PIMRequest; the value is
-// their comment. Admission stamps who set them from the authenticated user.
+// their comment. Admission stamps who set them from the authenticated user
+// into the *-by annotations, which nobody else can write.
 const (
 	AnnotationApprove = "claiim.io/approve"
 	AnnotationDeny    = "claiim.io/deny"
 	AnnotationRevoke  = "claiim.io/revoke"
+
+	AnnotationApprovedBy = "claiim.io/approved-by"
+	AnnotationApprovedAt = "claiim.io/approved-at"
+	AnnotationDeniedBy   = "claiim.io/denied-by"
+	AnnotationRevokedBy  = "claiim.io/revoked-by"
 )
 
 // PIMPhase is where an elevation is in its lifecycle.

@@ -25,7 +25,9 @@ type Client struct {
 func New(gateURL, agentToken, skillVersionID string) *Client {
 	return &Client{
 		gateURL: strings.TrimSuffix(gateURL, "/"), token: agentToken, skillVersionID: skillVersionID,
-		http: &http.Client{Timeout: 10 * time.Second},
+		http: &http.Client{Timeout: 10 * time.Second,
+			// A redirect would resend the token elsewhere; a 30x is a DENY.
+			CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
 	}
 }
 

@@ -110,7 +110,7 @@ func Decide(s *Snapshot, req Request) Decision {
 	visit := func(refs []ruleRef) {
 		for _, ref := range refs {
 			r := ref.rule
-			if !s.inScope(ref.policy.Org, a.Org) || !r.AppliesTo(a) || !matchesAny(r.Patterns, req.Action) {
+			if matched(d.Policies, ref) || !s.inScope(ref.policy.Org, a.Org) || !r.AppliesTo(a) || !matchesAny(r.Patterns, req.Action) {
 				continue
 			}
 			m := PolicyMatch{Policy: ref.policy.Name, Version: ref.policy.Version, Rule: r.Name, Effect: r.Effect}
@@ -185,6 +185,17 @@ func (s *Snapshot) grant(sv *SkillVersion, org string, now time.Time, d *Decisio
 		}
 		if _, ok := g.Skills[sv.Skill]; ok {
 			d.Grant = g.Name
+			return true
+		}
+	}
+	return false
+}
+
+// matched reports whether the rule is already recorded: a rule whose
+// patterns sit in two index buckets is visited twice.
+func matched(ms []PolicyMatch, ref ruleRef) bool {
+	for i := range ms {
+		if ms[i].Policy == ref.policy.Name && ms[i].Rule == ref.rule.Name {
 			return true
 		}
 	}

@@ -277,3 +277,35 @@ func BenchmarkDecide(b *testing.B) {
 		})
 	}
 }
+
+func TestBrokenOrgTreeFailsClosed(t *testing.T) {
+	in := seedInputs()
+	in.Policies = append(in.Policies, claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "root-freeze", Generation: 1},
+		Spec: claiimv1.PolicySpec{Org: "engineering", Rules: []claiimv1.PolicyRule{{Name: "r", Effect: claiimv1.PolicyEffectDeny, Actions: []claiimv1.ActionPattern{"db:*"}}}}})
+	// platform's parent engineering is deleted: its Deny would be hidden.
+	in.Orgs = in.Orgs[1:]
+	in.Skills[0].Spec.Org = "platform"
+	in.Agents[1].Spec.SkillRef.Name = "deploy-bot"
+	d := decide(t, in, "platform-bot", "deploy:staging", nil)
+	if d.Outcome != Deny || d.Reason != ReasonAgentInactive || !strings.Contains(d.Message, "does not resolve") {
+		t.Fatalf("agent in a broken org tree: %s %s (%s)", d.Outcome, d.Reason, d.Message)
+	}
+}
+
+func TestRuleMatchedOnce(t *testing.T) {
+	in := seedInputs()
+	in.Policies[0].Spec.Rules[0].Actions = []claiimv1.ActionPattern{"deploy:production", "deploy:*"}
+	d := decide(t, in, "bot", "deploy:production", nil)
+	if len(d.Policies) != 1 {
+		t.Fatalf("a rule with two matching patterns was recorded %d times", len(d.Policies))
+	}
+}
+
+func TestEmptyNamesMatchNobody(t *testing.T) {
+	in := seedInputs()
+	in.Policies = []claiimv1.Policy{{ObjectMeta: metav1.ObjectMeta{Name: "templated", Generation: 1}, Spec: claiimv1.PolicySpec{
+		Rules: []claiimv1.PolicyRule{{Name: "r", Effect: claiimv1.PolicyEffectAllow, Actions: []claiimv1.ActionPattern{"db:*"}, Agents: &claiimv1.AgentSelector{Names: []string{}}}}}}}
+	if d := decide(t, in, "bot", "db:read", nil); d.Outcome != Deny {
+		t.Fatalf("an Allow rule with an empty names list allowed: %s %s", d.Outcome, d.Reason)
+	}
+}

@@ -96,7 +96,7 @@ func compileRule(r claiimv1.PolicyRule) (Rule, error) {
 		rule.Condition = c
 	}
 	if r.Agents != nil {
-		if len(r.Agents.Names) > 0 {
+		if r.Agents.Names != nil { // an empty list names nobody
 			rule.Names = make(map[string]struct{}, len(r.Agents.Names))
 			for _, n := range r.Agents.Names {
 				rule.Names[n] = struct{}{}

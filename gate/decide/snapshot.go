@@ -59,7 +59,7 @@ type Snapshot struct {
 	byName    map[string]*Agent // "namespace/name"
 	versions  map[string]map[int32]*SkillVersion
 	// ancestors[org] is the org and all its ancestors (a policy of any of
-	// them applies); an org in a broken tree maps to itself only.
+	// them applies); an org in a broken tree maps to nil.
 	ancestors map[string][]string
 	grants    []Grant
 
@@ -116,6 +116,10 @@ func Build(in Inputs) *Snapshot {
 	}
 	for i := range in.Agents {
 		a := newAgent(&in.Agents[i])
+		if chain, ok := s.ancestors[a.Org]; a.Active && (!ok || chain == nil) {
+			// A broken tree would hide its ancestors' Deny policies.
+			a.Active, a.Inactive = false, "the agent's org "+a.Org+" does not resolve to a root (missing org or parent, or a cycle); fix the AIOrg tree"
+		}
 		s.byName[a.Namespace+"/"+a.Name] = a
 		if a.TokenID != "" && a.TokenHash != "" {
 			s.byTokenID[a.TokenID] = a
@@ -255,11 +259,15 @@ func orgAncestors(orgs []claiimv1.AIOrg) map[string][]string {
 	out := make(map[string][]string, len(orgs))
 	for name := range parent {
 		chain := []string{name}
-		for cur := parent[name]; cur != "" && len(chain) <= claiimv1.MaxOrgDepth; cur = parent[cur] {
-			if _, ok := parent[cur]; !ok || contains(chain, cur) {
+		cur := parent[name]
+		for ; cur != ""; cur = parent[cur] {
+			if _, ok := parent[cur]; !ok || contains(chain, cur) || len(chain) > claiimv1.MaxOrgDepth {
 				break
 			}
 			chain = append(chain, cur)
+		}
+		if cur != "" {
+			chain = nil // missing ancestor, cycle or too deep: unresolved
 		}
 		out[name] = chain
 	}

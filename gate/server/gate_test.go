@@ -240,14 +240,13 @@ var _ = Describe("The gate", func() {
 			ledger := uniq("ledger")
 			Expect(k8s.Create(ctx, &claiimv1.Skill{ObjectMeta: metav1.ObjectMeta{Name: ledger}, Spec: claiimv1.SkillSpec{Org: claiimv1.OrgName(finance),
 				Versions: []claiimv1.SkillVersion{{Version: 1, AgentEmail: "ledger@yourcompany.com", AllowedActions: []claiimv1.ActionPattern{"ledger:read"}}}}})).To(Succeed())
-			grant := &claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: uniq("grant")}, Spec: claiimv1.CrossOrgGrantSpec{
-				GrantingOrg: claiimv1.OrgName(finance), ReceivingOrg: claiimv1.OrgName(w.org), Skills: []string{ledger}, Duration: &metav1.Duration{Duration: time.Hour}}}
+			// Both sides' approvals as admission stamps them (the webhooks
+			// are tested in controllers/admission).
+			grant := &claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: uniq("grant"), Annotations: map[string]string{
+				claiimv1.AnnotationGrantingApprovedBy: "cfo@claiim.io", claiimv1.AnnotationReceivingApprovedBy: "cto@claiim.io"}},
+				Spec: claiimv1.CrossOrgGrantSpec{GrantingOrg: claiimv1.OrgName(finance), ReceivingOrg: claiimv1.OrgName(w.org),
+					Skills: []string{ledger}, Duration: &metav1.Duration{Duration: time.Hour}}}
 			Expect(k8s.Create(ctx, grant)).To(Succeed())
-			// The grant's approval flow comes with PIM; here its status is set
-			// the way the manager will set it.
-			exp := metav1.NewTime(time.Now().Add(time.Hour))
-			grant.Status = claiimv1.CrossOrgGrantStatus{Phase: claiimv1.GrantActive, ExpiresAt: &exp}
-			Expect(k8s.Status().Update(ctx, grant)).To(Succeed())
 			w.update(func(a *claiimv1.Agent) { a.Spec.SkillRef.Name = ledger })
 			Eventually(func(g Gomega) {
 				_, body := validate(w.token, map[string]any{"action": "ledger:read", "skill_version_id": ledgerID(g, ledger)})

@@ -181,6 +181,19 @@ func (s *Server) record(ctx context.Context, rec *chron.Record, resp *Response) 
 	ctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
 	defer cancel()
 	row, err := s.Log.Write(ctx, rec)
+	if err != nil && errors.Is(err, context.DeadlineExceeded) {
+		// The row may still commit after the wait gave up; record what the
+		// agent was actually told, so Chron never shows only an ALLOW
+		// that was refused.
+		fix := *rec
+		fix.ID, fix.Kind, fix.Outcome, fix.Reason = uuid.NewString(), "decision.correction", string(decide.Deny), ReasonChronUnavailable
+		fix.Message = "decision " + rec.ID + " was answered DENY: its row did not commit in time"
+		go func() {
+			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			_, _ = s.Log.Write(cctx, &fix)
+		}()
+	}
 	if err != nil {
 		s.Logger.Error(err, "Chron write failed; answering DENY", "decision", rec.ID, "agent", rec.AgentNamespace+"/"+rec.AgentName)
 		reason, msg := ReasonChronUnavailable, "the decision could not be recorded in Chron, so it is DENY (fail-closed); check the gate's database"

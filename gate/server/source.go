@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strconv"
 	"sync/atomic"
+	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/client-go/rest"
@@ -21,19 +22,35 @@ import (
 // a decision always sees one consistent view.
 type Source struct {
 	cache   cache.Cache
+	live    client.Reader // reads the apiserver directly, to tell when watches can work again
 	current atomic.Pointer[decide.Snapshot]
 	dirty   chan struct{}
 	rev     atomic.Uint64
 	synced  atomic.Bool
+	// failingSince is when watches started failing (unix nanos, 0 when
+	// healthy): past StaleAfter the snapshot may be hiding a suspension.
+	failingSince atomic.Int64
+	// StaleAfter is how long watches may fail before the gate stops
+	// deciding (fail-closed). Default 10s.
+	StaleAfter time.Duration
 }
 
 // NewSource makes a Source over the CLAIIM resources. It reads no Secrets.
 func NewSource(cfg *rest.Config, scheme *runtime.Scheme) (*Source, error) {
-	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
+	s := &Source{dirty: make(chan struct{}, 1), StaleAfter: 10 * time.Second}
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme,
+		DefaultWatchErrorHandler: func(ctx context.Context, r *toolscache.Reflector, err error) {
+			s.failingSince.CompareAndSwap(0, time.Now().UnixNano())
+			toolscache.DefaultWatchErrorHandler(ctx, r, err)
+		}})
 	if err != nil {
 		return nil, fmt.Errorf("creating the informer cache: %w", err)
 	}
-	return &Source{cache: c, dirty: make(chan struct{}, 1)}, nil
+	s.cache = c
+	if s.live, err = client.New(cfg, client.Options{Scheme: scheme}); err != nil {
+		return nil, err
+	}
+	return s, nil
 }
 
 // watched are the kinds a snapshot is built from.
@@ -67,10 +84,18 @@ func (s *Source) Run(ctx context.Context) error {
 		return err
 	}
 	s.synced.Store(true)
+	probe := time.NewTicker(2 * time.Second)
+	defer probe.Stop()
 	for {
 		select {
 		case <-ctx.Done():
 			return <-errc
+		case <-probe.C:
+			// Watches that failed retry on their own; once the apiserver
+			// answers every kind again, the view is current.
+			if s.failingSince.Load() != 0 && s.canList(ctx) {
+				s.failingSince.Store(0)
+			}
 		case <-s.dirty:
 			if err := s.rebuild(ctx); err != nil {
 				return err
@@ -79,8 +104,19 @@ func (s *Source) Run(ctx context.Context) error {
 	}
 }
 
-// markDirty coalesces bursts of events into one rebuild.
+func (s *Source) canList(ctx context.Context) bool {
+	for _, l := range []client.ObjectList{&claiimv1.AIOrgList{}, &claiimv1.SkillList{}, &claiimv1.PolicyList{}, &claiimv1.AgentList{}, &claiimv1.CrossOrgGrantList{}} {
+		if s.live.List(ctx, l, client.Limit(1)) != nil {
+			return false
+		}
+	}
+	return true
+}
+
+// markDirty coalesces bursts of events into one rebuild. An event means a
+// watch works again.
 func (s *Source) markDirty() {
+	s.failingSince.Store(0)
 	select {
 	case s.dirty <- struct{}{}:
 	default:
@@ -102,13 +138,22 @@ func (s *Source) rebuild(ctx context.Context) error {
 	return nil
 }
 
-// Snapshot is the current snapshot, nil before the caches have synced.
-func (s *Source) Snapshot() *decide.Snapshot { return s.current.Load() }
+// Snapshot is the current snapshot; nil before the caches have synced and
+// while watches have been failing for longer than StaleAfter.
+func (s *Source) Snapshot() *decide.Snapshot {
+	if s.Ready() != nil {
+		return nil
+	}
+	return s.current.Load()
+}
 
-// Ready says why decisions can't be made yet, or nil.
+// Ready says why decisions can't be made, or nil.
 func (s *Source) Ready() error {
 	if !s.synced.Load() {
 		return fmt.Errorf("the gate's caches have not synced yet")
+	}
+	if t := s.failingSince.Load(); t != 0 && time.Since(time.Unix(0, t)) > s.StaleAfter {
+		return fmt.Errorf("the gate has not been able to watch its resources for more than %s; its view may be stale", s.StaleAfter)
 	}
 	return nil
 }

@@ -21,6 +21,15 @@ __all__ = ["CLAIIMClient", "Result", "Denied"]
 _MAX_REPLY = 1 << 20
 
 
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    # A redirect would resend the token elsewhere: refuse it (a 30x is DENY).
+    def redirect_request(self, req, fp, code, msg, headers, newurl):
+        return None
+
+
+_opener = urllib.request.build_opener(_NoRedirect)
+
+
 class Denied(Exception):
     """The gate said DENY, or no answer could be had (which means DENY)."""
 
@@ -76,14 +85,18 @@ class CLAIIMClient:
         return Result(reply)
 
     def _post(self, path, body):
+        try:
+            data = json.dumps(body).encode()
+        except (TypeError, ValueError) as e:
+            return None, {"reason": "BAD_REQUEST", "message": f"the context cannot be sent as JSON: {e}"}
         req = urllib.request.Request(
             self.gate_url + path,
-            data=json.dumps(body).encode(),
+            data=data,
             method="POST",
             headers={"Content-Type": "application/json", "Authorization": "Bearer " + self._token},
         )
         try:
-            with urllib.request.urlopen(req, timeout=self.timeout) as resp:
+            with _opener.open(req, timeout=self.timeout) as resp:
                 return resp.status, _parse(resp.read(_MAX_REPLY))
         except urllib.error.HTTPError as e:
             try:

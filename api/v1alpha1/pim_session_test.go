@@ -1,0 +1,47 @@
+package v1alpha1
+
+import (
+	"testing"
+	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestPIMSession(t *testing.T) {
+	at := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	req := func(ann map[string]string) *PIMRequest {
+		return &PIMRequest{ObjectMeta: metav1.ObjectMeta{Annotations: ann},
+			Spec: PIMRequestSpec{Requester: "admin@claiim.io", Reason: "onboarding", Duration: &metav1.Duration{Duration: time.Hour}}}
+	}
+	approved := map[string]string{AnnotationApprovedBy: "peer@claiim.io", AnnotationApprovedAt: at.Format(time.RFC3339)}
+	cases := []struct {
+		name string
+		ann  map[string]string
+		now  time.Time
+		want PIMPhase
+		user string
+		elev bool
+	}{
+		{"pending", nil, at, PIMPending, "admin@claiim.io", false},
+		{"active", approved, at.Add(59 * time.Minute), PIMActive, "admin@claiim.io", true},
+		{"active, but not for another user", approved, at, PIMActive, "peer@claiim.io", false},
+		{"expired exactly at expiry", approved, at.Add(time.Hour), PIMExpired, "admin@claiim.io", false},
+		{"denied", map[string]string{AnnotationDeniedBy: "peer@claiim.io"}, at, PIMDenied, "admin@claiim.io", false},
+		{"revoked after approval", map[string]string{AnnotationApprovedBy: "peer@claiim.io", AnnotationApprovedAt: at.Format(time.RFC3339), AnnotationRevokedBy: "admin@claiim.io"}, at, PIMRevoked, "admin@claiim.io", false},
+		{"unreadable approval time", map[string]string{AnnotationApprovedBy: "peer@claiim.io", AnnotationApprovedAt: "soon"}, at, PIMPending, "admin@claiim.io", false},
+	}
+	for _, c := range cases {
+		p := req(c.ann)
+		if got := p.Session(c.now).Phase; got != c.want {
+			t.Errorf("%s: phase %s, want %s", c.name, got, c.want)
+		}
+		if got := p.Elevates(c.user, c.now); got != c.elev {
+			t.Errorf("%s: Elevates(%s) = %v, want %v", c.name, c.user, got, c.elev)
+		}
+	}
+	sub := req(approved)
+	sub.Spec.Subject = "system:serviceaccount:argocd:argocd-application-controller"
+	if !sub.Elevates("system:serviceaccount:argocd:argocd-application-controller", at) || sub.Elevates("admin@claiim.io", at) {
+		t.Error("a session with a subject elevates the subject and only the subject")
+	}
+}

@@ -1,0 +1,99 @@
+package controllers
+
+import (
+	"context"
+	"fmt"
+	"strings"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/utils/clock"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/recorder"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/chron"
+)
+
+// CrossOrgGrantReconciler activates a grant once both sides approved,
+// expires it on time and reports revocation.
+type CrossOrgGrantReconciler struct {
+	client.Client
+	Recorder recorder.EventRecorder
+	Clock    clock.PassiveClock
+	Log      Log
+}
+
+// +kubebuilder:rbac:groups=claiim.io,resources=crossorggrants,verbs=get;list;watch
+// +kubebuilder:rbac:groups=claiim.io,resources=crossorggrants/status,verbs=get;update;patch
+
+func (r *CrossOrgGrantReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
+	g := &claiimv1.CrossOrgGrant{}
+	if err := r.Get(ctx, req.NamespacedName, g); err != nil {
+		return ctrl.Result{}, client.IgnoreNotFound(err)
+	}
+	before := g.DeepCopy()
+	now := r.Clock.Now()
+	st := &g.Status
+	st.GrantingApprovedBy = claiimv1.Username(g.Annotations[claiimv1.AnnotationGrantingApprovedBy])
+	st.ReceivingApprovedBy = claiimv1.Username(g.Annotations[claiimv1.AnnotationReceivingApprovedBy])
+	both := st.GrantingApprovedBy != "" && st.ReceivingApprovedBy != ""
+	if both && st.ActivatedAt == nil && !g.Spec.Revoked {
+		at := metav1.NewTime(now)
+		st.ActivatedAt = &at
+	}
+	st.ExpiresAt = nil
+	switch {
+	case g.Spec.ExpiresAt != nil:
+		st.ExpiresAt = g.Spec.ExpiresAt.DeepCopy()
+	case g.Spec.Duration != nil && st.ActivatedAt != nil:
+		exp := metav1.NewTime(st.ActivatedAt.Add(g.Spec.Duration.Duration))
+		st.ExpiresAt = &exp
+	}
+	var msg string
+	switch {
+	case g.Spec.Revoked:
+		st.Phase, msg = claiimv1.GrantRevoked, "the grant was revoked; agents of the receiving org can no longer use these skills"
+	case st.ExpiresAt != nil && !now.Before(st.ExpiresAt.Time):
+		st.Phase, msg = claiimv1.GrantExpired, "the grant expired; create a new grant if it is still needed"
+	case both:
+		st.Phase, msg = claiimv1.GrantActive, fmt.Sprintf("approved by %s (granting) and %s (receiving)", st.GrantingApprovedBy, st.ReceivingApprovedBy)
+	default:
+		st.Phase, msg = claiimv1.GrantPending, fmt.Sprintf("waiting for an admin of each org to approve: annotate %s (org %s) and %s (org %s)",
+			claiimv1.AnnotationApproveGranting, g.Spec.GrantingOrg, claiimv1.AnnotationApproveReceiving, g.Spec.ReceivingOrg)
+	}
+	st.ObservedGeneration = g.Generation
+	setCondition(&st.Conditions, g.Generation, claiimv1.ConditionReady, st.Phase == claiimv1.GrantActive, string(st.Phase), msg)
+
+	if before.Status.Phase != st.Phase && st.Phase != claiimv1.GrantPending {
+		outcome := chron.OutcomeDeny
+		if st.Phase == claiimv1.GrantActive {
+			outcome = chron.OutcomeAllow
+		}
+		if err := recordEvent(ctx, r.Log, g.UID, "grant/"+string(st.Phase), &chron.Record{Kind: "grant." + strings.ToLower(string(st.Phase)),
+			Action: "grant:" + strings.ToLower(string(st.Phase)), Outcome: outcome, Reason: "GRANT_" + strings.ToUpper(string(st.Phase)), Org: string(g.Spec.ReceivingOrg),
+			Message: fmt.Sprintf("grant %s (%s -> %s, skills %v): %s", g.Name, g.Spec.GrantingOrg, g.Spec.ReceivingOrg, g.Spec.Skills, msg)}); err != nil {
+			return ctrl.Result{}, err
+		}
+	}
+	if err := patchStatus(ctx, r.Client, before, g, before.Status, g.Status); err != nil {
+		return ctrl.Result{}, fmt.Errorf("patching CrossOrgGrant status: %w", err)
+	}
+	if before.Status.Phase != st.Phase {
+		typ := corev1.EventTypeNormal
+		if st.Phase != claiimv1.GrantActive && st.Phase != claiimv1.GrantPending {
+			typ = corev1.EventTypeWarning
+		}
+		r.Recorder.Eventf(g, nil, typ, string(st.Phase), "Grant", "%s", msg)
+	}
+	if st.Phase == claiimv1.GrantActive && st.ExpiresAt != nil {
+		return ctrl.Result{RequeueAfter: st.ExpiresAt.Sub(now)}, nil
+	}
+	return ctrl.Result{}, nil
+}
+
+// SetupWithManager watches CrossOrgGrants.
+func (r *CrossOrgGrantReconciler) SetupWithManager(mgr ctrl.Manager) error {
+	return ctrl.NewControllerManagedBy(mgr).For(&claiimv1.CrossOrgGrant{}).Named("crossorggrant").Complete(r)
+}
