@@ -48,6 +48,10 @@ fmt: ## go fmt.
 vet: ## go vet.
 	go vet ./...
 
+.PHONY: verify-fmt
+verify-fmt: ## Fail when a Go file is not gofmt-formatted.
+	@files=$$(gofmt -l $$(git ls-files '*.go')); if [ -n "$$files" ]; then echo "Not gofmt-formatted (run make fmt):"; echo "$$files"; exit 1; fi
+
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when committed generated files are stale.
 	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
@@ -56,7 +60,7 @@ verify-generated: manifests generate ## Fail when committed generated files are 
 	fi
 
 .PHONY: test
-test: vet verify-generated envtest ## Vet, check generated files, run every suite (envtest + PostgreSQL).
+test: verify-fmt vet verify-generated envtest ## Format check, vet, check generated files, run every suite (envtest + PostgreSQL).
 	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" go test ./... -count=1 $(TESTFLAGS)
 
 .PHONY: test-unit

@@ -31,7 +31,9 @@ const (
 type verdict struct {
 	refuse string // non-empty: refused for everyone, with this message
 	// noSession: the change is allowed without an elevated session
-	// (a safety action or a person's own act), with this reason.
+	// (a safety action or a person's own act), with this reason. With
+	// refuse set, it marks a refused own act: its own reason is what the
+	// person needs to hear, not a request for a session.
 	noSession string
 	what      string // what the change is, for Chron
 }
@@ -66,16 +68,18 @@ func (h *handlers) validateControlPlane(ctx context.Context, req admission.Reque
 	if a := asAgent(newOrOld(newObj, oldObj)); a != nil {
 		rec.AgentName, rec.AgentNamespace, rec.AgentUID, rec.Org, rec.Anchor = a.Name, a.Namespace, string(a.UID), string(a.Spec.Org), string(a.Spec.AccountabilityAnchor)
 	}
-	if v.refuse != "" {
-		return h.deny(ctx, req, "admission.refused", ReasonInvalid, v.refuse)
-	}
-	if v.noSession != "" {
+	if v.noSession != "" && v.refuse == "" {
 		rec.Reason = v.noSession
 		return h.allow(ctx, req, rec, admission.Allowed(""))
 	}
+	// No session, no business: that refusal comes first; the kind's own
+	// rules then hold even for an elevated user.
 	session, err := h.activeSession(ctx, user)
 	if err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, err)
+	}
+	if v.refuse != "" && (session != nil || v.noSession != "") {
+		return h.deny(ctx, req, "admission.refused", ReasonInvalid, v.refuse)
 	}
 	if session == nil {
 		return h.deny(ctx, req, "admission.refused", ReasonNoPIMSession, fmt.Sprintf(
@@ -149,7 +153,7 @@ func (h *handlers) checkAgent(ctx context.Context, req admission.Request, a, old
 	oldAcc, newAcc := old.Annotations[claiimv1.AnnotationAnchorAccepted], a.Annotations[claiimv1.AnnotationAnchorAccepted]
 	accepting := newAcc != "" && newAcc != oldAcc
 	if accepting && (user != string(a.Spec.AccountabilityAnchor) || newAcc != user) {
-		return verdict{refuse: fmt.Sprintf("only the accountability anchor %s can accept this agent, as themself (kubectl annotate agent %s %s=%s, run by %s)",
+		return verdict{noSession: ReasonOwnAct, refuse: fmt.Sprintf("only the accountability anchor %s can accept this agent, as themself (kubectl annotate agent %s %s=%s, run by %s)",
 			a.Spec.AccountabilityAnchor, a.Name, claiimv1.AnnotationAnchorAccepted, a.Spec.AccountabilityAnchor, a.Spec.AccountabilityAnchor)}, nil
 	}
 
@@ -231,14 +235,14 @@ func (h *handlers) checkGrant(ctx context.Context, req admission.Request, g, old
 				return verdict{}, err
 			}
 			if !ok {
-				return verdict{refuse: fmt.Sprintf("%s is not an admin of org %q: approving needs the RBAC verb 'approve-grant' on aiorgs.claiim.io/%s", newBy, d.org, d.org)}, nil
+				return verdict{noSession: ReasonOwnAct, refuse: fmt.Sprintf("%s is not an admin of org %q: approving needs the RBAC verb 'approve-grant' on aiorgs.claiim.io/%s", newBy, d.org, d.org)}, nil
 			}
 			approvals++
 		}
 	}
 	gBy, rBy := g.Annotations[claiimv1.AnnotationGrantingApprovedBy], g.Annotations[claiimv1.AnnotationReceivingApprovedBy]
 	if gBy != "" && gBy == rBy {
-		return verdict{refuse: fmt.Sprintf("both sides of a grant must be approved by two different people; %s already approved the other side", gBy)}, nil
+		return verdict{noSession: ReasonOwnAct, refuse: fmt.Sprintf("both sides of a grant must be approved by two different people; %s already approved the other side", gBy)}, nil
 	}
 	specSame := equality.Semantic.DeepEqual(withoutRevoked(g.Spec), withoutRevoked(old.Spec)) && equality.Semantic.DeepEqual(g.Labels, old.Labels)
 	switch {
