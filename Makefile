@@ -67,6 +67,24 @@ test: verify-fmt vet verify-generated envtest ## Format check, vet, check genera
 test-unit: ## Only the tests that need neither envtest nor PostgreSQL.
 	go test -short ./... $(TESTFLAGS)
 
+##@ Local control plane (the seed's onboarding)
+
+.PHONY: dev
+dev: build ## Start etcd, kube-apiserver, PostgreSQL, the manager and the gate locally (idempotent).
+	@KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" $(LOCALBIN)/claiim dev up
+
+.PHONY: dev-down
+dev-down: ## Stop everything `make dev` started.
+	@$(LOCALBIN)/claiim dev down 2>/dev/null || go run . dev down
+
+.PHONY: rehearsal
+rehearsal: ## Run the seed's steps 3-11 against the local control plane.
+	@PATH="$(LOCALBIN):$$PATH" hack/rehearsal.sh
+
+.PHONY: demo
+demo: dev rehearsal ## make dev + make rehearsal; leaves everything running.
+	@echo; echo "CLAIIM keeps running: 'source .dev/env' to explore with kubectl; 'make dev-down' stops it."
+
 ##@ Build
 
 .PHONY: build

@@ -31,6 +31,7 @@ Usage:
   claiim manager [flags]   run the operator (reconcilers)
   claiim gate [flags]      run the gate: agents ask it before every action
   claiim chron COMMAND     read and verify Chron, the audit log (list, verify, migrate)
+  claiim dev up|down       a local control plane with everything running (make dev)
 
 Run 'claiim <command> -h' for the flags of a command.
 `
@@ -48,6 +49,8 @@ func main() {
 		err = runGate(os.Args[2:])
 	case "chron":
 		err = runChron(os.Args[2:], os.Stdout)
+	case "dev":
+		err = runDev(os.Args[2:])
 	case "-h", "--help", "help":
 		fmt.Print(usage)
 		return
@@ -78,6 +81,7 @@ func runManager(args []string) error {
 	gateURL := fs.String("gate-url", controllers.DefaultGateURL, "gate API URL written into every agent's token Secret (CLAIIM_GATE_URL)")
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of Chron, where control-plane events are recorded (default $DATABASE_URL)")
 	webhooks := fs.Bool("enable-webhooks", true, "serve the admission webhooks (PIM, immutability, lifecycle); they need Chron")
+	webhookHost := fs.String("webhook-host", "", "address the admission webhook server binds (default: all)")
 	webhookPort := fs.Int("webhook-port", 9443, "port of the admission webhook server")
 	certDir := fs.String("webhook-cert-dir", "", "directory with tls.crt and tls.key for the webhook server (default: controller-runtime's)")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
@@ -96,7 +100,7 @@ func runManager(args []string) error {
 		return errors.New("the admission webhooks record every control-plane change in Chron: set DATABASE_URL or --database-url (or --enable-webhooks=false for reconcilers alone)")
 	}
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		WebhookServer:           webhook.NewServer(webhook.Options{Port: *webhookPort, CertDir: *certDir}),
+		WebhookServer:           webhook.NewServer(webhook.Options{Host: *webhookHost, Port: *webhookPort, CertDir: *certDir}),
 		Scheme:                  newScheme(),
 		Cache:                   controllers.CacheOptions(),
 		Metrics:                 metricsserver.Options{BindAddress: *metricsAddr},
@@ -130,7 +134,7 @@ func runManager(args []string) error {
 		return err
 	}
 	if *webhooks {
-		if err := admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), Client: mgr.GetClient(), Log: opts.Log,
+		if err := admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: opts.Log,
 			ManagerUsername: *managerUser}); err != nil {
 			return err
 		}

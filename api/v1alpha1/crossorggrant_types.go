@@ -113,7 +113,7 @@ type CrossOrgGrantStatus struct {
 // +kubebuilder:printcolumn:name="Granting",type=string,JSONPath=`.spec.grantingOrg`
 // +kubebuilder:printcolumn:name="Receiving",type=string,JSONPath=`.spec.receivingOrg`
 // +kubebuilder:printcolumn:name="Phase",type=string,JSONPath=`.status.phase`
-// +kubebuilder:printcolumn:name="Expires",type=date,JSONPath=`.status.expiresAt`
+// +kubebuilder:printcolumn:name="Expires",type=string,JSONPath=`.status.expiresAt`
 // +kubebuilder:printcolumn:name="Skills",type=string,JSONPath=`.spec.skills`,priority=10
 // +kubebuilder:printcolumn:name="Age",type=date,JSONPath=`.metadata.creationTimestamp`
 type CrossOrgGrant struct {

@@ -34,6 +34,9 @@ type Options struct {
 	// Reader reads PIMRequests, Skills, Agents and grants (the manager's
 	// cache).
 	Reader client.Reader
+	// APIReader reads past the cache where a lagging cache would wrongly
+	// refuse: a skill created a moment ago, a session approved just now.
+	APIReader client.Reader
 	// Client creates SubjectAccessReviews.
 	Client client.Client
 	Log    Log
@@ -69,8 +72,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Scheme == nil {
 		o.Scheme = mgr.GetScheme()
 	}
-	if o.Reader == nil || o.Client == nil || o.Log == nil || o.ManagerUsername == "" {
-		return fmt.Errorf("admission: Reader, Client, Log and ManagerUsername are required")
+	if o.Reader == nil || o.APIReader == nil || o.Client == nil || o.Log == nil || o.ManagerUsername == "" {
+		return fmt.Errorf("admission: Reader, APIReader, Client, Log and ManagerUsername are required")
 	}
 	h := &handlers{Options: o, decoder: admission.NewDecoder(o.Scheme)}
 	srv := mgr.GetWebhookServer()
@@ -113,15 +116,18 @@ func (h *handlers) can(ctx context.Context, req admission.Request, verb, resourc
 }
 
 // activeSession finds a PIMRequest that elevates user now.
+// The cache is asked first; before refusing, the apiserver itself.
 func (h *handlers) activeSession(ctx context.Context, user string) (*claiimv1.PIMRequest, error) {
-	list := &claiimv1.PIMRequestList{}
-	if err := h.Reader.List(ctx, list); err != nil {
-		return nil, fmt.Errorf("reading PIM sessions: %w", err)
-	}
-	now := h.now()
-	for i := range list.Items {
-		if list.Items[i].Elevates(user, now) {
-			return &list.Items[i], nil
+	for _, r := range []client.Reader{h.Reader, h.APIReader} {
+		list := &claiimv1.PIMRequestList{}
+		if err := r.List(ctx, list); err != nil {
+			return nil, fmt.Errorf("reading PIM sessions: %w", err)
+		}
+		now := h.now()
+		for i := range list.Items {
+			if list.Items[i].Elevates(user, now) {
+				return &list.Items[i], nil
+			}
 		}
 	}
 	return nil, nil

@@ -181,7 +181,8 @@ func (h *handlers) checkAgent(ctx context.Context, req admission.Request, a, old
 func (h *handlers) skillProblem(ctx context.Context, a *claiimv1.Agent) (string, error) {
 	ref := a.Spec.SkillRef
 	s := &claiimv1.Skill{}
-	if err := h.Reader.Get(ctx, client.ObjectKey{Name: ref.Name}, s); err != nil {
+	// Live read: a skill applied together with its agent may not be cached yet.
+	if err := h.APIReader.Get(ctx, client.ObjectKey{Name: ref.Name}, s); err != nil {
 		if apierrors.IsNotFound(err) {
 			return fmt.Sprintf("skill %q does not exist; create and publish it first, or point spec.skillRef at an existing skill", ref.Name), nil
 		}

@@ -118,7 +118,7 @@ var _ = BeforeSuite(func() {
 	})
 	Expect(err).NotTo(HaveOccurred())
 	Expect(controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Clock: clock, Log: writer})).To(Succeed())
-	Expect(admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), Client: mgr.GetClient(), Log: writer,
+	Expect(admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: writer,
 		ManagerUsername: managerUser, Clock: clock})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()

@@ -7,6 +7,7 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"strings"
 
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -18,10 +19,23 @@ import (
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 )
 
-// RepoRoot is the repository's top directory.
+// RepoRoot is the repository's top directory: from this file's path, or,
+// in a binary built with -trimpath, the nearest parent of the working
+// directory that holds this module.
 func RepoRoot() string {
 	_, file, _, _ := runtime.Caller(0)
-	return filepath.Join(filepath.Dir(file), "..", "..")
+	if filepath.IsAbs(file) {
+		return filepath.Join(filepath.Dir(file), "..", "..")
+	}
+	dir, _ := os.Getwd()
+	for d := dir; ; d = filepath.Dir(d) {
+		if b, err := os.ReadFile(filepath.Join(d, "go.mod")); err == nil && strings.Contains(string(b), "module github.com/claiim/claiim-operator\n") {
+			return d
+		}
+		if filepath.Dir(d) == d {
+			return dir
+		}
+	}
 }
 
 // Scheme holds the Kubernetes built-ins and the CLAIIM types.
