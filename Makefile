@@ -61,7 +61,7 @@ verify-generated: manifests generate ## Fail when committed generated files are 
 
 .PHONY: test
 test: verify-fmt vet verify-generated envtest ## Format check, vet, check generated files, run every suite (envtest + PostgreSQL).
-	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" go test ./... -count=1 $(TESTFLAGS)
+	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" go test ./... -count=1 $(TESTFLAGS)
 
 .PHONY: test-unit
 test-unit: ## Only the tests that need neither envtest nor PostgreSQL.
@@ -98,8 +98,8 @@ run: manifests generate ## Run the manager against the cluster in $KUBECONFIG.
 ##@ Tools
 
 .PHONY: envtest
-envtest: ## Provide kube-apiserver and etcd for envtest (built from source once, cached in bin/k8s/).
-	@hack/envtest-assets.sh >/dev/null
+envtest: ## Provide kube-apiserver, etcd and kubectl (built from source once, cached in bin/k8s/).
+	@WITH_KUBECTL=1 hack/envtest-assets.sh >/dev/null
 
 .PHONY: controller-gen
 controller-gen: $(CONTROLLER_GEN)

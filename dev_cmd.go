@@ -228,7 +228,9 @@ func devServe(f devFlags) (err error) {
 	}
 	defer func() {
 		logf("stopping kube-apiserver and etcd")
-		_ = env.Stop()
+		if err := env.Stop(); err != nil {
+			logf("stopping kube-apiserver and etcd: %v", err)
+		}
 	}()
 	root, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
 	if err != nil {
