@@ -71,6 +71,7 @@ test-unit: ## Only the tests that need neither envtest nor PostgreSQL.
 
 .PHONY: dev
 dev: build ## Start etcd, kube-apiserver, PostgreSQL, the manager and the gate locally (idempotent).
+	@hack/ensure-deps.sh
 	@KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" $(LOCALBIN)/claiim dev up
 
 .PHONY: dev-down

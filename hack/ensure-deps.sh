@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what `make demo` and `make test` need beyond Go, when missing:
+# PostgreSQL's server binaries (unless DATABASE_URL points at your own
+# database) and python3 (the seed's agent program). Debian packages; needs
+# root. Idempotent.
+set -euo pipefail
+
+need=()
+if [[ -z "${DATABASE_URL:-}" ]] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
+  need+=(postgresql)
+fi
+command -v python3 >/dev/null || need+=(python3)
+command -v curl >/dev/null || need+=(curl)
+[[ ${#need[@]} -eq 0 ]] && exit 0
+
+if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then
+  echo "Missing: ${need[*]}. Install them (e.g. 'sudo apt-get install ${need[*]}')," >&2
+  echo "or set DATABASE_URL to your own PostgreSQL instead of installing it." >&2
+  exit 1
+fi
+echo "Installing ${need[*]} (Debian packages)..." >&2
+apt-get update -qq
+DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
