@@ -92,6 +92,12 @@ demo: dev rehearsal ## make dev + make rehearsal; leaves everything running.
 build: ## Build bin/claiim.
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/claiim .
 
+IMG ?= claiim:dev
+
+.PHONY: docker-build
+docker-build: ## Build the image (needs a Docker engine; none runs on the CI machines).
+	docker build -t $(IMG) .
+
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in $KUBECONFIG.
 	go run . manager

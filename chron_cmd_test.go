@@ -26,6 +26,7 @@ func TestChronCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer srv.Stop()
+	// A fresh database: `chron migrate` is one of the commands under test.
 	url, err := srv.CreateDatabase(ctx, "cli")
 	if err != nil {
 		t.Fatal(err)

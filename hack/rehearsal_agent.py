@@ -19,26 +19,22 @@ async def main():
             break
         await asyncio.sleep(0.1)
 
-    print("Action 1: deploy to staging-eu-1")
-    print("  Requesting CLAIIM approval for  deploy:staging")
-    try:
-        result = await client.validate("deploy:staging", {"target": "staging-eu-1"})
-        print(f"  ALLOW -- {result.message} ({result.reason})")
-        print("  Deployed  (simulated)")
-    except Denied as e:
-        print(f"  DENY -- {e.reason.lower().replace('_', ' ')}")
-        print("  Staging deployment blocked. No action taken.")
-
+    await deploy(client, 1, "staging-eu-1", "deploy:staging", "Staging")
     print()
-    print("Action 2: deploy to prod-eu-1")
-    print("  Requesting CLAIIM approval for  deploy:production")
+    await deploy(client, 2, "prod-eu-1", "deploy:production", "Production")
+
+
+async def deploy(client, n, target, action, what):
+    print(f"Action {n}: deploy to {target}")
+    print(f"  Requesting CLAIIM approval for  {action}")
     try:
-        result = await client.validate("deploy:production", {"target": "prod-eu-1"})
-        print(f"  ALLOW -- {result.message} ({result.reason})")
-        print("  Deployed  (simulated)")
+        result = await client.validate(action, {"target": target})
     except Denied as e:
         print(f"  DENY -- {e.reason.lower().replace('_', ' ')}")
-        print("  Production deployment blocked. No action taken.")
+        print(f"  {what} deployment blocked. No action taken.")
+        return
+    print(f"  ALLOW -- {result.message} ({result.reason})")
+    print("  Deployed  (simulated)")
 
 
 asyncio.run(main())

@@ -71,13 +71,8 @@ var _ = BeforeSuite(func() {
 	clock = clocktesting.NewFakePassiveClock(time.Now())
 
 	var err error
-	pg, err = pgtest.Start(ctx)
+	pg, pool, err = testenv.Chron(ctx)
 	Expect(err).NotTo(HaveOccurred())
-	url, err := pg.CreateDatabase(ctx, "chron")
-	Expect(err).NotTo(HaveOccurred())
-	pool, err = pgxpool.New(ctx, url)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(chron.Migrate(ctx, pool)).To(Succeed())
 	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "manager/test"})
 	Expect(err).NotTo(HaveOccurred())
 	DeferCleanup(writer.Close)

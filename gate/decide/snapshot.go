@@ -85,6 +85,9 @@ type Inputs struct {
 	Agents   []claiimv1.Agent
 	Grants   []claiimv1.CrossOrgGrant
 	Revision string
+	// Compile, if set, compiles a policy (a caller may memoize by
+	// generation: CEL compilation is the costly part of a rebuild).
+	Compile func(*claiimv1.Policy) *CompiledPolicy
 }
 
 // Build indexes in. It never fails: what can't be used fails closed (an
@@ -126,9 +129,15 @@ func Build(in Inputs) *Snapshot {
 		}
 	}
 	pols := make([]*CompiledPolicy, 0, len(in.Policies))
+	compile := in.Compile
+	if compile == nil {
+		compile = func(p *claiimv1.Policy) *CompiledPolicy {
+			cp, _ := CompilePolicy(p) // errors are the Policy reconciler's to report
+			return cp
+		}
+	}
 	for i := range in.Policies {
-		cp, _ := CompilePolicy(&in.Policies[i]) // errors are the Policy reconciler's to report
-		pols = append(pols, cp)
+		pols = append(pols, compile(&in.Policies[i]))
 	}
 	sort.Slice(pols, func(i, j int) bool { return pols[i].Name < pols[j].Name })
 	for _, cp := range pols {

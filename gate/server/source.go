@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
@@ -33,6 +34,10 @@ type Source struct {
 	// StaleAfter is how long watches may fail before the gate stops
 	// deciding (fail-closed). Default 10s.
 	StaleAfter time.Duration
+
+	// compiled memoizes compiled policies by UID and generation; only
+	// rebuild() touches it.
+	compiled map[types.UID]*decide.CompiledPolicy
 }
 
 // NewSource makes a Source over the CLAIIM resources. It reads no Secrets.
@@ -131,10 +136,20 @@ func (s *Source) rebuild(ctx context.Context) error {
 			return fmt.Errorf("listing %T from the cache: %w", l, err)
 		}
 	}
+	next := make(map[types.UID]*decide.CompiledPolicy, len(pols.Items))
 	s.current.Store(decide.Build(decide.Inputs{
 		Orgs: orgs.Items, Skills: skills.Items, Policies: pols.Items, Agents: agents.Items, Grants: grants.Items,
 		Revision: strconv.FormatUint(s.rev.Add(1), 10),
+		Compile: func(p *claiimv1.Policy) *decide.CompiledPolicy {
+			cp, ok := s.compiled[p.UID]
+			if !ok || cp.Version != p.Generation {
+				cp, _ = decide.CompilePolicy(p)
+			}
+			next[p.UID] = cp
+			return cp
+		},
 	}))
+	s.compiled = next
 	return nil
 }
 

@@ -54,13 +54,8 @@ var _ = BeforeSuite(func() {
 	ctx, cancel = context.WithCancel(context.Background())
 
 	var err error
-	pg, err = pgtest.Start(ctx)
+	pg, pool, err = testenv.Chron(ctx)
 	Expect(err).NotTo(HaveOccurred())
-	url, err := pg.CreateDatabase(ctx, "chron")
-	Expect(err).NotTo(HaveOccurred())
-	pool, err = pgxpool.New(ctx, url)
-	Expect(err).NotTo(HaveOccurred())
-	Expect(chron.Migrate(ctx, pool)).To(Succeed())
 	writer, err = chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/test", CommitTimeout: time.Second})
 	Expect(err).NotTo(HaveOccurred())
 
