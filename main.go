@@ -85,6 +85,13 @@ func runManager(args []string) error {
 	webhookPort := fs.Int("webhook-port", 9443, "port of the admission webhook server")
 	certDir := fs.String("webhook-cert-dir", "", "directory with tls.crt and tls.key for the webhook server (default: controller-runtime's)")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
+	manageGate := fs.Bool("manage-gate", false, "run the gate in-cluster: create and keep its Deployment, Service, RBAC, PDB and NetworkPolicy")
+	gate := controllers.GateConfig{}
+	fs.StringVar(&gate.Namespace, "gate-namespace", podNamespace(), "namespace of the gate's objects")
+	fs.StringVar(&gate.Image, "gate-image", os.Getenv("CLAIIM_IMAGE"), "the gate's image (default $CLAIIM_IMAGE: the manager's own)")
+	gateReplicas := fs.Int("gate-replicas", 2, "gate replicas")
+	gatePort := fs.Int("gate-port", 8181, "the gate API's port")
+	fs.StringVar(&gate.DatabaseSecret, "gate-database-secret", "claiim-database", "Secret (in the gate's namespace) whose DATABASE_URL key points the gate at Chron")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -114,6 +121,13 @@ func runManager(args []string) error {
 	}
 	ctx := ctrl.SetupSignalHandler()
 	opts := controllers.Options{GateURL: *gateURL}
+	if *manageGate {
+		if gate.Image == "" {
+			return errors.New("--manage-gate needs the gate's image: --gate-image or $CLAIIM_IMAGE")
+		}
+		gate.Replicas, gate.Port = int32(*gateReplicas), int32(*gatePort)
+		opts.Gate = &gate
+	}
 	if *dbURL != "" {
 		pool, err := pgxpool.New(ctx, *dbURL)
 		if err != nil {
@@ -155,9 +169,12 @@ func defaultManagerUsername() string {
 	if u := os.Getenv("CLAIIM_MANAGER_USERNAME"); u != "" {
 		return u
 	}
-	ns := os.Getenv("POD_NAMESPACE")
-	if ns == "" {
-		ns = "claiim-system"
+	return "system:serviceaccount:" + podNamespace() + ":claiim-manager"
+}
+
+func podNamespace() string {
+	if ns := os.Getenv("POD_NAMESPACE"); ns != "" {
+		return ns
 	}
-	return "system:serviceaccount:" + ns + ":claiim-manager"
+	return "claiim-system"
 }

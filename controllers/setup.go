@@ -6,7 +6,11 @@ import (
 	"context"
 	"fmt"
 
+	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	networkingv1 "k8s.io/api/networking/v1"
+	policyv1 "k8s.io/api/policy/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	"k8s.io/apimachinery/pkg/labels"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -27,6 +31,8 @@ type Options struct {
 	Clock clock.PassiveClock
 	// Log records control-plane events in Chron; nil records nothing.
 	Log Log
+	// Gate, when set, makes the manager run and keep the gate in-cluster.
+	Gate *GateConfig
 }
 
 // Field indexes that let a change of one object find the others it affects.
@@ -80,6 +86,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return fmt.Errorf("setting up the %s controller: %w", name, err)
 		}
 	}
+	if opts.Gate != nil {
+		if err := (&GateReconciler{Client: c, Recorder: rec, Config: *opts.Gate}).SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up the gate controller: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -90,10 +101,19 @@ func nonEmpty(s string) []string {
 	return []string{s}
 }
 
-// CacheOptions limits the manager's cache of Secrets to agent token
-// Secrets: the manager never holds other Secrets in memory.
+// CacheOptions limits what the manager caches: of Secrets only agent token
+// Secrets (it never holds other Secrets in memory), and of the gate's kinds
+// only the gate's own objects.
 func CacheOptions() cache.Options {
+	gate := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{labelName: "claiim", labelComponent: "gate"})}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
-		&corev1.Secret{}: {Label: labels.SelectorFromSet(labels.Set{claiimv1.LabelAgentToken: "true"})},
+		&corev1.Secret{}:                {Label: labels.SelectorFromSet(labels.Set{claiimv1.LabelAgentToken: "true"})},
+		&appsv1.Deployment{}:            gate,
+		&corev1.Service{}:               gate,
+		&corev1.ServiceAccount{}:        gate,
+		&policyv1.PodDisruptionBudget{}: gate,
+		&networkingv1.NetworkPolicy{}:   gate,
+		&rbacv1.ClusterRole{}:           gate,
+		&rbacv1.ClusterRoleBinding{}:    gate,
 	}}
 }

@@ -22,7 +22,12 @@ import (
 	"github.com/claiim/claiim-operator/test/testenv"
 )
 
-const testGateURL = "http://claiim-gate.test.svc:8181/v"
+const (
+	testGateURL   = "http://claiim-gate.test.svc:8181/v"
+	gateNamespace = "claiim-system"
+)
+
+var gateConfig = controllers.GateConfig{Namespace: gateNamespace, Image: "ghcr.io/claiim/claiim:v0.1.0", Replicas: 2, Port: 8181, DatabaseSecret: "claiim-database"}
 
 var (
 	env    *envtest.Environment
@@ -60,7 +65,8 @@ var _ = BeforeSuite(func() {
 		Metrics: metricsserver.Options{BindAddress: "0"},
 	})
 	Expect(err).NotTo(HaveOccurred())
-	Expect(controllers.Setup(ctx, mgr, controllers.Options{GateURL: testGateURL})).To(Succeed())
+	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gateNamespace}})).To(Succeed())
+	Expect(controllers.Setup(ctx, mgr, controllers.Options{GateURL: testGateURL, Gate: &gateConfig})).To(Succeed())
 	go func() {
 		defer GinkgoRecover()
 		Expect(mgr.Start(ctx)).To(Succeed())
