@@ -14,6 +14,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/claiim/claiim-operator/gate/chron"
@@ -66,8 +67,12 @@ func runGate(args []string) error {
 	if err != nil {
 		return err
 	}
+	live, err := client.New(cfg, client.Options{Scheme: newScheme()})
+	if err != nil {
+		return err
+	}
 	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
-		Logger: log, Metrics: metrics}
+		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}}
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 

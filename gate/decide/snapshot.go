@@ -56,7 +56,8 @@ type Grant struct {
 // the hot path. Build one per change and swap it in atomically.
 type Snapshot struct {
 	byTokenID map[string]*Agent
-	byName    map[string]*Agent // "namespace/name"
+	byName    map[string]*Agent   // "namespace/name"
+	bySA      map[string][]*Agent // "namespace/serviceaccount"
 	versions  map[string]map[int32]*SkillVersion
 	// ancestors[org] is the org and all its ancestors (a policy of any of
 	// them applies); an org in a broken tree maps to nil.
@@ -97,6 +98,7 @@ func Build(in Inputs) *Snapshot {
 	s := &Snapshot{
 		byTokenID: make(map[string]*Agent, len(in.Agents)),
 		byName:    make(map[string]*Agent, len(in.Agents)),
+		bySA:      map[string][]*Agent{},
 		versions:  make(map[string]map[int32]*SkillVersion, len(in.Skills)),
 		ancestors: orgAncestors(in.Orgs),
 		exact:     map[string][]ruleRef{},
@@ -124,6 +126,9 @@ func Build(in Inputs) *Snapshot {
 			a.Active, a.Inactive = false, "the agent's org "+a.Org+" does not resolve to a root (missing org or parent, or a cycle); fix the AIOrg tree"
 		}
 		s.byName[a.Namespace+"/"+a.Name] = a
+		if a.ServiceAccount != "" && a.Phase != claiimv1.AgentDecommissioned {
+			s.bySA[a.Namespace+"/"+a.ServiceAccount] = append(s.bySA[a.Namespace+"/"+a.ServiceAccount], a)
+		}
 		if a.TokenID != "" && a.TokenHash != "" {
 			s.byTokenID[a.TokenID] = a
 		}
@@ -296,6 +301,11 @@ func contains(ss []string, s string) bool {
 func (s *Snapshot) AgentByToken(id string) (*Agent, bool) {
 	a, ok := s.byTokenID[id]
 	return a, ok
+}
+
+// AgentsByServiceAccount finds the agents bound to a ServiceAccount.
+func (s *Snapshot) AgentsByServiceAccount(namespace, name string) []*Agent {
+	return s.bySA[namespace+"/"+name]
 }
 
 // Agent finds an agent by namespace and name.

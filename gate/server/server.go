@@ -58,6 +58,9 @@ type Server struct {
 	Now          func() time.Time
 	Logger       logr.Logger
 	Metrics      *Metrics
+	// Reviewer verifies in-cluster agents' ServiceAccount tokens; nil
+	// accepts agent tokens only.
+	Reviewer *TokenReviewer
 }
 
 // Handler returns the gate's routes.
@@ -135,8 +138,17 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	resp.Revision = snap.Revision
-	agent, tokID := authenticate(snap, r)
-	rec.Actor = tokenActor(tokID)
+	who := s.authenticate(r.Context(), snap, r)
+	agent := who.agent
+	rec.Actor = who.actor
+	if who.err != nil {
+		s.Logger.Error(who.err, "cannot verify a ServiceAccount token; answering DENY")
+		resp = Response{Outcome: decide.Deny, Reason: ReasonNotReady, Revision: snap.Revision,
+			Message: "the gate cannot verify ServiceAccount tokens right now (TokenReview failed), so it denies; retry shortly"}
+		s.record(r.Context(), rec, &resp)
+		writeJSON(w, http.StatusServiceUnavailable, resp)
+		return
+	}
 
 	var d decide.Decision
 	var body validateRequest
@@ -147,6 +159,9 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	switch {
 	case agent == nil:
 		d = decide.Decide(snap, decide.Request{Agent: nil})
+		if who.why != "" {
+			d.Message = who.why
+		}
 		status = http.StatusUnauthorized
 	case perr != nil:
 		d = decide.Decision{Outcome: decide.Deny, Reason: ReasonBadRequest, Message: perr.Error(), Agent: agent}
@@ -232,31 +247,44 @@ func fill(resp *Response, rec *chron.Record, d decide.Decision) {
 	rec.SkillRules = resp.SkillRules
 }
 
-// tokenActor names who presented a token by its public id only.
-func tokenActor(id string) string {
-	if id == "" {
-		return ""
-	}
-	return "token:" + id
+// caller is who presented the request.
+type caller struct {
+	agent *decide.Agent
+	actor string // for Chron: "token:<id>" or "serviceaccount:<ns>/<name>"
+	why   string // why authentication failed, when it is more than "unknown"
+	err   error  // the token could not be checked at all (fail closed: 503)
 }
 
-// authenticate maps the Bearer token to its agent. The token is compared
-// by hash in constant time and never logged; only its public id is kept.
-func authenticate(snap *decide.Snapshot, r *http.Request) (*decide.Agent, string) {
-	h := r.Header.Get("Authorization")
-	tok, ok := strings.CutPrefix(h, "Bearer ")
+// authenticate maps the Bearer credential to its agent: an agent token,
+// compared by hash in constant time, or (in-cluster) a projected
+// ServiceAccount token with audience claiim-gate, verified by TokenReview.
+// Tokens are never logged; only the public token id or the ServiceAccount.
+func (s *Server) authenticate(ctx context.Context, snap *decide.Snapshot, r *http.Request) caller {
+	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
 	if !ok {
-		return nil, ""
+		return caller{why: "no Bearer token: send Authorization: Bearer <AGENT_TOKEN>"}
 	}
-	id, ok := token.ID(strings.TrimSpace(tok))
+	tok = strings.TrimSpace(tok)
+	if id, ok := token.ID(tok); ok {
+		a, ok := snap.AgentByToken(id)
+		if !ok || !token.Matches(tok, a.TokenHash) {
+			return caller{actor: "token:" + id}
+		}
+		return caller{agent: a, actor: "token:" + id}
+	}
+	if s.Reviewer == nil || strings.Count(tok, ".") != 2 || len(tok) > 16<<10 {
+		return caller{}
+	}
+	ns, name, ok, err := s.Reviewer.Review(ctx, tok)
+	if err != nil {
+		return caller{err: err}
+	}
 	if !ok {
-		return nil, ""
+		return caller{why: "the ServiceAccount token was rejected; project one with audience " + Audience}
 	}
-	a, ok := snap.AgentByToken(id)
-	if !ok || !token.Matches(strings.TrimSpace(tok), a.TokenHash) {
-		return nil, id
-	}
-	return a, id
+	c := caller{actor: "serviceaccount:" + ns + "/" + name}
+	c.agent, c.why = agentForServiceAccount(snap, ns, name)
+	return c
 }
 
 type initResponse struct {
@@ -281,12 +309,19 @@ func (s *Server) init(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, http.StatusServiceUnavailable, Response{Outcome: decide.Deny, Reason: ReasonNotReady, Message: "the gate is starting; retry shortly"})
 		return
 	}
-	agent, tokID := authenticate(snap, r)
+	who := s.authenticate(r.Context(), snap, r)
+	agent := who.agent
 	if agent == nil {
 		d := decide.Decide(snap, decide.Request{})
 		resp := Response{Outcome: d.Outcome, Reason: d.Reason, Message: d.Message}
-		rec := &chron.Record{ID: uuid.NewString(), Kind: "init", Replica: s.Replica, RequestID: requestID(r, ""), Actor: tokenActor(tokID)}
+		if who.why != "" {
+			resp.Message = who.why
+		}
+		rec := &chron.Record{ID: uuid.NewString(), Kind: "init", Replica: s.Replica, RequestID: requestID(r, ""), Actor: who.actor}
 		status := http.StatusUnauthorized
+		if who.err != nil {
+			resp.Reason, resp.Message, status = ReasonNotReady, "the gate cannot verify ServiceAccount tokens right now; retry shortly", http.StatusServiceUnavailable
+		}
 		if s.record(r.Context(), rec, &resp) != nil {
 			status = http.StatusServiceUnavailable
 		}

@@ -81,7 +81,7 @@ var _ = BeforeSuite(func() {
 		Expect(src.Run(ctx)).To(Succeed())
 	}()
 	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: "test", WriteTimeout: 2 * time.Second,
-		Logger: logf.Log.WithName("gate")}
+		Logger: logf.Log.WithName("gate"), Reviewer: &server.TokenReviewer{Client: k8s}}
 	hs := httptest.NewServer(srv.Handler())
 	DeferCleanup(hs.Close)
 	gateURL = hs.URL
