@@ -14,6 +14,7 @@ import (
 	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
 	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
@@ -22,6 +23,7 @@ import (
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/controllers/admission"
+	"github.com/claiim/claiim-operator/controllers/certs"
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
@@ -83,7 +85,11 @@ func runManager(args []string) error {
 	webhooks := fs.Bool("enable-webhooks", true, "serve the admission webhooks (PIM, immutability, lifecycle); they need Chron")
 	webhookHost := fs.String("webhook-host", "", "address the admission webhook server binds (default: all)")
 	webhookPort := fs.Int("webhook-port", 9443, "port of the admission webhook server")
-	certDir := fs.String("webhook-cert-dir", "", "directory with tls.crt and tls.key for the webhook server (default: controller-runtime's)")
+	certDir := fs.String("webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key for the webhook server")
+	certSecret := fs.String("webhook-cert-secret", "", "when set, the manager issues and renews its own webhook certificate in this Secret (in its namespace) and injects the CA into the webhook configurations; leave empty with cert-manager")
+	webhookService := fs.String("webhook-service", "claiim-webhook", "the webhook Service's name (the certificate's DNS name)")
+	mutatingCfg := fs.String("webhook-mutating-configuration", "claiim-mutating", "MutatingWebhookConfiguration whose caBundle the manager keeps")
+	validatingCfg := fs.String("webhook-validating-configuration", "claiim-validating", "ValidatingWebhookConfiguration whose caBundle the manager keeps")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
 	manageGate := fs.Bool("manage-gate", false, "run the gate in-cluster: create and keep its Deployment, Service, RBAC, PDB and NetworkPolicy")
 	gate := controllers.GateConfig{}
@@ -146,6 +152,21 @@ func runManager(args []string) error {
 	}
 	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return err
+	}
+	if *webhooks && *certSecret != "" {
+		direct, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme()})
+		if err != nil {
+			return err
+		}
+		rot := &certs.Rotator{Client: direct, Namespace: podNamespace(), SecretName: *certSecret, Service: *webhookService,
+			CertDir: *certDir, Mutating: []string{*mutatingCfg}, Validating: []string{*validatingCfg}}
+		// The webhook server reads the certificate when it starts.
+		if err := rot.Ensure(ctx); err != nil {
+			return fmt.Errorf("webhook certificate: %w", err)
+		}
+		if err := mgr.Add(rot); err != nil {
+			return err
+		}
 	}
 	if *webhooks {
 		if err := admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: opts.Log,
