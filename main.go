@@ -87,9 +87,9 @@ func runManager(args []string) error {
 	webhookPort := fs.Int("webhook-port", 9443, "port of the admission webhook server")
 	certDir := fs.String("webhook-cert-dir", "/tmp/k8s-webhook-server/serving-certs", "directory with tls.crt and tls.key for the webhook server")
 	certSecret := fs.String("webhook-cert-secret", "", "when set, the manager issues and renews its own webhook certificate in this Secret (in its namespace) and injects the CA into the webhook configurations; leave empty with cert-manager")
-	webhookService := fs.String("webhook-service", "claiim-webhook", "the webhook Service's name (the certificate's DNS name)")
-	mutatingCfg := fs.String("webhook-mutating-configuration", "claiim-mutating", "MutatingWebhookConfiguration whose caBundle the manager keeps")
-	validatingCfg := fs.String("webhook-validating-configuration", "claiim-validating", "ValidatingWebhookConfiguration whose caBundle the manager keeps")
+	webhookService := fs.String("webhook-service", "claiim-webhook-service", "the webhook Service's name (the certificate's DNS name)")
+	mutatingCfg := fs.String("webhook-mutating-configuration", "claiim-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the manager keeps")
+	validatingCfg := fs.String("webhook-validating-configuration", "claiim-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the manager keeps")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
 	manageGate := fs.Bool("manage-gate", false, "run the gate in-cluster: create and keep its Deployment, Service, RBAC, PDB and NetworkPolicy")
 	gate := controllers.GateConfig{}
