@@ -35,6 +35,7 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=claiim-manager crd:maxDescLen=512 webhook paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
+	@$(MAKE) -s chart-crds
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy code.
@@ -54,14 +55,14 @@ verify-fmt: ## Fail when a Go file is not gofmt-formatted.
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when committed generated files are stale.
-	@if [ -n "$$(git status --porcelain -- api config)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts/claiim/crds)" ]; then \
 		echo "Generated files are stale. Run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config; git --no-pager diff --stat -- api config; exit 1; \
+		git status --porcelain -- api config charts/claiim/crds; git --no-pager diff --stat -- api config charts/claiim/crds; exit 1; \
 	fi
 
 .PHONY: test
-test: verify-fmt vet verify-generated envtest ## Format check, vet, check generated files, run every suite (envtest + PostgreSQL).
-	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" go test ./... -count=1 $(TESTFLAGS)
+test: verify-fmt vet verify-generated envtest helm ## Format check, vet, check generated files, run every suite (envtest + PostgreSQL).
+	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(HELM)" go test ./... -count=1 $(TESTFLAGS)
 
 .PHONY: test-unit
 test-unit: ## Only the tests that need neither envtest nor PostgreSQL.
@@ -130,3 +131,20 @@ define go-install
 GOBIN=$(LOCALBIN)/.tmp go install $(1)@$(2)
 mv $(LOCALBIN)/.tmp/$$(basename $(1)) $(3)
 endef
+
+##@ Helm chart
+
+.PHONY: chart-crds
+chart-crds: ## Copy the generated CRDs (config/crd/bases) into charts/claiim/crds.
+	rm -f charts/claiim/crds/*.yaml
+	cp config/crd/bases/*.yaml charts/claiim/crds/
+
+.PHONY: helm-lint
+helm-lint: helm ## helm lint the chart (strict), with its optional parts on and off.
+	$(HELM) lint --strict charts/claiim
+	$(HELM) lint --strict charts/claiim --set webhook.certManager.enabled=true
+	$(HELM) lint --strict charts/claiim --set postgresql.bundled.enabled=true
+
+.PHONY: verify-chart
+verify-chart: helm-lint envtest ## The chart's suite: CRDs in sync, schema, renders dry-run against envtest, the manager under the chart's RBAC.
+	KUBEBUILDER_ASSETS="$$(hack/envtest-assets.sh)" HELM="$(HELM)" go test ./test/chart/ -count=1 $(TESTFLAGS)
