@@ -55,12 +55,12 @@ func TestStaticBinary(t *testing.T) {
 		t.Fatal("no `RUN CGO_ENABLED=0 GOOS=linux go build ... -o /out/claiim .` line in the Dockerfile")
 	}
 	out := filepath.Join(t.TempDir(), "claiim")
-	args := append([]string{"build"}, strings.Fields(strings.ReplaceAll(m[2], `"`, ""))...)
-	cmd := exec.Command("go", append(args, "-o", out, ".")...)
+	// Docker runs RUN lines with /bin/sh -c: so does the test, quoting and all.
+	cmd := exec.Command("sh", "-c", m[1]+" go build "+m[2]+` -o "$OUT" .`)
 	cmd.Dir = testenv.RepoRoot()
-	cmd.Env = append(os.Environ(), strings.Fields(m[1])...)
+	cmd.Env = append(os.Environ(), "OUT="+out)
 	if o, err := cmd.CombinedOutput(); err != nil {
-		t.Fatalf("go %v: %v\n%s", cmd.Args[1:], err, o)
+		t.Fatalf("%v: %v\n%s", cmd.Args, err, o)
 	}
 	f, err := elf.Open(out)
 	if err != nil {
