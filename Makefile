@@ -13,7 +13,7 @@ SHELL := /usr/bin/env bash -o pipefail
 LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GINKGO ?= $(LOCALBIN)/ginkgo-$(GINKGO_VERSION)
-HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)
+HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)-k$(K8S_VERSION)
 
 # Test flags for `go test` (e.g. TESTFLAGS=-run=TestX). Ginkgo suites run
 # under go test too, so one runner prints one summary.
@@ -121,8 +121,14 @@ $(GINKGO):
 
 .PHONY: helm
 helm: $(HELM)
+# Built as upstream builds it: without these ldflags helm assumes Kubernetes
+# 1.20 when it has no cluster to ask (helm template, helm lint).
+HELM_LDFLAGS = -X helm.sh/helm/v3/internal/version.version=$(HELM_VERSION) \
+	$(foreach p,pkg/chartutil pkg/lint/rules,-X helm.sh/helm/v3/$(p).k8sVersionMajor=$(word 1,$(subst ., ,$(K8S_VERSION))) -X helm.sh/helm/v3/$(p).k8sVersionMinor=$(word 2,$(subst ., ,$(K8S_VERSION))))
 $(HELM):
-	$(call go-install,helm.sh/helm/v3/cmd/helm,$(HELM_VERSION),$@)
+	@mkdir -p $(LOCALBIN)/.tmp
+	GOBIN=$(LOCALBIN)/.tmp go install -ldflags "$(HELM_LDFLAGS)" helm.sh/helm/v3/cmd/helm@$(HELM_VERSION)
+	mv $(LOCALBIN)/.tmp/helm $@
 
 # go-install installs package $(1) at version $(2) as binary $(3), so a
 # version bump never reuses a stale binary.

@@ -6,6 +6,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
@@ -154,19 +155,44 @@ func configHash(c GateConfig) string {
 	return hex.EncodeToString(sum[:8])
 }
 
+// Reconcile applies every object. What it had to change or re-create, and
+// any failure, is an event on the gate's Deployment (kubectl describe
+// deployment claiim-gate), so drift and its correction are visible.
 func (r *GateReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
-	log := ctrl.LoggerFrom(ctx)
+	var changed []string
 	for _, obj := range r.Desired() {
+		kind := obj.GetObjectKind().GroupVersionKind().Kind
+		before := ""
+		cur := obj.DeepCopyObject().(client.Object)
+		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), cur); err == nil {
+			before = cur.GetResourceVersion()
+		}
 		if err := r.Client.Patch(ctx, obj, client.Apply, client.FieldOwner(gateFieldOwner), client.ForceOwnership); err != nil { //nolint:staticcheck // typed apply
-			err = fmt.Errorf("applying %s %s: %w", obj.GetObjectKind().GroupVersionKind().Kind, obj.GetName(), err)
-			if dep := r.deployment(ctx); dep != nil {
-				r.Recorder.Eventf(dep, nil, corev1.EventTypeWarning, "ApplyFailed", "Reconcile", "%v", err)
-			}
+			err = fmt.Errorf("applying %s %s: %w", kind, obj.GetName(), err)
+			r.event(ctx, corev1.EventTypeWarning, "ApplyFailed", err.Error())
 			return ctrl.Result{}, err
 		}
+		switch {
+		case before == "":
+			changed = append(changed, "created "+kind)
+		case before != obj.GetResourceVersion():
+			changed = append(changed, "restored "+kind)
+		}
 	}
-	log.V(1).Info("gate objects applied", "namespace", r.Config.Namespace)
+	if len(changed) > 0 {
+		ctrl.LoggerFrom(ctx).Info("gate objects applied", "changes", changed)
+		r.event(ctx, corev1.EventTypeNormal, "Reconciled", strings.Join(changed, ", "))
+	}
 	return ctrl.Result{}, nil
+}
+
+func (r *GateReconciler) event(ctx context.Context, typ, reason, msg string) {
+	if r.Recorder == nil {
+		return
+	}
+	if dep := r.deployment(ctx); dep != nil {
+		r.Recorder.Eventf(dep, nil, typ, reason, "Reconcile", "%s", msg)
+	}
 }
 
 func (r *GateReconciler) deployment(ctx context.Context) *appsv1.Deployment {

@@ -5,6 +5,7 @@ import (
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
+	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
@@ -62,6 +63,13 @@ var _ = Describe("The gate's objects", Serial, func() {
 			d := deployment(g)
 			g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(2))
 			g.Expect(d.Spec.Template.Spec.Containers[0].Image).To(Equal(gateConfig.Image))
+		}).Should(Succeed())
+		By("the correction is visible where kubectl describe shows it")
+		Eventually(func(g Gomega) {
+			evs := &eventsv1.EventList{}
+			g.Expect(k8s.List(ctx, evs, client.InNamespace(gateNamespace))).To(Succeed())
+			g.Expect(evs.Items).To(ContainElement(And(HaveField("Regarding.Name", controllers.GateName),
+				HaveField("Reason", "Reconciled"), HaveField("Note", ContainSubstring("restored Deployment")))))
 		}).Should(Succeed())
 
 		svc := &corev1.Service{}

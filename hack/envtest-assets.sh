@@ -22,8 +22,11 @@ fi
 dest="${root}/bin/k8s/${K8S_VERSION}"
 want=(kube-apiserver etcd)
 [[ "${WITH_KUBECTL:-0}" == 1 ]] && want+=(kubectl)
+# Bump when the way the binaries are built changes, so caches rebuild.
+recipe=2
 
 missing=()
+[[ "$(cat "${dest}/.recipe" 2>/dev/null)" == "${recipe}" ]] || rm -f "${dest}/kube-apiserver" "${dest}/kubectl" "${dest}/etcd"
 for b in "${want[@]}"; do [[ -x "${dest}/${b}" ]] || missing+=("$b"); done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "${dest}"
@@ -52,10 +55,17 @@ build_k8s() { # $@: packages under k8s.io/kubernetes/cmd
     staging=$((staging + 1))
   done
   [[ ${staging} -gt 0 ]] || { log "found no staging replaces in ${gomod}"; exit 1; }
+  # Stamp the version, as Kubernetes' own build does: without it the
+  # apiserver reports v0.0.0 and version checks (Helm's kubeVersion) fail.
+  local minor=${K8S_VERSION#*.}; minor=${minor%%.*}
+  local v ldflags="-s -w"
+  for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
+    ldflags+=" -X ${v}.gitVersion=v${K8S_VERSION} -X ${v}.gitMajor=1 -X ${v}.gitMinor=${minor} -X ${v}.gitTreeState=clean"
+  done
   for c in "$@"; do
     log "building ${c} v${K8S_VERSION} from source (several minutes on 2 cores)"
     go get "k8s.io/kubernetes/cmd/${c}@v${K8S_VERSION}" >/dev/null 2>&1 || true
-    go build -trimpath -ldflags "-s -w" -o "${dest}/${c}" "k8s.io/kubernetes/cmd/${c}"
+    go build -trimpath -ldflags "${ldflags}" -o "${dest}/${c}" "k8s.io/kubernetes/cmd/${c}"
   done
 }
 
@@ -79,5 +89,6 @@ done
 [[ ${#k8s_cmds[@]} -gt 0 ]] && build_k8s "${k8s_cmds[@]}"
 
 "${dest}/etcd" --version >/dev/null
-"${dest}/kube-apiserver" --version >/dev/null
+"${dest}/kube-apiserver" --version | grep -q "v${K8S_VERSION}" || { log "kube-apiserver does not report v${K8S_VERSION}"; exit 1; }
+echo "${recipe}" > "${dest}/.recipe"
 echo "${dest}"

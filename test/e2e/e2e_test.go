@@ -17,6 +17,8 @@ import (
 	"testing"
 	"time"
 
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
 	"github.com/claiim/claiim-operator/test/testenv"
 )
 
@@ -58,6 +60,7 @@ func TestOnboarding(t *testing.T) {
 	s.up()
 
 	t.Run("docs/onboarding.md, every command", s.docs)
+	t.Run("docs/install.md, every command", s.install)
 	t.Run("rehearsal, twice", s.rehearsal)
 	t.Run("troubleshooting", s.troubleshooting)
 	t.Run("dev down leaves nothing behind", s.down)
@@ -68,7 +71,7 @@ func (s *system) build() {
 	if err != nil {
 		s.t.Fatalf("go build: %v\n%s", err, out)
 	}
-	for _, d := range []string{"config", "hack", "gate"} {
+	for _, d := range []string{"config", "hack", "gate", "charts"} {
 		if err := os.Symlink(filepath.Join(s.root, d), filepath.Join(s.work, d)); err != nil {
 			s.t.Fatal(err)
 		}
@@ -126,8 +129,9 @@ func (s *system) bash(script string) (string, error) {
 var shBlock = regexp.MustCompile("(?s)```sh\n(.*?)```")
 var textBlock = regexp.MustCompile("(?s)```text\n(.*?)```")
 
-func (s *system) docs(t *testing.T) {
-	b, err := os.ReadFile(filepath.Join(s.root, "docs", "onboarding.md"))
+// docScript joins a guide's sh blocks into one script.
+func (s *system) docScript(t *testing.T, name string) (string, string) {
+	b, err := os.ReadFile(filepath.Join(s.root, "docs", name))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +140,12 @@ func (s *system) docs(t *testing.T) {
 		script.WriteString(m[1])
 		script.WriteString("\n")
 	}
-	out, err := s.bash(script.String())
+	return string(b), script.String()
+}
+
+func (s *system) docs(t *testing.T) {
+	b, script := s.docScript(t, "onboarding.md")
+	out, err := s.bash(script)
 	if err != nil {
 		t.Fatalf("the guide's commands failed: %v\n%s", err, out)
 	}
@@ -149,9 +158,47 @@ func (s *system) docs(t *testing.T) {
 			t.Errorf("the guide's output lacks %q:\n%s", want, out)
 		}
 	}
-	for _, m := range textBlock.FindAllStringSubmatch(string(b), -1) {
+	for _, m := range textBlock.FindAllStringSubmatch(b, -1) {
 		if !strings.Contains(out, m[1]) {
 			t.Errorf("the guide promises\n%s\nbut the commands printed:\n%s", m[1], out)
+		}
+	}
+}
+
+// install runs the production guide as a cluster admin against the local
+// control plane (helm installs for real; no kubelet runs the pods).
+func (s *system) install(t *testing.T) {
+	helm := os.Getenv("HELM")
+	if helm == "" {
+		t.Fatal("HELM is not set; run 'make test', which installs helm and sets it")
+	}
+	// A cluster of its own: the local control plane already holds the
+	// people's roles that `make dev` made, which Helm would refuse to adopt.
+	env := testenv.New()
+	if _, err := testenv.Start(env); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	admin, err := env.AddUser(envtest.User{Name: "cluster-admin", Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kc, err := admin.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig := filepath.Join(t.TempDir(), "kubeconfig")
+	if err := os.WriteFile(kubeconfig, kc, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	_, script := s.docScript(t, "install.md")
+	out, err := s.bash(fmt.Sprintf("export KUBECONFIG=%q\nhelm() { %q \"$@\"; }\n%s", kubeconfig, helm, script))
+	if err != nil {
+		t.Fatalf("the install guide's commands failed: %v\n%s", err, out)
+	}
+	for _, want := range []string{"Chron schema is up to date", "claiim-manager", "clusterrolebinding.rbac.authorization.k8s.io/", "server-side dry run: ok"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the install guide's output lacks %q:\n%s", want, out)
 		}
 	}
 }
