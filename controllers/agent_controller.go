@@ -101,13 +101,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 		// Re-resolve the moment the grant the skill is used under ends.
 		res.RequeueAfter = pin.grantExpiry.Sub(r.Clock.Now())
 	}
-	if before.Status.Phase != phase {
-		typ := corev1.EventTypeNormal
-		if phase != claiimv1.AgentActive {
-			typ = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(agent, nil, typ, string(phase), "Lifecycle", "%s", msg)
-	}
+	phaseEvent(r.Recorder, agent, before.Status.Phase, phase, "Lifecycle", msg, claiimv1.AgentActive)
 	return res, nil
 }
 

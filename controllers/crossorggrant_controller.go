@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"strings"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -80,13 +79,7 @@ func (r *CrossOrgGrantReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	if err := patchStatus(ctx, r.Client, before, g, before.Status, g.Status); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching CrossOrgGrant status: %w", err)
 	}
-	if before.Status.Phase != st.Phase {
-		typ := corev1.EventTypeNormal
-		if st.Phase != claiimv1.GrantActive && st.Phase != claiimv1.GrantPending {
-			typ = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(g, nil, typ, string(st.Phase), "Grant", "%s", msg)
-	}
+	phaseEvent(r.Recorder, g, before.Status.Phase, st.Phase, "Grant", msg, claiimv1.GrantActive, claiimv1.GrantPending)
 	if st.Phase == claiimv1.GrantActive && st.ExpiresAt != nil {
 		return ctrl.Result{RequeueAfter: st.ExpiresAt.Sub(now)}, nil
 	}

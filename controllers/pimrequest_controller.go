@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -64,13 +63,7 @@ func (r *PIMRequestReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	if err := patchStatus(ctx, r.Client, before, p, before.Status, p.Status); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching PIMRequest status: %w", err)
 	}
-	if before.Status.Phase != s.Phase {
-		typ := corev1.EventTypeNormal
-		if s.Phase != claiimv1.PIMActive && s.Phase != claiimv1.PIMPending {
-			typ = corev1.EventTypeWarning
-		}
-		r.Recorder.Eventf(p, nil, typ, string(s.Phase), "Elevation", "%s", msg)
-	}
+	phaseEvent(r.Recorder, p, before.Status.Phase, s.Phase, "Elevation", msg, claiimv1.PIMActive, claiimv1.PIMPending)
 	if s.Phase == claiimv1.PIMActive {
 		// Wake up exactly at expiry, not by polling.
 		return ctrl.Result{RequeueAfter: s.ExpiresAt.Sub(now)}, nil

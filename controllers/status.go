@@ -54,3 +54,18 @@ func readyEvent(rec recorder.EventRecorder, obj runtime.Object, before []metav1.
 	}
 	rec.Eventf(obj, nil, typ, reason, action, "%s", msg)
 }
+
+// phaseEvent records an event when a phase changed, a warning when the
+// new phase is not one of the healthy ones.
+func phaseEvent[P ~string](rec recorder.EventRecorder, obj runtime.Object, from, to P, action, msg string, healthy ...P) {
+	if from == to {
+		return
+	}
+	typ := corev1.EventTypeWarning
+	for _, h := range healthy {
+		if to == h {
+			typ = corev1.EventTypeNormal
+		}
+	}
+	rec.Eventf(obj, nil, typ, string(to), action, "%s", msg)
+}
