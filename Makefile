@@ -35,7 +35,7 @@ help: ## Show this help.
 .PHONY: manifests
 manifests: controller-gen ## Generate CRDs and RBAC under config/.
 	$(CONTROLLER_GEN) rbac:roleName=claiim-manager crd:maxDescLen=512 webhook paths="./api/..." paths="./controllers/..." output:crd:artifacts:config=config/crd/bases output:rbac:artifacts:config=config/rbac output:webhook:artifacts:config=config/webhook
-	@$(MAKE) -s chart-crds
+	@$(MAKE) -s chart-sync
 
 .PHONY: generate
 generate: controller-gen ## Generate deepcopy code.
@@ -55,9 +55,9 @@ verify-fmt: ## Fail when a Go file is not gofmt-formatted.
 
 .PHONY: verify-generated
 verify-generated: manifests generate ## Fail when committed generated files are stale.
-	@if [ -n "$$(git status --porcelain -- api config charts/claiim/crds)" ]; then \
+	@if [ -n "$$(git status --porcelain -- api config charts/claiim/crds charts/claiim/files)" ]; then \
 		echo "Generated files are stale. Run 'make generate manifests' and commit:"; \
-		git status --porcelain -- api config charts/claiim/crds; git --no-pager diff --stat -- api config charts/claiim/crds; exit 1; \
+		git status --porcelain -- api config charts/claiim/crds charts/claiim/files; git --no-pager diff --stat -- api config charts/claiim/crds charts/claiim/files; exit 1; \
 	fi
 
 .PHONY: test
@@ -140,10 +140,12 @@ endef
 
 ##@ Helm chart
 
-.PHONY: chart-crds
-chart-crds: ## Copy the generated CRDs (config/crd/bases) into charts/claiim/crds.
+.PHONY: chart-sync
+chart-sync: ## Copy the generated CRDs and the manager's role into the chart (make manifests does it).
 	rm -f charts/claiim/crds/*.yaml
 	cp config/crd/bases/*.yaml charts/claiim/crds/
+	mkdir -p charts/claiim/files
+	cp config/rbac/role.yaml charts/claiim/files/manager-role.yaml
 
 .PHONY: helm-lint
 helm-lint: helm ## helm lint the chart (strict), with its optional parts on and off.

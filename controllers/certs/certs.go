@@ -47,6 +47,7 @@ type Rotator struct {
 }
 
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;update;patch
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
 
 func (r *Rotator) defaults() {
 	if r.Validity == 0 {

@@ -45,7 +45,7 @@ func TestCRDsMatchConfig(t *testing.T) {
 		t.Fatalf("no CRDs in %s", src)
 	}
 	if !reflect.DeepEqual(want, got) {
-		t.Fatalf("charts/claiim/crds has %v, config/crd/bases has %v; run 'make chart-crds'", got, want)
+		t.Fatalf("charts/claiim/crds has %v, config/crd/bases has %v; run 'make manifests'", got, want)
 	}
 	for _, f := range want {
 		a, err := os.ReadFile(filepath.Join(src, f))
@@ -57,7 +57,7 @@ func TestCRDsMatchConfig(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !bytes.Equal(a, b) {
-			t.Errorf("charts/claiim/crds/%s differs from config/crd/bases/%s; run 'make chart-crds'", f, f)
+			t.Errorf("charts/claiim/crds/%s differs from config/crd/bases/%s; run 'make manifests'", f, f)
 		}
 	}
 }
@@ -132,7 +132,7 @@ func TestRBACMatchesConfig(t *testing.T) {
 	readYAML(t, filepath.Join("config", "rbac", "role.yaml"), &generated)
 	got := convert[rbacv1.ClusterRole](t, find(t, objs, "ClusterRole", "claiim-manager"))
 	g.Expect(got.Rules).To(Equal(generated.Rules),
-		"the manager's ClusterRole in charts/claiim/templates/manager-rbac.yaml differs from config/rbac/role.yaml (make manifests); copy its rules")
+		"the manager's ClusterRole in the chart differs from config/rbac/role.yaml; run make manifests")
 
 	userRoles := 0
 	for _, doc := range splitYAML(t, filepath.Join("config", "rbac", "user_roles.yaml")) {
