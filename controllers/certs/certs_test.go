@@ -11,10 +11,13 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	"sigs.k8s.io/yaml"
 
 	"github.com/claiim/claiim-operator/controllers/certs"
 	"github.com/claiim/claiim-operator/test/testenv"
@@ -48,9 +51,36 @@ func TestRotator(t *testing.T) {
 		t.Fatal(err)
 	}
 
+	// The rotator runs as the manager, with exactly config/rbac/role.yaml.
+	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	role := &rbacv1.ClusterRole{}
+	if err := yaml.Unmarshal(b, role); err != nil {
+		t.Fatal(err)
+	}
+	const manager = "system:serviceaccount:claiim-system:claiim-manager"
+	if err := c.Create(ctx, role); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "claiim-manager"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: manager}}}); err != nil {
+		t.Fatal(err)
+	}
+	mu, err := env.AddUser(envtest.User{Name: manager, Groups: []string{"system:serviceaccounts", "system:authenticated"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asManager, err := client.New(mu.Config(), client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
 	clock := clocktesting.NewFakePassiveClock(time.Now())
 	dir := t.TempDir()
-	r := &certs.Rotator{Client: c, Namespace: "claiim-system", SecretName: "claiim-webhook-tls", Service: "claiim-webhook",
+	r := &certs.Rotator{Client: asManager, Namespace: "claiim-system", SecretName: "claiim-webhook-tls", Service: "claiim-webhook",
 		CertDir: dir, Validating: []string{"claiim-validating"}, Clock: clock}
 
 	state := func() (caPEM []byte, cert *x509.Certificate) {
