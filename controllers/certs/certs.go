@@ -13,6 +13,7 @@ import (
 	"crypto/rand"
 	"crypto/x509"
 	"crypto/x509/pkix"
+	"encoding/base64"
 	"encoding/pem"
 	"fmt"
 	"math/big"
@@ -24,6 +25,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -218,54 +220,39 @@ func (r *Rotator) write(d map[string][]byte) error {
 	return nil
 }
 
+// inject sets every caBundle of the named webhook configurations to ca,
+// patching only a configuration where one differs.
 func (r *Rotator) inject(ctx context.Context, ca []byte) error {
-	for _, name := range r.Mutating {
-		cfg := &admissionregistrationv1.MutatingWebhookConfiguration{}
-		var bundles []*[]byte
-		err := r.injectInto(ctx, name, cfg, func() []*[]byte {
-			for i := range cfg.Webhooks {
-				bundles = append(bundles, &cfg.Webhooks[i].ClientConfig.CABundle)
+	want := base64.StdEncoding.EncodeToString(ca)
+	for kind, names := range map[string][]string{"MutatingWebhookConfiguration": r.Mutating, "ValidatingWebhookConfiguration": r.Validating} {
+		for _, name := range names {
+			cfg := &unstructured.Unstructured{}
+			cfg.SetGroupVersionKind(admissionregistrationv1.SchemeGroupVersion.WithKind(kind))
+			if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
+				return fmt.Errorf("reading %s %s: %w", kind, name, err)
 			}
-			return bundles
-		}, ca)
-		if err != nil {
-			return err
-		}
-	}
-	for _, name := range r.Validating {
-		cfg := &admissionregistrationv1.ValidatingWebhookConfiguration{}
-		var bundles []*[]byte
-		err := r.injectInto(ctx, name, cfg, func() []*[]byte {
-			for i := range cfg.Webhooks {
-				bundles = append(bundles, &cfg.Webhooks[i].ClientConfig.CABundle)
+			patch := client.MergeFrom(cfg.DeepCopy())
+			hooks, _, _ := unstructured.NestedSlice(cfg.Object, "webhooks")
+			changed := false
+			for _, h := range hooks {
+				hook := h.(map[string]any)
+				if got, _, _ := unstructured.NestedString(hook, "clientConfig", "caBundle"); got != want {
+					if err := unstructured.SetNestedField(hook, want, "clientConfig", "caBundle"); err != nil {
+						return err
+					}
+					changed = true
+				}
 			}
-			return bundles
-		}, ca)
-		if err != nil {
-			return err
+			if !changed {
+				continue
+			}
+			if err := unstructured.SetNestedSlice(cfg.Object, hooks, "webhooks"); err != nil {
+				return err
+			}
+			if err := r.Client.Patch(ctx, cfg, patch); err != nil {
+				return fmt.Errorf("injecting the CA into %s %s: %w", kind, name, err)
+			}
 		}
-	}
-	return nil
-}
-
-// injectInto sets every caBundle of one webhook configuration to ca,
-// patching only when one differs.
-func (r *Rotator) injectInto(ctx context.Context, name string, cfg client.Object, bundles func() []*[]byte, ca []byte) error {
-	if err := r.Client.Get(ctx, client.ObjectKey{Name: name}, cfg); err != nil {
-		return fmt.Errorf("reading webhook configuration %s: %w", name, err)
-	}
-	patch := client.MergeFrom(cfg.DeepCopyObject().(client.Object))
-	changed := false
-	for _, b := range bundles() {
-		if !bytes.Equal(*b, ca) {
-			*b, changed = ca, true
-		}
-	}
-	if !changed {
-		return nil
-	}
-	if err := r.Client.Patch(ctx, cfg, patch); err != nil {
-		return fmt.Errorf("injecting the CA into %s: %w", name, err)
 	}
 	return nil
 }
