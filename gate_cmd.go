@@ -36,6 +36,7 @@ func runGate(args []string) error {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("gate")
+	server.TuneGC()
 	if *dbURL == "" {
 		return errors.New("no Chron database: set DATABASE_URL or --database-url (the gate refuses to answer without its audit log)")
 	}

@@ -101,11 +101,11 @@ func (r *GateReconciler) Desired() []client.Object {
 					Containers: []corev1.Container{{
 						Name: "gate", Image: c.Image,
 						Args: []string{"gate", fmt.Sprintf("--listen=:%d", c.Port), "--metrics-bind-address=:8182", "--migrate=false"},
-						Env: []corev1.EnvVar{
+						Env: append([]corev1.EnvVar{
 							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
 							{Name: "DATABASE_URL", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 								LocalObjectReference: corev1.LocalObjectReference{Name: c.DatabaseSecret}, Key: "DATABASE_URL"}}},
-						},
+						}, gcEnv(c.Resources)...),
 						Ports:         []corev1.ContainerPort{{Name: "api", ContainerPort: c.Port}, {Name: "metrics", ContainerPort: 8182}},
 						LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromString("api")}}},
 						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("api")}},
@@ -220,4 +220,15 @@ func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		b = b.Watches(o, toGate, mine)
 	}
 	return b.Complete(r)
+}
+
+// gcEnv bounds the gate's heap below its memory limit: the gate raises
+// GOGC for throughput (server.TuneGC), and GOMEMLIMIT at 90% of the limit
+// makes the collector work harder before the kernel would kill the pod.
+func gcEnv(r corev1.ResourceRequirements) []corev1.EnvVar {
+	limit, ok := r.Limits[corev1.ResourceMemory]
+	if !ok || limit.Value() <= 0 {
+		return nil
+	}
+	return []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: fmt.Sprint(limit.Value() / 10 * 9)}}
 }

@@ -20,7 +20,7 @@ func benchDB(b *testing.B) *pgxpool.Pool {
 	s := server(b)
 	benchOnce.Do(func() {
 		ctx := context.Background()
-		url, err := s.CreateDatabase(ctx, "chron_bench_"+newUUID()[:8])
+		url, err := s.CreateDatabase(ctx, "chron_bench_"+randomSuffix())
 		if err != nil {
 			b.Fatal(err)
 		}
@@ -54,17 +54,32 @@ func BenchmarkInsertMethod(b *testing.B) {
 	}
 }
 
-func benchParallel(b *testing.B, opts WriterOptions) {
+// BenchmarkBatchWait compares waiting MaxWait for company with taking
+// what has queued while the previous commit ran (MaxWait 0, the default),
+// at a light and a heavy load.
+func BenchmarkBatchWait(b *testing.B) {
+	for _, par := range []int{2, 64} {
+		for _, wait := range []time.Duration{2 * time.Millisecond, 500 * time.Microsecond, 0} {
+			b.Run(fmt.Sprintf("writers=%d/wait=%s", 2*par, wait), func(b *testing.B) {
+				benchParallelN(b, WriterOptions{MaxWait: wait}, par)
+			})
+		}
+	}
+}
+
+func benchParallel(b *testing.B, opts WriterOptions) { benchParallelN(b, opts, 64) }
+
+func benchParallelN(b *testing.B, opts WriterOptions, par int) {
 	pool := benchDB(b)
 	ctx := context.Background()
-	opts.Stream = "bench-" + newUUID()[:8]
+	opts.Stream = "bench-" + randomSuffix()
 	w, err := NewWriter(ctx, pool, opts)
 	if err != nil {
 		b.Fatal(err)
 	}
 	defer w.Close()
 	before := w.Stats()
-	b.SetParallelism(64) // 128 concurrent writers on 2 CPUs, like a busy gate
+	b.SetParallelism(par) // 64: 128 concurrent writers on 2 CPUs, like a busy gate
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
 		i := 0
@@ -89,7 +104,7 @@ func benchParallel(b *testing.B, opts WriterOptions) {
 func benchBatch(b *testing.B, m insertMethod, size int) {
 	pool := benchDB(b)
 	ctx := context.Background()
-	w := &Writer{pool: pool, opts: WriterOptions{Stream: "bench-" + newUUID()[:8], method: m, CommitTimeout: time.Minute}}
+	w := &Writer{pool: pool, opts: WriterOptions{Stream: "bench-" + randomSuffix(), method: m, CommitTimeout: time.Minute}}
 	w.prefix = streamPrefix(w.opts.Stream)
 	if err := w.reload(ctx); err != nil {
 		b.Fatal(err)

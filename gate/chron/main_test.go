@@ -47,7 +47,7 @@ func newDB(tb testing.TB) (*pgxpool.Pool, string) {
 	tb.Helper()
 	s := server(tb)
 	ctx := context.Background()
-	url, err := s.CreateDatabase(ctx, "chron_"+newUUID()[:8])
+	url, err := s.CreateDatabase(ctx, "chron_"+randomSuffix())
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -127,4 +127,11 @@ func eventually(tb testing.TB, what string, cond func() bool) {
 		}
 		<-tick.C
 	}
+}
+
+// randomSuffix names a test database or stream: the random tail of an ID
+// (its head is the time, shared by IDs made in the same millisecond).
+func randomSuffix() string {
+	id := NewID()
+	return id[len(id)-8:]
 }

@@ -21,7 +21,7 @@ func TestMigrate(t *testing.T) {
 
 	// Several replicas starting at once on a fresh database.
 	s := server(t)
-	url2, err := s.CreateDatabase(ctx, "chron_"+newUUID()[:8])
+	url2, err := s.CreateDatabase(ctx, "chron_"+randomSuffix())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -12,13 +12,12 @@
 package chron
 
 import (
-	"bytes"
-	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"github.com/google/uuid"
 	"math"
 	"sort"
 	"strconv"
@@ -125,7 +124,7 @@ type prepared struct {
 func prepare(r *Record) (prepared, error) {
 	rec := *r
 	if rec.ID == "" {
-		rec.ID = newUUID()
+		rec.ID = NewID()
 	}
 	if rec.Time.IsZero() {
 		rec.Time = time.Now()
@@ -432,24 +431,7 @@ func shrink(t map[string]any) map[string]any {
 	return out
 }
 
-// newUUID returns a random (version 4) UUID.
-func newUUID() string {
-	var u [16]byte
-	if _, err := rand.Read(u[:]); err != nil {
-		panic("chron: crypto/rand failed: " + err.Error())
-	}
-	u[6] = u[6]&0x0f | 0x40
-	u[8] = u[8]&0x3f | 0x80
-	var b bytes.Buffer
-	h := hex.EncodeToString(u[:])
-	b.WriteString(h[0:8])
-	b.WriteByte('-')
-	b.WriteString(h[8:12])
-	b.WriteByte('-')
-	b.WriteString(h[12:16])
-	b.WriteByte('-')
-	b.WriteString(h[16:20])
-	b.WriteByte('-')
-	b.WriteString(h[20:])
-	return b.String()
-}
+// NewID returns a record ID: a version 7 UUID, which starts with the time.
+// IDs arriving in time order keep inserts into the primary-key index at
+// its right edge, where they touch few pages, instead of all over it.
+func NewID() string { return uuid.Must(uuid.NewV7()).String() }

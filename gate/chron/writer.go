@@ -24,7 +24,9 @@ type WriterOptions struct {
 	// MaxBatch bounds the rows per transaction. Default 256.
 	MaxBatch int
 	// MaxWait is how long the first record of a batch waits for company.
-	// Default 2ms; negative means do not wait.
+	// Zero (the default) means no wait: a batch is what queued while the
+	// previous commit ran, which batches as well under load and answers
+	// sooner when idle (BenchmarkBatchWait, docs/benchmarks.md).
 	MaxWait time.Duration
 	// QueueSize bounds the records waiting for a batch. When it is full,
 	// Write fails at once with ErrOverloaded. Default 4096.
@@ -71,11 +73,15 @@ type insertMethod int
 const (
 	insertCopy   insertMethod = iota // COPY FROM STDIN (binary)
 	insertUnnest                     // multi-row INSERT … SELECT FROM unnest(…) ON CONFLICT (id) DO NOTHING
+	insertSingle                     // one autocommit INSERT … SELECT FROM unnest(…): one round trip
 )
 
 func (m insertMethod) String() string {
-	if m == insertUnnest {
+	switch m {
+	case insertUnnest:
 		return "unnest"
+	case insertSingle:
+		return "single"
 	}
 	return "copy"
 }
@@ -133,9 +139,6 @@ func NewWriter(ctx context.Context, pool *pgxpool.Pool, opts WriterOptions) (*Wr
 	if opts.MaxBatch <= 0 {
 		opts.MaxBatch = 256
 	}
-	if opts.MaxWait == 0 {
-		opts.MaxWait = 2 * time.Millisecond
-	}
 	if opts.QueueSize <= 0 {
 		opts.QueueSize = 4096
 	}
@@ -173,7 +176,7 @@ func (w *Writer) Write(ctx context.Context, r *Record) (Row, error) {
 		return Row{}, err
 	}
 	if r.ID == "" {
-		r.ID = newUUID()
+		r.ID = NewID()
 	}
 	if r.Time.IsZero() {
 		r.Time = time.Now()
@@ -272,7 +275,7 @@ func (w *Writer) fill(batch []*pending, timer *time.Timer) []*pending {
 			continue
 		default:
 		}
-		if w.opts.MaxWait < 0 {
+		if w.opts.MaxWait <= 0 {
 			return batch
 		}
 		select {
@@ -430,6 +433,25 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		p.row = Row{Record: p.p.rec, Stream: w.opts.Stream, Seq: seq, PrevHash: prev, Hash: h}
 		prev = h
 	}
+	if w.opts.method == insertSingle {
+		// One statement in autocommit is atomic and durable when it returns:
+		// one round trip instead of BEGIN, the insert and COMMIT. A known ID
+		// fails the whole statement (no ON CONFLICT), so nothing lands and
+		// the batch is rechained without it, as with COPY.
+		var n int
+		err := w.pool.QueryRow(ctx, singleSQL, unnestArgs(live)...).Scan(&n, &committedAt)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "chron_records_pkey" {
+			return time.Time{}, true, nil
+		}
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		if n != len(live) {
+			return time.Time{}, false, fmt.Errorf("inserted %d rows of %d", n, len(live))
+		}
+		return committedAt.UTC(), false, nil
+	}
 	tx, err := w.pool.Begin(ctx)
 	if err != nil {
 		return time.Time{}, false, err
@@ -478,6 +500,9 @@ func copyValues(r *Row, p *prepared) []any {
 		r.SkillVersionID, r.SkillDigest, json.RawMessage(p.polJSON), json.RawMessage(p.rulesJSON),
 		r.Replica, r.RequestID, r.PrevHash, r.Hash}
 }
+
+// singleSQL is unnestSQL without ON CONFLICT, for autocommit.
+var singleSQL = strings.Replace(unnestSQL, "ON CONFLICT (id) DO NOTHING ", "", 1)
 
 // unnestSQL inserts a batch passed as one array per column. ON CONFLICT (id)
 // DO NOTHING keeps a retried ID from failing the batch; the count tells the

@@ -20,7 +20,7 @@ import (
 	"github.com/claiim/claiim-operator/test/pgtest"
 )
 
-var methods = []insertMethod{insertCopy, insertUnnest}
+var methods = []insertMethod{insertCopy, insertUnnest, insertSingle}
 
 func TestWriteList(t *testing.T) {
 	for _, m := range methods {

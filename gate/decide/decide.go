@@ -2,6 +2,7 @@ package decide
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
@@ -140,7 +141,17 @@ func Decide(s *Snapshot, req Request) Decision {
 		}
 	}
 	visit(s.exact[req.Action])
-	visit(s.prefixed[firstSegment(req.Action)])
+	for pos, start := 0, 0; start <= len(req.Action); pos++ {
+		end := strings.IndexByte(req.Action[start:], ':')
+		if end < 0 {
+			end = len(req.Action)
+		} else {
+			end += start
+			visit(s.byPrefix[req.Action[:end]])
+		}
+		visit(s.bySegment[segKey{pos, req.Action[start:end]}])
+		start = end + 1
+	}
 	visit(s.wild)
 	for _, p := range sv.Forbidden {
 		if p.Match(req.Action) {

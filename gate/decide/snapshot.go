@@ -64,11 +64,15 @@ type Snapshot struct {
 	ancestors map[string][]string
 	grants    []Grant
 
-	// Policy rules by what their patterns can match: exact actions, first
-	// segments, and the rest (leading wildcards).
-	exact    map[string][]ruleRef
-	prefixed map[string][]ruleRef
-	wild     []ruleRef
+	// Policy rules by what their patterns can match: exact actions, the
+	// literal leading segments ("crm:export" of "crm:export:*"), a literal
+	// segment at a position (for a leading "*"), and the rest. A request
+	// visits one exact bucket, two per segment of its action, and the wild
+	// list, so a decision's cost doesn't grow with the number of policies.
+	exact     map[string][]ruleRef
+	byPrefix  map[string][]ruleRef
+	bySegment map[segKey][]ruleRef
+	wild      []ruleRef
 
 	Revision string // changes with any input; reported with decisions
 }
@@ -102,7 +106,8 @@ func Build(in Inputs) *Snapshot {
 		versions:  make(map[string]map[int32]*SkillVersion, len(in.Skills)),
 		ancestors: orgAncestors(in.Orgs),
 		exact:     map[string][]ruleRef{},
-		prefixed:  map[string][]ruleRef{},
+		byPrefix:  map[string][]ruleRef{},
+		bySegment: map[segKey][]ruleRef{},
 		Revision:  in.Revision,
 	}
 	for i := range in.Skills {
@@ -149,11 +154,14 @@ func Build(in Inputs) *Snapshot {
 		for r := range cp.Rules {
 			ref := ruleRef{policy: cp, rule: &cp.Rules[r]}
 			for _, p := range cp.Rules[r].Patterns {
-				switch first, ok := p.firstLiteral(); {
+				prefix := p.literalPrefix()
+				switch k, ok := p.literalAt(); {
 				case p.Literal():
 					s.exact[p.src] = appendOnce(s.exact[p.src], ref)
+				case prefix != "":
+					s.byPrefix[prefix] = appendOnce(s.byPrefix[prefix], ref)
 				case ok:
-					s.prefixed[first] = appendOnce(s.prefixed[first], ref)
+					s.bySegment[k] = appendOnce(s.bySegment[k], ref)
 				default:
 					s.wild = appendOnce(s.wild, ref)
 				}
@@ -335,18 +343,33 @@ func (s *Snapshot) inScope(policyOrg, agentOrg string) bool {
 	return policyOrg == agentOrg
 }
 
-// firstLiteral returns the first segment when it is a complete literal.
-func (p Pattern) firstLiteral() (string, bool) {
-	if len(p.segs) > 0 {
-		return p.segs[0], p.segs[0] != "*"
-	}
-	return "", false
+// segKey is an action segment at a position (0 is the first).
+type segKey struct {
+	pos int
+	seg string
 }
 
-// firstSegment of an action.
-func firstSegment(action string) string {
-	if i := strings.IndexByte(action, ':'); i >= 0 {
-		return action[:i]
+// literalPrefix is the pattern's literal leading segments, joined: every
+// action it matches starts with them and a ':'.
+func (p Pattern) literalPrefix() string {
+	n := 0
+	for n < len(p.segs) && p.segs[n] != "*" {
+		n++
 	}
-	return action
+	return strings.Join(p.segs[:n], ":")
+}
+
+// literalAt finds a segment every action the pattern matches has at the
+// same position. It takes the last such one: later segments name more
+// specific things (resource:verb:target), so their buckets are smaller.
+func (p Pattern) literalAt() (segKey, bool) {
+	if !p.prefix {
+		return segKey{len(p.segs), p.last}, true
+	}
+	for i := len(p.segs) - 1; i >= 0; i-- {
+		if p.segs[i] != "*" {
+			return segKey{i, p.segs[i]}, true
+		}
+	}
+	return segKey{}, false
 }

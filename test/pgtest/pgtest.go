@@ -31,6 +31,7 @@ type Server struct {
 	bin   string
 	port  int
 	runAs string
+	cpus  string
 }
 
 // BinDir finds PostgreSQL's server binaries: $PG_BIN, pg_config
@@ -62,7 +63,12 @@ func pgMajor(dir string) int {
 
 // Start returns the database named by CLAIIM_TEST_DATABASE_URL, or starts
 // a throwaway cluster. Call Stop when done.
-func Start(ctx context.Context) (*Server, error) {
+func Start(ctx context.Context) (*Server, error) { return StartOn(ctx, "") }
+
+// StartOn is Start with the cluster's processes pinned to cpus (a taskset
+// list such as "1"; empty for no pinning), for benchmarks that keep the
+// database and the load generator apart.
+func StartOn(ctx context.Context, cpus string) (*Server, error) {
 	if u := os.Getenv(EnvURL); u != "" {
 		return &Server{URL: u}, nil
 	}
@@ -70,7 +76,7 @@ func Start(ctx context.Context) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin}
+	s := &Server{bin: bin, cpus: cpus}
 	s.dir, err = os.MkdirTemp("", "claiim-pg-")
 	if err != nil {
 		return nil, err
@@ -166,11 +172,14 @@ func (s *Server) CreateDatabase(ctx context.Context, name string) (string, error
 }
 
 func (s *Server) run(ctx context.Context, name string, args ...string) *exec.Cmd {
-	path := filepath.Join(s.bin, name)
+	argv := append([]string{filepath.Join(s.bin, name)}, args...)
 	if s.runAs != "" {
-		return exec.CommandContext(ctx, "runuser", append([]string{"-u", s.runAs, "--", path}, args...)...)
+		argv = append([]string{"runuser", "-u", s.runAs, "--"}, argv...)
 	}
-	return exec.CommandContext(ctx, path, args...)
+	if s.cpus != "" { // the postmaster and every backend inherit it
+		argv = append([]string{"taskset", "-c", s.cpus}, argv...)
+	}
+	return exec.CommandContext(ctx, argv[0], argv[1:]...)
 }
 
 func freePort() (int, error) {

@@ -1,0 +1,47 @@
+// Command bench compares the CLAIIM gate, which commits every decision to
+// Chron before it answers, with OPA in server mode and with a no-op HTTP
+// server (the ceiling), under the same load on the same machine.
+//
+//	bench run [-quick]     everything: PostgreSQL, servers, load, the table
+//	bench gen -out DIR     the fixture as files: CRs, policy.rego, data.json, requests
+//	bench serve-gate ...   the gate over a fixture (run by `bench run`)
+//	bench serve-noop ...   the ceiling server (run by `bench run`)
+//
+// `make bench` builds OPA and this command and runs `bench run`.
+package main
+
+import (
+	"fmt"
+	"net"
+	"os"
+)
+
+func main() {
+	if len(os.Args) < 2 {
+		usage()
+	}
+	var err error
+	switch os.Args[1] {
+	case "run":
+		err = run(os.Args[2:])
+	case "gen":
+		err = gen(os.Args[2:])
+	case "serve-gate":
+		err = serveGate(os.Args[2:])
+	case "serve-noop":
+		err = serveNoop(os.Args[2:])
+	default:
+		usage()
+	}
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func usage() {
+	fmt.Fprintln(os.Stderr, "usage: bench run [-quick] | gen -out DIR | serve-gate | serve-noop (see -h of each)")
+	os.Exit(2)
+}
+
+func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
