@@ -6,6 +6,7 @@ ETCD_VERSION ?= 3.7.0
 CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GINKGO_VERSION ?= v2.34.0
 HELM_VERSION ?= v3.22.0
+OPA_VERSION ?= v1.22.3
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -14,6 +15,7 @@ LOCALBIN ?= $(CURDIR)/bin
 CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GINKGO ?= $(LOCALBIN)/ginkgo-$(GINKGO_VERSION)
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)-k$(K8S_VERSION)
+OPA ?= $(LOCALBIN)/opa-$(OPA_VERSION)
 
 # Test flags for `go test` (e.g. TESTFLAGS=-run=TestX). Ginkgo suites run
 # under go test too, so one runner prints one summary.
@@ -137,6 +139,28 @@ define go-install
 GOBIN=$(LOCALBIN)/.tmp go install $(1)@$(2)
 mv $(LOCALBIN)/.tmp/$$(basename $(1)) $(3)
 endef
+
+##@ Benchmarks (docs/benchmarks.md)
+
+# Flags for `bench run`, e.g. BENCHFLAGS="-sizes 10k -conns 64".
+BENCHFLAGS ?=
+
+.PHONY: bench
+bench: opa ## The gate (durable Chron) vs OPA vs a no-op server under the same load; one table. BENCH=quick: under 2 minutes.
+	hack/ensure-deps.sh
+	go build -o $(LOCALBIN)/bench ./hack/bench
+	$(LOCALBIN)/bench run -opa $(OPA) $(BENCHFLAGS)
+
+.PHONY: bench-micro
+bench-micro: ## Go benchmarks: the decision function vs OPA's embedded evaluation per fixture size, and the Chron writer.
+	hack/ensure-deps.sh
+	go test ./hack/bench/fixture -run '^$$' -bench . -benchmem
+	go test ./gate/chron -run '^$$' -bench . -benchtime 2s
+
+.PHONY: opa
+opa: $(OPA) ## OPA, pinned, for the benchmark.
+$(OPA):
+	$(call go-install,github.com/open-policy-agent/opa,$(OPA_VERSION),$(OPA))
 
 ##@ Helm chart
 

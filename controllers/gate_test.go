@@ -38,6 +38,8 @@ var _ = Describe("The gate's objects", Serial, func() {
 			g.Expect(c.Image).To(Equal(gateConfig.Image))
 			g.Expect(c.Args).To(ContainElement("--listen=:8181"))
 			g.Expect(c.Env).To(ContainElement(HaveField("ValueFrom.SecretKeyRef.Name", "claiim-database")))
+			// The heap stays under the memory limit despite the gate's GOGC.
+			g.Expect(c.Env).To(ContainElement(corev1.EnvVar{Name: "GOMEMLIMIT", Value: "943718400"}))
 			g.Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
 			g.Expect(d.Spec.Template.Spec.ServiceAccountName).To(Equal(controllers.GateName))
 			for _, o := range []client.Object{&corev1.Service{}, &corev1.ServiceAccount{}, &policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{}} {

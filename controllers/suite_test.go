@@ -8,6 +8,7 @@ import (
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/api/resource"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	utilrand "k8s.io/apimachinery/pkg/util/rand"
 	"k8s.io/client-go/rest"
@@ -27,7 +28,8 @@ const (
 	gateNamespace = "claiim-system"
 )
 
-var gateConfig = controllers.GateConfig{Namespace: gateNamespace, Image: "ghcr.io/claiim/claiim:v0.1.0", Replicas: 2, Port: 8181, DatabaseSecret: "claiim-database"}
+var gateConfig = controllers.GateConfig{Namespace: gateNamespace, Image: "ghcr.io/claiim/claiim:v0.1.0", Replicas: 2, Port: 8181, DatabaseSecret: "claiim-database",
+	Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1000Mi")}}}
 
 var (
 	env    *envtest.Environment

@@ -11,6 +11,7 @@ if [[ -z "${DATABASE_URL:-}" ]] && ! compgen -G "/usr/lib/postgresql/*/bin/initd
 fi
 command -v python3 >/dev/null || need+=(python3)
 command -v curl >/dev/null || need+=(curl)
+command -v taskset >/dev/null || need+=(util-linux) # make bench pins load and server apart
 [[ ${#need[@]} -eq 0 ]] && exit 0
 
 if [[ $(id -u) -ne 0 ]] || ! command -v apt-get >/dev/null; then

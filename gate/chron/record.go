@@ -167,11 +167,11 @@ func prepare(r *Record) (prepared, error) {
 		return prepared{}, err
 	}
 	rec.Context = ctx
-	polJSON, err := canonJSON(policiesOrEmpty(rec.Policies))
+	polJSON, err := policiesJSON(rec.Policies)
 	if err != nil {
 		return prepared{}, fmt.Errorf("%w: policies: %v", ErrInvalid, err)
 	}
-	rulesJSON, err := canonJSON(rulesOrEmpty(rec.SkillRules))
+	rulesJSON, err := json.Marshal(rulesOrEmpty(rec.SkillRules)) // clean strings: already canonical
 	if err != nil {
 		return prepared{}, fmt.Errorf("%w: skill rules: %v", ErrInvalid, err)
 	}
@@ -182,11 +182,15 @@ func prepare(r *Record) (prepared, error) {
 	return prepared{rec: rec, ctxJSON: ctxJSON, polJSON: polJSON, rulesJSON: rulesJSON, body: body}, nil
 }
 
-func policiesOrEmpty(p []PolicyMatch) []PolicyMatch {
-	if p == nil {
-		return []PolicyMatch{}
+// policiesJSON is canonJSON of clean policy matches, built without the
+// round trip: the generic tree canonJSON would decode (version as a
+// float64, keys sorted by encoding/json), encoded once.
+func policiesJSON(ps []PolicyMatch) ([]byte, error) {
+	t := make([]any, len(ps))
+	for i, p := range ps {
+		t[i] = map[string]any{"name": p.Name, "version": float64(p.Version), "rule": p.Rule, "effect": p.Effect}
 	}
-	return p
+	return json.Marshal(t)
 }
 
 func rulesOrEmpty(r []string) []string {
@@ -349,13 +353,19 @@ func boundContext(c map[string]any) (map[string]any, []byte, error) {
 	if len(c) == 0 {
 		return nil, []byte("{}"), nil
 	}
-	b, err := json.Marshal(c)
-	if err != nil {
-		return nil, nil, fmt.Errorf("%w: context is not JSON: %v", ErrInvalid, err)
-	}
-	var t map[string]any
-	if err := json.Unmarshal(b, &t); err != nil {
-		return nil, nil, fmt.Errorf("%w: context is not a JSON object: %v", ErrInvalid, err)
+	// Work on a copy: the caller's map is not ours to mask.
+	tree, ok := jsonCopy(c)
+	t, _ := tree.(map[string]any)
+	if !ok { // other Go types: a round trip converts them as encoding/json does
+		b, err := json.Marshal(c)
+		if err != nil {
+			return nil, nil, fmt.Errorf("%w: context is not JSON: %v", ErrInvalid, err)
+		}
+		var m map[string]any
+		if err := json.Unmarshal(b, &m); err != nil {
+			return nil, nil, fmt.Errorf("%w: context is not a JSON object: %v", ErrInvalid, err)
+		}
+		t = m
 	}
 	t = fixTree(t).(map[string]any)
 	t = bound(t, 1).(map[string]any)
@@ -370,6 +380,42 @@ func boundContext(c map[string]any) (map[string]any, []byte, error) {
 		}
 	}
 	return t, out, nil
+}
+
+// jsonCopy deep-copies a tree that is already what encoding/json decodes
+// to, as a marshal round trip would but without encoding. It declines (ok
+// false) anything else, including strings that are not valid UTF-8, which
+// encoding/json repairs its own way.
+func jsonCopy(v any) (any, bool) {
+	switch x := v.(type) {
+	case nil, bool:
+		return x, true
+	case string:
+		return x, utf8.ValidString(x)
+	case float64:
+		return x, !math.IsNaN(x) && !math.IsInf(x, 0)
+	case map[string]any:
+		m := make(map[string]any, len(x))
+		for k, e := range x {
+			c, ok := jsonCopy(e)
+			if !ok || !utf8.ValidString(k) {
+				return nil, false
+			}
+			m[k] = c
+		}
+		return m, true
+	case []any:
+		l := make([]any, len(x))
+		for i, e := range x {
+			c, ok := jsonCopy(e)
+			if !ok {
+				return nil, false
+			}
+			l[i] = c
+		}
+		return l, true
+	}
+	return nil, false
 }
 
 // bound masks sensitive keys at every depth and replaces containers nested

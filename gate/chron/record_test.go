@@ -195,3 +195,43 @@ func checkMasked(t *testing.T, v any, depth int) {
 		}
 	}
 }
+
+// The fast paths of prepare must give the bytes canonJSON gives: they are
+// hashed, and Verify recomputes them from what jsonb returns.
+func TestCanonicalFastPaths(t *testing.T) {
+	for _, ps := range [][]PolicyMatch{nil, {}, {{Name: "p", Version: 3, Rule: "r", Effect: "Deny"}},
+		{{Name: "a<b>&", Version: 1 << 62, Rule: "é", Effect: "Allow"}, {Name: "x", Version: -7}}} {
+		want, err := canonJSON(func() []PolicyMatch {
+			if ps == nil {
+				return []PolicyMatch{}
+			}
+			return ps
+		}())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got, _ := policiesJSON(ps); string(got) != string(want) {
+			t.Errorf("policiesJSON(%v) = %s, canonJSON = %s", ps, got, want)
+		}
+	}
+	for _, c := range []map[string]any{
+		{"a": 1.5, "b": []any{"x", true, nil, map[string]any{"z": -0.0}}, "token": "secret"},
+		{"bad": "\xff\xfe", "n\x00k": "v"},   // not valid UTF-8, NUL in a key: the slow path
+		{"i": 3, "s": struct{ A int }{A: 1}}, // Go types a round trip converts
+	} {
+		_, fast, err := boundContext(c)
+		if err != nil {
+			t.Fatal(err)
+		}
+		b, _ := json.Marshal(c)
+		var m map[string]any
+		_ = json.Unmarshal(b, &m)
+		_, slow, err := boundContext(m)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(fast) != string(slow) {
+			t.Errorf("context %v: %s, after a round trip %s", c, fast, slow)
+		}
+	}
+}

@@ -14,9 +14,10 @@ import (
 )
 
 const (
-	prefix    = "clm_"
-	idLen     = 16 // hex digits
-	secretLen = 43 // base64url of 32 bytes, unpadded
+	hashPrefix = "sha256:"
+	prefix     = "clm_"
+	idLen      = 16 // hex digits
+	secretLen  = 43 // base64url of 32 bytes, unpadded
 	// Len is the length of every token.
 	Len = len(prefix) + idLen + 1 + secretLen
 )
@@ -37,7 +38,7 @@ func New() (tok, id, hash string) {
 // Hash returns "sha256:<hex>" of the token.
 func Hash(tok string) string {
 	sum := sha256.Sum256([]byte(tok))
-	return "sha256:" + hex.EncodeToString(sum[:])
+	return hashPrefix + hex.EncodeToString(sum[:])
 }
 
 // ID returns the id part of a well-formed token.
@@ -55,7 +56,12 @@ func ID(tok string) (string, bool) {
 	return id, true
 }
 
-// Matches reports, in constant time, whether tok hashes to hash.
+// Matches reports, in constant time, whether tok hashes to hash. It is on
+// every request's path, so it encodes into a stack buffer.
 func Matches(tok, hash string) bool {
-	return subtle.ConstantTimeCompare([]byte(Hash(tok)), []byte(hash)) == 1
+	var enc [len(hashPrefix) + 2*sha256.Size]byte
+	sum := sha256.Sum256([]byte(tok))
+	copy(enc[:], hashPrefix)
+	hex.Encode(enc[len(hashPrefix):], sum[:])
+	return subtle.ConstantTimeCompare(enc[:], []byte(hash)) == 1
 }

@@ -35,7 +35,7 @@ type config struct {
 	duration        time.Duration
 	warmup          time.Duration
 	rounds          int
-	rate            float64
+	rates           []float64
 	opa             string
 	pin             bool
 	pgCPU           string
@@ -63,7 +63,7 @@ func run(args []string) error {
 	duration := fs.Duration("duration", 0, "measured time per point (default 5s; quick 2s)")
 	warmup := fs.Duration("warmup", 0, "warmup per point (default 1s; quick 500ms)")
 	rounds := fs.Int("rounds", 0, "rounds per point; the median round is reported (default 3; quick 1)")
-	rate := fs.Float64("rate", 10000, "decisions/s offered in the open-loop latency test (0 skips it)")
+	rates := fs.String("rates", "1000,10000", "decisions/s offered in the open-loop latency tests, comma-separated (empty skips them)")
 	seed := fs.Uint64("seed", 1, "fixture seed")
 	opa := fs.String("opa", os.Getenv("OPA"), "the opa binary (default $OPA)")
 	pin := fs.Bool("pin", true, "pin the load generator to CPU 0 and the server under test to CPU 1 with taskset")
@@ -76,7 +76,7 @@ func run(args []string) error {
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c := config{seed: *seed, rate: *rate, opa: *opa, pin: *pin, pgCPU: *pgCPU, out: *out,
+	c := config{seed: *seed, opa: *opa, pin: *pin, pgCPU: *pgCPU, out: *out,
 		maxBatch: *maxBatch, maxWait: *maxWait, verify: *verify, targets: map[string]bool{}}
 	c.duration, c.warmup, c.rounds = 5*time.Second, time.Second, 3
 	sizeList := "small,1k,10k"
@@ -108,6 +108,16 @@ func run(args []string) error {
 			return fmt.Errorf("-conns: %q is not a positive number", n)
 		}
 		c.conns = append(c.conns, v)
+	}
+	for _, n := range strings.Split(*rates, ",") {
+		if n = strings.TrimSpace(n); n == "" {
+			continue
+		}
+		v, err := strconv.ParseFloat(n, 64)
+		if err != nil || v <= 0 {
+			return fmt.Errorf("-rates: %q is not a positive rate", n)
+		}
+		c.rates = append(c.rates, v)
 	}
 	names := map[string]string{"noop": tNoop, "opa": tOPA, "opa-log": tOPALog, "gate": tGate}
 	for _, n := range strings.Split(cmpOr(*only, "noop,opa,opa-log,gate"), ",") {
@@ -305,6 +315,9 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			p.stop()
 			return res, err
 		}
+		if t == tOPALog {
+			res.OPAAnswered += int64(min(c.verify, len(f.Requests)))
+		}
 		for _, n := range c.conns {
 			pt, err := c.measure(ctx, t, p.addr, reqs, check, n, 0)
 			if err != nil {
@@ -316,16 +329,16 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 				res.OPAAnswered += pt.answered
 			}
 		}
-		if c.rate > 0 && t != tOPALog {
-			pt, err := c.measure(ctx, t, p.addr, reqs, check, 64, c.rate)
+		for _, rate := range c.rates {
+			if t == tOPALog {
+				break
+			}
+			pt, err := c.measure(ctx, t, p.addr, reqs, check, 64, rate)
 			if err != nil {
 				p.stop()
 				return res, err
 			}
 			res.Open = append(res.Open, pt)
-			if t == tOPALog {
-				res.OPAAnswered += pt.answered
-			}
 		}
 		switch t {
 		case tGate:
