@@ -44,6 +44,8 @@ type config struct {
 	maxWait         time.Duration
 	verify          int
 	targets         map[string]bool
+	cpus            int // the machine's, before pinning
+	pgSettings      []string
 	loadCPU, srvCPU string
 }
 
@@ -72,12 +74,16 @@ func run(args []string) error {
 	maxBatch := fs.Int("max-batch", 0, "the gate's Chron rows per transaction (0: default)")
 	maxWait := fs.Duration("max-wait", 0, "the gate's Chron batch wait (0: default)")
 	verify := fs.Int("verify", 500, "requests of the mix each server must answer like the engine before it is loaded")
+	pgSet := fs.String("pg-settings", "", "extra PostgreSQL settings, comma-separated name=value")
 	only := fs.String("targets", "", "run only these targets: noop,opa,opa-log,gate (default all)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	c := config{seed: *seed, opa: *opa, pin: *pin, pgCPU: *pgCPU, out: *out,
 		maxBatch: *maxBatch, maxWait: *maxWait, verify: *verify, targets: map[string]bool{}}
+	if *pgSet != "" {
+		c.pgSettings = strings.Split(*pgSet, ",")
+	}
 	c.duration, c.warmup, c.rounds = 5*time.Second, time.Second, 3
 	sizeList := "small,1k,10k"
 	if *quick {
@@ -131,8 +137,12 @@ func run(args []string) error {
 		return errors.New("no OPA binary: pass -opa or set $OPA (make bench builds it)")
 	}
 
+	c.cpus = runtime.NumCPU()
+	if n, err := strconv.Atoi(os.Getenv("BENCH_PINNED")); err == nil {
+		c.cpus = n // re-run pinned: NumCPU now counts only CPU 0
+	}
 	if c.pin {
-		if runtime.NumCPU() < 2 || exec.Command("taskset", "-c", "1", "true").Run() != nil {
+		if c.cpus < 2 || exec.Command("taskset", "-c", "1", "true").Run() != nil {
 			fmt.Println("note: taskset or a second CPU is unavailable; running unpinned")
 			c.pin = false
 		} else if os.Getenv("BENCH_PINNED") == "" {
@@ -143,10 +153,12 @@ func run(args []string) error {
 				return err
 			}
 			cmd := exec.Command("taskset", append([]string{"-c", "0", self, "run"}, args...)...)
-			cmd.Env = append(os.Environ(), "BENCH_PINNED=1")
+			cmd.Env = append(os.Environ(), fmt.Sprintf("BENCH_PINNED=%d", c.cpus))
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 			return cmd.Run()
 		}
+	}
+	if c.pin {
 		c.loadCPU, c.srvCPU = "0", "1"
 	}
 	if c.out == "" {
@@ -177,9 +189,9 @@ func (c *config) run() error {
 		pgCPUs = c.srvCPU
 	}
 	fmt.Printf("CLAIIM gate vs OPA — %d CPUs, load on CPU %s, servers on CPU %s, PostgreSQL on CPU %s; %s per point, %s warmup, %d round(s)\n",
-		runtime.NumCPU(), orAny(c.loadCPU), orAny(c.srvCPU), orAny(pgCPUs), c.duration, c.warmup, c.rounds)
+		c.cpus, orAny(c.loadCPU), orAny(c.srvCPU), orAny(pgCPUs), c.duration, c.warmup, c.rounds)
 	fmt.Printf("logs and results: %s\n", c.out)
-	pg, err := pgtest.StartOn(ctx, pgCPUs)
+	pg, err := pgtest.StartWith(ctx, pgtest.Options{CPUs: pgCPUs, Settings: c.pgSettings})
 	if err != nil {
 		return fmt.Errorf("starting PostgreSQL (make bench installs it via hack/ensure-deps.sh): %w", err)
 	}
@@ -240,6 +252,8 @@ type sizeResult struct {
 	OPALogged   int64 `json:"opa_log_delivered"`
 
 	Open []point `json:"open_loop,omitempty"`
+
+	Overload *overloadResult `json:"overload,omitempty"`
 
 	// Chron down: how long the gate took to answer DENY.
 	OutageMax    time.Duration `json:"chron_down_deny_max_ns,omitempty"`
@@ -356,6 +370,10 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 				return res, err
 			}
 			if last {
+				if res.Overload, err = c.overload(ctx, dir, size, dbURL(pg, "bench_"+strings.ReplaceAll(size.Name, "k", "k_")), gateReqs, want); err != nil {
+					p.stop()
+					return res, err
+				}
 				res.OutageMax, res.OutageReason, err = outage(ctx, pg, p.addr, gateReqs)
 				if err != nil {
 					p.stop()
@@ -530,6 +548,49 @@ func countRows(ctx context.Context, url, stream string) (int64, error) {
 	var n int64
 	err = conn.QueryRow(ctx, "SELECT count(*) FROM chron_records WHERE stream = $1 AND kind = 'decision'", stream).Scan(&n)
 	return n, err
+}
+
+// overloadResult is a gate with a tiny Chron queue driven past it.
+type overloadResult struct {
+	Conns     int   `json:"conns"`
+	QueueSize int   `json:"queue_size"`
+	Answered  int64 `json:"answered"`
+	Shed      int64 `json:"shed"` // answered 429 DENY OVERLOADED
+	Rows      int64 `json:"rows"`
+}
+
+// overload starts a second gate whose Chron queue holds 16 records and
+// drives it with 256 connections: what doesn't fit must be answered DENY
+// OVERLOADED (429), and every other answer must have its row.
+func (c *config) overload(ctx context.Context, dir string, size fixture.Size, url string, reqs []load.Req, want []decide.Decision) (*overloadResult, error) {
+	o := &overloadResult{Conns: 256, QueueSize: 16}
+	stream := "gate/bench-" + size.Name + "-overload"
+	p, err := c.start(ctx, dir, "gate-overload", true, "serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name,
+		"-database-url", url, "-stream", stream, "-queue-size", fmt.Sprint(o.QueueSize))
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	r, err := load.Run(ctx, p.addr, reqs, load.Options{Conns: o.Conns, Duration: c.duration, Warmup: c.warmup,
+		Check: func(i, status int, _ []byte) error {
+			if status == http.StatusTooManyRequests {
+				return nil
+			}
+			return statusIs(status, gateStatus(want[i%len(want)]))
+		}})
+	if err != nil {
+		return nil, err
+	}
+	st, err := gateStatsOf(p.addr)
+	if err != nil {
+		return nil, err
+	}
+	o.Answered, o.Shed = st.Answered, st.Writer.Overloaded
+	if o.Rows, err = countRows(ctx, url, stream); err != nil {
+		return nil, err
+	}
+	fmt.Printf("  %-26s %-24s %s; %d answered, %d shed as 429 OVERLOADED, %d rows\n", "gate, Chron queue of 16", "256 conns", load.Format(r), o.Answered, o.Shed, o.Rows)
+	return o, nil
 }
 
 // outage stops PostgreSQL under a running gate and times its answers:

@@ -51,6 +51,7 @@ func serveGate(args []string) error {
 	stream := fs.String("stream", "gate/bench", "Chron stream of this gate")
 	maxBatch := fs.Int("max-batch", 0, "Chron rows per transaction (0: the writer's default)")
 	maxWait := fs.Duration("max-wait", 0, "Chron batch wait (0: the writer's default, no wait)")
+	queue := fs.Int("queue-size", 0, "Chron write queue bound (0: the writer's default)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -73,7 +74,8 @@ func serveGate(args []string) error {
 		return err
 	}
 	metrics := server.NewMetrics(nil)
-	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: *stream, MaxBatch: *maxBatch, MaxWait: *maxWait, OnCommit: metrics.ObserveCommit})
+	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: *stream, MaxBatch: *maxBatch, MaxWait: *maxWait,
+		QueueSize: *queue, OnCommit: metrics.ObserveCommit})
 	if err != nil {
 		return err
 	}

@@ -54,6 +54,14 @@ func printTable(w io.Writer, all []sizeResult) {
 			fmt.Fprintf(w, "  %s: OPA with its asynchronous decision log answered %d decisions; its sink received %d events (%.1f%%)\n",
 				r.Size, r.OPAAnswered, r.OPALogged, 100*float64(r.OPALogged)/float64(r.OPAAnswered))
 		}
+		if o := r.Overload; o != nil {
+			eq := "every other answer has its row"
+			if o.Rows != o.Answered-o.Shed {
+				eq = "ROWS MISSING"
+			}
+			fmt.Fprintf(w, "  %s: overload (Chron queue of %d, %d connections): %d answered, %d shed as DENY OVERLOADED, %d rows (%s)\n",
+				r.Size, o.QueueSize, o.Conns, o.Answered, o.Shed, o.Rows, eq)
+		}
 		if r.OutageReason != "" {
 			fmt.Fprintf(w, "  %s: with PostgreSQL stopped the gate answered DENY %s, slowest in %s\n", r.Size, r.OutageReason, ms(r.OutageMax))
 		}

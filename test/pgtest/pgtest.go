@@ -32,6 +32,11 @@ type Server struct {
 	port  int
 	runAs string
 	cpus  string
+	extra string
+}
+
+func (s *Server) options() string {
+	return fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200", s.port, s.dir) + s.extra
 }
 
 // BinDir finds PostgreSQL's server binaries: $PG_BIN, pg_config
@@ -63,12 +68,19 @@ func pgMajor(dir string) int {
 
 // Start returns the database named by CLAIIM_TEST_DATABASE_URL, or starts
 // a throwaway cluster. Call Stop when done.
-func Start(ctx context.Context) (*Server, error) { return StartOn(ctx, "") }
+func Start(ctx context.Context) (*Server, error) { return StartWith(ctx, Options{}) }
 
-// StartOn is Start with the cluster's processes pinned to cpus (a taskset
-// list such as "1"; empty for no pinning), for benchmarks that keep the
-// database and the load generator apart.
-func StartOn(ctx context.Context, cpus string) (*Server, error) {
+// Options adjust a throwaway cluster, for benchmarks.
+type Options struct {
+	// CPUs pins the cluster's processes (a taskset list such as "1"), to
+	// keep the database and a load generator apart.
+	CPUs string
+	// Settings are extra server settings, "name=value".
+	Settings []string
+}
+
+// StartWith is Start with options.
+func StartWith(ctx context.Context, o Options) (*Server, error) {
 	if u := os.Getenv(EnvURL); u != "" {
 		return &Server{URL: u}, nil
 	}
@@ -76,7 +88,10 @@ func StartOn(ctx context.Context, cpus string) (*Server, error) {
 	if err != nil {
 		return nil, err
 	}
-	s := &Server{bin: bin, cpus: cpus}
+	s := &Server{bin: bin, cpus: o.CPUs}
+	for _, kv := range o.Settings {
+		s.extra += " -c " + kv
+	}
 	s.dir, err = os.MkdirTemp("", "claiim-pg-")
 	if err != nil {
 		return nil, err
@@ -103,7 +118,7 @@ func StartOn(ctx context.Context, cpus string) (*Server, error) {
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
 	}
 	// fsync stays on: Chron's durability is what these tests are about.
-	opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200", s.port, s.dir)
+	opts := s.options()
 	if out, err := s.run(ctx, "pg_ctl", "-D", data, "-o", opts, "-l", filepath.Join(s.dir, "log"), "-w", "-t", "60", "start").CombinedOutput(); err != nil {
 		logb, _ := os.ReadFile(filepath.Join(s.dir, "log"))
 		s.Stop()
@@ -144,8 +159,7 @@ func (s *Server) Control(ctx context.Context, action string) error {
 	if action == "stop" {
 		args = append(args, "-m", "fast", "stop")
 	} else {
-		opts := fmt.Sprintf("-p %d -k %s -c listen_addresses=127.0.0.1 -c max_connections=200", s.port, s.dir)
-		args = append(args, "-o", opts, "-l", filepath.Join(s.dir, "log"), action)
+		args = append(args, "-o", s.options(), "-l", filepath.Join(s.dir, "log"), action)
 	}
 	if out, err := s.run(ctx, "pg_ctl", args...).CombinedOutput(); err != nil {
 		return fmt.Errorf("pg_ctl %s: %w: %s", action, err, out)

@@ -53,9 +53,9 @@ type Options struct {
 	Duration time.Duration // measured duration
 	Warmup   time.Duration // run but don't record, before Duration
 	// Rate 0: closed loop (each conn sends as fast as it gets answers).
-	// >0: open loop at this total requests/s across all conns; latency is
-	// measured from each request's intended send time (corrects coordinated
-	// omission).
+	// >0: open loop at this total requests/s across all conns; a request
+	// sent late because its connection was still busy is measured from its
+	// intended send time (corrects coordinated omission).
 	Rate float64
 	// Check, if set, is called with every recorded response (index into
 	// reqs, status, body); a non-nil error counts the request as an error
@@ -354,9 +354,12 @@ func (w *worker) run() {
 				if !w.sleep(d) {
 					return
 				}
-				// Timer wake-ups can themselves be late; that's the
-				// generator failing to keep up, so it counts.
-				from, late = intended, time.Since(intended) > lateAfter
+				// The connection was idle: a timer that wakes late is the
+				// generator's delay, not the server's, so latency starts at
+				// the actual send (Late still counts it). Coordinated
+				// omission is about a busy connection: the default case.
+				from = time.Now()
+				late = from.Sub(intended) > lateAfter
 			case d > 0:
 				// Too close to be worth a timer: send a hair early and
 				// measure from the actual send so latency stays honest.
