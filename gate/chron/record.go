@@ -386,7 +386,12 @@ func boundContext(c map[string]any) (map[string]any, []byte, error) {
 // to, as a marshal round trip would but without encoding. It declines (ok
 // false) anything else, including strings that are not valid UTF-8, which
 // encoding/json repairs its own way.
-func jsonCopy(v any) (any, bool) {
+func jsonCopy(v any) (any, bool) { return jsonCopyDepth(v, 0) }
+
+func jsonCopyDepth(v any, depth int) (any, bool) {
+	if depth > 64 { // deep or cyclic: encoding/json decides
+		return nil, false
+	}
 	switch x := v.(type) {
 	case nil, bool:
 		return x, true
@@ -395,9 +400,12 @@ func jsonCopy(v any) (any, bool) {
 	case float64:
 		return x, !math.IsNaN(x) && !math.IsInf(x, 0)
 	case map[string]any:
+		if x == nil {
+			return nil, true // encodes as null, like a nil interface
+		}
 		m := make(map[string]any, len(x))
 		for k, e := range x {
-			c, ok := jsonCopy(e)
+			c, ok := jsonCopyDepth(e, depth+1)
 			if !ok || !utf8.ValidString(k) {
 				return nil, false
 			}
@@ -405,9 +413,12 @@ func jsonCopy(v any) (any, bool) {
 		}
 		return m, true
 	case []any:
+		if x == nil {
+			return nil, true
+		}
 		l := make([]any, len(x))
 		for i, e := range x {
-			c, ok := jsonCopy(e)
+			c, ok := jsonCopyDepth(e, depth+1)
 			if !ok {
 				return nil, false
 			}

@@ -218,6 +218,7 @@ func TestCanonicalFastPaths(t *testing.T) {
 		{"a": 1.5, "b": []any{"x", true, nil, map[string]any{"z": -0.0}}, "token": "secret"},
 		{"bad": "\xff\xfe", "n\x00k": "v"},   // not valid UTF-8, NUL in a key: the slow path
 		{"i": 3, "s": struct{ A int }{A: 1}}, // Go types a round trip converts
+		{"nl": []any(nil), "nm": map[string]any(nil), "e": []any{}},
 	} {
 		_, fast, err := boundContext(c)
 		if err != nil {

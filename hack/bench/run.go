@@ -13,10 +13,12 @@ import (
 	"net/http"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
+	"syscall"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -152,7 +154,11 @@ func run(args []string) error {
 			if err != nil {
 				return err
 			}
-			cmd := exec.Command("taskset", append([]string{"-c", "0", self, "run"}, args...)...)
+			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+			defer stop()
+			cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", "0", self, "run"}, args...)...)
+			cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) } // let it clean up
+			cmd.WaitDelay = time.Minute
 			cmd.Env = append(os.Environ(), fmt.Sprintf("BENCH_PINNED=%d", c.cpus))
 			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
 			return cmd.Run()
@@ -181,8 +187,11 @@ func cmpOr(s, d string) string {
 	return s
 }
 
-func (c *config) run() error {
-	ctx := context.Background()
+func (c *config) run() (err error) {
+	// On a signal, children are killed (exec.CommandContext) and the
+	// deferred cleanups still stop PostgreSQL.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
 	start := time.Now()
 	pgCPUs := ""
 	if c.pgCPU == "server" {
@@ -198,19 +207,28 @@ func (c *config) run() error {
 	defer pg.Stop()
 
 	var all []sizeResult
+	// Whatever was measured is printed and saved, even if a later step fails.
+	defer func() {
+		if len(all) == 0 {
+			return
+		}
+		if err != nil {
+			fmt.Println("\nthe run failed; what it measured before that:")
+		}
+		printTable(os.Stdout, all)
+		b, _ := json.MarshalIndent(all, "", "  ")
+		err = errors.Join(err, os.WriteFile(filepath.Join(c.out, "results.json"), b, 0o644))
+		fmt.Printf("\ntotal %s; results.json and server logs in %s\n", time.Since(start).Round(time.Second), c.out)
+	}()
 	for i, size := range c.sizes {
 		r, err := c.runSize(ctx, pg, size, i == len(c.sizes)-1)
+		if len(r.Points) > 0 {
+			all = append(all, r)
+		}
 		if err != nil {
 			return fmt.Errorf("%s fixture: %w", size.Name, err)
 		}
-		all = append(all, r)
 	}
-	printTable(os.Stdout, all)
-	b, _ := json.MarshalIndent(all, "", "  ")
-	if err := os.WriteFile(filepath.Join(c.out, "results.json"), b, 0o644); err != nil {
-		return err
-	}
-	fmt.Printf("\ntotal %s; results.json and server logs in %s\n", time.Since(start).Round(time.Second), c.out)
 	return nil
 }
 
@@ -283,6 +301,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 	}
 	defer sink.stop()
 
+	var url string // the gate's database
 	for _, t := range []string{tNoop, tOPA, tOPALog, tGate} {
 		if !c.targets[t] {
 			continue
@@ -306,10 +325,9 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 				return nil
 			}
 		case tGate:
-			if _, err := pg.CreateDatabase(ctx, "bench_"+strings.ReplaceAll(size.Name, "k", "k_")); err != nil {
+			if url, err = pg.CreateDatabase(ctx, fmt.Sprintf("bench_%s_%d", size.Name, time.Now().UnixNano())); err != nil {
 				return res, err
 			}
-			url := dbURL(pg, "bench_"+strings.ReplaceAll(size.Name, "k", "k_"))
 			args := []string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name, "-database-url", url, "-stream", "gate/bench-" + size.Name}
 			if c.maxBatch > 0 {
 				args = append(args, "-max-batch", fmt.Sprint(c.maxBatch))
@@ -365,17 +383,18 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			if st.Writer.BatchesCommitted > 0 {
 				res.AvgBatch = float64(st.Writer.RowsCommitted) / float64(st.Writer.BatchesCommitted)
 			}
-			if res.ChronRows, err = countRows(ctx, dbURL(pg, "bench_"+strings.ReplaceAll(size.Name, "k", "k_")), st.Stream); err != nil {
+			if res.ChronRows, err = countRows(ctx, url, st.Stream); err != nil {
 				p.stop()
 				return res, err
 			}
 			if last {
-				if res.Overload, err = c.overload(ctx, dir, size, dbURL(pg, "bench_"+strings.ReplaceAll(size.Name, "k", "k_")), gateReqs, want); err != nil {
+				if res.Overload, err = c.overload(ctx, dir, size, url, gateReqs, want); err != nil {
 					p.stop()
 					return res, err
 				}
-				res.OutageMax, res.OutageReason, err = outage(ctx, pg, p.addr, gateReqs)
-				if err != nil {
+				if pg.Port() == 0 {
+					fmt.Println("  skipping the Chron-down step: the database is external ($" + pgtest.EnvURL + ")")
+				} else if res.OutageMax, res.OutageReason, err = outage(ctx, pg, p.addr, gateReqs, want); err != nil {
 					p.stop()
 					return res, err
 				}
@@ -510,7 +529,7 @@ func postJSON(addr string, r load.Req, out any) error {
 		return err
 	}
 	req.Header = r.Header.Clone()
-	resp, err := http.DefaultClient.Do(req)
+	resp, err := httpClient.Do(req)
 	if err != nil {
 		return err
 	}
@@ -519,7 +538,7 @@ func postJSON(addr string, r load.Req, out any) error {
 }
 
 func getJSON(url string, out any) error {
-	resp, err := http.Get(url)
+	resp, err := httpClient.Get(url)
 	if err != nil {
 		return err
 	}
@@ -533,10 +552,6 @@ func getJSON(url string, out any) error {
 func gateStatsOf(addr string) (gateStats, error) {
 	var st gateStats
 	return st, getJSON("http://"+addr+"/bench/stats", &st)
-}
-
-func dbURL(pg *pgtest.Server, name string) string {
-	return strings.Replace(pg.URL, "/postgres?", "/"+name+"?", 1)
 }
 
 func countRows(ctx context.Context, url, stream string) (int64, error) {
@@ -581,6 +596,9 @@ func (c *config) overload(ctx context.Context, dir string, size fixture.Size, ur
 	if err != nil {
 		return nil, err
 	}
+	if r.Errors > 0 {
+		return nil, fmt.Errorf("overload: %d errors: %v", r.Errors, r.ErrorSamples)
+	}
 	st, err := gateStatsOf(p.addr)
 	if err != nil {
 		return nil, err
@@ -595,27 +613,31 @@ func (c *config) overload(ctx context.Context, dir string, size fixture.Size, ur
 
 // outage stops PostgreSQL under a running gate and times its answers:
 // each must be DENY, and come quickly.
-func outage(ctx context.Context, pg *pgtest.Server, addr string, reqs []load.Req) (time.Duration, string, error) {
+func outage(ctx context.Context, pg *pgtest.Server, addr string, reqs []load.Req, want []decide.Decision) (time.Duration, string, error) {
 	if err := pg.Control(ctx, "stop"); err != nil {
 		return 0, "", err
 	}
 	defer func() { _ = pg.Control(ctx, "start") }()
 	var worst time.Duration
-	reason := ""
-	for i := range 20 {
+	n := 0
+	// Requests the engine would ALLOW: a DENY can only come from Chron.
+	for i := 0; i < len(reqs) && n < 20; i++ {
+		if want[i].Outcome != decide.Allow {
+			continue
+		}
+		n++
 		var resp struct{ Outcome, Reason string }
 		t0 := time.Now()
 		if err := postJSON(addr, reqs[i], &resp); err != nil {
 			return 0, "", err
 		}
 		worst = max(worst, time.Since(t0))
-		if resp.Outcome != string(decide.Deny) {
-			return 0, "", fmt.Errorf("with Chron down the gate answered %s %s", resp.Outcome, resp.Reason)
+		if resp.Outcome != string(decide.Deny) || resp.Reason != "CHRON_UNAVAILABLE" {
+			return 0, "", fmt.Errorf("with Chron down the gate answered %s %s, want DENY CHRON_UNAVAILABLE", resp.Outcome, resp.Reason)
 		}
-		reason = resp.Reason
 	}
-	fmt.Printf("  Chron down: 20 requests answered DENY %s, slowest in %s\n", reason, worst.Round(time.Microsecond))
-	return worst, reason, nil
+	fmt.Printf("  Chron down: %d requests the engine allows answered DENY CHRON_UNAVAILABLE, slowest in %s\n", n, worst.Round(time.Microsecond))
+	return worst, "CHRON_UNAVAILABLE", nil
 }
 
 // proc is a server under test.
@@ -623,31 +645,57 @@ type proc struct {
 	cmd  *exec.Cmd
 	addr string
 	log  string
+	done chan struct{} // closed when the process has exited
 }
 
-// start runs this command's serve-* mode (pinned to the server CPU when
-// onServerCPU) and waits for the address it prints and its /health.
+// serverGOGC is the collector setting of every Go server under test: the
+// gate sets it for itself (server.TuneGC), so OPA and the no-op get it too.
+const serverGOGC = "400"
+
+// launch starts argv (pinned to the server CPU when onServerCPU) with its
+// output in logPath; stdout, when wanted, is returned instead.
+func (c *config) launch(ctx context.Context, argv []string, logPath string, onServerCPU, wantStdout bool) (*proc, io.Reader, error) {
+	if onServerCPU && c.srvCPU != "" {
+		argv = append([]string{"taskset", "-c", c.srvCPU}, argv...)
+	}
+	logf, err := os.Create(logPath)
+	if err != nil {
+		return nil, nil, err
+	}
+	p := &proc{log: logPath, done: make(chan struct{})}
+	p.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
+	p.cmd.Env = append(os.Environ(), "GOGC="+serverGOGC)
+	p.cmd.Stderr = logf
+	var out io.Reader
+	if wantStdout {
+		if out, err = p.cmd.StdoutPipe(); err != nil {
+			logf.Close()
+			return nil, nil, err
+		}
+	} else {
+		p.cmd.Stdout = logf
+	}
+	if err := p.cmd.Start(); err != nil {
+		logf.Close()
+		return nil, nil, fmt.Errorf("starting %s: %w", argv[0], err)
+	}
+	go func() {
+		_ = p.cmd.Wait()
+		logf.Close()
+		close(p.done)
+	}()
+	return p, out, nil
+}
+
+// start runs this command's serve-* mode and waits for the address it
+// prints and its /health.
 func (c *config) start(ctx context.Context, dir, name string, onServerCPU bool, args ...string) (*proc, error) {
 	self, err := os.Executable()
 	if err != nil {
 		return nil, err
 	}
-	argv := append([]string{self}, args...)
-	if onServerCPU && c.srvCPU != "" {
-		argv = append([]string{"taskset", "-c", c.srvCPU}, argv...)
-	}
-	p := &proc{log: filepath.Join(dir, name+".log")}
-	logf, err := os.Create(p.log)
+	p, out, err := c.launch(ctx, append([]string{self}, args...), filepath.Join(dir, name+".log"), onServerCPU, true)
 	if err != nil {
-		return nil, err
-	}
-	p.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
-	p.cmd.Stderr = logf
-	out, err := p.cmd.StdoutPipe()
-	if err != nil {
-		return nil, err
-	}
-	if err := p.cmd.Start(); err != nil {
 		return nil, err
 	}
 	line := make(chan string, 1)
@@ -657,7 +705,7 @@ func (c *config) start(ctx context.Context, dir, name string, onServerCPU bool, 
 			line <- sc.Text()
 		}
 		close(line)
-		_, _ = io.Copy(logf, out)
+		_, _ = io.Copy(io.Discard, out)
 	}()
 	select {
 	case p.addr = <-line:
@@ -678,8 +726,10 @@ func (c *config) startOPA(ctx context.Context, dir string, logged bool, sink str
 		return nil, err
 	}
 	name := "opa"
+	// The store setting embedded OPA gets too (fixture.PrepareOPA): data
+	// read as OPA values, not converted on every read.
 	args := []string{"run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "error",
-		"--disable-telemetry"}
+		"--disable-telemetry", "--optimize-store-for-read-speed"}
 	if logged {
 		name = "opa-log"
 		cfg := filepath.Join(dir, "opa-decision-log.yaml")
@@ -690,57 +740,58 @@ func (c *config) startOPA(ctx context.Context, dir string, logged bool, sink str
 		args = append(args, "--config-file", cfg)
 	}
 	args = append(args, filepath.Join(dir, "policy.rego"), filepath.Join(dir, "data.json"))
-	argv := append([]string{c.opa}, args...)
-	if c.srvCPU != "" {
-		argv = append([]string{"taskset", "-c", c.srvCPU}, argv...)
-	}
-	p := &proc{addr: fmt.Sprintf("127.0.0.1:%d", port), log: filepath.Join(dir, name+".log")}
-	logf, err := os.Create(p.log)
+	p, _, err := c.launch(ctx, append([]string{c.opa}, args...), filepath.Join(dir, name+".log"), true, false)
 	if err != nil {
 		return nil, err
 	}
-	p.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
-	p.cmd.Stdout, p.cmd.Stderr = logf, logf
-	if err := p.cmd.Start(); err != nil {
-		return nil, fmt.Errorf("starting %s: %w", c.opa, err)
-	}
+	p.addr = fmt.Sprintf("127.0.0.1:%d", port)
 	return p, waitHealthy(p, "/health")
 }
 
 func waitHealthy(p *proc, path string) error {
 	deadline := time.Now().Add(60 * time.Second)
 	for {
-		resp, err := http.Get("http://" + p.addr + path)
+		resp, err := httpClient.Get("http://" + p.addr + path)
 		if err == nil {
 			resp.Body.Close()
 			if resp.StatusCode == http.StatusOK {
 				return nil
 			}
 		}
-		if time.Now().After(deadline) || (p.cmd.ProcessState != nil) {
-			p.stop()
-			return fmt.Errorf("%s did not become healthy; see %s", p.cmd.Path, p.log)
+		select {
+		case <-p.done:
+			return fmt.Errorf("%s exited before it was healthy; see %s", p.cmd.Path, p.log)
+		case <-time.After(50 * time.Millisecond):
 		}
-		time.Sleep(50 * time.Millisecond)
+		if time.Now().After(deadline) {
+			p.stop()
+			return fmt.Errorf("%s did not become healthy in a minute; see %s", p.cmd.Path, p.log)
+		}
 	}
 }
 
-// stop ends the server with SIGTERM (so OPA flushes its decision log and
+// stop ends the server with SIGINT (so OPA flushes its decision log and
 // the gate drains its Chron queue) and waits for it.
 func (p *proc) stop() {
-	if p == nil || p.cmd == nil || p.cmd.Process == nil || p.cmd.ProcessState != nil {
+	if p == nil || p.cmd == nil || p.cmd.Process == nil {
 		return
 	}
-	_ = p.cmd.Process.Signal(os.Interrupt)
-	done := make(chan struct{})
-	go func() { _ = p.cmd.Wait(); close(done) }()
 	select {
-	case <-done:
+	case <-p.done:
+		return
+	default:
+	}
+	_ = p.cmd.Process.Signal(os.Interrupt)
+	select {
+	case <-p.done:
 	case <-time.After(30 * time.Second):
 		_ = p.cmd.Process.Kill()
-		<-done
+		<-p.done
 	}
 }
+
+// httpClient is for the checks around the load, never for the load itself.
+var httpClient = &http.Client{Timeout: 10 * time.Second}
 
 func freePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")

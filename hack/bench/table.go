@@ -30,7 +30,7 @@ func printTable(w io.Writer, all []sizeResult) {
 	}
 	_ = tw.Flush()
 	if len(all) > 0 && len(all[0].Open) > 0 {
-		fmt.Fprintln(w, "\nOpen loop (a fixed rate offered over 64 connections; latency from each request's intended start):")
+		fmt.Fprintln(w, "\nOpen loop (a fixed rate offered over 64 connections; a request delayed by a busy connection is timed from when it should have been sent):")
 		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
 		fmt.Fprintln(tw, "size\ttarget\toffered/s\tanswered/s\tp50\tp99\terrors\t")
 		for _, r := range all {
@@ -44,11 +44,11 @@ func printTable(w io.Writer, all []sizeResult) {
 	for _, r := range all {
 		if r.GateAnswered > 0 {
 			eq := "equal"
-			if r.ChronRows != r.GateAnswered {
+			if r.ChronRows != r.GateAnswered-r.GateShed {
 				eq = "NOT EQUAL"
 			}
-			fmt.Fprintf(w, "  %s: gate answered %d decisions, Chron holds %d committed rows (%s), %.1f rows per commit, %d shed as OVERLOADED\n",
-				r.Size, r.GateAnswered, r.ChronRows, eq, r.AvgBatch, r.GateShed)
+			fmt.Fprintf(w, "  %s: gate answered %d decisions (%d shed as OVERLOADED), Chron holds %d committed rows (%s), %.1f rows per commit\n",
+				r.Size, r.GateAnswered, r.GateShed, r.ChronRows, eq, r.AvgBatch)
 		}
 		if r.OPAAnswered > 0 {
 			fmt.Fprintf(w, "  %s: OPA with its asynchronous decision log answered %d decisions; its sink received %d events (%.1f%%)\n",
@@ -57,7 +57,7 @@ func printTable(w io.Writer, all []sizeResult) {
 		if o := r.Overload; o != nil {
 			eq := "every other answer has its row"
 			if o.Rows != o.Answered-o.Shed {
-				eq = "ROWS MISSING"
+				eq = "rows ≠ answered − shed"
 			}
 			fmt.Fprintf(w, "  %s: overload (Chron queue of %d, %d connections): %d answered, %d shed as DENY OVERLOADED, %d rows (%s)\n",
 				r.Size, o.QueueSize, o.Conns, o.Answered, o.Shed, o.Rows, eq)

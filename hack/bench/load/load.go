@@ -4,10 +4,12 @@
 //
 //   - closed loop (Rate 0): each connection sends its next request as soon as
 //     the previous answer arrives, which measures peak throughput;
-//   - open loop (Rate > 0): requests are scheduled at a fixed total rate and
-//     latency is measured from each request's intended send time, so a server
-//     that stalls is charged for the queue it causes instead of hiding it
-//     (coordinated omission).
+//   - open loop (Rate > 0): requests are scheduled at a fixed total rate; a
+//     request that goes out late because its connection was still waiting
+//     for an answer is timed from its intended send time, so a server that
+//     stalls is charged for the queue it causes instead of hiding it
+//     (coordinated omission). A late timer on an idle connection is the
+//     generator's delay: it is counted in Late, not in the latency.
 //
 // Every latency sample in the measured window is kept and sorted at the end,
 // so percentiles are exact rather than read off histogram buckets.
