@@ -62,7 +62,8 @@ type Record struct {
 
 // Row is a stored Record plus its chain fields. Hash covers the Record,
 // Stream and Seq, chained through PrevHash; CommittedAt is the database's
-// clock and is not hashed.
+// clock and is not hashed. Rows read back (List) carry it; the Row a Write
+// returns doesn't: the batch's one statement doesn't read it back.
 type Row struct {
 	Record
 	Stream      string

@@ -24,9 +24,10 @@ type WriterOptions struct {
 	// MaxBatch bounds the rows per transaction. Default 256.
 	MaxBatch int
 	// MaxWait is how long the first record of a batch waits for company.
-	// Zero (the default) means no wait: a batch is what queued while the
-	// previous commit ran, which batches as well under load and answers
-	// sooner when idle (BenchmarkBatchWait, docs/benchmarks.md).
+	// Zero (the default) adapts: no wait while records come one at a time,
+	// and up to one commit's duration (at most 2ms) while they come
+	// together, so an idle gate answers at once and a busy one commits
+	// larger batches (BenchmarkBatchWait, docs/benchmarks.md).
 	MaxWait time.Duration
 	// QueueSize bounds the records waiting for a batch. When it is full,
 	// Write fails at once with ErrOverloaded. Default 4096.
@@ -67,9 +68,13 @@ var (
 
 type insertMethod int
 
+// maxLinger bounds the adaptive batch wait.
+const maxLinger = 2 * time.Millisecond
+
 // BenchmarkInsertMethod decided the default: COPY was 20-30% faster per
-// 256-row transaction and no slower for small ones. It has no ON CONFLICT,
-// so a known ID surfaces as a primary-key violation, handled the same way.
+// 256-row transaction and no slower for small ones; run alone in autocommit
+// it also saves three round trips per batch. It has no ON CONFLICT, so a
+// known ID surfaces as a primary-key violation, handled the same way.
 const (
 	insertCopy   insertMethod = iota // COPY FROM STDIN (binary)
 	insertUnnest                     // multi-row INSERT … SELECT FROM unnest(…) ON CONFLICT (id) DO NOTHING
@@ -100,10 +105,12 @@ type Writer struct {
 	done   chan struct{}
 
 	// Owned by the loop goroutine.
-	lastSeq  int64
-	lastHash string
-	stale    bool // the last commit failed: re-read the chain head first
-	buf      []byte
+	lastBatch  int           // rows in the last batch
+	lastCommit time.Duration // how long it took
+	lastSeq    int64
+	lastHash   string
+	stale      bool // the last commit failed: re-read the chain head first
+	buf        []byte
 
 	rows, batches, failedBatches, failedRows, dups, overloaded, inFlight atomic.Int64
 }
@@ -246,7 +253,9 @@ func (w *Writer) run() {
 		}
 		w.inFlight.Store(1)
 		batch = w.fill(append(batch[:0], first), timer)
+		start := time.Now()
 		err := w.commit(batch)
+		w.lastBatch, w.lastCommit = len(batch), time.Since(start)
 		w.inFlight.Store(0)
 		clear(batch) // let answered records be collected
 		if err != nil && !serverAnswered(err) {
@@ -260,8 +269,16 @@ func (w *Writer) run() {
 // fill adds queued records to batch until it is full, the queue is closed,
 // or MaxWait has passed since the first one.
 func (w *Writer) fill(batch []*pending, timer *time.Timer) []*pending {
-	if w.opts.MaxWait > 0 {
-		timer.Reset(w.opts.MaxWait)
+	wait, enough := w.opts.MaxWait, w.opts.MaxBatch
+	if wait == 0 && w.lastBatch > 1 {
+		// Callers are arriving together: linger for company, at most as
+		// long as a commit takes (it costs about the same for 1 row or 50)
+		// and only until as many have come as last time. A caller alone
+		// never waits.
+		wait, enough = min(w.lastCommit, maxLinger), w.lastBatch
+	}
+	if wait > 0 {
+		timer.Reset(wait)
 		defer timer.Stop()
 	}
 	for len(batch) < w.opts.MaxBatch {
@@ -275,7 +292,7 @@ func (w *Writer) fill(batch []*pending, timer *time.Timer) []*pending {
 			continue
 		default:
 		}
-		if w.opts.MaxWait <= 0 {
+		if wait <= 0 || len(batch) >= enough {
 			return batch
 		}
 		select {
@@ -423,7 +440,7 @@ func (w *Writer) commit(batch []*pending) (err error) {
 
 // insert chains live after the stream head and inserts it in one
 // transaction. dup reports that some ID already exists; then nothing was
-// committed.
+// committed. committedAt is zero for COPY, which doesn't read it back.
 func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.Time, dup bool, err error) {
 	seq, prev := w.lastSeq, w.lastHash
 	for _, p := range live {
@@ -432,6 +449,20 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		h, w.buf = chainHash(w.buf, w.prefix, prev, seq, p.p.body)
 		p.row = Row{Record: p.p.rec, Stream: w.opts.Stream, Seq: seq, PrevHash: prev, Hash: h}
 		prev = h
+	}
+	if w.opts.method == insertCopy {
+		// COPY is one statement: in autocommit it is atomic, and durable
+		// when it returns. Two round trips instead of five (BEGIN, a read
+		// of now(), COPY, COMMIT), which is most of a small batch's time.
+		// A known ID fails the whole COPY (primary key), so nothing lands.
+		_, err := w.pool.CopyFrom(ctx, pgx.Identifier{"chron_records"}, insertColumns, pgx.CopyFromSlice(len(live), func(i int) ([]any, error) {
+			return copyValues(&live[i].row, &live[i].p), nil
+		}))
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "chron_records_pkey" {
+			return time.Time{}, true, nil
+		}
+		return time.Time{}, false, err
 	}
 	if w.opts.method == insertSingle {
 		// One statement in autocommit is atomic and durable when it returns:
@@ -458,29 +489,12 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 	}
 	// After a commit, Rollback is a no-op; after an error it releases the connection.
 	defer func() { _ = tx.Rollback(ctx) }()
-	if w.opts.method == insertUnnest {
-		var n int
-		if err := tx.QueryRow(ctx, unnestSQL, unnestArgs(live)...).Scan(&n, &committedAt); err != nil {
-			return time.Time{}, false, err
-		}
-		if n != len(live) {
-			return time.Time{}, true, nil
-		}
-	} else {
-		// committed_at defaults to now(), the transaction's start time.
-		if err := tx.QueryRow(ctx, "SELECT now()").Scan(&committedAt); err != nil {
-			return time.Time{}, false, err
-		}
-		_, err = tx.CopyFrom(ctx, pgx.Identifier{"chron_records"}, insertColumns, pgx.CopyFromSlice(len(live), func(i int) ([]any, error) {
-			return copyValues(&live[i].row, &live[i].p), nil
-		}))
-		var pgErr *pgconn.PgError
-		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "chron_records_pkey" {
-			return time.Time{}, true, nil
-		}
-		if err != nil {
-			return time.Time{}, false, err
-		}
+	var n int // insertUnnest
+	if err := tx.QueryRow(ctx, unnestSQL, unnestArgs(live)...).Scan(&n, &committedAt); err != nil {
+		return time.Time{}, false, err
+	}
+	if n != len(live) {
+		return time.Time{}, true, nil
 	}
 	if err := tx.Commit(ctx); err != nil {
 		return time.Time{}, false, err
