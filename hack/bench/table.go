@@ -35,6 +35,10 @@ func printTable(w io.Writer, all []sizeResult) {
 		fmt.Fprintln(tw, "size\ttarget\toffered/s\tanswered/s\tp50\tp99\terrors\t")
 		for _, r := range all {
 			for _, p := range r.Open {
+				if p.Rate == 0 { // every answer came after the window closed
+					fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t\n", r.Size, p.Target, p.offered, "0", "over capacity", "-", p.Errors)
+					continue
+				}
 				fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%d\t\n", r.Size, p.Target, p.offered, p.Rate, ms(p.P50), ms(p.P99), p.Errors)
 			}
 		}
