@@ -71,10 +71,11 @@ type insertMethod int
 // maxLinger bounds the adaptive batch wait.
 const maxLinger = 2 * time.Millisecond
 
-// BenchmarkInsertMethod decided the default: COPY was 20-30% faster per
-// 256-row transaction and no slower for small ones; run alone in autocommit
-// it also saves three round trips per batch. It has no ON CONFLICT, so a
-// known ID surfaces as a primary-key violation, handled the same way.
+// BenchmarkInsertMethod decided the default: COPY alone in autocommit
+// (two round trips per batch) commits about twice the rows/s of the unnest
+// INSERT, in a transaction or not (docs/benchmarks.md). It has no ON
+// CONFLICT, so a known ID surfaces as a primary-key violation, handled the
+// same way.
 const (
 	insertCopy   insertMethod = iota // COPY FROM STDIN (binary)
 	insertUnnest                     // multi-row INSERT … SELECT FROM unnest(…) ON CONFLICT (id) DO NOTHING
