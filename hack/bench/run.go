@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -16,6 +17,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -128,7 +130,7 @@ func run(args []string) error {
 		c.rates = append(c.rates, v)
 	}
 	names := map[string]string{"noop": tNoop, "opa": tOPA, "opa-log": tOPALog, "gate": tGate}
-	for _, n := range strings.Split(cmpOr(*only, "noop,opa,opa-log,gate"), ",") {
+	for _, n := range strings.Split(cmp.Or(*only, "noop,opa,opa-log,gate"), ",") {
 		t, ok := names[strings.TrimSpace(n)]
 		if !ok {
 			return fmt.Errorf("-targets: unknown target %q (noop, opa, opa-log, gate)", n)
@@ -180,13 +182,6 @@ func run(args []string) error {
 	return c.run()
 }
 
-func cmpOr(s, d string) string {
-	if s == "" {
-		return d
-	}
-	return s
-}
-
 func (c *config) run() (err error) {
 	// On a signal, children are killed (exec.CommandContext) and the
 	// deferred cleanups still stop PostgreSQL.
@@ -198,7 +193,7 @@ func (c *config) run() (err error) {
 		pgCPUs = c.srvCPU
 	}
 	fmt.Printf("CLAIIM gate vs OPA — %d CPUs, load on CPU %s, servers on CPU %s, PostgreSQL on CPU %s; %s per point, %s warmup, %d round(s)\n",
-		c.cpus, orAny(c.loadCPU), orAny(c.srvCPU), orAny(pgCPUs), c.duration, c.warmup, c.rounds)
+		c.cpus, cmp.Or(c.loadCPU, "any"), cmp.Or(c.srvCPU, "any"), cmp.Or(pgCPUs, "any"), c.duration, c.warmup, c.rounds)
 	fmt.Printf("logs and results: %s\n", c.out)
 	pg, err := pgtest.StartWith(ctx, pgtest.Options{CPUs: pgCPUs, Settings: c.pgSettings})
 	if err != nil {
@@ -230,13 +225,6 @@ func (c *config) run() (err error) {
 		}
 	}
 	return nil
-}
-
-func orAny(s string) string {
-	if s == "" {
-		return "any"
-	}
-	return s
 }
 
 // point is one measurement: a target at a connection count.
@@ -343,7 +331,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 		if err != nil {
 			return res, err
 		}
-		if err := c.verifyAnswers(t, p.addr, f, want); err != nil {
+		if err := c.verifyAnswers(t, p.addr, f, gateReqs, opaReqs, want); err != nil {
 			p.stop()
 			return res, err
 		}
@@ -454,8 +442,8 @@ func (c *config) measure(ctx context.Context, t, addr string, reqs []load.Req, c
 		}
 		results = append(results, r)
 	}
-	byRate := append([]load.Result(nil), results...)
-	sortBy(byRate, func(r load.Result) float64 { return r.PerSecond })
+	byRate := slices.Clone(results)
+	slices.SortFunc(byRate, func(a, b load.Result) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
 	m := byRate[len(byRate)/2]
 	pt := point{Target: t, Conns: conns, Rate: m.PerSecond, P50: m.P50, P99: m.P99, offered: rate}
 	for _, r := range results {
@@ -474,22 +462,13 @@ func (c *config) measure(ctx context.Context, t, addr string, reqs []load.Req, c
 	return pt, nil
 }
 
-func sortBy(rs []load.Result, key func(load.Result) float64) {
-	for i := 1; i < len(rs); i++ {
-		for j := i; j > 0 && key(rs[j]) < key(rs[j-1]); j-- {
-			rs[j], rs[j-1] = rs[j-1], rs[j]
-		}
-	}
-}
-
 // verifyAnswers sends the first requests of the mix one by one and holds
 // each server to the engine's answers: the live half of the differential
 // test (the no-op answers ALLOW to everything, so it is skipped).
-func (c *config) verifyAnswers(t, addr string, f *fixture.Fixture, want []decide.Decision) error {
+func (c *config) verifyAnswers(t, addr string, f *fixture.Fixture, gate, opa []load.Req, want []decide.Decision) error {
 	if t == tNoop {
 		return nil
 	}
-	gate, opa := requests(f)
 	for i := 0; i < min(c.verify, len(f.Requests)); i++ {
 		var got fixture.Answer
 		switch t {
