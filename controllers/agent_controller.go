@@ -108,28 +108,28 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 // recordChanges writes lifecycle and token events to Chron before the
 // status that reports them, so no change goes unrecorded.
 func (r *AgentReconciler) recordChanges(ctx context.Context, before, a *claiimv1.Agent) error {
-	base := func(kind, reason, msg string) *chron.Record {
-		return &chron.Record{Kind: kind, Action: kind, Outcome: chron.OutcomeAllow, Reason: reason, Message: msg,
+	base := func(kind chron.Kind, reason, msg string) *chron.Record {
+		return &chron.Record{Kind: kind, Action: string(kind), Outcome: chron.OutcomeAllow, Reason: reason, Message: msg,
 			AgentName: a.Name, AgentNamespace: a.Namespace, AgentUID: string(a.UID), Org: string(a.Spec.Org),
 			Anchor: string(a.Spec.AccountabilityAnchor), SkillVersionID: a.Status.SkillVersionID, SkillDigest: a.Status.SkillDigest}
 	}
 	if before.Status.Phase != a.Status.Phase {
 		msg := fmt.Sprintf("agent %s/%s: %s -> %s", a.Namespace, a.Name, orNone(string(before.Status.Phase)), a.Status.Phase)
 		if err := recordEvent(ctx, r.Log, a.UID, fmt.Sprintf("phase/%d/%s", a.Generation, a.Status.Phase),
-			base("agent.lifecycle", "AGENT_"+strings.ToUpper(string(a.Status.Phase)), msg)); err != nil {
+			base(chron.KindAgentLifecycle, "AGENT_"+strings.ToUpper(string(a.Status.Phase)), msg)); err != nil {
 			return err
 		}
 	}
 	if t := a.Status.Token; t != nil {
 		if before.Status.Token == nil {
 			if err := recordEvent(ctx, r.Log, a.UID, "token-issued/"+t.ID,
-				base("token.issued", "TOKEN_ISSUED", fmt.Sprintf("token %s issued into Secret %s/%s", t.ID, a.Namespace, t.SecretName))); err != nil {
+				base(chron.KindTokenIssued, "TOKEN_ISSUED", fmt.Sprintf("token %s issued into Secret %s/%s", t.ID, a.Namespace, t.SecretName))); err != nil {
 				return err
 			}
 		}
 		if t.RevokedAt != nil && (before.Status.Token == nil || before.Status.Token.RevokedAt == nil) {
 			if err := recordEvent(ctx, r.Log, a.UID, "token-revoked/"+t.ID,
-				base("token.revoked", "TOKEN_REVOKED", fmt.Sprintf("token %s revoked for good", t.ID))); err != nil {
+				base(chron.KindTokenRevoked, "TOKEN_REVOKED", fmt.Sprintf("token %s revoked for good", t.ID))); err != nil {
 				return err
 			}
 		}

@@ -70,7 +70,7 @@ func (r *CrossOrgGrantReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		if st.Phase == claiimv1.GrantActive {
 			outcome = chron.OutcomeAllow
 		}
-		if err := recordEvent(ctx, r.Log, g.UID, "grant/"+string(st.Phase), &chron.Record{Kind: "grant." + strings.ToLower(string(st.Phase)),
+		if err := recordEvent(ctx, r.Log, g.UID, "grant/"+string(st.Phase), &chron.Record{Kind: chron.GrantKind(string(st.Phase)),
 			Action: "grant:" + strings.ToLower(string(st.Phase)), Outcome: outcome, Reason: "GRANT_" + strings.ToUpper(string(st.Phase)), Org: string(g.Spec.ReceivingOrg),
 			Message: fmt.Sprintf("grant %s (%s -> %s, skills %v): %s", g.Name, g.Spec.GrantingOrg, g.Spec.ReceivingOrg, g.Spec.Skills, msg)}); err != nil {
 			return ctrl.Result{}, err

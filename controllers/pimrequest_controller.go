@@ -53,7 +53,7 @@ func (r *PIMRequestReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	setCondition(&st.Conditions, p.Generation, claiimv1.ConditionReady, s.Phase == claiimv1.PIMActive, string(s.Phase), msg)
 
 	if s.Phase == claiimv1.PIMExpired && before.Status.Phase != claiimv1.PIMExpired {
-		if err := recordEvent(ctx, r.Log, p.UID, "expired", &chron.Record{Kind: "pim.expired", Actor: string(s.Subject),
+		if err := recordEvent(ctx, r.Log, p.UID, "expired", &chron.Record{Kind: chron.KindPIMExpired, Actor: string(s.Subject),
 			Action: "expire:pimrequests", Outcome: chron.OutcomeDeny, Reason: "PIM_EXPIRED",
 			Message: fmt.Sprintf("PIM session %s of %s expired (approved by %s)", p.Name, s.Subject, s.ApprovedBy),
 			Context: map[string]any{"name": p.Name, "requester": string(p.Spec.Requester)}}); err != nil {

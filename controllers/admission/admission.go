@@ -157,7 +157,7 @@ func (h *handlers) record(ctx context.Context, req admission.Request, rec *chron
 
 // deny refuses with a message that says what to do, recording it first.
 // If the refusal can't be recorded it is still a refusal.
-func (h *handlers) deny(ctx context.Context, req admission.Request, kind, reason, msg string) admission.Response {
+func (h *handlers) deny(ctx context.Context, req admission.Request, kind chron.Kind, reason, msg string) admission.Response {
 	_ = h.record(ctx, req, &chron.Record{Kind: kind, Action: action(req), Outcome: chron.OutcomeDeny, Reason: reason, Message: msg})
 	return admission.Denied(msg)
 }

@@ -64,7 +64,7 @@ func (h *handlers) validateControlPlane(ctx context.Context, req admission.Reque
 	if err != nil {
 		return admission.Errored(http.StatusServiceUnavailable, err)
 	}
-	rec := &chron.Record{Kind: "admission.admitted", Message: v.what}
+	rec := &chron.Record{Kind: chron.KindAdmissionAdmitted, Message: v.what}
 	if a := asAgent(newOrOld(newObj, oldObj)); a != nil {
 		rec.AgentName, rec.AgentNamespace, rec.AgentUID, rec.Org, rec.Anchor = a.Name, a.Namespace, string(a.UID), string(a.Spec.Org), string(a.Spec.AccountabilityAnchor)
 	}
@@ -79,10 +79,10 @@ func (h *handlers) validateControlPlane(ctx context.Context, req admission.Reque
 		return admission.Errored(http.StatusServiceUnavailable, err)
 	}
 	if v.refuse != "" && (session != nil || v.noSession != "") {
-		return h.deny(ctx, req, "admission.refused", ReasonInvalid, v.refuse)
+		return h.deny(ctx, req, chron.KindAdmissionRefused, ReasonInvalid, v.refuse)
 	}
 	if session == nil {
-		return h.deny(ctx, req, "admission.refused", ReasonNoPIMSession, fmt.Sprintf(
+		return h.deny(ctx, req, chron.KindAdmissionRefused, ReasonNoPIMSession, fmt.Sprintf(
 			"PIM: %s %s %q needs an active PIM session for %s, and there is none (or it expired). "+
 				"Request elevation with a PIMRequest stating your reason (kubectl create -f pimrequest.yaml) "+
 				"and have another approver approve it (kubectl annotate pimrequest <name> claiim.io/approve=\"<comment>\"); then retry",

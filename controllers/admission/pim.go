@@ -89,7 +89,7 @@ func (h *handlers) validatePIM(ctx context.Context, req admission.Request) admis
 		if err := h.decoder.DecodeRaw(req.OldObject, old); err != nil {
 			return admission.Errored(http.StatusBadRequest, err)
 		}
-		return h.allow(ctx, req, &chron.Record{Kind: "pim.deleted", Reason: "PIM_DELETED",
+		return h.allow(ctx, req, &chron.Record{Kind: chron.KindPIMDeleted, Reason: "PIM_DELETED",
 			Message: fmt.Sprintf("PIMRequest %s (requester %s) deleted; an active session ends with it", old.Name, old.Spec.Requester)}, admission.Allowed(""))
 	}
 	p := &claiimv1.PIMRequest{}
@@ -98,9 +98,9 @@ func (h *handlers) validatePIM(ctx context.Context, req admission.Request) admis
 	}
 	if req.Operation == admissionv1.Create {
 		if string(p.Spec.Requester) != user {
-			return h.deny(ctx, req, "pim.refused", "FORGED_IDENTITY", fmt.Sprintf("spec.requester must be you (%s); it is set from your identity", user))
+			return h.deny(ctx, req, chron.KindPIMRefused, "FORGED_IDENTITY", fmt.Sprintf("spec.requester must be you (%s); it is set from your identity", user))
 		}
-		return h.allow(ctx, req, &chron.Record{Kind: "pim.requested", Reason: "PIM_REQUESTED",
+		return h.allow(ctx, req, &chron.Record{Kind: chron.KindPIMRequested, Reason: "PIM_REQUESTED",
 			Message: fmt.Sprintf("%s requests elevation for %s for %s: %s", user, p.Spec.Subject, durationOf(p), p.Spec.Reason),
 			Context: map[string]any{"subject": string(p.Spec.Subject), "reason": p.Spec.Reason}}, admission.Allowed(""))
 	}
@@ -110,7 +110,7 @@ func (h *handlers) validatePIM(ctx context.Context, req admission.Request) admis
 		return admission.Errored(http.StatusBadRequest, err)
 	}
 	if string(p.Spec.Requester) != string(old.Spec.Requester) || p.Spec.Subject != old.Spec.Subject {
-		return h.deny(ctx, req, "pim.refused", "FORGED_IDENTITY", "requester and subject of a PIMRequest cannot change; create a new request")
+		return h.deny(ctx, req, chron.KindPIMRefused, "FORGED_IDENTITY", "requester and subject of a PIMRequest cannot change; create a new request")
 	}
 	state := old.Session(h.now())
 	var newDecision *struct{ set, by string }
@@ -119,17 +119,17 @@ func (h *handlers) validatePIM(ctx context.Context, req admission.Request) admis
 		newV, has := p.Annotations[d.set]
 		switch {
 		case had && (!has || oldV != newV):
-			return h.deny(ctx, req, "pim.refused", "DECISION_FINAL", fmt.Sprintf("annotation %s is a recorded decision and cannot be changed or removed", d.set))
+			return h.deny(ctx, req, chron.KindPIMRefused, "DECISION_FINAL", fmt.Sprintf("annotation %s is a recorded decision and cannot be changed or removed", d.set))
 		case !had && has:
 			if newDecision != nil {
-				return h.deny(ctx, req, "pim.refused", "ONE_DECISION", "set one of claiim.io/approve, claiim.io/deny or claiim.io/revoke at a time")
+				return h.deny(ctx, req, chron.KindPIMRefused, "ONE_DECISION", "set one of claiim.io/approve, claiim.io/deny or claiim.io/revoke at a time")
 			}
 			newDecision = &decisions[i]
 		}
 	}
 	for _, k := range stamped {
 		if old.Annotations[k] != p.Annotations[k] && (newDecision == nil || (k != newDecision.by && k != claiimv1.AnnotationApprovedAt)) {
-			return h.deny(ctx, req, "pim.refused", "FORGED_IDENTITY", fmt.Sprintf("annotation %s is written by admission only", k))
+			return h.deny(ctx, req, chron.KindPIMRefused, "FORGED_IDENTITY", fmt.Sprintf("annotation %s is written by admission only", k))
 		}
 	}
 	if newDecision == nil {
@@ -144,10 +144,10 @@ func (h *handlers) validatePIM(ctx context.Context, req admission.Request) admis
 			word = "deny"
 		}
 		if state.Phase != claiimv1.PIMPending {
-			return h.deny(ctx, req, "pim.refused", "DECISION_FINAL", fmt.Sprintf("this request is already %s; a decision already made cannot change. Request elevation again with a new PIMRequest", state.Phase))
+			return h.deny(ctx, req, chron.KindPIMRefused, "DECISION_FINAL", fmt.Sprintf("this request is already %s; a decision already made cannot change. Request elevation again with a new PIMRequest", state.Phase))
 		}
 		if user == requester || user == subject {
-			return h.deny(ctx, req, "pim.refused", "SELF_APPROVAL", fmt.Sprintf(
+			return h.deny(ctx, req, chron.KindPIMRefused, "SELF_APPROVAL", fmt.Sprintf(
 				"you cannot %s your own request: two-person control needs a second admin. Ask another approver (e.g. peer@claiim.io) to run: kubectl annotate pimrequest %s %s=\"<comment>\"", word, p.Name, newDecision.set))
 		}
 		ok, err := h.can(ctx, req, "approve", "pimrequests", p.Name)
@@ -155,18 +155,18 @@ func (h *handlers) validatePIM(ctx context.Context, req admission.Request) admis
 			return admission.Errored(http.StatusServiceUnavailable, err)
 		}
 		if !ok {
-			return h.deny(ctx, req, "pim.refused", "NOT_AN_APPROVER", fmt.Sprintf(
+			return h.deny(ctx, req, chron.KindPIMRefused, "NOT_AN_APPROVER", fmt.Sprintf(
 				"%s may not %s PIM requests: it needs the RBAC verb 'approve' on pimrequests.claiim.io (the claiim-approver ClusterRole)", user, word))
 		}
-		kind, reason, msg := "pim.approved", "PIM_APPROVED", fmt.Sprintf("%s approved elevation of %s for %s: %s", user, subject, durationOf(p), p.Annotations[newDecision.set])
+		kind, reason, msg := chron.KindPIMApproved, "PIM_APPROVED", fmt.Sprintf("%s approved elevation of %s for %s: %s", user, subject, durationOf(p), p.Annotations[newDecision.set])
 		if word == "deny" {
-			kind, reason, msg = "pim.denied", "PIM_DENIED", fmt.Sprintf("%s denied elevation of %s: %s", user, subject, p.Annotations[newDecision.set])
+			kind, reason, msg = chron.KindPIMDenied, "PIM_DENIED", fmt.Sprintf("%s denied elevation of %s: %s", user, subject, p.Annotations[newDecision.set])
 		}
 		return h.allow(ctx, req, &chron.Record{Kind: kind, Reason: reason, Message: msg,
 			Context: map[string]any{"requester": requester, "subject": subject}}, admission.Allowed(""))
 	default: // revoke
 		if state.Phase != claiimv1.PIMPending && state.Phase != claiimv1.PIMActive {
-			return h.deny(ctx, req, "pim.refused", "DECISION_FINAL", fmt.Sprintf("this request is already %s; there is nothing to revoke", state.Phase))
+			return h.deny(ctx, req, chron.KindPIMRefused, "DECISION_FINAL", fmt.Sprintf("this request is already %s; there is nothing to revoke", state.Phase))
 		}
 		if user != requester {
 			ok, err := h.can(ctx, req, "approve", "pimrequests", p.Name)
@@ -174,10 +174,10 @@ func (h *handlers) validatePIM(ctx context.Context, req admission.Request) admis
 				return admission.Errored(http.StatusServiceUnavailable, err)
 			}
 			if !ok {
-				return h.deny(ctx, req, "pim.refused", "NOT_AN_APPROVER", "only the requester or an approver (RBAC verb 'approve' on pimrequests) can revoke a PIM session")
+				return h.deny(ctx, req, chron.KindPIMRefused, "NOT_AN_APPROVER", "only the requester or an approver (RBAC verb 'approve' on pimrequests) can revoke a PIM session")
 			}
 		}
-		return h.allow(ctx, req, &chron.Record{Kind: "pim.revoked", Reason: "PIM_REVOKED",
+		return h.allow(ctx, req, &chron.Record{Kind: chron.KindPIMRevoked, Reason: "PIM_REVOKED",
 			Message: fmt.Sprintf("%s revoked the session of %s: %s", user, subject, p.Annotations[newDecision.set]),
 			Context: map[string]any{"requester": requester, "subject": subject}}, admission.Allowed(""))
 	}

@@ -40,7 +40,7 @@ type PolicyMatch struct {
 type Record struct {
 	ID             string
 	Time           time.Time
-	Kind           string // "decision", or a control-plane kind such as "pim.requested"
+	Kind           Kind
 	Actor          string // control-plane events: the Kubernetes username; empty for decisions
 	AgentName      string
 	AgentNamespace string
@@ -73,11 +73,10 @@ type Row struct {
 	CommittedAt time.Time
 }
 
-// Outcomes, kinds and reasons used across CLAIIM.
+// Outcomes of every row.
 const (
 	OutcomeAllow = "ALLOW"
 	OutcomeDeny  = "DENY"
-	KindDecision = "decision"
 )
 
 // GenesisHash is the prev_hash of the first row of every stream.
@@ -134,7 +133,8 @@ func prepare(r *Record) (prepared, error) {
 	if y := rec.Time.Year(); y < 1 || y > 9999 {
 		return prepared{}, fmt.Errorf("%w: time %s out of range", ErrInvalid, rec.Time)
 	}
-	for _, s := range []*string{&rec.ID, &rec.Kind, &rec.Actor, &rec.AgentName, &rec.AgentNamespace, &rec.AgentUID,
+	rec.Kind = Kind(cleanText(string(rec.Kind)))
+	for _, s := range []*string{&rec.ID, &rec.Actor, &rec.AgentName, &rec.AgentNamespace, &rec.AgentUID,
 		&rec.Org, &rec.Action, &rec.Outcome, &rec.Reason, &rec.Message, &rec.Anchor, &rec.SkillVersionID,
 		&rec.SkillDigest, &rec.Replica, &rec.RequestID} {
 		*s = cleanText(*s)
@@ -244,7 +244,7 @@ type content struct {
 // arguments must already be canonical (canonJSON / canonFromJSON).
 func contentBody(r *Record, ctxJSON, polJSON, rulesJSON []byte) ([]byte, error) {
 	b, err := json.Marshal(content{
-		ID: r.ID, Time: r.Time.UTC().Format(time.RFC3339Nano), Kind: r.Kind, Actor: r.Actor,
+		ID: r.ID, Time: r.Time.UTC().Format(time.RFC3339Nano), Kind: string(r.Kind), Actor: r.Actor,
 		AgentName: r.AgentName, AgentNamespace: r.AgentNamespace, AgentUID: r.AgentUID, Org: r.Org,
 		Action: r.Action, Context: ctxJSON, Outcome: r.Outcome, Reason: r.Reason, Message: r.Message,
 		Anchor: r.Anchor, SkillVersionID: r.SkillVersionID, SkillDigest: r.SkillDigest,

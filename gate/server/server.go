@@ -125,7 +125,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	snap := s.Snapshots.Snapshot()
 	id := chron.NewID()
-	rec := &chron.Record{ID: id, Kind: "decision", Replica: s.Replica, RequestID: requestID(r, id)}
+	rec := &chron.Record{ID: id, Kind: chron.KindDecision, Replica: s.Replica, RequestID: requestID(r, id)}
 	var resp Response
 	status := http.StatusForbidden
 
@@ -202,7 +202,7 @@ func (s *Server) record(ctx context.Context, rec *chron.Record, resp *Response) 
 		// agent was actually told, so Chron never shows only an ALLOW
 		// that was refused.
 		fix := *rec
-		fix.ID, fix.Kind, fix.Outcome, fix.Reason = chron.NewID(), "decision.correction", string(decide.Deny), ReasonChronUnavailable
+		fix.ID, fix.Kind, fix.Outcome, fix.Reason = chron.NewID(), chron.KindDecisionCorrection, string(decide.Deny), ReasonChronUnavailable
 		fix.Message = "decision " + rec.ID + " was answered DENY: its row did not commit in time"
 		go func() {
 			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -318,7 +318,7 @@ func (s *Server) init(w http.ResponseWriter, r *http.Request) {
 		if who.why != "" {
 			resp.Message = who.why
 		}
-		rec := &chron.Record{ID: chron.NewID(), Kind: "init", Replica: s.Replica, RequestID: requestID(r, ""), Actor: who.actor}
+		rec := &chron.Record{ID: chron.NewID(), Kind: chron.KindInit, Replica: s.Replica, RequestID: requestID(r, ""), Actor: who.actor}
 		status := http.StatusUnauthorized
 		if who.err != nil {
 			resp.Reason, resp.Message, status = ReasonNotReady, "the gate cannot verify ServiceAccount tokens right now; retry shortly", http.StatusServiceUnavailable

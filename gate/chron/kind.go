@@ -1,0 +1,37 @@
+package chron
+
+import "strings"
+
+// Kind says what a Chron row records. Kinds are stable API: readers filter
+// on them, so a kind is added, never renamed.
+type Kind string
+
+// Every kind CLAIIM writes, in one place.
+const (
+	// The gate.
+	KindDecision           Kind = "decision"            // an agent's request and the answer
+	KindDecisionCorrection Kind = "decision.correction" // DENY after an answer whose row timed out
+	KindInit               Kind = "init"                // an agent's /v/init
+
+	// Agents (the manager).
+	KindAgentLifecycle Kind = "agent.lifecycle"
+	KindTokenIssued    Kind = "token.issued"
+	KindTokenRevoked   Kind = "token.revoked"
+
+	// PIM (admission and the manager).
+	KindPIMRequested Kind = "pim.requested"
+	KindPIMApproved  Kind = "pim.approved"
+	KindPIMDenied    Kind = "pim.denied"
+	KindPIMRevoked   Kind = "pim.revoked"
+	KindPIMExpired   Kind = "pim.expired"
+	KindPIMDeleted   Kind = "pim.deleted"
+	KindPIMRefused   Kind = "pim.refused"
+
+	// Privileged changes (admission).
+	KindAdmissionAdmitted Kind = "admission.admitted"
+	KindAdmissionRefused  Kind = "admission.refused"
+)
+
+// GrantKind is the kind of a CrossOrgGrant's move to phase ("grant.active",
+// "grant.expired", "grant.revoked").
+func GrantKind(phase string) Kind { return Kind("grant." + strings.ToLower(phase)) }
