@@ -7,6 +7,7 @@ CONTROLLER_TOOLS_VERSION ?= v0.23.0
 GINKGO_VERSION ?= v2.34.0
 HELM_VERSION ?= v3.22.0
 OPA_VERSION ?= v1.22.3
+GOLANGCI_LINT_VERSION ?= v2.15.0
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -16,6 +17,7 @@ CONTROLLER_GEN ?= $(LOCALBIN)/controller-gen-$(CONTROLLER_TOOLS_VERSION)
 GINKGO ?= $(LOCALBIN)/ginkgo-$(GINKGO_VERSION)
 HELM ?= $(LOCALBIN)/helm-$(HELM_VERSION)-k$(K8S_VERSION)
 OPA ?= $(LOCALBIN)/opa-$(OPA_VERSION)
+GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 
 # Test flags for `go test` (e.g. TESTFLAGS=-run=TestX). Ginkgo suites run
 # under go test too, so one runner prints one summary.
@@ -66,6 +68,10 @@ verify-generated: manifests generate ## Fail when committed generated files are 
 test: verify-fmt vet verify-generated envtest helm ## Format check, vet, check generated files, run every suite (envtest + PostgreSQL).
 	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(HELM)" go test ./... -count=1 $(TESTFLAGS)
 
+.PHONY: lint
+lint: golangci-lint ## golangci-lint (.golangci.yml): one-way imports, no copied code, no file over 450 lines, the standard checks.
+	$(GOLANGCI_LINT) run ./...
+
 .PHONY: test-unit
 test-unit: ## Only the tests that need neither envtest nor PostgreSQL.
 	go test -short ./... $(TESTFLAGS)
@@ -115,6 +121,11 @@ envtest: ## Provide kube-apiserver, etcd and kubectl (built from source once, ca
 controller-gen: $(CONTROLLER_GEN)
 $(CONTROLLER_GEN):
 	$(call go-install,sigs.k8s.io/controller-tools/cmd/controller-gen,$(CONTROLLER_TOOLS_VERSION),$@)
+
+.PHONY: golangci-lint
+golangci-lint: $(GOLANGCI_LINT)
+$(GOLANGCI_LINT):
+	$(call go-install,github.com/golangci/golangci-lint/v2/cmd/golangci-lint,$(GOLANGCI_LINT_VERSION),$@)
 
 .PHONY: ginkgo
 ginkgo: $(GINKGO)
