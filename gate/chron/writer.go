@@ -509,8 +509,10 @@ var insertColumns = []string{"id", "stream", "seq", "time", "kind", "actor", "ag
 	"agent_uid", "org", "action", "context", "outcome", "reason", "message", "anchor", "skill_version_id",
 	"skill_digest", "policies", "skill_rules", "replica", "request_id", "prev_hash", "hash"}
 
+// copyValues lists a row's column values. Every text column is a plain
+// string (Kind too): unnestArgs sorts the values into arrays by their Go type.
 func copyValues(r *Row, p *prepared) []any {
-	return []any{r.ID, r.Stream, r.Seq, r.Time, r.Kind, r.Actor, r.AgentName, r.AgentNamespace,
+	return []any{r.ID, r.Stream, r.Seq, r.Time, string(r.Kind), r.Actor, r.AgentName, r.AgentNamespace,
 		r.AgentUID, r.Org, r.Action, json.RawMessage(p.ctxJSON), r.Outcome, r.Reason, r.Message, r.Anchor,
 		r.SkillVersionID, r.SkillDigest, json.RawMessage(p.polJSON), json.RawMessage(p.rulesJSON),
 		r.Replica, r.RequestID, r.PrevHash, r.Hash}
