@@ -12,18 +12,14 @@
 package chron
 
 import (
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
-	"github.com/google/uuid"
-	"math"
-	"sort"
-	"strconv"
 	"strings"
 	"time"
 	"unicode/utf8"
+
+	"github.com/google/uuid"
 )
 
 // PolicyMatch is one policy rule that matched a decision.
@@ -79,34 +75,8 @@ const (
 	OutcomeDeny  = "DENY"
 )
 
-// GenesisHash is the prev_hash of the first row of every stream.
-const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
-
-const (
-	maxContextBytes = 16 << 10
-	maxContextDepth = 4
-	// Truncated replaces context parts beyond the depth or size bound.
-	Truncated = "…truncated"
-	// Masked replaces the value of every context key that looks secret.
-	Masked = "***"
-)
-
 // ErrInvalid wraps a Record that cannot be stored as given.
 var ErrInvalid = errors.New("chron: invalid record")
-
-// Secrets hide behind key names; their values must never reach the audit
-// store, whose readers are not the secrets' owners.
-var sensitiveKeyParts = []string{"token", "password", "passwd", "secret", "key", "credential", "authorization", "cookie"}
-
-func sensitiveKey(k string) bool {
-	k = strings.ToLower(k)
-	for _, p := range sensitiveKeyParts {
-		if strings.Contains(k, p) {
-			return true
-		}
-	}
-	return false
-}
 
 // prepared is a Record normalized to exactly what will be stored, with the
 // canonical JSON of its content computed in the caller's goroutine so the
@@ -183,17 +153,6 @@ func prepare(r *Record) (prepared, error) {
 	return prepared{rec: rec, ctxJSON: ctxJSON, polJSON: polJSON, rulesJSON: rulesJSON, body: body}, nil
 }
 
-// policiesJSON is canonJSON of clean policy matches, built without the
-// round trip: the generic tree canonJSON would decode (version as a
-// float64, keys sorted by encoding/json), encoded once.
-func policiesJSON(ps []PolicyMatch) ([]byte, error) {
-	t := make([]any, len(ps))
-	for i, p := range ps {
-		t[i] = map[string]any{"name": p.Name, "version": float64(p.Version), "rule": p.Rule, "effect": p.Effect}
-	}
-	return json.Marshal(t)
-}
-
 func rulesOrEmpty(r []string) []string {
 	if r == nil {
 		return []string{}
@@ -211,282 +170,6 @@ func cleanText(s string) string {
 		s = strings.ReplaceAll(s, "\x00", "\uFFFD")
 	}
 	return s
-}
-
-// content is the hashed part of a row, in hash format v1. The field order is
-// the format: never reorder, add only with a new version. The JSON columns
-// are embedded as their canonical text, so the hash never depends on how
-// jsonb spells them.
-type content struct {
-	ID             string          `json:"id"`
-	Time           string          `json:"time"`
-	Kind           string          `json:"kind"`
-	Actor          string          `json:"actor"`
-	AgentName      string          `json:"agent_name"`
-	AgentNamespace string          `json:"agent_namespace"`
-	AgentUID       string          `json:"agent_uid"`
-	Org            string          `json:"org"`
-	Action         string          `json:"action"`
-	Context        json.RawMessage `json:"context"`
-	Outcome        string          `json:"outcome"`
-	Reason         string          `json:"reason"`
-	Message        string          `json:"message"`
-	Anchor         string          `json:"anchor"`
-	SkillVersionID string          `json:"skill_version_id"`
-	SkillDigest    string          `json:"skill_digest"`
-	Policies       json.RawMessage `json:"policies"`
-	SkillRules     json.RawMessage `json:"skill_rules"`
-	Replica        string          `json:"replica"`
-	RequestID      string          `json:"request_id"`
-}
-
-// contentBody encodes everything of a row but stream and seq. The JSON
-// arguments must already be canonical (canonJSON / canonFromJSON).
-func contentBody(r *Record, ctxJSON, polJSON, rulesJSON []byte) ([]byte, error) {
-	b, err := json.Marshal(content{
-		ID: r.ID, Time: r.Time.UTC().Format(time.RFC3339Nano), Kind: string(r.Kind), Actor: r.Actor,
-		AgentName: r.AgentName, AgentNamespace: r.AgentNamespace, AgentUID: r.AgentUID, Org: r.Org,
-		Action: r.Action, Context: ctxJSON, Outcome: r.Outcome, Reason: r.Reason, Message: r.Message,
-		Anchor: r.Anchor, SkillVersionID: r.SkillVersionID, SkillDigest: r.SkillDigest,
-		Policies: polJSON, SkillRules: rulesJSON, Replica: r.Replica, RequestID: r.RequestID,
-	})
-	if err != nil {
-		return nil, fmt.Errorf("chron: encoding row content: %w", err)
-	}
-	return b, nil
-}
-
-// streamPrefix starts the hashed bytes of every row of a stream:
-// {"v":1,"stream":"…","seq": — the seq and the content body follow.
-func streamPrefix(stream string) []byte {
-	s, _ := json.Marshal(stream) // a string always encodes
-	return append(append([]byte(`{"v":1,"stream":`), s...), `,"seq":`...)
-}
-
-// chainHash is hex(sha256(prevHash || {"v":1,"stream":S,"seq":N,<body fields>})).
-// buf is scratch space reused across calls.
-func chainHash(buf []byte, prefix []byte, prevHash string, seq int64, body []byte) (string, []byte) {
-	buf = append(buf[:0], prevHash...)
-	buf = append(buf, prefix...)
-	buf = strconv.AppendInt(buf, seq, 10)
-	buf = append(buf, ',')
-	buf = append(buf, body[1:]...) // body is a JSON object: drop its '{'
-	sum := sha256.Sum256(buf)
-	return hex.EncodeToString(sum[:]), buf
-}
-
-// canonJSON encodes v the way it reads back from jsonb: through a generic
-// decode (numbers become float64, maps get sorted keys) and re-encode. jsonb
-// keeps the value of every number Go writes (it is exact decimal), so the
-// stored column decodes to the same tree and re-encodes to the same bytes.
-func canonJSON(v any) ([]byte, error) {
-	b, err := json.Marshal(v)
-	if err != nil {
-		return nil, err
-	}
-	return canonFromJSON(b)
-}
-
-// canonFromJSON is canonJSON for JSON text, e.g. a jsonb column read back.
-func canonFromJSON(b []byte) ([]byte, error) {
-	var t any
-	if err := json.Unmarshal(b, &t); err != nil {
-		return nil, err
-	}
-	return json.Marshal(fixTree(t))
-}
-
-// fixTree removes what jsonb would change or refuse: -0 (jsonb stores 0) and
-// NUL in strings (jsonb rejects \u0000).
-func fixTree(v any) any {
-	switch x := v.(type) {
-	case map[string]any:
-		if !needsKeyFix(x) {
-			for k, e := range x {
-				x[k] = fixTree(e)
-			}
-			return x
-		}
-		// Sorted so that colliding keys resolve the same way every time.
-		keys := make([]string, 0, len(x))
-		for k := range x {
-			keys = append(keys, k)
-		}
-		sort.Strings(keys)
-		m := make(map[string]any, len(x))
-		for _, k := range keys {
-			nk := cleanText(k)
-			if _, dup := m[nk]; !dup {
-				m[nk] = fixTree(x[k])
-			}
-		}
-		return m
-	case []any:
-		for i, e := range x {
-			x[i] = fixTree(e)
-		}
-		return x
-	case string:
-		return cleanText(x)
-	case float64:
-		if x == 0 && math.Signbit(x) {
-			return float64(0)
-		}
-		return x
-	default:
-		return v
-	}
-}
-
-func needsKeyFix(m map[string]any) bool {
-	for k := range m {
-		if strings.IndexByte(k, 0) >= 0 {
-			return true
-		}
-	}
-	return false
-}
-
-// boundContext masks secrets, caps depth and size, and returns the stored
-// tree with its canonical JSON. An empty context is stored as {} and
-// returned as nil.
-func boundContext(c map[string]any) (map[string]any, []byte, error) {
-	if len(c) == 0 {
-		return nil, []byte("{}"), nil
-	}
-	// Work on a copy: the caller's map is not ours to mask.
-	tree, ok := jsonCopy(c)
-	t, _ := tree.(map[string]any)
-	if !ok { // other Go types: a round trip converts them as encoding/json does
-		b, err := json.Marshal(c)
-		if err != nil {
-			return nil, nil, fmt.Errorf("%w: context is not JSON: %v", ErrInvalid, err)
-		}
-		var m map[string]any
-		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, nil, fmt.Errorf("%w: context is not a JSON object: %v", ErrInvalid, err)
-		}
-		t = m
-	}
-	t = fixTree(t).(map[string]any)
-	t = bound(t, 1).(map[string]any)
-	out, err := json.Marshal(t)
-	if err != nil {
-		return nil, nil, err
-	}
-	if len(out) > maxContextBytes {
-		t = shrink(t)
-		if out, err = json.Marshal(t); err != nil {
-			return nil, nil, err
-		}
-	}
-	return t, out, nil
-}
-
-// jsonCopy deep-copies a tree that is already what encoding/json decodes
-// to, as a marshal round trip would but without encoding. It declines (ok
-// false) anything else, including strings that are not valid UTF-8, which
-// encoding/json repairs its own way.
-func jsonCopy(v any) (any, bool) { return jsonCopyDepth(v, 0) }
-
-func jsonCopyDepth(v any, depth int) (any, bool) {
-	if depth > 64 { // deep or cyclic: encoding/json decides
-		return nil, false
-	}
-	switch x := v.(type) {
-	case nil, bool:
-		return x, true
-	case string:
-		return x, utf8.ValidString(x)
-	case float64:
-		return x, !math.IsNaN(x) && !math.IsInf(x, 0)
-	case map[string]any:
-		if x == nil {
-			return nil, true // encodes as null, like a nil interface
-		}
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			c, ok := jsonCopyDepth(e, depth+1)
-			if !ok || !utf8.ValidString(k) {
-				return nil, false
-			}
-			m[k] = c
-		}
-		return m, true
-	case []any:
-		if x == nil {
-			return nil, true
-		}
-		l := make([]any, len(x))
-		for i, e := range x {
-			c, ok := jsonCopyDepth(e, depth+1)
-			if !ok {
-				return nil, false
-			}
-			l[i] = c
-		}
-		return l, true
-	}
-	return nil, false
-}
-
-// bound masks sensitive keys at every depth and replaces containers nested
-// deeper than maxContextDepth (the context object itself is depth 1).
-func bound(v any, depth int) any {
-	switch x := v.(type) {
-	case map[string]any:
-		if depth > maxContextDepth {
-			return Truncated
-		}
-		for k, e := range x {
-			if sensitiveKey(k) {
-				x[k] = Masked
-			} else {
-				x[k] = bound(e, depth+1)
-			}
-		}
-		return x
-	case []any:
-		if depth > maxContextDepth {
-			return Truncated
-		}
-		for i, e := range x {
-			x[i] = bound(e, depth+1)
-		}
-		return x
-	default:
-		return v
-	}
-}
-
-// shrink keeps top-level entries in key order while they fit and replaces
-// the values of the rest, so that the largest parts go first only when they
-// come first; if even the markers do not fit, the whole context is replaced.
-func shrink(t map[string]any) map[string]any {
-	keys := make([]string, 0, len(t))
-	for k := range t {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys)
-	marker, _ := json.Marshal(Truncated)
-	size := 2 // {}
-	out := make(map[string]any, len(t))
-	for _, k := range keys {
-		kb, _ := json.Marshal(k)
-		vb, _ := json.Marshal(t[k])
-		n := len(kb) + 1 + len(vb) + 1 // "k":v,
-		if size+n > maxContextBytes {
-			out[k] = Truncated
-			n = len(kb) + 1 + len(marker) + 1
-		} else {
-			out[k] = t[k]
-		}
-		size += n
-	}
-	if size > maxContextBytes {
-		return map[string]any{Truncated: fmt.Sprintf("context larger than %d bytes", maxContextBytes)}
-	}
-	return out
 }
 
 // NewID returns a record ID: a version 7 UUID, which starts with the time.

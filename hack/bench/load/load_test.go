@@ -259,24 +259,3 @@ func TestInvalid(t *testing.T) {
 		}
 	}
 }
-
-func TestSerialize(t *testing.T) {
-	w, err := serialize("h:1", Req{Method: "POST", Path: "/p", Header: http.Header{
-		"X-B": {"2"}, "X-A": {"1"}, "Content-Length": {"99"},
-	}, Body: []byte("abc")})
-	if err != nil {
-		t.Fatal(err)
-	}
-	want := "POST /p HTTP/1.1\r\nHost: h:1\r\nContent-Length: 3\r\nX-A: 1\r\nX-B: 2\r\n\r\nabc"
-	if string(w.raw) != want {
-		t.Errorf("got %q\nwant %q", w.raw, want)
-	}
-}
-
-func TestFormat(t *testing.T) {
-	got := Format(Result{PerSecond: 12345, P50: 1200 * time.Microsecond, P99: 3400 * time.Microsecond, P999: 420 * time.Microsecond, Max: 1500 * time.Millisecond})
-	want := "12345 req/s  p50 1.20ms  p99 3.40ms  p99.9 420µs  max 1.50s  errors 0"
-	if got != want {
-		t.Errorf("got %q\nwant %q", got, want)
-	}
-}

@@ -1,0 +1,183 @@
+package chron
+
+// Inserting one chained batch. COPY is the default; the two INSERT forms
+// remain for BenchmarkInsertMethod, which compares them.
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"strings"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+)
+
+// insertMethod is how a batch reaches the table.
+type insertMethod int
+
+// BenchmarkInsertMethod decided the default: COPY alone in autocommit
+// (two round trips per batch) commits about twice the rows/s of the unnest
+// INSERT, in a transaction or not (docs/benchmarks.md). It has no ON
+// CONFLICT, so a known ID surfaces as a primary-key violation, handled the
+// same way.
+const (
+	insertCopy   insertMethod = iota // COPY FROM STDIN (binary)
+	insertUnnest                     // multi-row INSERT … SELECT FROM unnest(…) ON CONFLICT (id) DO NOTHING
+	insertSingle                     // one autocommit INSERT … SELECT FROM unnest(…): one round trip
+)
+
+func (m insertMethod) String() string {
+	switch m {
+	case insertUnnest:
+		return "unnest"
+	case insertSingle:
+		return "single"
+	}
+	return "copy"
+}
+
+// insert chains live after the stream head and inserts it in one
+// transaction. dup reports that some ID already exists; then nothing was
+// committed. committedAt is zero for COPY, which doesn't read it back.
+func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.Time, dup bool, err error) {
+	seq, prev := w.lastSeq, w.lastHash
+	for _, p := range live {
+		seq++
+		var h string
+		h, w.buf = chainHash(w.buf, w.prefix, prev, seq, p.p.body)
+		p.row = Row{Record: p.p.rec, Stream: w.opts.Stream, Seq: seq, PrevHash: prev, Hash: h}
+		prev = h
+	}
+	if w.opts.method == insertCopy {
+		// COPY is one statement: in autocommit it is atomic, and durable
+		// when it returns. Two round trips instead of five (BEGIN, a read
+		// of now(), COPY, COMMIT), which is most of a small batch's time.
+		// A known ID fails the whole COPY (primary key), so nothing lands.
+		_, err := w.pool.CopyFrom(ctx, pgx.Identifier{"chron_records"}, insertColumns, pgx.CopyFromSlice(len(live), func(i int) ([]any, error) {
+			return copyValues(&live[i].row, &live[i].p), nil
+		}))
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "chron_records_pkey" {
+			return time.Time{}, true, nil
+		}
+		return time.Time{}, false, err
+	}
+	if w.opts.method == insertSingle {
+		// One statement in autocommit is atomic and durable when it returns:
+		// one round trip instead of BEGIN, the insert and COMMIT. A known ID
+		// fails the whole statement (no ON CONFLICT), so nothing lands and
+		// the batch is rechained without it, as with COPY.
+		var n int
+		err := w.pool.QueryRow(ctx, singleSQL, unnestArgs(live)...).Scan(&n, &committedAt)
+		var pgErr *pgconn.PgError
+		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "chron_records_pkey" {
+			return time.Time{}, true, nil
+		}
+		if err != nil {
+			return time.Time{}, false, err
+		}
+		if n != len(live) {
+			return time.Time{}, false, fmt.Errorf("inserted %d rows of %d", n, len(live))
+		}
+		return committedAt.UTC(), false, nil
+	}
+	tx, err := w.pool.Begin(ctx)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	// After a commit, Rollback is a no-op; after an error it releases the connection.
+	defer func() { _ = tx.Rollback(ctx) }()
+	var n int // insertUnnest
+	if err := tx.QueryRow(ctx, unnestSQL, unnestArgs(live)...).Scan(&n, &committedAt); err != nil {
+		return time.Time{}, false, err
+	}
+	if n != len(live) {
+		return time.Time{}, true, nil
+	}
+	if err := tx.Commit(ctx); err != nil {
+		return time.Time{}, false, err
+	}
+	return committedAt.UTC(), false, nil
+}
+
+// insertColumns are the columns a writer fills; committed_at is the
+// database's.
+var insertColumns = []string{"id", "stream", "seq", "time", "kind", "actor", "agent_name", "agent_namespace",
+	"agent_uid", "org", "action", "context", "outcome", "reason", "message", "anchor", "skill_version_id",
+	"skill_digest", "policies", "skill_rules", "replica", "request_id", "prev_hash", "hash"}
+
+// copyValues lists a row's column values. Every text column is a plain
+// string (Kind too): unnestArgs sorts the values into arrays by their Go type.
+func copyValues(r *Row, p *prepared) []any {
+	return []any{r.ID, r.Stream, r.Seq, r.Time, string(r.Kind), r.Actor, r.AgentName, r.AgentNamespace,
+		r.AgentUID, r.Org, r.Action, json.RawMessage(p.ctxJSON), r.Outcome, r.Reason, r.Message, r.Anchor,
+		r.SkillVersionID, r.SkillDigest, json.RawMessage(p.polJSON), json.RawMessage(p.rulesJSON),
+		r.Replica, r.RequestID, r.PrevHash, r.Hash}
+}
+
+// singleSQL is unnestSQL without ON CONFLICT, for autocommit.
+var singleSQL = strings.Replace(unnestSQL, "ON CONFLICT (id) DO NOTHING ", "", 1)
+
+// unnestSQL inserts a batch passed as one array per column. ON CONFLICT (id)
+// DO NOTHING keeps a retried ID from failing the batch; the count tells the
+// writer that it happened, so it can roll back and rechain without the gap.
+var unnestSQL = func() string {
+	var sel, params []string
+	for i, c := range insertColumns {
+		typ := "text[]"
+		switch c {
+		case "seq":
+			typ = "bigint[]"
+		case "time":
+			typ = "timestamptz[]"
+		}
+		params = append(params, fmt.Sprintf("$%d::%s", i+1, typ))
+		switch c {
+		case "context", "policies", "skill_rules":
+			sel = append(sel, "u."+c+"::jsonb")
+		default:
+			sel = append(sel, "u."+c)
+		}
+	}
+	cols := strings.Join(insertColumns, ", ")
+	return "WITH ins AS (INSERT INTO chron_records (" + cols + ")\n" +
+		"SELECT " + strings.Join(sel, ", ") + "\n" +
+		"FROM unnest(" + strings.Join(params, ", ") + ") AS u(" + cols + ")\n" +
+		"ON CONFLICT (id) DO NOTHING RETURNING 1)\n" +
+		"SELECT count(*), now() FROM ins"
+}()
+
+// unnestArgs turns the batch into one array per column, in the order and
+// with the types of copyValues.
+func unnestArgs(live []*pending) []any {
+	n := len(live)
+	args := make([]any, len(insertColumns))
+	for i, v := range copyValues(&live[0].row, &live[0].p) {
+		switch v.(type) {
+		case int64:
+			args[i] = make([]int64, 0, n)
+		case time.Time:
+			args[i] = make([]time.Time, 0, n)
+		default:
+			args[i] = make([]string, 0, n)
+		}
+	}
+	for _, p := range live {
+		for i, v := range copyValues(&p.row, &p.p) {
+			switch x := v.(type) {
+			case int64:
+				args[i] = append(args[i].([]int64), x)
+			case time.Time:
+				args[i] = append(args[i].([]time.Time), x)
+			case string:
+				args[i] = append(args[i].([]string), x)
+			case json.RawMessage:
+				args[i] = append(args[i].([]string), string(x))
+			}
+		}
+	}
+	return args
+}

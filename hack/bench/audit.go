@@ -1,0 +1,104 @@
+package main
+
+// Chron's side of the comparison: rows counted against answers, a gate
+// driven past its queue, and PostgreSQL stopped under a running gate.
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/claiim/claiim-operator/gate/decide"
+	"github.com/claiim/claiim-operator/hack/bench/fixture"
+	"github.com/claiim/claiim-operator/hack/bench/load"
+	"github.com/claiim/claiim-operator/test/pgtest"
+)
+
+func countRows(ctx context.Context, url, stream string) (int64, error) {
+	conn, err := pgx.Connect(ctx, url)
+	if err != nil {
+		return 0, err
+	}
+	defer conn.Close(ctx)
+	var n int64
+	err = conn.QueryRow(ctx, "SELECT count(*) FROM chron_records WHERE stream = $1 AND kind = 'decision'", stream).Scan(&n)
+	return n, err
+}
+
+// overloadResult is a gate with a tiny Chron queue driven past it.
+type overloadResult struct {
+	Conns     int   `json:"conns"`
+	QueueSize int   `json:"queue_size"`
+	Answered  int64 `json:"answered"`
+	Shed      int64 `json:"shed"` // answered 429 DENY OVERLOADED
+	Rows      int64 `json:"rows"`
+}
+
+// overload starts a second gate whose Chron queue holds 16 records and
+// drives it with 256 connections: what doesn't fit must be answered DENY
+// OVERLOADED (429), and every other answer must have its row.
+func (c *config) overload(ctx context.Context, dir string, size fixture.Size, url string, reqs []load.Req, want []decide.Decision) (*overloadResult, error) {
+	o := &overloadResult{Conns: 256, QueueSize: 16}
+	stream := "gate/bench-" + size.Name + "-overload"
+	p, err := c.start(ctx, dir, "gate-overload", true, "serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name,
+		"-database-url", url, "-stream", stream, "-queue-size", fmt.Sprint(o.QueueSize))
+	if err != nil {
+		return nil, err
+	}
+	defer p.stop()
+	r, err := load.Run(ctx, p.addr, reqs, load.Options{Conns: o.Conns, Duration: c.duration, Warmup: c.warmup,
+		Check: func(i, status int, _ []byte) error {
+			if status == http.StatusTooManyRequests {
+				return nil
+			}
+			return statusIs(status, gateStatus(want[i%len(want)]))
+		}})
+	if err != nil {
+		return nil, err
+	}
+	if r.Errors > 0 {
+		return nil, fmt.Errorf("overload: %d errors: %v", r.Errors, r.ErrorSamples)
+	}
+	st, err := gateStatsOf(p.addr)
+	if err != nil {
+		return nil, err
+	}
+	o.Answered, o.Shed = st.Answered, st.Writer.Overloaded
+	if o.Rows, err = countRows(ctx, url, stream); err != nil {
+		return nil, err
+	}
+	fmt.Printf("  %-26s %-24s %s; %d answered, %d shed as 429 OVERLOADED, %d rows\n", "gate, Chron queue of 16", "256 conns", load.Format(r), o.Answered, o.Shed, o.Rows)
+	return o, nil
+}
+
+// outage stops PostgreSQL under a running gate and times its answers:
+// each must be DENY, and come quickly.
+func outage(ctx context.Context, pg *pgtest.Server, addr string, reqs []load.Req, want []decide.Decision) (time.Duration, string, error) {
+	if err := pg.Control(ctx, "stop"); err != nil {
+		return 0, "", err
+	}
+	defer func() { _ = pg.Control(ctx, "start") }()
+	var worst time.Duration
+	n := 0
+	// Requests the engine would ALLOW: a DENY can only come from Chron.
+	for i := 0; i < len(reqs) && n < 20; i++ {
+		if want[i].Outcome != decide.Allow {
+			continue
+		}
+		n++
+		var resp struct{ Outcome, Reason string }
+		t0 := time.Now()
+		if err := postJSON(addr, reqs[i], &resp); err != nil {
+			return 0, "", err
+		}
+		worst = max(worst, time.Since(t0))
+		if resp.Outcome != string(decide.Deny) || resp.Reason != "CHRON_UNAVAILABLE" {
+			return 0, "", fmt.Errorf("with Chron down the gate answered %s %s, want DENY CHRON_UNAVAILABLE", resp.Outcome, resp.Reason)
+		}
+	}
+	fmt.Printf("  Chron down: %d requests the engine allows answered DENY CHRON_UNAVAILABLE, slowest in %s\n", n, worst.Round(time.Microsecond))
+	return worst, "CHRON_UNAVAILABLE", nil
+}

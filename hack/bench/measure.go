@@ -1,0 +1,239 @@
+package main
+
+// One fixture size: every target started, checked, and measured at each
+// connection count (closed loop) and offered rate (open loop).
+
+import (
+	"bytes"
+	"cmp"
+	"context"
+	"encoding/json"
+	"fmt"
+	"net/http"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"github.com/claiim/claiim-operator/gate/decide"
+	"github.com/claiim/claiim-operator/hack/bench/fixture"
+	"github.com/claiim/claiim-operator/hack/bench/load"
+	"github.com/claiim/claiim-operator/test/pgtest"
+)
+
+// point is one measurement: a target at a connection count.
+type point struct {
+	Target string        `json:"target"`
+	Conns  int           `json:"conns"`
+	Rate   float64       `json:"decisions_per_s"`
+	P50    time.Duration `json:"p50_ns"`
+	P99    time.Duration `json:"p99_ns"`
+	Errors int64         `json:"errors"`
+	Rounds []float64     `json:"rounds_decisions_per_s"`
+
+	answered int64   // responses in all rounds, warmup included
+	offered  float64 // open loop: the rate offered
+}
+
+// sizeResult is everything measured on one fixture.
+type sizeResult struct {
+	Size   string  `json:"size"`
+	Agents int     `json:"agents"`
+	Pols   int     `json:"policies"`
+	Points []point `json:"points"`
+
+	// Chron: rows committed vs decisions the gate answered (all runs).
+	GateAnswered int64   `json:"gate_answered"`
+	ChronRows    int64   `json:"chron_rows"`
+	GateShed     int64   `json:"gate_shed"`
+	AvgBatch     float64 `json:"chron_rows_per_commit"`
+	// OPA's asynchronous log: events the sink received vs decisions answered.
+	OPAAnswered int64 `json:"opa_log_answered"`
+	OPALogged   int64 `json:"opa_log_delivered"`
+
+	Open []point `json:"open_loop,omitempty"`
+
+	Overload *overloadResult `json:"overload,omitempty"`
+
+	// Chron down: how long the gate took to answer DENY.
+	OutageMax    time.Duration `json:"chron_down_deny_max_ns,omitempty"`
+	OutageReason string        `json:"chron_down_reason,omitempty"`
+}
+
+func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Size, last bool) (sizeResult, error) {
+	res := sizeResult{Size: size.Name, Agents: size.Agents, Pols: size.Policies}
+	f := fixture.Generate(c.seed, size)
+	snap := decide.Build(f.Inputs)
+	want := make([]decide.Decision, len(f.Requests))
+	for i := range f.Requests {
+		want[i] = f.Decide(snap, &f.Requests[i])
+	}
+	dir := filepath.Join(c.out, size.Name)
+	if err := writeFixture(f, dir); err != nil {
+		return res, err
+	}
+	gateReqs, opaReqs := requests(f)
+	fmt.Printf("\n== %s: %d agents, %d policies, %d distinct requests ==\n", size.Name, size.Agents, size.Policies, len(f.Requests))
+
+	// The sink of OPA's decision log runs with the load generator, so
+	// OPA's own CPU is all the server side gets.
+	sink, err := c.start(ctx, dir, "sink", false, "serve-noop")
+	if err != nil {
+		return res, err
+	}
+	defer sink.stop()
+
+	var url string // the gate's database
+	for _, t := range []string{tNoop, tOPA, tOPALog, tGate} {
+		if !c.targets[t] {
+			continue
+		}
+		var p *proc
+		var reqs []load.Req
+		var check func(int, int, []byte) error
+		switch t {
+		case tNoop:
+			p, err = c.start(ctx, dir, "noop", true, "serve-noop")
+			reqs, check = gateReqs, func(_, status int, _ []byte) error { return statusIs(status, 200) }
+		case tOPA, tOPALog:
+			p, err = c.startOPA(ctx, dir, t == tOPALog, sink.addr)
+			reqs, check = opaReqs, func(i, status int, body []byte) error {
+				if err := statusIs(status, 200); err != nil {
+					return err
+				}
+				if bytes.Contains(body, []byte(`"outcome":"ALLOW"`)) != (want[i%len(want)].Outcome == decide.Allow) {
+					return fmt.Errorf("OPA answered %s; the engine says %s", body, want[i%len(want)].Outcome)
+				}
+				return nil
+			}
+		case tGate:
+			if url, err = pg.CreateDatabase(ctx, fmt.Sprintf("bench_%s_%d", size.Name, time.Now().UnixNano())); err != nil {
+				return res, err
+			}
+			args := []string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name, "-database-url", url, "-stream", "gate/bench-" + size.Name}
+			if c.maxBatch > 0 {
+				args = append(args, "-max-batch", fmt.Sprint(c.maxBatch))
+			}
+			if c.maxWait != 0 {
+				args = append(args, "-max-wait", c.maxWait.String())
+			}
+			p, err = c.start(ctx, dir, "gate", true, args...)
+			reqs, check = gateReqs, func(i, status int, _ []byte) error {
+				return statusIs(status, gateStatus(want[i%len(want)]))
+			}
+		}
+		if err != nil {
+			return res, err
+		}
+		if err := c.verifyAnswers(t, p.addr, f, gateReqs, opaReqs, want); err != nil {
+			p.stop()
+			return res, err
+		}
+		if t == tOPALog {
+			res.OPAAnswered += int64(min(c.verify, len(f.Requests)))
+		}
+		for _, n := range c.conns {
+			pt, err := c.measure(ctx, t, p.addr, reqs, check, n, 0)
+			if err != nil {
+				p.stop()
+				return res, fmt.Errorf("%s at %d connections: %w (server log: %s)", t, n, err, p.log)
+			}
+			res.Points = append(res.Points, pt)
+			if t == tOPALog {
+				res.OPAAnswered += pt.answered
+			}
+		}
+		for _, rate := range c.rates {
+			if t == tOPALog {
+				break
+			}
+			pt, err := c.measure(ctx, t, p.addr, reqs, check, 64, rate)
+			if err != nil {
+				p.stop()
+				return res, err
+			}
+			res.Open = append(res.Open, pt)
+		}
+		switch t {
+		case tGate:
+			st, err := gateStatsOf(p.addr)
+			if err != nil {
+				p.stop()
+				return res, err
+			}
+			res.GateAnswered, res.GateShed = st.Answered, st.Writer.Overloaded
+			if st.Writer.BatchesCommitted > 0 {
+				res.AvgBatch = float64(st.Writer.RowsCommitted) / float64(st.Writer.BatchesCommitted)
+			}
+			if res.ChronRows, err = countRows(ctx, url, st.Stream); err != nil {
+				p.stop()
+				return res, err
+			}
+			if last {
+				if res.Overload, err = c.overload(ctx, dir, size, url, gateReqs, want); err != nil {
+					p.stop()
+					return res, err
+				}
+				if pg.Port() == 0 {
+					fmt.Println("  skipping the Chron-down step: the database is external ($" + pgtest.EnvURL + ")")
+				} else if res.OutageMax, res.OutageReason, err = outage(ctx, pg, p.addr, gateReqs, want); err != nil {
+					p.stop()
+					return res, err
+				}
+			}
+		case tOPALog:
+			// OPA uploads its buffer every 1-2s; stopping it flushes the rest.
+			p.stop()
+			var m map[string]int64
+			if err := getJSON("http://"+sink.addr+"/bench/stats", &m); err != nil {
+				return res, err
+			}
+			res.OPALogged = m["logged"]
+		}
+		p.stop()
+	}
+	return res, nil
+}
+
+// requests turns the mix into the gate's and OPA's HTTP requests.
+func requests(f *fixture.Fixture) (gate, opa []load.Req) {
+	for i := range f.Requests {
+		r := &f.Requests[i]
+		body, _ := json.Marshal(map[string]any{"action": r.Action, "context": r.Context, "skill_version_id": r.SkillVersionID})
+		gate = append(gate, load.Req{Method: "POST", Path: "/v/validate", Body: body,
+			Header: http.Header{"Authorization": {"Bearer " + r.Token}, "Content-Type": {"application/json"}}})
+		in, _ := json.Marshal(map[string]any{"input": r.Input()})
+		opa = append(opa, load.Req{Method: "POST", Path: "/v1/data/claiim/decision", Body: in,
+			Header: http.Header{"Content-Type": {"application/json"}}})
+	}
+	return gate, opa
+}
+
+// measure runs one point: c.rounds rounds, the median by throughput kept.
+func (c *config) measure(ctx context.Context, t, addr string, reqs []load.Req, check func(int, int, []byte) error, conns int, rate float64) (point, error) {
+	var results []load.Result
+	for range c.rounds {
+		r, err := load.Run(ctx, addr, reqs, load.Options{Conns: conns, Duration: c.duration, Warmup: c.warmup, Rate: rate, Check: check})
+		if err != nil {
+			return point{}, err
+		}
+		results = append(results, r)
+	}
+	byRate := slices.Clone(results)
+	slices.SortFunc(byRate, func(a, b load.Result) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
+	m := byRate[len(byRate)/2]
+	pt := point{Target: t, Conns: conns, Rate: m.PerSecond, P50: m.P50, P99: m.P99, offered: rate}
+	for _, r := range results {
+		pt.Errors += r.Errors
+		pt.Rounds = append(pt.Rounds, r.PerSecond)
+		pt.answered += r.Answered
+	}
+	mode := fmt.Sprintf("%2d conns", conns)
+	if rate > 0 {
+		mode = fmt.Sprintf("open loop %.0f/s offered", rate)
+	}
+	fmt.Printf("  %-26s %-24s %s\n", t, mode, load.Format(m))
+	if pt.Errors > 0 {
+		fmt.Printf("    errors: %v\n", m.ErrorSamples)
+	}
+	return pt, nil
+}
