@@ -15,7 +15,7 @@ func TestJSONBRoundTrip(t *testing.T) {
 	pool, _ := newDB(t)
 	ctx := context.Background()
 	contexts := []map[string]any{
-		{"int": 3, "float": 2.5, "big": 1e21, "tiny": 1e-7, "neg": -0.0, "huge": 1.7976931348623157e308,
+		{"int": 3, "float": 2.5, "big": 1e21, "tiny": 1e-7, "neg": math.Copysign(0, -1), "huge": 1.7976931348623157e308,
 			"min": 5e-324, "maxint": int64(math.MaxInt64), "exact": 9007199254740993, "third": 1.0 / 3},
 		{"nested": map[string]any{"b": map[string]any{"z": []any{1, 2.50, "x", nil, true}, "a": map[string]any{}}, "a": []any{}}},
 		{"html": "<a href='x'>&</a>", "unicode": "é ü 日本 \u2028 \u2029 🎉", "ctl": "\t\n\x01\x7f", "quote": `"\`},
@@ -75,7 +75,7 @@ func TestCanonicalFastPaths(t *testing.T) {
 		}
 	}
 	for _, c := range []map[string]any{
-		{"a": 1.5, "b": []any{"x", true, nil, map[string]any{"z": -0.0}}, "token": "secret"},
+		{"a": 1.5, "b": []any{"x", true, nil, map[string]any{"z": math.Copysign(0, -1)}}, "token": "secret"},
 		{"bad": "\xff\xfe", "n\x00k": "v"},   // not valid UTF-8, NUL in a key: the slow path
 		{"i": 3, "s": struct{ A int }{A: 1}}, // Go types a round trip converts
 		{"nl": []any(nil), "nm": map[string]any(nil), "e": []any{}},

@@ -46,7 +46,7 @@ func boundContext(c map[string]any) (map[string]any, []byte, error) {
 	if !ok { // other Go types: a round trip converts them as encoding/json does
 		b, err := json.Marshal(c)
 		if err != nil {
-			return nil, nil, fmt.Errorf("%w: context is not JSON: %v", ErrInvalid, err)
+			return nil, nil, fmt.Errorf("%w: context is not JSON: %w", ErrInvalid, err)
 		}
 		var m map[string]any
 		if err := json.Unmarshal(b, &m); err != nil {

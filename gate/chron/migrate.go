@@ -5,6 +5,7 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -131,7 +132,7 @@ func GrantWriter(ctx context.Context, pool *pgxpool.Pool, role string) error {
 		SELECT r.rolsuper, pg_has_role(r.oid, c.relowner, 'USAGE'), n.nspname
 		FROM pg_roles r, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
 		WHERE r.rolname = $1 AND c.oid = 'chron_records'::regclass`, role).Scan(&super, &owner, &schema)
-	if err == pgx.ErrNoRows {
+	if errors.Is(err, pgx.ErrNoRows) {
 		return fmt.Errorf("chron: grant: role %q does not exist", role)
 	}
 	if err != nil {

@@ -49,7 +49,7 @@ func ID(tok string) (string, bool) {
 	id := tok[len(prefix) : len(prefix)+idLen]
 	for i := 0; i < len(id); i++ {
 		c := id[i]
-		if !(c >= '0' && c <= '9' || c >= 'a' && c <= 'f') {
+		if (c < '0' || c > '9') && (c < 'a' || c > 'f') {
 			return "", false
 		}
 	}
