@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -21,7 +21,8 @@ import (
 	"github.com/claiim/claiim-operator/gate/server"
 )
 
-func runGate(args []string) error {
+// RunGate runs the gate: the decision API agents ask before every action.
+func RunGate(args []string) error {
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
 	listen := fs.String("listen", ":8181", "address of the gate API (/health, /ready, /v/init, /v/validate)")
 	metricsAddr := fs.String("metrics-bind-address", ":8182", "address of the Prometheus metrics endpoint; 0 disables it")
