@@ -81,11 +81,11 @@ test-unit: ## Only the tests that need neither envtest nor PostgreSQL.
 .PHONY: dev
 dev: build ## Start etcd, kube-apiserver, PostgreSQL, the manager and the gate locally (idempotent).
 	@hack/ensure-deps.sh
-	@KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" $(LOCALBIN)/claiim dev up
+	@KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" $(LOCALBIN)/claiim-dev up
 
 .PHONY: dev-down
 dev-down: ## Stop everything `make dev` started.
-	@$(LOCALBIN)/claiim dev down 2>/dev/null || go run . dev down
+	@$(LOCALBIN)/claiim-dev down 2>/dev/null || go run ./cmd/claiim-dev down
 
 .PHONY: rehearsal
 rehearsal: ## Run the seed's steps 3-11 against the local control plane.
@@ -98,8 +98,9 @@ demo: dev rehearsal ## make dev + make rehearsal; leaves everything running.
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/claiim.
-	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/claiim .
+build: ## Build bin/claiim (the image's binary) and bin/claiim-dev (the local control plane).
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/claiim ./cmd/claiim
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/claiim-dev ./cmd/claiim-dev
 
 IMG ?= claiim:dev
 
@@ -109,7 +110,7 @@ docker-build: ## Build the image (needs a Docker engine; none runs on the CI mac
 
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in $KUBECONFIG.
-	go run . manager
+	go run ./cmd/claiim manager
 
 ##@ Tools
 

@@ -1,6 +1,6 @@
-// Package e2e runs the whole system as a user does: `claiim dev up`, the
+// Package e2e runs the whole system as a user does: `claiim-dev up`, the
 // onboarding guide's commands (docs/onboarding.md), the rehearsal script,
-// the seed's troubleshooting cases, and `claiim dev down`.
+// the seed's troubleshooting cases, and `claiim-dev down`.
 package e2e
 
 import (
@@ -37,7 +37,7 @@ Action 2: deploy to prod-eu-1
 type system struct {
 	t        *testing.T
 	root     string // repository
-	bin      string // holds the claiim binary
+	bin      string // holds the claiim and claiim-dev binaries, as bin/ after make build
 	dir      string // the dev state dir
 	work     string // a working directory that looks like the repository with .dev in it
 	env      map[string]string
@@ -67,9 +67,16 @@ func TestOnboarding(t *testing.T) {
 }
 
 func (s *system) build() {
-	out, err := exec.Command("go", "build", "-o", filepath.Join(s.bin, "claiim"), s.root).CombinedOutput()
-	if err != nil {
-		s.t.Fatalf("go build: %v\n%s", err, out)
+	for _, name := range []string{"claiim", "claiim-dev"} {
+		out, err := exec.Command("go", "build", "-o", filepath.Join(s.bin, name), filepath.Join(s.root, "cmd", name)).CombinedOutput()
+		if err != nil {
+			s.t.Fatalf("go build %s: %v\n%s", name, err, out)
+		}
+	}
+	// The production binary no longer carries the local control plane; it says where it went.
+	out, err := exec.Command(filepath.Join(s.bin, "claiim"), "dev", "up").CombinedOutput()
+	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "claiim-dev up") || strings.Count(string(out), "\n") != 1 {
+		s.t.Fatalf("claiim dev up: want a one-line hint to claiim-dev and exit status 2, got %v:\n%s", err, out)
 	}
 	for _, d := range []string{"config", "hack", "gate", "charts"} {
 		if err := os.Symlink(filepath.Join(s.root, d), filepath.Join(s.work, d)); err != nil {
@@ -81,23 +88,24 @@ func (s *system) build() {
 	}
 }
 
-func (s *system) claiim(args ...string) (string, error) {
-	cmd := exec.Command(filepath.Join(s.bin, "claiim"), args...)
+// dev runs claiim-dev, which finds the claiim binary beside itself.
+func (s *system) dev(args ...string) (string, error) {
+	cmd := exec.Command(filepath.Join(s.bin, "claiim-dev"), args...)
 	cmd.Dir = s.root
 	out, err := cmd.CombinedOutput()
 	return string(out), err
 }
 
 func (s *system) up() {
-	out, err := s.claiim("dev", "up", "--dir", s.dir, "--gate-port", fmt.Sprint(s.gatePort))
+	out, err := s.dev("up", "--dir", s.dir, "--gate-port", fmt.Sprint(s.gatePort))
 	if err != nil {
-		s.t.Fatalf("claiim dev up: %v\n%s", err, out)
+		s.t.Fatalf("claiim-dev up: %v\n%s", err, out)
 	}
-	s.t.Cleanup(func() { _, _ = s.claiim("dev", "down", "--dir", s.dir) })
+	s.t.Cleanup(func() { _, _ = s.dev("down", "--dir", s.dir) })
 	if !strings.Contains(out, "CLAIIM is running") {
 		s.t.Fatalf("dev up did not say it is running:\n%s", out)
 	}
-	out, err = s.claiim("dev", "up", "--dir", s.dir, "--gate-port", fmt.Sprint(s.gatePort))
+	out, err = s.dev("up", "--dir", s.dir, "--gate-port", fmt.Sprint(s.gatePort))
 	if err != nil || !strings.Contains(out, "already running") {
 		s.t.Fatalf("a second dev up is not idempotent (%v):\n%s", err, out)
 	}
@@ -264,7 +272,7 @@ func (s *system) down(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	out, err := s.claiim("dev", "down", "--dir", s.dir)
+	out, err := s.dev("down", "--dir", s.dir)
 	if err != nil || !strings.Contains(out, "stopped") {
 		t.Fatalf("dev down: %v\n%s", err, out)
 	}

@@ -34,12 +34,46 @@ func TestDockerfile(t *testing.T) {
 	if strings.Index(df, "AS build") > strings.Index(df, "distroless") {
 		t.Error("the build stage must come before the runtime stage")
 	}
-	// Every package main imports must be copied into the build stage.
-	for _, dir := range []string{"api/", "controllers/", "gate/", "test/"} {
-		if !strings.Contains(df, "COPY "+dir+" "+dir) {
-			t.Errorf("Dockerfile does not copy %s", dir)
+	// Every directory of ours the binary imports is copied into the build
+	// stage, and no test code: test/ would only let test helpers creep back.
+	copied := map[string]bool{}
+	for _, c := range copies(df) {
+		for _, src := range c[:len(c)-1] {
+			copied[src] = true
 		}
 	}
+	list := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "./cmd/claiim")
+	list.Dir = testenv.RepoRoot()
+	out, err := list.Output()
+	if err != nil {
+		t.Fatalf("go list -deps ./cmd/claiim: %v", err)
+	}
+	const module = "github.com/claiim/claiim-operator/"
+	for _, pkg := range strings.Fields(string(out)) {
+		if rest, ok := strings.CutPrefix(pkg, module); ok {
+			dir, _, _ := strings.Cut(rest, "/")
+			if !copied[dir+"/"] {
+				t.Errorf("Dockerfile does not copy %s/, which the binary imports (%s)", dir, pkg)
+			}
+		}
+	}
+	for _, src := range []string{"test/", "*.go", "."} {
+		if copied[src] {
+			t.Errorf("Dockerfile copies %s into the build stage; the binary needs only cmd/ and the packages it imports", src)
+		}
+	}
+}
+
+// copies lists the build stage's COPY lines as their arguments (sources,
+// then destination), leaving out COPY --from.
+func copies(df string) [][]string {
+	var cs [][]string
+	for _, m := range regexp.MustCompile(`(?m)^COPY (.+)$`).FindAllStringSubmatch(df, -1) {
+		if f := strings.Fields(m[1]); len(f) >= 2 && !strings.HasPrefix(f[0], "--") {
+			cs = append(cs, f)
+		}
+	}
+	return cs
 }
 
 func TestStaticBinary(t *testing.T) {
@@ -50,14 +84,24 @@ func TestStaticBinary(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	m := regexp.MustCompile(`(?m)^RUN (CGO_ENABLED=0 GOOS=linux) go build (.*) -o /out/claiim \.$`).FindStringSubmatch(string(b))
+	m := regexp.MustCompile(`(?m)^RUN (CGO_ENABLED=0 GOOS=linux) go build (.*) -o /out/claiim (\./cmd/claiim)$`).FindStringSubmatch(string(b))
 	if m == nil {
-		t.Fatal("no `RUN CGO_ENABLED=0 GOOS=linux go build ... -o /out/claiim .` line in the Dockerfile")
+		t.Fatal("no `RUN CGO_ENABLED=0 GOOS=linux go build ... -o /out/claiim ./cmd/claiim` line in the Dockerfile")
+	}
+	// The build context as the build stage sees it: only what it copies.
+	src := t.TempDir()
+	for _, c := range copies(string(b)) {
+		dst := filepath.Join(src, c[len(c)-1])
+		for _, from := range c[:len(c)-1] {
+			if err := copyPath(filepath.Join(testenv.RepoRoot(), from), dst); err != nil {
+				t.Fatal(err)
+			}
+		}
 	}
 	out := filepath.Join(t.TempDir(), "claiim")
 	// Docker runs RUN lines with /bin/sh -c: so does the test, quoting and all.
-	cmd := exec.Command("sh", "-c", m[1]+" go build "+m[2]+` -o "$OUT" .`)
-	cmd.Dir = testenv.RepoRoot()
+	cmd := exec.Command("sh", "-c", m[1]+" go build "+m[2]+` -o "$OUT" `+m[3])
+	cmd.Dir = src
 	cmd.Env = append(os.Environ(), "OUT="+out)
 	if o, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("%v: %v\n%s", cmd.Args, err, o)
@@ -72,4 +116,24 @@ func TestStaticBinary(t *testing.T) {
 			t.Fatalf("the binary is dynamically linked (%v)", p.Type)
 		}
 	}
+}
+
+// copyPath copies a file into the directory dst, or a directory's tree to
+// dst, as COPY does.
+func copyPath(from, dst string) error {
+	st, err := os.Stat(from)
+	if err != nil {
+		return err
+	}
+	if st.IsDir() {
+		return os.CopyFS(dst, os.DirFS(from))
+	}
+	b, err := os.ReadFile(from)
+	if err != nil {
+		return err
+	}
+	if err := os.MkdirAll(dst, 0o755); err != nil {
+		return err
+	}
+	return os.WriteFile(filepath.Join(dst, filepath.Base(from)), b, 0o644)
 }

@@ -1,7 +1,7 @@
-// Command claiim is the one CLAIIM binary: `claiim manager` runs the
-// operator; later subcommands run the gate, read Chron and start a local
-// control plane.
-package main
+// Package cli holds the commands of the production claiim binary
+// (cmd/claiim): the manager, the gate and the Chron reader. Nothing here
+// may import test code: a test in cmd/claiim checks the binary's imports.
+package cli
 
 import (
 	"errors"
@@ -10,9 +10,6 @@ import (
 	"os"
 
 	"github.com/jackc/pgx/v5/pgxpool"
-	"k8s.io/apimachinery/pkg/runtime"
-	utilruntime "k8s.io/apimachinery/pkg/util/runtime"
-	clientgoscheme "k8s.io/client-go/kubernetes/scheme"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -20,61 +17,14 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
-	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/controllers/admission"
 	"github.com/claiim/claiim-operator/controllers/certs"
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
-const usage = `claiim governs AI agents in Kubernetes.
-
-Usage:
-  claiim manager [flags]   run the operator (reconcilers)
-  claiim gate [flags]      run the gate: agents ask it before every action
-  claiim chron COMMAND     read and verify Chron, the audit log (list, verify, migrate)
-  claiim dev up|down       a local control plane with everything running (make dev)
-
-Run 'claiim <command> -h' for the flags of a command.
-`
-
-func main() {
-	if len(os.Args) < 2 {
-		fmt.Fprint(os.Stderr, usage)
-		os.Exit(2)
-	}
-	var err error
-	switch os.Args[1] {
-	case "manager":
-		err = runManager(os.Args[2:])
-	case "gate":
-		err = runGate(os.Args[2:])
-	case "chron":
-		err = runChron(os.Args[2:], os.Stdout)
-	case "dev":
-		err = runDev(os.Args[2:])
-	case "-h", "--help", "help":
-		fmt.Print(usage)
-		return
-	default:
-		fmt.Fprintf(os.Stderr, "claiim: unknown command %q\n\n%s", os.Args[1], usage)
-		os.Exit(2)
-	}
-	if err != nil {
-		fmt.Fprintf(os.Stderr, "claiim %s: %v\n", os.Args[1], err)
-		os.Exit(1)
-	}
-}
-
-// Scheme holds every type the manager reads or writes.
-func newScheme() *runtime.Scheme {
-	s := runtime.NewScheme()
-	utilruntime.Must(clientgoscheme.AddToScheme(s))
-	utilruntime.Must(claiimv1.AddToScheme(s))
-	return s
-}
-
-func runManager(args []string) error {
+// RunManager runs the operator: the reconcilers and the admission webhooks.
+func RunManager(args []string) error {
 	fs := flag.NewFlagSet("manager", flag.ContinueOnError)
 	metricsAddr := fs.String("metrics-bind-address", ":8080", "address of the Prometheus metrics endpoint; 0 disables it")
 	probeAddr := fs.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -21,7 +21,8 @@ const chronUsage = `Usage:
 Every command reads DATABASE_URL (or --database-url).
 `
 
-func runChron(args []string, out io.Writer) error {
+// RunChron runs `claiim chron list|verify|migrate`, printing to out.
+func RunChron(args []string, out io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, chronUsage)
 		return errors.New("missing chron command")

@@ -1,13 +1,11 @@
-package main
+package devenv
 
 import (
 	"bytes"
 	"context"
 	"errors"
-	"flag"
 	"fmt"
-	"net"
-	"net/http"
+	"io"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -29,185 +27,15 @@ import (
 	"github.com/claiim/claiim-operator/test/testenv"
 )
 
-// The seed's people and the components' identities in the local control
-// plane.
-const (
-	devAdmin   = "admin@claiim.io"
-	devPeer    = "peer@claiim.io"
-	devManager = "system:serviceaccount:claiim-system:claiim-manager"
-	devGate    = "system:serviceaccount:claiim-system:claiim-gate"
-)
-
-const devUsage = `Usage:
-  claiim dev up   [--dir .dev] [--gate-port 8181]   start the local control plane (idempotent)
-  claiim dev down [--dir .dev]                      stop all of it
-Needs KUBEBUILDER_ASSETS (kube-apiserver, etcd, kubectl; 'make dev' builds them) and
-PostgreSQL server binaries, or DATABASE_URL pointing at your own database.
-`
-
-type devFlags struct {
-	dir      string
-	gatePort int
-	dbURL    string
-}
-
-func runDev(args []string) error {
-	if len(args) == 0 {
-		fmt.Fprint(os.Stderr, devUsage)
-		return errors.New("missing dev command")
-	}
-	fs := flag.NewFlagSet("dev "+args[0], flag.ContinueOnError)
-	var f devFlags
-	fs.StringVar(&f.dir, "dir", ".dev", "where state, kubeconfigs, logs and the env file live")
-	fs.IntVar(&f.gatePort, "gate-port", 8181, "port of the gate on localhost")
-	fs.StringVar(&f.dbURL, "database-url", os.Getenv("DATABASE_URL"), "use this PostgreSQL for Chron instead of a throwaway one")
-	if err := fs.Parse(args[1:]); err != nil {
-		return err
-	}
-	dir, err := filepath.Abs(f.dir)
-	if err != nil {
-		return err
-	}
-	f.dir = dir
-	switch args[0] {
-	case "up":
-		return devUp(f)
-	case "down":
-		return devDown(f)
-	case "serve":
-		return devServe(f)
-	}
-	fmt.Fprint(os.Stderr, devUsage)
-	return fmt.Errorf("unknown dev command %q", args[0])
-}
-
-func (f devFlags) path(name string) string { return filepath.Join(f.dir, name) }
-
-func (f devFlags) gateURL() string { return fmt.Sprintf("http://localhost:%d", f.gatePort) }
-
-// runningPID returns the supervisor's pid if it is alive.
-func (f devFlags) runningPID() int {
-	b, err := os.ReadFile(f.path("pid"))
-	if err != nil {
-		return 0
-	}
-	pid, err := strconv.Atoi(strings.TrimSpace(string(b)))
-	if err != nil || syscall.Kill(pid, 0) != nil {
-		return 0
-	}
-	return pid
-}
-
-func devUp(f devFlags) error {
-	if pid := f.runningPID(); pid != 0 {
-		fmt.Printf("The local control plane is already running (pid %d).\n", pid)
-		printDevSummary(f)
-		return nil
-	}
-	assets := os.Getenv("KUBEBUILDER_ASSETS")
-	for _, b := range []string{"kube-apiserver", "etcd", "kubectl"} {
-		if _, err := os.Stat(filepath.Join(assets, b)); assets == "" || err != nil {
-			return fmt.Errorf("no %s in KUBEBUILDER_ASSETS=%q: run 'make dev', which builds kube-apiserver, etcd and kubectl once and sets it", b, assets)
-		}
-	}
-	if f.dbURL == "" {
-		if _, err := pgtest.BinDir(); err != nil {
-			return fmt.Errorf("%w (the seed's \"your database is yours\": DATABASE_URL=postgres://... make dev)", err)
-		}
-	}
-	if err := portFree(f.gatePort); err != nil {
-		return err
-	}
-	if err := os.MkdirAll(f.dir, 0o700); err != nil {
-		return err
-	}
-	_ = os.Remove(f.path("env"))
-	logf, err := os.Create(f.path("dev.log"))
-	if err != nil {
-		return err
-	}
-	defer logf.Close()
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
-	cmd := exec.Command(exe, "dev", "serve", "--dir", f.dir, "--gate-port", strconv.Itoa(f.gatePort), "--database-url", f.dbURL)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
-	if err := cmd.Start(); err != nil {
-		return fmt.Errorf("starting the local control plane: %w", err)
-	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
-
-	fmt.Println("Starting the local control plane: etcd, kube-apiserver, PostgreSQL, the manager with its webhooks, the gate...")
-	deadline := time.After(3 * time.Minute)
-	for {
-		select {
-		case err := <-exited:
-			return fmt.Errorf("the local control plane stopped while starting (%v); see %s:\n%s", err, f.path("dev.log"), tail(f.path("dev.log"), 30))
-		case <-deadline:
-			return fmt.Errorf("the local control plane did not become ready in 3 minutes; see the logs in %s:\n%s", f.dir, tail(f.path("dev.log"), 30))
-		case <-time.After(200 * time.Millisecond):
-		}
-		if _, err := os.Stat(f.path("env")); err != nil {
-			continue
-		}
-		if resp, err := http.Get(f.gateURL() + "/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				printDevSummary(f)
-				return nil
-			}
-		}
-	}
-}
-
-func printDevSummary(f devFlags) {
-	rel := f.dir
-	if wd, err := os.Getwd(); err == nil {
-		if r, err := filepath.Rel(wd, f.dir); err == nil && !strings.HasPrefix(r, "..") {
-			rel = r
-		}
-	}
-	fmt.Printf(`
-CLAIIM is running.
-  gate:          %[1]s  (curl %[1]s/health)
-  kubeconfigs:   %[2]s/kubeconfig-admin (admin@claiim.io), %[2]s/kubeconfig-peer (peer@claiim.io)
-  logs:          %[2]s/*.log
-
-Next:
-  source %[2]s/env                 # KUBECONFIG (admin), CLAIIM_PEER_KUBECONFIG, DATABASE_URL, CLAIIM_GATE_URL, kubectl on PATH
-  kubectl get aiorg,skill,pol,agent,pim
-  make rehearsal                  # the seed's onboarding, steps 3-11
-  make dev-down                   # stop everything
-`, f.gateURL(), rel)
-}
-
-func devDown(f devFlags) error {
-	pid := f.runningPID()
-	if pid == 0 {
-		fmt.Println("The local control plane is not running.")
-		return nil
-	}
-	if err := syscall.Kill(pid, syscall.SIGTERM); err != nil {
-		return fmt.Errorf("stopping pid %d: %w", pid, err)
-	}
-	for i := 0; i < 600; i++ {
-		if syscall.Kill(pid, 0) != nil {
-			fmt.Println("The local control plane is stopped.")
-			return nil
-		}
-		time.Sleep(100 * time.Millisecond)
-	}
-	_ = syscall.Kill(-pid, syscall.SIGKILL)
-	return fmt.Errorf("the local control plane (pid %d) did not stop in 60s and was killed; see %s", pid, f.path("dev.log"))
-}
-
 // devServe is the supervisor: it runs everything and stops everything.
 func devServe(f devFlags) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
+	// The manager and the gate run from the production binary, as in a cluster.
+	claiim, err := f.claiimBinary()
+	if err != nil {
+		return err
+	}
 	if err := os.WriteFile(f.path("pid"), []byte(strconv.Itoa(os.Getpid())), 0o600); err != nil {
 		return err
 	}
@@ -304,10 +132,6 @@ func devServe(f devFlags) (err error) {
 		}
 	}
 
-	exe, err := os.Executable()
-	if err != nil {
-		return err
-	}
 	wio := env.WebhookInstallOptions
 	children := []*exec.Cmd{}
 	defer func() {
@@ -330,7 +154,7 @@ func devServe(f devFlags) (err error) {
 		if err != nil {
 			return err
 		}
-		c := exec.Command(exe, args...)
+		c := exec.Command(claiim, args...)
 		c.Env = append(os.Environ(), "KUBECONFIG="+f.path(kubeconfig), "DATABASE_URL="+dbURL)
 		c.Stdout, c.Stderr = lf, lf
 		logf("starting the %s (log: %s)", name, lf.Name())
@@ -350,7 +174,7 @@ func devServe(f devFlags) (err error) {
 		return err
 	}
 
-	envFile := fmt.Sprintf(`# Written by 'claiim dev up'. Source it: . %[1]s/env
+	envFile := fmt.Sprintf(`# Written by 'claiim-dev up'. Source it: . %[1]s/env
 export KUBECONFIG=%[1]s/kubeconfig-admin
 export CLAIIM_ADMIN_KUBECONFIG=%[1]s/kubeconfig-admin
 export CLAIIM_PEER_KUBECONFIG=%[1]s/kubeconfig-peer
@@ -358,7 +182,7 @@ export CLAIIM_ROOT_KUBECONFIG=%[1]s/kubeconfig-root
 export DATABASE_URL=%[2]q
 export CLAIIM_GATE_URL=%[3]s/v
 export PATH=%[4]q:"$PATH"
-`, f.dir, dbURL, f.gateURL(), os.Getenv("KUBEBUILDER_ASSETS")+":"+filepath.Dir(exe))
+`, f.dir, dbURL, f.gateURL(), os.Getenv("KUBEBUILDER_ASSETS")+":"+filepath.Dir(claiim))
 	if err := os.WriteFile(f.path("env"), []byte(envFile), 0o600); err != nil {
 		return err
 	}
@@ -381,7 +205,10 @@ func applyFile(ctx context.Context, c client.Client, path string) error {
 	for {
 		u := &unstructured.Unstructured{}
 		if err := dec.Decode(&u.Object); err != nil {
-			return nil
+			if errors.Is(err, io.EOF) {
+				return nil
+			}
+			return fmt.Errorf("reading %s: %w", path, err)
 		}
 		if len(u.Object) == 0 {
 			continue
@@ -390,26 +217,4 @@ func applyFile(ctx context.Context, c client.Client, path string) error {
 			return fmt.Errorf("applying %s: %w", path, err)
 		}
 	}
-}
-
-// portFree says which port is taken, and by what when ss can tell.
-func portFree(port int) error {
-	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
-	if err == nil {
-		return l.Close()
-	}
-	by := ""
-	if out, err := exec.Command("ss", "-H", "-ltnp", fmt.Sprintf("sport = :%d", port)).Output(); err == nil && len(out) > 0 {
-		by = ": " + strings.TrimSpace(string(out))
-	}
-	return fmt.Errorf("port %d (the gate's) is taken%s; stop that process or use --gate-port", port, by)
-}
-
-func tail(path string, n int) string {
-	b, _ := os.ReadFile(path)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > n {
-		lines = lines[len(lines)-n:]
-	}
-	return strings.Join(lines, "\n")
 }

@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"bytes"
@@ -33,7 +33,7 @@ func TestChronCommands(t *testing.T) {
 	}
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := runChron(append(args, "--database-url", url), &out)
+		err := RunChron(append(args, "--database-url", url), &out)
 		return out.String(), err
 	}
 	if _, err := run("migrate"); err != nil {

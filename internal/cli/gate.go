@@ -1,4 +1,4 @@
-package main
+package cli
 
 import (
 	"context"
@@ -11,6 +11,7 @@ import (
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -21,7 +22,8 @@ import (
 	"github.com/claiim/claiim-operator/gate/server"
 )
 
-func runGate(args []string) error {
+// RunGate runs the gate: the decision API agents ask before every action.
+func RunGate(args []string) error {
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
 	listen := fs.String("listen", ":8181", "address of the gate API (/health, /ready, /v/init, /v/validate)")
 	metricsAddr := fs.String("metrics-bind-address", ":8182", "address of the Prometheus metrics endpoint; 0 disables it")
@@ -53,7 +55,7 @@ func runGate(args []string) error {
 		}
 	}
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(prometheus.NewGoCollector(), prometheus.NewProcessCollector(prometheus.ProcessCollectorOpts{}))
+	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := server.NewMetrics(reg)
 	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/" + *replica, OnCommit: metrics.ObserveCommit})
 	if err != nil {
