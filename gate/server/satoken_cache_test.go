@@ -70,4 +70,3 @@ func TestTokenReviewCacheExpires(t *testing.T) {
 		t.Fatalf("%d TokenReviews after the TTL, want 2", reviews)
 	}
 }
-
