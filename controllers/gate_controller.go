@@ -14,8 +14,15 @@ import (
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/apimachinery/pkg/util/intstr"
+	appsv1ac "k8s.io/client-go/applyconfigurations/apps/v1"
+	corev1ac "k8s.io/client-go/applyconfigurations/core/v1"
+	metav1ac "k8s.io/client-go/applyconfigurations/meta/v1"
+	networkingv1ac "k8s.io/client-go/applyconfigurations/networking/v1"
+	policyv1ac "k8s.io/client-go/applyconfigurations/policy/v1"
+	rbacv1ac "k8s.io/client-go/applyconfigurations/rbac/v1"
 	"k8s.io/utils/ptr"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
@@ -71,80 +78,109 @@ func (r *GateReconciler) gateLabels() map[string]string {
 	return map[string]string{labelName: "claiim", labelComponent: "gate", labelManagedBy: gateFieldOwner}
 }
 
-// Desired returns every object of the gate, as applied.
-func (r *GateReconciler) Desired() []client.Object {
+// gateObject is one of the gate's objects: the apply configuration the
+// manager owns, its metadata (the apply response is decoded into it, so
+// its resourceVersion afterwards tells whether the apply changed
+// anything), and an empty object of its kind to read the current one into.
+type gateObject struct {
+	apply interface {
+		runtime.ApplyConfiguration
+		GetKind() *string
+	}
+	meta    *metav1ac.ObjectMetaApplyConfiguration
+	current client.Object
+}
+
+// desired returns every object of the gate, as applied.
+func (r *GateReconciler) desired() []gateObject {
 	c := r.Config
 	l := r.gateLabels()
 	sel := map[string]string{labelName: "claiim", labelComponent: "gate"}
-	meta := func(name string, namespaced bool) metav1.ObjectMeta {
-		m := metav1.ObjectMeta{Name: name, Labels: l}
-		if namespaced {
-			m.Namespace = c.Namespace
+	dbSecret := corev1ac.SecretKeySelector().WithKey("DATABASE_URL")
+	if c.DatabaseSecret != "" { // an empty name is left out, not sent as ""
+		dbSecret.WithName(c.DatabaseSecret)
+	}
+	env := []*corev1ac.EnvVarApplyConfiguration{
+		corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().
+			WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
+		corev1ac.EnvVar().WithName("DATABASE_URL").WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(dbSecret)),
+	}
+	if limit := goMemLimit(c.Resources); limit != "" {
+		env = append(env, corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValue(limit))
+	}
+	gate := corev1ac.Container().WithName("gate").WithImage(c.Image).
+		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), "--metrics-bind-address=:8182", "--migrate=false").
+		WithEnv(env...).
+		WithPorts(corev1ac.ContainerPort().WithName("api").WithContainerPort(c.Port),
+			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(8182)).
+		WithLivenessProbe(corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/health").WithPort(intstr.FromString("api")))).
+		WithReadinessProbe(corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/ready").WithPort(intstr.FromString("api"))).
+			WithPeriodSeconds(2)).
+		WithResources(resources(c.Resources)).
+		WithSecurityContext(corev1ac.SecurityContext().WithAllowPrivilegeEscalation(false).WithReadOnlyRootFilesystem(true).
+			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")))
+	dep := appsv1ac.Deployment(GateName, c.Namespace).WithLabels(l).WithSpec(appsv1ac.DeploymentSpec().
+		WithReplicas(c.Replicas).
+		WithSelector(metav1ac.LabelSelector().WithMatchLabels(sel)).
+		WithStrategy(appsv1ac.DeploymentStrategy().WithType(appsv1.RollingUpdateDeploymentStrategyType).
+			WithRollingUpdate(appsv1ac.RollingUpdateDeployment().WithMaxUnavailable(intstr.FromInt32(0)).WithMaxSurge(intstr.FromInt32(1)))).
+		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(l).WithAnnotations(map[string]string{annotationConfig: configHash(c)}).
+			WithSpec(corev1ac.PodSpec().WithServiceAccountName(GateName).
+				WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).
+					WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
+				WithContainers(gate))))
+
+	sa := corev1ac.ServiceAccount(GateName, c.Namespace).WithLabels(l)
+	role := rbacv1ac.ClusterRole(GateName).WithLabels(l).WithRules(
+		rbacv1ac.PolicyRule().WithAPIGroups("claiim.io").WithResources("aiorgs", "skills", "policies", "agents", "crossorggrants").
+			WithVerbs("get", "list", "watch"),
+		// In-cluster agents present projected ServiceAccount tokens.
+		rbacv1ac.PolicyRule().WithAPIGroups("authentication.k8s.io").WithResources("tokenreviews").WithVerbs("create"))
+	binding := rbacv1ac.ClusterRoleBinding(GateName).WithLabels(l).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(GateName)).
+		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(GateName).WithNamespace(c.Namespace))
+	svc := corev1ac.Service(GateName, c.Namespace).WithLabels(l).WithSpec(corev1ac.ServiceSpec().WithSelector(sel).
+		WithPorts(corev1ac.ServicePort().WithName("api").WithPort(c.Port).WithTargetPort(intstr.FromString("api"))))
+	pdb := policyv1ac.PodDisruptionBudget(GateName, c.Namespace).WithLabels(l).WithSpec(policyv1ac.PodDisruptionBudgetSpec().
+		WithMinAvailable(intstr.FromInt32(1)).WithSelector(metav1ac.LabelSelector().WithMatchLabels(sel)))
+	// Agents anywhere in the cluster reach the API; nothing else is open.
+	netpol := networkingv1ac.NetworkPolicy(GateName, c.Namespace).WithLabels(l).WithSpec(networkingv1ac.NetworkPolicySpec().
+		WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(sel)).
+		WithPolicyTypes(networkingv1.PolicyTypeIngress).
+		WithIngress(networkingv1ac.NetworkPolicyIngressRule().
+			WithFrom(networkingv1ac.NetworkPolicyPeer().WithNamespaceSelector(metav1ac.LabelSelector())).
+			WithPorts(networkingv1ac.NetworkPolicyPort().WithPort(intstr.FromInt32(c.Port)),
+				networkingv1ac.NetworkPolicyPort().WithPort(intstr.FromInt32(8182)))))
+
+	return []gateObject{
+		{sa, sa.ObjectMetaApplyConfiguration, &corev1.ServiceAccount{}},
+		{role, role.ObjectMetaApplyConfiguration, &rbacv1.ClusterRole{}},
+		{binding, binding.ObjectMetaApplyConfiguration, &rbacv1.ClusterRoleBinding{}},
+		{dep, dep.ObjectMetaApplyConfiguration, &appsv1.Deployment{}},
+		{svc, svc.ObjectMetaApplyConfiguration, &corev1.Service{}},
+		{pdb, pdb.ObjectMetaApplyConfiguration, &policyv1.PodDisruptionBudget{}},
+		{netpol, netpol.ObjectMetaApplyConfiguration, &networkingv1.NetworkPolicy{}},
+	}
+}
+
+// resources is r as an apply configuration, with r's empty parts left out
+// as its JSON leaves them out.
+func resources(r corev1.ResourceRequirements) *corev1ac.ResourceRequirementsApplyConfiguration {
+	ac := corev1ac.ResourceRequirements()
+	if len(r.Limits) > 0 {
+		ac.WithLimits(r.Limits)
+	}
+	if len(r.Requests) > 0 {
+		ac.WithRequests(r.Requests)
+	}
+	for _, claim := range r.Claims {
+		cl := corev1ac.ResourceClaim().WithName(claim.Name)
+		if claim.Request != "" {
+			cl.WithRequest(claim.Request)
 		}
-		return m
+		ac.WithClaims(cl)
 	}
-	cfgHash := configHash(c)
-	dep := &appsv1.Deployment{
-		TypeMeta:   metav1.TypeMeta{APIVersion: "apps/v1", Kind: "Deployment"},
-		ObjectMeta: meta(GateName, true),
-		Spec: appsv1.DeploymentSpec{
-			Replicas: ptr.To(c.Replicas),
-			Selector: &metav1.LabelSelector{MatchLabels: sel},
-			Strategy: appsv1.DeploymentStrategy{Type: appsv1.RollingUpdateDeploymentStrategyType, RollingUpdate: &appsv1.RollingUpdateDeployment{
-				MaxUnavailable: ptr.To(intstr.FromInt32(0)), MaxSurge: ptr.To(intstr.FromInt32(1))}},
-			Template: corev1.PodTemplateSpec{
-				ObjectMeta: metav1.ObjectMeta{Labels: l, Annotations: map[string]string{annotationConfig: cfgHash}},
-				Spec: corev1.PodSpec{
-					ServiceAccountName: GateName,
-					SecurityContext: &corev1.PodSecurityContext{RunAsNonRoot: ptr.To(true),
-						SeccompProfile: &corev1.SeccompProfile{Type: corev1.SeccompProfileTypeRuntimeDefault}},
-					Containers: []corev1.Container{{
-						Name: "gate", Image: c.Image,
-						Args: []string{"gate", fmt.Sprintf("--listen=:%d", c.Port), "--metrics-bind-address=:8182", "--migrate=false"},
-						Env: append([]corev1.EnvVar{
-							{Name: "POD_NAME", ValueFrom: &corev1.EnvVarSource{FieldRef: &corev1.ObjectFieldSelector{FieldPath: "metadata.name"}}},
-							{Name: "DATABASE_URL", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
-								LocalObjectReference: corev1.LocalObjectReference{Name: c.DatabaseSecret}, Key: "DATABASE_URL"}}},
-						}, gcEnv(c.Resources)...),
-						Ports:         []corev1.ContainerPort{{Name: "api", ContainerPort: c.Port}, {Name: "metrics", ContainerPort: 8182}},
-						LivenessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/health", Port: intstr.FromString("api")}}},
-						ReadinessProbe: &corev1.Probe{ProbeHandler: corev1.ProbeHandler{HTTPGet: &corev1.HTTPGetAction{Path: "/ready", Port: intstr.FromString("api")}},
-							PeriodSeconds: 2},
-						Resources: c.Resources,
-						SecurityContext: &corev1.SecurityContext{AllowPrivilegeEscalation: ptr.To(false), ReadOnlyRootFilesystem: ptr.To(true),
-							Capabilities: &corev1.Capabilities{Drop: []corev1.Capability{"ALL"}}},
-					}},
-				},
-			},
-		},
-	}
-	return []client.Object{
-		&corev1.ServiceAccount{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "ServiceAccount"}, ObjectMeta: meta(GateName, true)},
-		&rbacv1.ClusterRole{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRole"}, ObjectMeta: meta(GateName, false),
-			Rules: []rbacv1.PolicyRule{
-				{APIGroups: []string{"claiim.io"}, Resources: []string{"aiorgs", "skills", "policies", "agents", "crossorggrants"}, Verbs: []string{"get", "list", "watch"}},
-				// In-cluster agents present projected ServiceAccount tokens.
-				{APIGroups: []string{"authentication.k8s.io"}, Resources: []string{"tokenreviews"}, Verbs: []string{"create"}},
-			}},
-		&rbacv1.ClusterRoleBinding{TypeMeta: metav1.TypeMeta{APIVersion: "rbac.authorization.k8s.io/v1", Kind: "ClusterRoleBinding"}, ObjectMeta: meta(GateName, false),
-			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: GateName},
-			Subjects: []rbacv1.Subject{{Kind: rbacv1.ServiceAccountKind, Name: GateName, Namespace: c.Namespace}}},
-		dep,
-		&corev1.Service{TypeMeta: metav1.TypeMeta{APIVersion: "v1", Kind: "Service"}, ObjectMeta: meta(GateName, true),
-			Spec: corev1.ServiceSpec{Selector: sel, Ports: []corev1.ServicePort{{Name: "api", Port: c.Port, TargetPort: intstr.FromString("api")}}}},
-		&policyv1.PodDisruptionBudget{TypeMeta: metav1.TypeMeta{APIVersion: "policy/v1", Kind: "PodDisruptionBudget"}, ObjectMeta: meta(GateName, true),
-			Spec: policyv1.PodDisruptionBudgetSpec{MinAvailable: ptr.To(intstr.FromInt32(1)), Selector: &metav1.LabelSelector{MatchLabels: sel}}},
-		// Agents anywhere in the cluster reach the API; nothing else is open.
-		&networkingv1.NetworkPolicy{TypeMeta: metav1.TypeMeta{APIVersion: "networking.k8s.io/v1", Kind: "NetworkPolicy"}, ObjectMeta: meta(GateName, true),
-			Spec: networkingv1.NetworkPolicySpec{
-				PodSelector: metav1.LabelSelector{MatchLabels: sel},
-				PolicyTypes: []networkingv1.PolicyType{networkingv1.PolicyTypeIngress},
-				Ingress: []networkingv1.NetworkPolicyIngressRule{{
-					From:  []networkingv1.NetworkPolicyPeer{{NamespaceSelector: &metav1.LabelSelector{}}},
-					Ports: []networkingv1.NetworkPolicyPort{{Port: ptr.To(intstr.FromInt32(c.Port))}, {Port: ptr.To(intstr.FromInt32(8182))}},
-				}},
-			}},
-	}
+	return ac
 }
 
 // configHash changes whenever the configuration does, so the pod template
@@ -160,22 +196,22 @@ func configHash(c GateConfig) string {
 // deployment claiim-gate), so drift and its correction are visible.
 func (r *GateReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
 	var changed []string
-	for _, obj := range r.Desired() {
-		kind := obj.GetObjectKind().GroupVersionKind().Kind
+	for _, o := range r.desired() {
+		kind := ptr.Deref(o.apply.GetKind(), "")
+		key := client.ObjectKey{Namespace: ptr.Deref(o.meta.Namespace, ""), Name: ptr.Deref(o.meta.Name, "")}
 		before := ""
-		cur := obj.DeepCopyObject().(client.Object)
-		if err := r.Client.Get(ctx, client.ObjectKeyFromObject(obj), cur); err == nil {
-			before = cur.GetResourceVersion()
+		if err := r.Client.Get(ctx, key, o.current); err == nil {
+			before = o.current.GetResourceVersion()
 		}
-		if err := r.Client.Patch(ctx, obj, client.Apply, client.FieldOwner(gateFieldOwner), client.ForceOwnership); err != nil { //nolint:staticcheck // typed apply
-			err = fmt.Errorf("applying %s %s: %w", kind, obj.GetName(), err)
+		if err := r.Client.Apply(ctx, o.apply, client.FieldOwner(gateFieldOwner), client.ForceOwnership); err != nil {
+			err = fmt.Errorf("applying %s %s: %w", kind, key.Name, err)
 			r.event(ctx, corev1.EventTypeWarning, "ApplyFailed", err.Error())
 			return ctrl.Result{}, err
 		}
 		switch {
 		case before == "":
 			changed = append(changed, "created "+kind)
-		case before != obj.GetResourceVersion():
+		case before != ptr.Deref(o.meta.ResourceVersion, ""):
 			changed = append(changed, "restored "+kind)
 		}
 	}
@@ -222,13 +258,14 @@ func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	return b.Complete(r)
 }
 
-// gcEnv bounds the gate's heap below its memory limit: the gate raises
-// GOGC for throughput (server.TuneGC), and GOMEMLIMIT at 90% of the limit
-// makes the collector work harder before the kernel would kill the pod.
-func gcEnv(r corev1.ResourceRequirements) []corev1.EnvVar {
+// goMemLimit bounds the gate's heap below its memory limit: the gate
+// raises GOGC for throughput (server.TuneGC), and GOMEMLIMIT at 90% of the
+// limit makes the collector work harder before the kernel would kill the
+// pod. "" when there is no memory limit.
+func goMemLimit(r corev1.ResourceRequirements) string {
 	limit, ok := r.Limits[corev1.ResourceMemory]
 	if !ok || limit.Value() <= 0 {
-		return nil
+		return ""
 	}
-	return []corev1.EnvVar{{Name: "GOMEMLIMIT", Value: fmt.Sprint(limit.Value() / 10 * 9)}}
+	return fmt.Sprint(limit.Value() / 10 * 9)
 }

@@ -14,10 +14,6 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/test/testenv"
@@ -32,11 +28,9 @@ var gateConfig = controllers.GateConfig{Namespace: gateNamespace, Image: "ghcr.i
 	Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1000Mi")}}}
 
 var (
-	env    *envtest.Environment
-	cfg    *rest.Config
-	k8s    client.Client
-	ctx    context.Context
-	cancel context.CancelFunc
+	cfg *rest.Config
+	k8s client.Client
+	ctx context.Context
 )
 
 func TestControllers(t *testing.T) {
@@ -48,40 +42,16 @@ func TestControllers(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	SetDefaultEventuallyTimeout(20 * time.Second)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
-	ctx, cancel = context.WithCancel(context.Background())
-
-	env = testenv.New()
-	var err error
-	cfg, err = testenv.Start(env)
-	Expect(err).NotTo(HaveOccurred())
-
-	k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
-
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{
-		Scheme:  testenv.Scheme(),
-		Cache:   controllers.CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"},
+	env := testenv.Setup(GinkgoT(), testenv.Options{
+		Log:     GinkgoWriter,
+		Objects: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gateNamespace}}},
+		Manager: &testenv.Manager{Cache: controllers.CacheOptions(), Setup: func(ctx context.Context, mgr ctrl.Manager, _ *testenv.Env) error {
+			return controllers.Setup(ctx, mgr, controllers.Options{GateURL: testGateURL, Gate: &gateConfig})
+		}},
 	})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(k8s.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: gateNamespace}})).To(Succeed())
-	Expect(controllers.Setup(ctx, mgr, controllers.Options{GateURL: testGateURL, Gate: &gateConfig})).To(Succeed())
-	go func() {
-		defer GinkgoRecover()
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
-})
-
-var _ = AfterSuite(func() {
-	if cancel != nil {
-		cancel()
-	}
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
+	ctx, cfg, k8s = env.Context(), env.Config, env.Client
 })
 
 // newNamespace makes a namespace for one test's namespaced objects.

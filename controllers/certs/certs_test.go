@@ -1,7 +1,6 @@
 package certs_test
 
 import (
-	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"os"
@@ -11,13 +10,10 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	"sigs.k8s.io/yaml"
 
 	"github.com/claiim/claiim-operator/controllers/certs"
 	"github.com/claiim/claiim-operator/test/testenv"
@@ -27,20 +23,16 @@ func TestRotator(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs envtest")
 	}
-	env := testenv.New()
-	cfg, err := testenv.Start(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
-	ctx := context.Background()
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}); err != nil {
-		t.Fatal(err)
-	}
+	// The rotator runs as the manager, with exactly config/rbac/role.yaml.
+	const manager = "system:serviceaccount:claiim-system:claiim-manager"
+	env := testenv.Setup(t, testenv.Options{
+		RBAC:    []string{"config/rbac/role.yaml"},
+		Objects: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}},
+		Users: []testenv.User{{Name: manager, Groups: []string{"system:serviceaccounts", "system:authenticated"},
+			ClusterRoles: []string{"claiim-manager"}}},
+	})
+	ctx, c, asManager := env.Context(), env.Client, env.As(manager)
+
 	hook := admissionregistrationv1.ValidatingWebhook{Name: "vcontrolplane.claiim.io", AdmissionReviewVersions: []string{"v1"},
 		SideEffects: ptr.To(admissionregistrationv1.SideEffectClassNone),
 		ClientConfig: admissionregistrationv1.WebhookClientConfig{Service: &admissionregistrationv1.ServiceReference{
@@ -48,33 +40,6 @@ func TestRotator(t *testing.T) {
 	vwc := &admissionregistrationv1.ValidatingWebhookConfiguration{ObjectMeta: metav1.ObjectMeta{Name: "claiim-validating"},
 		Webhooks: []admissionregistrationv1.ValidatingWebhook{hook}}
 	if err := c.Create(ctx, vwc); err != nil {
-		t.Fatal(err)
-	}
-
-	// The rotator runs as the manager, with exactly config/rbac/role.yaml.
-	b, err := os.ReadFile(filepath.Join(testenv.RepoRoot(), "config", "rbac", "role.yaml"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	role := &rbacv1.ClusterRole{}
-	if err := yaml.Unmarshal(b, role); err != nil {
-		t.Fatal(err)
-	}
-	const manager = "system:serviceaccount:claiim-system:claiim-manager"
-	if err := c.Create(ctx, role); err != nil {
-		t.Fatal(err)
-	}
-	if err := c.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "claiim-manager"},
-		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: role.Name},
-		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: manager}}}); err != nil {
-		t.Fatal(err)
-	}
-	mu, err := env.AddUser(envtest.User{Name: manager, Groups: []string{"system:serviceaccounts", "system:authenticated"}}, nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	asManager, err := client.New(mu.Config(), client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
 		t.Fatal(err)
 	}
 

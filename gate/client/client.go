@@ -12,6 +12,8 @@ import (
 	"net/http"
 	"strings"
 	"time"
+
+	"github.com/claiim/claiim-operator/gate/api"
 )
 
 // Client asks the gate before every action.
@@ -34,16 +36,8 @@ func New(gateURL, agentToken, skillVersionID string) *Client {
 // WithHTTPClient replaces the HTTP client (timeouts, TLS).
 func (c *Client) WithHTTPClient(h *http.Client) *Client { c.http = h; return c }
 
-// Result is an ALLOW.
-type Result struct {
-	Outcome        string   `json:"outcome"`
-	Reason         string   `json:"reason"`
-	Message        string   `json:"message"`
-	DecisionID     string   `json:"decision_id"`
-	ChronID        string   `json:"chron_id"`
-	SkillVersionID string   `json:"skill_version_id"`
-	SkillRules     []string `json:"skill_rules"`
-}
+// Result is an ALLOW: the gate's answer as it sent it.
+type Result = api.ValidateResponse
 
 // Denied is returned for a DENY and for any failure to get an answer.
 type Denied struct {
@@ -64,31 +58,20 @@ func (d *Denied) Error() string {
 func (d *Denied) Unwrap() error { return d.Err }
 
 // Identity is what /v/init tells an agent about itself.
-type Identity struct {
-	Agent          string `json:"agent"`
-	UID            string `json:"uid"`
-	DisplayName    string `json:"display_name"`
-	Org            string `json:"org"`
-	Anchor         string `json:"anchor"`
-	Phase          string `json:"phase"`
-	Active         bool   `json:"active"`
-	Message        string `json:"message"`
-	SkillVersionID string `json:"skill_version_id"`
-	SkillVersionOK bool   `json:"skill_version_ok"`
-}
+type Identity = api.InitResponse
 
 // Init authenticates and returns the agent's identity.
 func (c *Client) Init(ctx context.Context) (*Identity, error) {
 	var id Identity
-	status, body, err := c.post(ctx, "/init", map[string]any{"skill_version_id": c.skillVersionID})
+	status, body, err := c.post(ctx, "/init", api.InitRequest{SkillVersionID: c.skillVersionID})
 	if err != nil {
-		return nil, &Denied{Reason: "UNREACHABLE", Message: "the gate could not be reached", Err: err}
+		return nil, &Denied{Reason: api.ReasonUnreachable, Message: "the gate could not be reached", Err: err}
 	}
 	if status != http.StatusOK {
 		return nil, denied(status, body)
 	}
 	if err := json.Unmarshal(body, &id); err != nil {
-		return nil, &Denied{Status: status, Reason: "BAD_RESPONSE", Message: "the gate's answer was not understood", Err: err}
+		return nil, &Denied{Status: status, Reason: api.ReasonBadResponse, Message: "the gate's answer was not understood", Err: err}
 	}
 	return &id, nil
 }
@@ -96,14 +79,12 @@ func (c *Client) Init(ctx context.Context) (*Identity, error) {
 // Validate asks whether the agent may take action with the given context.
 // It returns a Result only for an ALLOW; everything else is a *Denied.
 func (c *Client) Validate(ctx context.Context, action string, actx map[string]any) (*Result, error) {
-	status, body, err := c.post(ctx, "/validate", map[string]any{
-		"action": action, "context": actx, "skill_version_id": c.skillVersionID,
-	})
+	status, body, err := c.post(ctx, "/validate", api.ValidateRequest{Action: action, Context: actx, SkillVersionID: c.skillVersionID})
 	if err != nil {
-		return nil, &Denied{Reason: "UNREACHABLE", Message: "the gate could not be reached, so the action is denied (fail-closed)", Err: err}
+		return nil, &Denied{Reason: api.ReasonUnreachable, Message: "the gate could not be reached, so the action is denied (fail-closed)", Err: err}
 	}
 	var r Result
-	if status != http.StatusOK || json.Unmarshal(body, &r) != nil || r.Outcome != "ALLOW" {
+	if status != http.StatusOK || json.Unmarshal(body, &r) != nil || r.Outcome != api.Allow {
 		return nil, denied(status, body)
 	}
 	return &r, nil
@@ -113,13 +94,13 @@ func denied(status int, body []byte) *Denied {
 	var r struct{ Reason, Message, ChronID string }
 	var raw map[string]any
 	if err := json.Unmarshal(body, &raw); err != nil {
-		return &Denied{Status: status, Reason: "BAD_RESPONSE", Message: fmt.Sprintf("HTTP %d with an unreadable body", status), Err: err}
+		return &Denied{Status: status, Reason: api.ReasonBadResponse, Message: fmt.Sprintf("HTTP %d with an unreadable body", status), Err: err}
 	}
 	r.Reason, _ = raw["reason"].(string)
 	r.Message, _ = raw["message"].(string)
 	r.ChronID, _ = raw["chron_id"].(string)
 	if r.Reason == "" {
-		r.Reason = "BAD_RESPONSE"
+		r.Reason = api.ReasonBadResponse
 	}
 	return &Denied{Status: status, Reason: r.Reason, Message: r.Message, ChronID: r.ChronID}
 }

@@ -4,8 +4,6 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-
-	"github.com/claiim/claiim-operator/gate/decide"
 )
 
 // Metrics of the gate.
@@ -51,7 +49,7 @@ func (m *Metrics) ObserveCommit(rows int, took time.Duration, err error) {
 	m.commitTime.WithLabelValues(result).Observe(took.Seconds())
 }
 
-func (m *Metrics) observe(o decide.Outcome, reason string, d time.Duration) {
-	m.decisions.WithLabelValues(string(o), reason).Inc()
+func (m *Metrics) observe(outcome, reason string, d time.Duration) {
+	m.decisions.WithLabelValues(outcome, reason).Inc()
 	m.latency.Observe(d.Seconds())
 }

@@ -7,12 +7,13 @@ import (
 	"io"
 	"net/http"
 
+	"github.com/claiim/claiim-operator/gate/api"
 	"github.com/claiim/claiim-operator/gate/decide"
 )
 
 // decodeValidate reads and bounds a /v/validate body. On error it returns
 // the offending field and a message that says how to fix it.
-func decodeValidate(w http.ResponseWriter, r *http.Request, out *validateRequest) (string, error) {
+func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateRequest) (string, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	dec := json.NewDecoder(r.Body)
 	dec.DisallowUnknownFields()

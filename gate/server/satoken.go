@@ -9,6 +9,7 @@ import (
 	"time"
 
 	authenticationv1 "k8s.io/api/authentication/v1"
+	utilcache "k8s.io/apimachinery/pkg/util/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/claiim/claiim-operator/gate/decide"
@@ -20,47 +21,37 @@ const Audience = "claiim-gate"
 // TokenReviewer verifies projected ServiceAccount tokens with the
 // apiserver (TokenReview) and caches answers briefly: an in-cluster agent
 // asks before every action, and a review per request would double the
-// gate's latency. Tokens are kept only as SHA-256 keys.
+// gate's latency. Tokens are kept only as SHA-256 keys. The cache is
+// bounded and evicts the least recently used answer, so a burst of new
+// tokens does not make every known agent pay a review again.
 type TokenReviewer struct {
 	Client  client.Client
 	TTL     time.Duration // default 10s
 	MaxSize int           // default 10000
 
-	mu    sync.Mutex
-	cache map[[32]byte]review
-}
-
-type review struct {
-	user    string // "" when the token was rejected
-	expires time.Time
+	once  sync.Once
+	cache *utilcache.LRUExpireCache // [32]byte -> username, "" when rejected
 }
 
 // Review returns the ServiceAccount ("namespace", "name") the token
 // authenticates, ok=false when the apiserver rejects it (or its audience),
 // and an error when it could not be asked.
 func (t *TokenReviewer) Review(ctx context.Context, token string) (ns, name string, ok bool, err error) {
+	t.once.Do(func() { t.cache = utilcache.NewLRUExpireCache(t.maxSize()) })
 	key := sha256.Sum256([]byte(token))
-	now := time.Now()
-	t.mu.Lock()
-	r, hit := t.cache[key]
-	t.mu.Unlock()
-	if !hit || now.After(r.expires) {
+	v, hit := t.cache.Get(key)
+	user, _ := v.(string)
+	if !hit {
 		tr := &authenticationv1.TokenReview{Spec: authenticationv1.TokenReviewSpec{Token: token, Audiences: []string{Audience}}}
 		if err := t.Client.Create(ctx, tr); err != nil {
 			return "", "", false, fmt.Errorf("reviewing a ServiceAccount token: %w", err)
 		}
-		r = review{expires: now.Add(t.ttl())}
 		if tr.Status.Authenticated && contains(tr.Status.Audiences, Audience) {
-			r.user = tr.Status.User.Username
+			user = tr.Status.User.Username
 		}
-		t.mu.Lock()
-		if t.cache == nil || len(t.cache) >= t.maxSize() {
-			t.cache = map[[32]byte]review{} // bounded: start over rather than grow
-		}
-		t.cache[key] = r
-		t.mu.Unlock()
+		t.cache.Add(key, user, t.ttl())
 	}
-	rest, isSA := strings.CutPrefix(r.user, "system:serviceaccount:")
+	rest, isSA := strings.CutPrefix(user, "system:serviceaccount:")
 	ns, name, found := strings.Cut(rest, ":")
 	if !isSA || !found {
 		return "", "", false, nil

@@ -16,17 +16,10 @@ import (
 
 	"github.com/go-logr/logr"
 
+	"github.com/claiim/claiim-operator/gate/api"
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/gate/decide"
 	"github.com/claiim/claiim-operator/gate/token"
-)
-
-// Reasons the server adds to the engine's.
-const (
-	ReasonBadRequest       = "BAD_REQUEST"
-	ReasonChronUnavailable = "CHRON_UNAVAILABLE"
-	ReasonOverloaded       = "OVERLOADED"
-	ReasonNotReady         = "NOT_READY"
 )
 
 // MaxBodyBytes bounds a request body.
@@ -99,40 +92,18 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 	writeJSON(w, http.StatusOK, map[string]string{"status": "ready"})
 }
 
-// Response is the body of every /v/validate answer.
-type Response struct {
-	Outcome        decide.Outcome      `json:"outcome"`
-	Reason         string              `json:"reason"`
-	Message        string              `json:"message"`
-	DecisionID     string              `json:"decision_id,omitempty"`
-	ChronID        string              `json:"chron_id,omitempty"`
-	Field          string              `json:"field,omitempty"`
-	Agent          string              `json:"agent,omitempty"`
-	Anchor         string              `json:"anchor,omitempty"`
-	SkillVersionID string              `json:"skill_version_id,omitempty"`
-	Policies       []chron.PolicyMatch `json:"policies,omitempty"`
-	SkillRules     []string            `json:"skill_rules,omitempty"`
-	Revision       string              `json:"revision,omitempty"`
-}
-
-type validateRequest struct {
-	Action         string         `json:"action"`
-	Context        map[string]any `json:"context"`
-	SkillVersionID string         `json:"skill_version_id"`
-}
-
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	snap := s.Snapshots.Snapshot()
 	id := chron.NewID()
 	rec := &chron.Record{ID: id, Kind: chron.KindDecision, Replica: s.Replica, RequestID: requestID(r, id)}
-	var resp Response
+	var resp api.ValidateResponse
 	status := http.StatusForbidden
 
 	defer func() { s.Metrics.observe(resp.Outcome, resp.Reason, time.Since(start)) }()
 
 	if snap == nil {
-		resp = Response{Outcome: decide.Deny, Reason: ReasonNotReady, Message: "the gate is starting and has not loaded its resources yet; retry shortly"}
+		resp = api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: "the gate is starting and has not loaded its resources yet; retry shortly"}
 		status = http.StatusServiceUnavailable
 		s.record(r.Context(), rec, &resp)
 		writeJSON(w, status, resp)
@@ -144,7 +115,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	rec.Actor = who.actor
 	if who.err != nil {
 		s.Logger.Error(who.err, "cannot verify a ServiceAccount token; answering DENY")
-		resp = Response{Outcome: decide.Deny, Reason: ReasonNotReady, Revision: snap.Revision,
+		resp = api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Revision: snap.Revision,
 			Message: "the gate cannot verify ServiceAccount tokens right now (TokenReview failed), so it denies; retry shortly"}
 		s.record(r.Context(), rec, &resp)
 		writeJSON(w, http.StatusServiceUnavailable, resp)
@@ -152,7 +123,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	}
 
 	var d decide.Decision
-	var body validateRequest
+	var body api.ValidateRequest
 	field, perr := "", error(nil)
 	if agent != nil {
 		field, perr = decodeValidate(w, r, &body)
@@ -165,7 +136,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		}
 		status = http.StatusUnauthorized
 	case perr != nil:
-		d = decide.Decision{Outcome: decide.Deny, Reason: ReasonBadRequest, Message: perr.Error(), Agent: agent}
+		d = decide.Decision{Outcome: decide.Deny, Reason: api.ReasonBadRequest, Message: perr.Error(), Agent: agent}
 		resp.Field = field
 		status = http.StatusBadRequest
 		rec.Action = truncate(body.Action, decide.MaxActionLen)
@@ -191,9 +162,9 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 
 // record writes the Chron row and turns any failure into a DENY: no answer
 // leaves the gate without its row.
-func (s *Server) record(ctx context.Context, rec *chron.Record, resp *Response) error {
+func (s *Server) record(ctx context.Context, rec *chron.Record, resp *api.ValidateResponse) error {
 	rec.Time = s.Now()
-	rec.Outcome, rec.Reason, rec.Message = string(resp.Outcome), resp.Reason, resp.Message
+	rec.Outcome, rec.Reason, rec.Message = resp.Outcome, resp.Reason, resp.Message
 	ctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
 	defer cancel()
 	row, err := s.Log.Write(ctx, rec)
@@ -202,7 +173,7 @@ func (s *Server) record(ctx context.Context, rec *chron.Record, resp *Response) 
 		// agent was actually told, so Chron never shows only an ALLOW
 		// that was refused.
 		fix := *rec
-		fix.ID, fix.Kind, fix.Outcome, fix.Reason = chron.NewID(), chron.KindDecisionCorrection, string(decide.Deny), ReasonChronUnavailable
+		fix.ID, fix.Kind, fix.Outcome, fix.Reason = chron.NewID(), chron.KindDecisionCorrection, api.Deny, api.ReasonChronUnavailable
 		fix.Message = "decision " + rec.ID + " was answered DENY: its row did not commit in time"
 		go func() {
 			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
@@ -212,11 +183,11 @@ func (s *Server) record(ctx context.Context, rec *chron.Record, resp *Response) 
 	}
 	if err != nil {
 		s.Logger.Error(err, "Chron write failed; answering DENY", "decision", rec.ID, "agent", rec.AgentNamespace+"/"+rec.AgentName)
-		reason, msg := ReasonChronUnavailable, "the decision could not be recorded in Chron, so it is DENY (fail-closed); check the gate's database"
+		reason, msg := api.ReasonChronUnavailable, "the decision could not be recorded in Chron, so it is DENY (fail-closed); check the gate's database"
 		if errors.Is(err, chron.ErrOverloaded) {
-			reason, msg = ReasonOverloaded, "the gate is overloaded and sheds this request as DENY; retry with backoff"
+			reason, msg = api.ReasonOverloaded, "the gate is overloaded and sheds this request as DENY; retry with backoff"
 		}
-		*resp = Response{Outcome: decide.Deny, Reason: reason, Message: msg, DecisionID: rec.ID, Agent: resp.Agent, Revision: resp.Revision}
+		*resp = api.ValidateResponse{Outcome: api.Deny, Reason: reason, Message: msg, DecisionID: rec.ID, Agent: resp.Agent, Revision: resp.Revision}
 		return err
 	}
 	resp.DecisionID, resp.ChronID = rec.ID, fmt.Sprintf("%s/%d", row.Stream, row.Seq)
@@ -224,8 +195,8 @@ func (s *Server) record(ctx context.Context, rec *chron.Record, resp *Response) 
 }
 
 // fill copies a decision into the response and the Chron record.
-func fill(resp *Response, rec *chron.Record, d decide.Decision) {
-	resp.Outcome, resp.Reason, resp.Message = d.Outcome, d.Reason, d.Message
+func fill(resp *api.ValidateResponse, rec *chron.Record, d decide.Decision) {
+	resp.Outcome, resp.Reason, resp.Message = string(d.Outcome), d.Reason, d.Message
 	if a := d.Agent; a != nil {
 		resp.Agent, resp.Anchor = a.Namespace+"/"+a.Name, a.Anchor
 		rec.AgentName, rec.AgentNamespace, rec.AgentUID, rec.Org, rec.Anchor = a.Name, a.Namespace, a.UID, a.Org, a.Anchor
@@ -235,9 +206,8 @@ func fill(resp *Response, rec *chron.Record, d decide.Decision) {
 		rec.SkillVersionID, rec.SkillDigest = sv.ID, sv.Digest
 	}
 	for _, p := range d.Policies {
-		m := chron.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect)}
-		resp.Policies = append(resp.Policies, m)
-		rec.Policies = append(rec.Policies, m)
+		resp.Policies = append(resp.Policies, api.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect)})
+		rec.Policies = append(rec.Policies, chron.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect)})
 	}
 	for _, f := range d.Forbidden {
 		resp.SkillRules = append(resp.SkillRules, "forbidden:"+f)
@@ -288,40 +258,24 @@ func (s *Server) authenticate(ctx context.Context, snap *decide.Snapshot, r *htt
 	return c
 }
 
-type initResponse struct {
-	Agent          string `json:"agent"`
-	UID            string `json:"uid"`
-	DisplayName    string `json:"display_name,omitempty"`
-	Org            string `json:"org"`
-	Anchor         string `json:"anchor"`
-	Phase          string `json:"phase"`
-	Active         bool   `json:"active"`
-	Message        string `json:"message,omitempty"`
-	SkillVersionID string `json:"skill_version_id"`
-	SkillDigest    string `json:"skill_digest,omitempty"`
-	// SkillVersionOK says whether the id the client presented is the one
-	// the agent is pinned to.
-	SkillVersionOK bool `json:"skill_version_ok"`
-}
-
 func (s *Server) init(w http.ResponseWriter, r *http.Request) {
 	snap := s.Snapshots.Snapshot()
 	if snap == nil {
-		writeJSON(w, http.StatusServiceUnavailable, Response{Outcome: decide.Deny, Reason: ReasonNotReady, Message: "the gate is starting; retry shortly"})
+		writeJSON(w, http.StatusServiceUnavailable, api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: "the gate is starting; retry shortly"})
 		return
 	}
 	who := s.authenticate(r.Context(), snap, r)
 	agent := who.agent
 	if agent == nil {
 		d := decide.Decide(snap, decide.Request{})
-		resp := Response{Outcome: d.Outcome, Reason: d.Reason, Message: d.Message}
+		resp := api.ValidateResponse{Outcome: string(d.Outcome), Reason: d.Reason, Message: d.Message}
 		if who.why != "" {
 			resp.Message = who.why
 		}
 		rec := &chron.Record{ID: chron.NewID(), Kind: chron.KindInit, Replica: s.Replica, RequestID: requestID(r, ""), Actor: who.actor}
 		status := http.StatusUnauthorized
 		if who.err != nil {
-			resp.Reason, resp.Message, status = ReasonNotReady, "the gate cannot verify ServiceAccount tokens right now; retry shortly", http.StatusServiceUnavailable
+			resp.Reason, resp.Message, status = api.ReasonNotReady, "the gate cannot verify ServiceAccount tokens right now; retry shortly", http.StatusServiceUnavailable
 		}
 		if s.record(r.Context(), rec, &resp) != nil {
 			status = http.StatusServiceUnavailable
@@ -329,12 +283,10 @@ func (s *Server) init(w http.ResponseWriter, r *http.Request) {
 		writeJSON(w, status, resp)
 		return
 	}
-	var body struct {
-		SkillVersionID string `json:"skill_version_id"`
-	}
+	var body api.InitRequest
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
 	_ = json.NewDecoder(r.Body).Decode(&body) // an empty body is fine here
-	out := initResponse{Agent: agent.Namespace + "/" + agent.Name, UID: agent.UID, DisplayName: agent.DisplayName,
+	out := api.InitResponse{Agent: agent.Namespace + "/" + agent.Name, UID: agent.UID, DisplayName: agent.DisplayName,
 		Org: agent.Org, Anchor: agent.Anchor, Phase: string(agent.Phase), Active: agent.Active, Message: agent.Inactive}
 	if sv, ok := snap.PinnedVersion(agent); ok {
 		out.SkillVersionID, out.SkillDigest = sv.ID, sv.Digest

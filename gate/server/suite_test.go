@@ -12,10 +12,7 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
-	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/gate/chron"
@@ -28,14 +25,11 @@ import (
 // reconcilers, the gate's informers, a real PostgreSQL for Chron, and the
 // HTTP API on a local port.
 var (
-	env     *envtest.Environment
 	cfg     *rest.Config
 	k8s     client.Client
 	ctx     context.Context
-	cancel  context.CancelFunc
 	pg      *pgtest.Server
 	pool    *pgxpool.Pool
-	writer  *chron.Writer
 	gateURL string
 )
 
@@ -48,31 +42,20 @@ func TestServer(t *testing.T) {
 }
 
 var _ = BeforeSuite(func() {
-	logf.SetLogger(zap.New(zap.WriteTo(GinkgoWriter), zap.UseDevMode(true)))
 	SetDefaultEventuallyTimeout(20 * time.Second)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
-	ctx, cancel = context.WithCancel(context.Background())
+	env := testenv.Setup(GinkgoT(), testenv.Options{
+		Log:   GinkgoWriter,
+		Chron: true,
+		Manager: &testenv.Manager{Cache: controllers.CacheOptions(), Setup: func(ctx context.Context, mgr ctrl.Manager, _ *testenv.Env) error {
+			return controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v"})
+		}},
+	})
+	ctx, cfg, k8s, pg, pool = env.Context(), env.Config, env.Client, env.Postgres, env.Chron
 
-	var err error
-	pg, pool, err = testenv.Chron(ctx)
+	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/test", CommitTimeout: time.Second})
 	Expect(err).NotTo(HaveOccurred())
-	writer, err = chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/test", CommitTimeout: time.Second})
-	Expect(err).NotTo(HaveOccurred())
-
-	env = testenv.New()
-	cfg, err = testenv.Start(env)
-	Expect(err).NotTo(HaveOccurred())
-	k8s, err = client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	Expect(err).NotTo(HaveOccurred())
-
-	mgr, err := ctrl.NewManager(cfg, ctrl.Options{Scheme: testenv.Scheme(), Cache: controllers.CacheOptions(),
-		Metrics: metricsserver.Options{BindAddress: "0"}})
-	Expect(err).NotTo(HaveOccurred())
-	Expect(controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v"})).To(Succeed())
-	go func() {
-		defer GinkgoRecover()
-		Expect(mgr.Start(ctx)).To(Succeed())
-	}()
+	env.OnStop(writer.Close)
 
 	src, err := server.NewSource(cfg, testenv.Scheme())
 	Expect(err).NotTo(HaveOccurred())
@@ -86,20 +69,4 @@ var _ = BeforeSuite(func() {
 	DeferCleanup(hs.Close)
 	gateURL = hs.URL
 	Eventually(src.Ready).Should(Succeed())
-})
-
-var _ = AfterSuite(func() {
-	if cancel != nil {
-		cancel()
-	}
-	if writer != nil {
-		_ = writer.Close()
-	}
-	if pool != nil {
-		pool.Close()
-	}
-	if env != nil {
-		Expect(env.Stop()).To(Succeed())
-	}
-	pg.Stop()
 })

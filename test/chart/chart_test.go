@@ -7,7 +7,6 @@ package chart
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -15,20 +14,11 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
-	apierrors "k8s.io/apimachinery/pkg/api/errors"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	"k8s.io/apimachinery/pkg/runtime"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
-	"k8s.io/client-go/rest"
-	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
-	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/claiim/claiim-operator/test/testenv"
 )
@@ -168,54 +158,4 @@ func convert[T any](t *testing.T, u *unstructured.Unstructured) *T {
 		t.Fatalf("%s %s: %v", u.GetKind(), u.GetName(), err)
 	}
 	return out
-}
-
-// One envtest control plane serves every test of the package that needs
-// one; it starts on first use, so -short runs start nothing.
-var (
-	envOnce sync.Once
-	env     *envtest.Environment
-	envCfg  *rest.Config
-	envErr  error
-)
-
-func controlPlane(t *testing.T) (*envtest.Environment, *rest.Config, client.Client) {
-	t.Helper()
-	if testing.Short() {
-		t.Skip("needs envtest")
-	}
-	envOnce.Do(func() {
-		logf.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
-		env = testenv.New()
-		envCfg, envErr = testenv.Start(env)
-		if envErr != nil {
-			return
-		}
-		var c client.Client
-		if c, envErr = client.New(envCfg, client.Options{Scheme: testenv.Scheme()}); envErr != nil {
-			return
-		}
-		ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNS}}
-		if err := c.Create(context.Background(), ns); err != nil && !apierrors.IsAlreadyExists(err) {
-			envErr = err
-		}
-	})
-	if envErr != nil {
-		t.Fatal(envErr)
-	}
-	c, err := client.New(envCfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
-	return env, envCfg, c
-}
-
-func TestMain(m *testing.M) {
-	code := m.Run()
-	if env != nil && envCfg != nil {
-		if err := env.Stop(); err != nil {
-			fmt.Fprintln(os.Stderr, "stopping envtest:", err)
-		}
-	}
-	os.Exit(code)
 }

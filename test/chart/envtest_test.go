@@ -27,7 +27,8 @@ import (
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/envtest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 	"sigs.k8s.io/yaml"
 
@@ -36,13 +37,46 @@ import (
 	"github.com/claiim/claiim-operator/test/testenv"
 )
 
+// One control plane serves every test of the package that needs one; it
+// starts on first use, so -short runs start nothing.
+var (
+	envOnce sync.Once
+	env     *testenv.Env
+	envErr  error
+)
+
+func controlPlane(t *testing.T) *testenv.Env {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs envtest")
+	}
+	envOnce.Do(func() {
+		logf.SetLogger(zap.New(zap.WriteTo(os.Stderr)))
+		env, envErr = testenv.Launch(testenv.Options{Objects: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: releaseNS}}}})
+	})
+	if envErr != nil {
+		t.Fatal(envErr)
+	}
+	return env
+}
+
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if env != nil {
+		if err := env.Stop(); err != nil {
+			fmt.Fprintln(os.Stderr, "stopping the test environment:", err)
+		}
+	}
+	os.Exit(code)
+}
+
 // Every object of three renders is accepted by a real kube-apiserver with
 // the CRDs installed (server-side apply, dry-run: nothing is stored).
 // cert-manager's kinds are not installed in envtest; they are checked to
 // parse and name what they must.
 func TestRenderedObjectsDryRun(t *testing.T) {
 	needsHelm(t)
-	_, _, c := controlPlane(t)
+	c := controlPlane(t).Client
 	ctx := context.Background()
 	for _, set := range [][]string{
 		nil,
@@ -81,7 +115,7 @@ func TestRenderedObjectsDryRun(t *testing.T) {
 // The dry-run is a real check: the apiserver refuses what is invalid.
 func TestDryRunRefusesInvalidObjects(t *testing.T) {
 	needsHelm(t)
-	_, _, c := controlPlane(t)
+	c := controlPlane(t).Client
 	dep := find(t, render(t, "manager.podLabels.team=not a label value"), "Deployment", "claiim-manager")
 	err := c.Apply(context.Background(), client.ApplyConfigurationFromUnstructured(dep),
 		client.FieldOwner("chart-test"), client.ForceOwnership, client.DryRunAll)
@@ -127,7 +161,8 @@ func (f roundTripper) RoundTrip(r *http.Request) (*http.Response, error) { retur
 // the gate's objects exist, and no request is refused.
 func TestManagerRunsUnderChartRBAC(t *testing.T) {
 	needsHelm(t)
-	env, adminCfg, admin := controlPlane(t)
+	env := controlPlane(t)
+	admin := env.Client
 	g := NewWithT(t)
 	g.SetDefaultEventuallyTimeout(60 * time.Second)
 	g.SetDefaultEventuallyPollingInterval(100 * time.Millisecond)
@@ -171,10 +206,10 @@ func TestManagerRunsUnderChartRBAC(t *testing.T) {
 
 	// A real user with the ServiceAccount's username and groups; every 403
 	// it gets is recorded.
-	user, err := env.AddUser(envtest.User{Name: username, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNS}}, adminCfg)
+	user, err := env.AddUser(testenv.User{Name: username, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + releaseNS}})
 	g.Expect(err).NotTo(HaveOccurred())
 	forbidden := &forbiddenLog{}
-	cfg := rest.CopyConfig(user.Config())
+	cfg := rest.CopyConfig(user)
 	cfg.Wrap(forbidden.wrap)
 
 	mgr, err := ctrl.NewManager(cfg, ctrl.Options{

@@ -22,16 +22,7 @@ func TestKustomizeDefaultDryRun(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs envtest")
 	}
-	env := testenv.New()
-	cfg, err := testenv.Start(env)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = env.Stop() }()
-	c, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		t.Fatal(err)
-	}
+	c := testenv.Setup(t, testenv.Options{}).Client
 
 	kubectl := filepath.Join(os.Getenv("KUBEBUILDER_ASSETS"), "kubectl")
 	out, err := exec.Command(kubectl, "kustomize", filepath.Join(testenv.RepoRoot(), "config", "default")).Output()

@@ -10,10 +10,9 @@ import (
 	"github.com/claiim/claiim-operator/test/pgtest"
 )
 
-// Chron starts a throwaway PostgreSQL (or uses CLAIIM_TEST_DATABASE_URL),
-// makes a database for Chron and migrates it. Stop the server and close
-// the pool when done.
-func Chron(ctx context.Context) (*pgtest.Server, *pgxpool.Pool, error) {
+// startChron starts a throwaway PostgreSQL (or uses
+// CLAIIM_TEST_DATABASE_URL), makes a database for Chron and migrates it.
+func startChron(ctx context.Context) (*pgtest.Server, *pgxpool.Pool, error) {
 	srv, err := pgtest.Start(ctx)
 	if err != nil {
 		return nil, nil, err

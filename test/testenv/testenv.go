@@ -1,5 +1,12 @@
-// Package testenv starts a real kube-apiserver and etcd (envtest) with the
-// CLAIIM CRDs installed, for every suite that needs a control plane.
+// Package testenv is the one place tests start their real parts: a
+// kube-apiserver and etcd (envtest) with RBAC on and the CLAIIM CRDs
+// installed, users with their own credentials, a throwaway PostgreSQL with
+// Chron migrated (test/pgtest), and the manager with its webhooks, wired
+// by the suite as the binary wires it.
+//
+// A suite calls Setup (or Launch, for an environment shared by a package)
+// with Options; New and Start are the building blocks underneath, for the
+// local development environment.
 package testenv
 
 import (

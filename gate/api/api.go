@@ -1,0 +1,90 @@
+// Package api is the gate's wire format: the JSON bodies of POST /v/init
+// and POST /v/validate, written by gate/server and read by the clients. It
+// imports the standard library only, so a client built on it carries no
+// Kubernetes code (gate/client's deps_test.go checks that).
+//
+// The field names are stable API: the Python client (gate/python) and
+// agents in other languages read the same JSON.
+package api
+
+// Outcomes. Anything but Allow means the agent must not act.
+const (
+	Allow = "ALLOW"
+	Deny  = "DENY"
+)
+
+// Reasons the gate adds to the decision engine's (gate/decide), for
+// answers the engine did not make.
+const (
+	// ReasonBadRequest: the body could not be read; Field names the culprit.
+	ReasonBadRequest = "BAD_REQUEST"
+	// ReasonChronUnavailable: the decision's Chron row did not commit.
+	ReasonChronUnavailable = "CHRON_UNAVAILABLE"
+	// ReasonOverloaded: shed before deciding (HTTP 429); retry with backoff.
+	ReasonOverloaded = "OVERLOADED"
+	// ReasonNotReady: the gate cannot decide yet (starting, or it cannot
+	// verify ServiceAccount tokens right now).
+	ReasonNotReady = "NOT_READY"
+)
+
+// Reasons a client gives itself when it got no usable answer; the gate
+// never sends them.
+const (
+	ReasonUnreachable = "UNREACHABLE"
+	ReasonBadResponse = "BAD_RESPONSE"
+)
+
+// InitRequest is the body of POST /v/init (it may be empty).
+type InitRequest struct {
+	SkillVersionID string `json:"skill_version_id"`
+}
+
+// InitResponse is what /v/init tells an agent about itself.
+type InitResponse struct {
+	Agent          string `json:"agent"` // namespace/name
+	UID            string `json:"uid"`
+	DisplayName    string `json:"display_name,omitempty"`
+	Org            string `json:"org"`
+	Anchor         string `json:"anchor"`
+	Phase          string `json:"phase"`
+	Active         bool   `json:"active"`
+	Message        string `json:"message,omitempty"` // why the agent is not active
+	SkillVersionID string `json:"skill_version_id"`
+	SkillDigest    string `json:"skill_digest,omitempty"`
+	// SkillVersionOK says whether the id the client presented is the one
+	// the agent is pinned to.
+	SkillVersionOK bool `json:"skill_version_ok"`
+}
+
+// ValidateRequest is the body of POST /v/validate. Context is sent even
+// when empty (as null).
+type ValidateRequest struct {
+	Action         string         `json:"action"`
+	Context        map[string]any `json:"context"`
+	SkillVersionID string         `json:"skill_version_id"`
+}
+
+// ValidateResponse is the body of every /v/validate answer, and of a
+// refused /v/init.
+type ValidateResponse struct {
+	Outcome        string        `json:"outcome"` // Allow or Deny
+	Reason         string        `json:"reason"`
+	Message        string        `json:"message"`
+	DecisionID     string        `json:"decision_id,omitempty"`
+	ChronID        string        `json:"chron_id,omitempty"` // "stream/seq" of the committed row
+	Field          string        `json:"field,omitempty"`    // with ReasonBadRequest
+	Agent          string        `json:"agent,omitempty"`    // namespace/name
+	Anchor         string        `json:"anchor,omitempty"`
+	SkillVersionID string        `json:"skill_version_id,omitempty"`
+	Policies       []PolicyMatch `json:"policies,omitempty"`
+	SkillRules     []string      `json:"skill_rules,omitempty"` // "allowed:<pattern>", "forbidden:<pattern>"
+	Revision       string        `json:"revision,omitempty"`    // the snapshot the gate decided on
+}
+
+// PolicyMatch is one policy rule that matched the decision.
+type PolicyMatch struct {
+	Name    string `json:"name"`
+	Version int64  `json:"version"` // the Policy's metadata.generation
+	Rule    string `json:"rule"`
+	Effect  string `json:"effect"` // "Allow" | "Deny"
+}
