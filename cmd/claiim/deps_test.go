@@ -1,6 +1,7 @@
 package main
 
 import (
+	"errors"
 	"maps"
 	"os/exec"
 	"slices"
@@ -72,7 +73,7 @@ func chain(imports map[string][]string, root, pkg string) []string {
 }
 
 func stderr(err error) string {
-	if ee, ok := err.(*exec.ExitError); ok {
+	if ee := (*exec.ExitError)(nil); errors.As(err, &ee) {
 		return string(ee.Stderr)
 	}
 	return ""

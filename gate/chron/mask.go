@@ -50,7 +50,7 @@ func boundContext(c map[string]any) (map[string]any, []byte, error) {
 		}
 		var m map[string]any
 		if err := json.Unmarshal(b, &m); err != nil {
-			return nil, nil, fmt.Errorf("%w: context is not a JSON object: %v", ErrInvalid, err)
+			return nil, nil, fmt.Errorf("%w: context is not a JSON object: %w", ErrInvalid, err)
 		}
 		t = m
 	}

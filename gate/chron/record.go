@@ -140,7 +140,7 @@ func prepare(r *Record) (prepared, error) {
 	rec.Context = ctx
 	polJSON, err := policiesJSON(rec.Policies)
 	if err != nil {
-		return prepared{}, fmt.Errorf("%w: policies: %v", ErrInvalid, err)
+		return prepared{}, fmt.Errorf("%w: policies: %w", ErrInvalid, err)
 	}
 	rulesJSON, err := json.Marshal(rulesOrEmpty(rec.SkillRules)) // clean strings: already canonical
 	if err != nil {

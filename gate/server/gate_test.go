@@ -3,6 +3,7 @@ package server_test
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"io"
 	"net/http"
 	"os"
@@ -331,7 +332,9 @@ var _ = Describe("The gate", func() {
 		Expect(r.Outcome).To(Equal("ALLOW"))
 		_, err = c.Validate(ctx, "deploy:production", map[string]any{"target": "eu-prod-1"})
 		Expect(gateclient.IsDenied(err)).To(BeTrue())
-		Expect(err.(*gateclient.Denied).Reason).To(Equal("SKILL_FORBIDDEN"))
+		var denied *gateclient.Denied
+		Expect(errors.As(err, &denied)).To(BeTrue())
+		Expect(denied.Reason).To(Equal("SKILL_FORBIDDEN"))
 
 		By("an unreachable gate is a DENY, not an error to ignore")
 		_, err = gateclient.New("http://127.0.0.1:1/v", w.token, w.svID).Validate(ctx, "deploy:staging", nil)

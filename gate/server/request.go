@@ -28,7 +28,7 @@ func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateReq
 		case errors.Is(err, io.EOF):
 			return "body", fmt.Errorf(`request body is empty; send {"action": "...", "context": {...}, "skill_version_id": "..."}`)
 		default:
-			return "body", fmt.Errorf("request body is not valid JSON: %v", err)
+			return "body", fmt.Errorf("request body is not valid JSON: %w", err)
 		}
 	}
 	if dec.More() {

@@ -105,7 +105,8 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	if snap == nil {
 		resp = api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: "the gate is starting and has not loaded its resources yet; retry shortly"}
 		status = http.StatusServiceUnavailable
-		s.record(r.Context(), rec, &resp)
+		// Already a DENY: a failed write only changes the reason it gives.
+		_ = s.record(r.Context(), rec, &resp)
 		writeJSON(w, status, resp)
 		return
 	}
@@ -117,7 +118,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		s.Logger.Error(who.err, "cannot verify a ServiceAccount token; answering DENY")
 		resp = api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Revision: snap.Revision,
 			Message: "the gate cannot verify ServiceAccount tokens right now (TokenReview failed), so it denies; retry shortly"}
-		s.record(r.Context(), rec, &resp)
+		_ = s.record(r.Context(), rec, &resp) // a DENY either way
 		writeJSON(w, http.StatusServiceUnavailable, resp)
 		return
 	}

@@ -6,6 +6,7 @@ package e2e
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"net"
 	"net/url"
@@ -75,7 +76,7 @@ func (s *system) build() {
 	}
 	// The production binary no longer carries the local control plane; it says where it went.
 	out, err := exec.Command(filepath.Join(s.bin, "claiim"), "dev", "up").CombinedOutput()
-	if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 2 || !strings.Contains(string(out), "claiim-dev up") || strings.Count(string(out), "\n") != 1 {
+	if ee := (*exec.ExitError)(nil); !errors.As(err, &ee) || ee.ExitCode() != 2 || !strings.Contains(string(out), "claiim-dev up") || strings.Count(string(out), "\n") != 1 {
 		s.t.Fatalf("claiim dev up: want a one-line hint to claiim-dev and exit status 2, got %v:\n%s", err, out)
 	}
 	for _, d := range []string{"config", "hack", "gate", "charts"} {

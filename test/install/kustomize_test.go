@@ -47,14 +47,14 @@ func TestKustomizeDefaultDryRun(t *testing.T) {
 	kinds := map[string]int{}
 	for _, u := range objs { // the namespace for real, so namespaced objects can be dry-run into it
 		if u.GetKind() == "Namespace" {
-			if err := c.Patch(ctx, u.DeepCopy(), client.Apply, client.FieldOwner("test"), client.ForceOwnership); err != nil { //nolint:staticcheck
+			if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u.DeepCopy()), client.FieldOwner("test"), client.ForceOwnership); err != nil {
 				t.Fatal(err)
 			}
 		}
 	}
 	for _, u := range objs {
 		kinds[u.GetKind()]++
-		if err := c.Patch(ctx, u, client.Apply, client.FieldOwner("test"), client.ForceOwnership, client.DryRunAll); err != nil { //nolint:staticcheck
+		if err := c.Apply(ctx, client.ApplyConfigurationFromUnstructured(u), client.FieldOwner("test"), client.ForceOwnership, client.DryRunAll); err != nil {
 			t.Errorf("%s %s: %v", u.GetKind(), u.GetName(), err)
 		}
 	}
