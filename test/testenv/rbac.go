@@ -9,15 +9,16 @@ import (
 	"os"
 
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// ApplyFile creates every object of a YAML (or JSON) file, empty
-// documents skipped. A document that does not parse is an error, not the
-// end of the file.
+// ApplyFile creates every object of a YAML (or JSON) file that does not
+// exist yet, empty documents skipped, so applying twice is a no-op. A
+// document that does not parse is an error, not the end of the file.
 func ApplyFile(ctx context.Context, c client.Client, path string) error {
 	b, err := os.ReadFile(path)
 	if err != nil {
@@ -35,7 +36,7 @@ func ApplyFile(ctx context.Context, c client.Client, path string) error {
 		if len(u.Object) == 0 {
 			continue
 		}
-		if err := c.Create(ctx, u); err != nil {
+		if err := c.Create(ctx, u); err != nil && !apierrors.IsAlreadyExists(err) {
 			return fmt.Errorf("creating %s %s from %s: %w", u.GetKind(), u.GetName(), path, err)
 		}
 	}
