@@ -189,4 +189,3 @@ export PATH=%[4]q:"$PATH"
 		return fmt.Errorf("the %s exited; see %s", name, f.path(name+".log"))
 	}
 }
-
