@@ -224,6 +224,9 @@ func (f *fixture) expect(name string, resp admission.Response, reason string, wo
 	got := ""
 	if r := f.last(); r != nil {
 		got = r.Reason
+		if (r.Outcome == chron.OutcomeDeny) == resp.Allowed {
+			f.t.Errorf("%s: recorded %s %s, answered allowed=%v", name, r.Outcome, r.Reason, resp.Allowed)
+		}
 	}
 	if got != reason {
 		f.t.Errorf("%s: Chron reason %q, want %q", name, got, reason)

@@ -72,18 +72,18 @@ func TestEveryPrivilegedChangeConsultsPIM(t *testing.T) {
 		changed := old.DeepCopyObject().(client.Object)
 		changed.SetLabels(map[string]string{"changed": "yes"})
 		for _, op := range operations {
-			pair := map[admissionv1.Operation][2]client.Object{admissionv1.Create: {nil, changed}, admissionv1.Update: {old, changed}, admissionv1.Delete: {old, nil}}[op]
+			before, after := change(op, old, changed)
 			name := k.resource + " " + string(op)
 
 			f := newFixture(t)
-			resp := f.validate(op, admin, pair[0], pair[1])
+			resp := f.validate(op, admin, before, after)
 			if f.sessions == 0 {
 				t.Errorf("%s: answered without reading PIM sessions", name)
 			}
 			f.expect(name+" without a session", resp, ReasonNoPIMSession, "needs an active PIM session for "+admin)
 
 			f = newFixture(t, session(admin))
-			resp = f.validate(op, admin, pair[0], pair[1])
+			resp = f.validate(op, admin, before, after)
 			if f.sessions == 0 {
 				t.Errorf("%s: answered without reading PIM sessions", name)
 			}
@@ -95,12 +95,24 @@ func TestEveryPrivilegedChangeConsultsPIM(t *testing.T) {
 			}
 
 			f = newFixture(t)
-			f.expect(name+" by the manager", f.validate(op, manager, pair[0], pair[1]), "")
+			f.expect(name+" by the manager", f.validate(op, manager, before, after), "")
 			if f.sessions != 0 {
 				t.Errorf("%s by the manager: read PIM sessions", name)
 			}
 		}
 	}
+}
+
+// change is the object before and after op: a create makes changed, an
+// update turns old into changed, a delete removes old.
+func change(op admissionv1.Operation, old, changed client.Object) (before, after client.Object) {
+	switch op {
+	case admissionv1.Create:
+		return nil, changed
+	case admissionv1.Delete:
+		return old, nil
+	}
+	return old, changed
 }
 
 // TestWebhookManifestsServeTheRegistry: config/webhook (generated from the
@@ -125,7 +137,7 @@ func TestWebhookManifestsServeTheRegistry(t *testing.T) {
 	for _, doc := range strings.Split(string(b), "\n---\n") {
 		var cfg struct {
 			Webhooks []struct {
-				ClientConfig admissionregistrationv1.WebhookClientConfig `json:"clientConfig"`
+				ClientConfig admissionregistrationv1.WebhookClientConfig  `json:"clientConfig"`
 				Rules        []admissionregistrationv1.RuleWithOperations `json:"rules"`
 			} `json:"webhooks"`
 		}
