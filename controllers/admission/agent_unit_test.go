@@ -116,4 +116,17 @@ func TestAgentDefaulter(t *testing.T) {
 	if got := defaults(f, w, admissionv1.Update, admin, theirs, theirs); got.Annotations[claiimv1.AnnotationAnchorAccepted] != peer {
 		t.Errorf("an update is left to the validator; got %v", got.Annotations)
 	}
+
+	// On the wire: a create is patched, an update of what a client read
+	// is not.
+	routes, err := f.h.routes()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if resp := routes[PathMutateAgent].Handle(t.Context(), f.request(admissionv1.Create, admin, nil, mine)); !resp.Allowed || len(resp.Patches) != 1 {
+		t.Errorf("create: %+v", resp)
+	}
+	if resp := routes[PathMutateAgent].Handle(t.Context(), f.request(admissionv1.Update, peer, theirs, theirs)); !resp.Allowed || len(resp.Patches) != 0 {
+		t.Errorf("update: %+v", resp)
+	}
 }

@@ -32,8 +32,9 @@ type kind struct {
 // delete), so a kind added later can't be forgotten.
 func (h *handlers) kinds() []kind {
 	s := h.Scheme
-	// The defaulters answer with the JSON patch from the request's object
-	// to the typed object, unpruned, as the handlers did before.
+	// A defaulter's patch takes the request's object to exactly the
+	// defaulted typed object, as this package has always answered;
+	// controller-runtime's default would keep fields the Go types drop.
 	unpruned := admission.DefaulterRemoveUnknownOrOmitableFields
 	return []kind{
 		{obj: &claiimv1.AIOrg{}, resource: "aiorgs", privileged: true,
