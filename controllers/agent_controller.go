@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
-	"slices"
 	"strings"
 	"time"
 
@@ -69,10 +68,9 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 
 	// Decommissioned is terminal: the recorded phase wins over the spec.
-	decommissioned := agent.Status.Phase == claiimv1.AgentDecommissioned || agent.Spec.Lifecycle == claiimv1.LifecycleDecommissioned
 	var tokOK bool
 	var tokReason, tokMsg string
-	if decommissioned {
+	if agent.Decommissioned() {
 		tokOK, tokReason, tokMsg, err = r.revokeToken(ctx, agent, now)
 	} else {
 		tokOK, tokReason, tokMsg, err = r.ensureToken(ctx, agent, now)
@@ -82,7 +80,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionTokenIssued, tokOK, tokReason, tokMsg)
 
-	phase, reason, msg := agentPhase(agent, decommissioned, pendReason, pendMsg)
+	phase, reason, msg := agentPhase(agent, pendReason, pendMsg)
 	if phase == claiimv1.AgentDecommissioned && agent.Status.DecommissionedAt == nil {
 		agent.Status.DecommissionedAt = &now
 	}
@@ -144,19 +142,22 @@ func orNone(s string) string {
 	return s
 }
 
-// agentPhase decides the phase. Order matters: a person's explicit
-// decommission or suspension shows over any missing reference.
-func agentPhase(a *claiimv1.Agent, decommissioned bool, pendReason, pendMsg string) (claiimv1.AgentPhase, string, string) {
-	switch {
-	case decommissioned:
+// agentPhase decides the phase: the agent's own lifecycle phase, with
+// Pending in place of Inactive or Active while a reference is missing (a
+// person's explicit decommission or suspension shows over it). It must be
+// called before the status phase is overwritten: a recorded
+// decommissioning is terminal.
+func agentPhase(a *claiimv1.Agent, pendReason, pendMsg string) (claiimv1.AgentPhase, string, string) {
+	switch p := a.LifecyclePhase(); {
+	case p == claiimv1.AgentDecommissioned:
 		return claiimv1.AgentDecommissioned, claiimv1.ReasonDecommissioned,
 			"the agent is decommissioned and its token revoked for good; its Chron trail is kept. Provision a new agent to act again"
-	case a.Spec.Lifecycle == claiimv1.LifecycleSuspended:
+	case p == claiimv1.AgentSuspended:
 		return claiimv1.AgentSuspended, claiimv1.ReasonSuspended,
 			"the agent is suspended: the gate denies every action until spec.lifecycle is set back to Active"
 	case pendReason != "":
 		return claiimv1.AgentPending, pendReason, pendMsg
-	case a.Annotations[claiimv1.AnnotationAnchorAccepted] != string(a.Spec.AccountabilityAnchor):
+	case p == claiimv1.AgentInactive:
 		return claiimv1.AgentInactive, claiimv1.ReasonAnchorNotAccepted, fmt.Sprintf(
 			"waiting for the accountability anchor %q to accept the assignment: they annotate the agent with %s=%s",
 			a.Spec.AccountabilityAnchor, claiimv1.AnnotationAnchorAccepted, a.Spec.AccountabilityAnchor)
@@ -215,8 +216,7 @@ func (r *AgentReconciler) activeGrant(ctx context.Context, skill *claiimv1.Skill
 	var best *time.Time
 	for i := range grants.Items {
 		g := &grants.Items[i]
-		if g.Status.Phase != claiimv1.GrantActive || g.Spec.Revoked || g.Spec.GrantingOrg != skill.Spec.Org ||
-			g.Status.ExpiresAt == nil || !now.Before(g.Status.ExpiresAt.Time) || !slices.Contains(g.Spec.Skills, skill.Name) {
+		if !g.ActiveAt(now) || !g.Covers(skill.Name, skill.Spec.Org, org) {
 			continue
 		}
 		if t := g.Status.ExpiresAt.Time; best == nil || t.After(*best) {

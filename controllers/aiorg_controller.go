@@ -2,6 +2,7 @@ package controllers
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -57,35 +58,43 @@ func (r *AIOrgReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	return ctrl.Result{}, nil
 }
 
-// resolve walks from org up to its root. The walk is bounded by
-// MaxOrgDepth and stops at a missing ancestor or a cycle.
+// resolve walks from org up to its root (claiimv1.OrgPath, the walk the
+// gate does too) and says in words what stops it.
 func (r *AIOrgReconciler) resolve(ctx context.Context, org *claiimv1.AIOrg) (path []string, reason, msg string, err error) {
-	chain := []string{org.Name}
-	cur := org
-	for cur.Spec.Parent != "" {
-		parent := string(cur.Spec.Parent)
-		if i := slices.Index(chain, parent); i >= 0 {
-			cycle := append(slices.Clone(chain[i:]), parent)
-			return nil, claiimv1.ReasonCycle, fmt.Sprintf("the org tree has a cycle: %s; set spec.parent of one of them to break it", strings.Join(cycle, " -> ")), nil
-		}
-		if len(chain) > claiimv1.MaxOrgDepth {
-			return nil, claiimv1.ReasonTooDeep, fmt.Sprintf("the org tree is deeper than %d levels above %q; flatten it", claiimv1.MaxOrgDepth, org.Name), nil
-		}
+	chain, err := claiimv1.OrgPath(org.Name, org.Spec.Parent, func(name string) (claiimv1.OrgName, bool, error) {
 		next := &claiimv1.AIOrg{}
-		if err := r.Get(ctx, types.NamespacedName{Name: parent}, next); err != nil {
-			if !apierrors.IsNotFound(err) {
-				return nil, "", "", fmt.Errorf("reading AIOrg %q: %w", parent, err)
+		if err := r.Get(ctx, types.NamespacedName{Name: name}, next); err != nil {
+			if apierrors.IsNotFound(err) {
+				return "", false, nil
 			}
-			if cur == org {
-				return nil, claiimv1.ReasonParentNotFound, fmt.Sprintf("parent AIOrg %q does not exist; create it or remove spec.parent", parent), nil
-			}
-			return nil, claiimv1.ReasonParentNotFound, fmt.Sprintf("ancestor AIOrg %q (parent of %q) does not exist; create it or re-parent %q", parent, cur.Name, cur.Name), nil
+			return "", false, fmt.Errorf("reading AIOrg %q: %w", name, err)
 		}
-		chain = append(chain, parent)
-		cur = next
+		return next.Spec.Parent, true, nil
+	})
+	var pe *claiimv1.OrgPathError
+	switch {
+	case errors.As(err, &pe):
+		return nil, pe.Reason, orgPathMessage(org.Name, pe), nil
+	case err != nil:
+		return nil, "", "", err
 	}
 	slices.Reverse(chain)
 	return chain, claiimv1.ReasonReconciled, fmt.Sprintf("org path resolved: %s", strings.Join(chain, "/")), nil
+}
+
+// orgPathMessage says what to do about a path that doesn't resolve.
+func orgPathMessage(org string, pe *claiimv1.OrgPathError) string {
+	last := pe.Chain[len(pe.Chain)-1]
+	switch {
+	case pe.Reason == claiimv1.ReasonCycle:
+		cycle := append(slices.Clone(pe.Chain[slices.Index(pe.Chain, pe.At):]), pe.At)
+		return fmt.Sprintf("the org tree has a cycle: %s; set spec.parent of one of them to break it", strings.Join(cycle, " -> "))
+	case pe.Reason == claiimv1.ReasonTooDeep:
+		return fmt.Sprintf("the org tree is deeper than %d levels above %q; flatten it", claiimv1.MaxOrgDepth, org)
+	case len(pe.Chain) == 1:
+		return fmt.Sprintf("parent AIOrg %q does not exist; create it or remove spec.parent", pe.At)
+	}
+	return fmt.Sprintf("ancestor AIOrg %q (parent of %q) does not exist; create it or re-parent %q", pe.At, last, last)
 }
 
 // SetupWithManager watches AIOrgs; a change of one org re-resolves its

@@ -3,13 +3,20 @@
 // user, published skill versions kept immutable, agent lifecycle rules.
 // Every privileged change admitted or refused is written to Chron first;
 // if Chron can't be written the change is refused.
+//
+// Each kind has one small typed webhook (controller-runtime's
+// admission.Validator[T] and, where the kind is stamped, Defaulter[T]).
+// The typed API carries everything we need: the request, with the
+// authenticated user, is in the context (admission.RequestFromContext); an
+// error answers with its message unchanged (admission.Denied), and a
+// *StatusError with its exact status, so refusals read as they always did.
+// The control-plane kinds share one PIM check (requirePIM), and kinds.go
+// lists every kind once: Setup registers from it and the tests walk it.
 package admission
 
 import (
 	"context"
 	"fmt"
-	"net/http"
-	"strings"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -75,23 +82,27 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Reader == nil || o.APIReader == nil || o.Client == nil || o.Log == nil || o.ManagerUsername == "" {
 		return fmt.Errorf("admission: Reader, APIReader, Client, Log and ManagerUsername are required")
 	}
-	h := &handlers{Options: o, decoder: admission.NewDecoder(o.Scheme)}
+	h := newHandlers(o)
+	routes, err := h.routes()
+	if err != nil {
+		return err
+	}
 	srv := mgr.GetWebhookServer()
-	for path, fn := range map[string]admission.HandlerFunc{
-		PathMutatePIM:            h.mutatePIM,
-		PathValidatePIM:          h.validatePIM,
-		PathMutateAgent:          h.mutateAgent,
-		PathMutateGrant:          h.mutateGrant,
-		PathValidateControlPlane: h.validateControlPlane,
-	} {
-		srv.Register(path, &webhook.Admission{Handler: fn})
+	for path, r := range routes {
+		srv.Register(path, &webhook.Admission{Handler: r})
 	}
 	return nil
 }
 
+// handlers is what every kind's webhook shares: options, a decoder for
+// old objects, the PIM check and the Chron record.
 type handlers struct {
 	Options
 	decoder admission.Decoder
+}
+
+func newHandlers(o Options) *handlers {
+	return &handlers{Options: o, decoder: admission.NewDecoder(o.Scheme)}
 }
 
 func (h *handlers) now() time.Time { return h.Clock.Now() }
@@ -113,82 +124,4 @@ func (h *handlers) can(ctx context.Context, req admission.Request, verb, resourc
 		return false, fmt.Errorf("asking the apiserver whether %s may %s %s: %w", req.UserInfo.Username, verb, resource, err)
 	}
 	return sar.Status.Allowed, nil
-}
-
-// activeSession finds a PIMRequest that elevates user now.
-// The cache is asked first; before refusing, the apiserver itself.
-func (h *handlers) activeSession(ctx context.Context, user string) (*claiimv1.PIMRequest, error) {
-	for _, r := range []client.Reader{h.Reader, h.APIReader} {
-		list := &claiimv1.PIMRequestList{}
-		if err := r.List(ctx, list); err != nil {
-			return nil, fmt.Errorf("reading PIM sessions: %w", err)
-		}
-		now := h.now()
-		for i := range list.Items {
-			if list.Items[i].Elevates(user, now) {
-				return &list.Items[i], nil
-			}
-		}
-	}
-	return nil, nil
-}
-
-// record writes an admission decision to Chron (not for dry runs, which
-// promise no side effects).
-func (h *handlers) record(ctx context.Context, req admission.Request, rec *chron.Record) error {
-	if req.DryRun != nil && *req.DryRun {
-		return nil
-	}
-	rec.Actor = req.UserInfo.Username
-	rec.RequestID = string(req.UID)
-	rec.Replica = "manager"
-	if rec.Context == nil {
-		rec.Context = map[string]any{}
-	}
-	rec.Context["operation"] = string(req.Operation)
-	rec.Context["resource"] = req.Resource.Resource
-	rec.Context["name"] = req.Name
-	if req.Namespace != "" {
-		rec.Context["namespace"] = req.Namespace
-	}
-	_, err := h.Log.Write(ctx, rec)
-	return err
-}
-
-// deny refuses with a message that says what to do, recording it first.
-// If the refusal can't be recorded it is still a refusal.
-func (h *handlers) deny(ctx context.Context, req admission.Request, kind chron.Kind, reason, msg string) admission.Response {
-	_ = h.record(ctx, req, &chron.Record{Kind: kind, Action: action(req), Outcome: chron.OutcomeDeny, Reason: reason, Message: msg})
-	return admission.Denied(msg)
-}
-
-// allow admits after the record has committed; no record, no change.
-func (h *handlers) allow(ctx context.Context, req admission.Request, rec *chron.Record, resp admission.Response) admission.Response {
-	if rec.Action == "" {
-		rec.Action = action(req)
-	}
-	rec.Outcome = chron.OutcomeAllow
-	if err := h.record(ctx, req, rec); err != nil {
-		return admission.Errored(http.StatusServiceUnavailable,
-			fmt.Errorf("the change is refused because it could not be recorded in Chron (fail-closed): %w", err))
-	}
-	return resp
-}
-
-// action names an admission request in Chron: "create:aiorgs".
-func action(req admission.Request) string {
-	return fmt.Sprintf("%s:%s", strings.ToLower(string(req.Operation)), req.Resource.Resource)
-}
-
-// verbing turns an operation into words for messages.
-func verbing(op string) string {
-	switch op {
-	case "CREATE":
-		return "creating"
-	case "UPDATE":
-		return "changing"
-	case "DELETE":
-		return "deleting"
-	}
-	return strings.ToLower(op)
 }

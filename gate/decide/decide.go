@@ -187,14 +187,10 @@ func Decide(s *Snapshot, req Request) Decision {
 	return d
 }
 
-// grant finds an active, unexpired grant that lets agents of org use sv.
+// grant finds a grant active at now that lets agents of org use sv.
 func (s *Snapshot) grant(sv *SkillVersion, org string, now time.Time, d *Decision) bool {
-	for i := range s.grants {
-		g := &s.grants[i]
-		if g.GrantingOrg != sv.Org || g.ReceivingOrg != org || !now.Before(g.ExpiresAt) {
-			continue
-		}
-		if _, ok := g.Skills[sv.Skill]; ok {
+	for _, g := range s.grants[org] {
+		if g.ActiveAt(now) && g.Covers(sv.Skill, claiimv1.OrgName(sv.Org), claiimv1.OrgName(org)) {
 			d.Grant = g.Name
 			return true
 		}

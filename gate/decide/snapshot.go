@@ -3,7 +3,6 @@ package decide
 import (
 	"sort"
 	"strings"
-	"time"
 
 	"k8s.io/apimachinery/pkg/labels"
 
@@ -44,14 +43,6 @@ type SkillVersion struct {
 	Forbidden  []Pattern
 }
 
-// Grant is an active cross-org grant.
-type Grant struct {
-	Name                      string
-	GrantingOrg, ReceivingOrg string
-	Skills                    map[string]struct{}
-	ExpiresAt                 time.Time
-}
-
 // Snapshot is an immutable view of the declared resources, indexed for
 // the hot path. Build one per change and swap it in atomically.
 type Snapshot struct {
@@ -62,7 +53,9 @@ type Snapshot struct {
 	// ancestors[org] is the org and all its ancestors (a policy of any of
 	// them applies); an org in a broken tree maps to nil.
 	ancestors map[string][]string
-	grants    []Grant
+	// grants by receiving org, in input order; whether one counts at the
+	// request's time is the grant's own rule (ActiveAt, Covers).
+	grants map[string][]*claiimv1.CrossOrgGrant
 
 	// Policy rules by what their patterns can match: exact actions, the
 	// literal leading segments ("crm:export" of "crm:export:*"), a literal
@@ -108,6 +101,7 @@ func Build(in Inputs) *Snapshot {
 		exact:     map[string][]ruleRef{},
 		byPrefix:  map[string][]ruleRef{},
 		bySegment: map[segKey][]ruleRef{},
+		grants:    map[string][]*claiimv1.CrossOrgGrant{},
 		Revision:  in.Revision,
 	}
 	for i := range in.Skills {
@@ -169,16 +163,8 @@ func Build(in Inputs) *Snapshot {
 		}
 	}
 	for i := range in.Grants {
-		g := &in.Grants[i]
-		if g.Status.Phase != claiimv1.GrantActive || g.Spec.Revoked || g.Status.ExpiresAt == nil {
-			continue
-		}
-		gr := Grant{Name: g.Name, GrantingOrg: string(g.Spec.GrantingOrg), ReceivingOrg: string(g.Spec.ReceivingOrg),
-			Skills: map[string]struct{}{}, ExpiresAt: g.Status.ExpiresAt.Time}
-		for _, sk := range g.Spec.Skills {
-			gr.Skills[sk] = struct{}{}
-		}
-		s.grants = append(s.grants, gr)
+		g := in.Grants[i].DeepCopy() // the snapshot is immutable; the inputs are the caller's
+		s.grants[string(g.Spec.ReceivingOrg)] = append(s.grants[string(g.Spec.ReceivingOrg)], g)
 	}
 	return s
 }
@@ -202,12 +188,13 @@ func newAgent(in *claiimv1.Agent) *Agent {
 	if t := in.Status.Token; t != nil && t.RevokedAt == nil {
 		a.TokenID, a.TokenHash = t.ID, t.Hash
 	}
-	switch {
-	case in.Spec.Lifecycle == claiimv1.LifecycleDecommissioned || in.Status.Phase == claiimv1.AgentDecommissioned:
+	// The agent's own lifecycle phase first, then what the manager recorded.
+	switch p := in.LifecyclePhase(); {
+	case p == claiimv1.AgentDecommissioned:
 		a.Phase, a.Inactive = claiimv1.AgentDecommissioned, "the agent is decommissioned"
-	case in.Spec.Lifecycle == claiimv1.LifecycleSuspended:
+	case p == claiimv1.AgentSuspended:
 		a.Phase, a.Inactive = claiimv1.AgentSuspended, "the agent is suspended; set spec.lifecycle back to Active to resume it"
-	case in.Annotations[claiimv1.AnnotationAnchorAccepted] != string(in.Spec.AccountabilityAnchor):
+	case p == claiimv1.AgentInactive:
 		a.Phase, a.Inactive = claiimv1.AgentInactive, "the agent is INACTIVE: its accountability anchor "+string(in.Spec.AccountabilityAnchor)+" has not accepted the assignment"
 	case in.Status.Phase != claiimv1.AgentActive:
 		a.Inactive = "the agent is " + string(orDefault(in.Status.Phase, claiimv1.AgentPending)) + ": " + readyMessage(in)
@@ -272,37 +259,22 @@ func parseForbidden(ps []claiimv1.ActionPattern) []Pattern {
 }
 
 // orgAncestors maps every org to itself and its ancestors, walking
-// spec.parent (bounded; a cycle or missing parent ends the walk).
+// spec.parent as the AIOrg reconciler does (claiimv1.OrgPath); a missing
+// ancestor, a cycle or too deep a tree leaves the org unresolved (nil).
 func orgAncestors(orgs []claiimv1.AIOrg) map[string][]string {
-	parent := make(map[string]string, len(orgs))
+	parent := make(map[string]claiimv1.OrgName, len(orgs))
 	for i := range orgs {
-		parent[orgs[i].Name] = string(orgs[i].Spec.Parent)
+		parent[orgs[i].Name] = orgs[i].Spec.Parent
+	}
+	parentOf := func(name string) (claiimv1.OrgName, bool, error) {
+		p, ok := parent[name]
+		return p, ok, nil
 	}
 	out := make(map[string][]string, len(orgs))
 	for name := range parent {
-		chain := []string{name}
-		cur := parent[name]
-		for ; cur != ""; cur = parent[cur] {
-			if _, ok := parent[cur]; !ok || contains(chain, cur) || len(chain) > claiimv1.MaxOrgDepth {
-				break
-			}
-			chain = append(chain, cur)
-		}
-		if cur != "" {
-			chain = nil // missing ancestor, cycle or too deep: unresolved
-		}
-		out[name] = chain
+		out[name], _ = claiimv1.OrgPath(name, parent[name], parentOf)
 	}
 	return out
-}
-
-func contains(ss []string, s string) bool {
-	for _, x := range ss {
-		if x == s {
-			return true
-		}
-	}
-	return false
 }
 
 // AgentByToken finds the agent a token id belongs to.

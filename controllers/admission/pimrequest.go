@@ -1,0 +1,201 @@
+package admission
+
+import (
+	"context"
+	"fmt"
+	"net/http"
+	"time"
+
+	admissionv1 "k8s.io/api/admission/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/chron"
+)
+
+// pimRequestWebhook enforces two-person control on PIMRequests: the
+// requester is stamped from the authenticated user, and a second person
+// with the RBAC verb `approve` decides. It is not under PIM itself:
+// asking for elevation is what one does without it.
+type pimRequestWebhook struct{ h *handlers }
+
+var (
+	_ admission.Validator[*claiimv1.PIMRequest] = pimRequestWebhook{}
+	_ admission.Defaulter[*claiimv1.PIMRequest] = pimRequestWebhook{}
+)
+
+// stamped are the annotations only admission writes.
+var stamped = []string{claiimv1.AnnotationApprovedBy, claiimv1.AnnotationApprovedAt, claiimv1.AnnotationDeniedBy, claiimv1.AnnotationRevokedBy}
+
+// decisions pair what a person sets with what admission stamps for it.
+var decisions = []struct{ set, by string }{
+	{claiimv1.AnnotationApprove, claiimv1.AnnotationApprovedBy},
+	{claiimv1.AnnotationDeny, claiimv1.AnnotationDeniedBy},
+	{claiimv1.AnnotationRevoke, claiimv1.AnnotationRevokedBy},
+}
+
+// Default stamps identities from the authenticated user: the requester on
+// create, and who decided when a decision annotation appears. Values a
+// user sends for these are overwritten.
+func (w pimRequestWebhook) Default(ctx context.Context, p *claiimv1.PIMRequest) error {
+	req, err := requestFrom(ctx)
+	if err != nil {
+		return err
+	}
+	user := req.UserInfo.Username
+	ann := p.GetAnnotations()
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	switch req.Operation {
+	case admissionv1.Create:
+		p.Spec.Requester = claiimv1.Username(user)
+		if p.Spec.Subject == "" {
+			p.Spec.Subject = claiimv1.Username(user)
+		}
+		for _, k := range stamped {
+			delete(ann, k)
+		}
+		for _, d := range decisions { // nobody decides their own request at birth
+			delete(ann, d.set)
+		}
+	case admissionv1.Update:
+		old := &claiimv1.PIMRequest{}
+		if err := w.h.decoder.DecodeRaw(req.OldObject, old); err != nil {
+			return errored(http.StatusBadRequest, err)
+		}
+		for _, k := range stamped {
+			if v, ok := old.Annotations[k]; ok {
+				ann[k] = v
+			} else {
+				delete(ann, k)
+			}
+		}
+		for _, d := range decisions {
+			if _, had := old.Annotations[d.set]; had {
+				continue
+			}
+			if _, has := ann[d.set]; has {
+				ann[d.by] = user
+				if d.set == claiimv1.AnnotationApprove {
+					ann[claiimv1.AnnotationApprovedAt] = w.h.now().UTC().Format(time.RFC3339)
+				}
+			}
+		}
+	}
+	p.SetAnnotations(ann)
+	return nil
+}
+
+func (w pimRequestWebhook) ValidateCreate(ctx context.Context, p *claiimv1.PIMRequest) (admission.Warnings, error) {
+	req, err := requestFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	user := req.UserInfo.Username
+	if string(p.Spec.Requester) != user {
+		return nil, w.h.refuse(ctx, req, chron.KindPIMRefused, "FORGED_IDENTITY", fmt.Sprintf("spec.requester must be you (%s); it is set from your identity", user))
+	}
+	return nil, w.h.admit(ctx, req, &chron.Record{Kind: chron.KindPIMRequested, Reason: "PIM_REQUESTED",
+		Message: fmt.Sprintf("%s requests elevation for %s for %s: %s", user, p.Spec.Subject, durationOf(p), p.Spec.Reason),
+		Context: map[string]any{"subject": string(p.Spec.Subject), "reason": p.Spec.Reason}})
+}
+
+func (w pimRequestWebhook) ValidateDelete(ctx context.Context, old *claiimv1.PIMRequest) (admission.Warnings, error) {
+	req, err := requestFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	return nil, w.h.admit(ctx, req, &chron.Record{Kind: chron.KindPIMDeleted, Reason: "PIM_DELETED",
+		Message: fmt.Sprintf("PIMRequest %s (requester %s) deleted; an active session ends with it", old.Name, old.Spec.Requester)})
+}
+
+// ValidateUpdate lets identities stand, decisions be final and one at a
+// time, and only a second person with the verb `approve` approve or deny.
+func (w pimRequestWebhook) ValidateUpdate(ctx context.Context, old, p *claiimv1.PIMRequest) (admission.Warnings, error) {
+	req, err := requestFrom(ctx)
+	if err != nil {
+		return nil, err
+	}
+	refuse := func(reason, msg string) (admission.Warnings, error) {
+		return nil, w.h.refuse(ctx, req, chron.KindPIMRefused, reason, msg)
+	}
+	if string(p.Spec.Requester) != string(old.Spec.Requester) || p.Spec.Subject != old.Spec.Subject {
+		return refuse("FORGED_IDENTITY", "requester and subject of a PIMRequest cannot change; create a new request")
+	}
+	var newDecision *struct{ set, by string }
+	for i, d := range decisions {
+		oldV, had := old.Annotations[d.set]
+		newV, has := p.Annotations[d.set]
+		switch {
+		case had && (!has || oldV != newV):
+			return refuse("DECISION_FINAL", fmt.Sprintf("annotation %s is a recorded decision and cannot be changed or removed", d.set))
+		case !had && has:
+			if newDecision != nil {
+				return refuse("ONE_DECISION", "set one of claiim.io/approve, claiim.io/deny or claiim.io/revoke at a time")
+			}
+			newDecision = &decisions[i]
+		}
+	}
+	for _, k := range stamped {
+		if old.Annotations[k] != p.Annotations[k] && (newDecision == nil || (k != newDecision.by && k != claiimv1.AnnotationApprovedAt)) {
+			return refuse("FORGED_IDENTITY", fmt.Sprintf("annotation %s is written by admission only", k))
+		}
+	}
+	if newDecision == nil {
+		return nil, nil
+	}
+
+	user, requester, subject := req.UserInfo.Username, string(old.Spec.Requester), string(old.Spec.Subject)
+	state := old.Session(w.h.now())
+	if newDecision.set == claiimv1.AnnotationRevoke {
+		if state.Phase != claiimv1.PIMPending && state.Phase != claiimv1.PIMActive {
+			return refuse("DECISION_FINAL", fmt.Sprintf("this request is already %s; there is nothing to revoke", state.Phase))
+		}
+		if user != requester {
+			ok, err := w.h.can(ctx, req, "approve", "pimrequests", p.Name)
+			if err != nil {
+				return nil, errored(http.StatusServiceUnavailable, err)
+			}
+			if !ok {
+				return refuse("NOT_AN_APPROVER", "only the requester or an approver (RBAC verb 'approve' on pimrequests) can revoke a PIM session")
+			}
+		}
+		return nil, w.h.admit(ctx, req, &chron.Record{Kind: chron.KindPIMRevoked, Reason: "PIM_REVOKED",
+			Message: fmt.Sprintf("%s revoked the session of %s: %s", user, subject, p.Annotations[newDecision.set]),
+			Context: map[string]any{"requester": requester, "subject": subject}})
+	}
+
+	word := "approve"
+	if newDecision.set == claiimv1.AnnotationDeny {
+		word = "deny"
+	}
+	if state.Phase != claiimv1.PIMPending {
+		return refuse("DECISION_FINAL", fmt.Sprintf("this request is already %s; a decision already made cannot change. Request elevation again with a new PIMRequest", state.Phase))
+	}
+	if user == requester || user == subject {
+		return refuse("SELF_APPROVAL", fmt.Sprintf(
+			"you cannot %s your own request: two-person control needs a second admin. Ask another approver (e.g. peer@claiim.io) to run: kubectl annotate pimrequest %s %s=\"<comment>\"", word, p.Name, newDecision.set))
+	}
+	ok, err := w.h.can(ctx, req, "approve", "pimrequests", p.Name)
+	if err != nil {
+		return nil, errored(http.StatusServiceUnavailable, err)
+	}
+	if !ok {
+		return refuse("NOT_AN_APPROVER", fmt.Sprintf(
+			"%s may not %s PIM requests: it needs the RBAC verb 'approve' on pimrequests.claiim.io (the claiim-approver ClusterRole)", user, word))
+	}
+	kind, reason, msg := chron.KindPIMApproved, "PIM_APPROVED", fmt.Sprintf("%s approved elevation of %s for %s: %s", user, subject, durationOf(p), p.Annotations[newDecision.set])
+	if word == "deny" {
+		kind, reason, msg = chron.KindPIMDenied, "PIM_DENIED", fmt.Sprintf("%s denied elevation of %s: %s", user, subject, p.Annotations[newDecision.set])
+	}
+	return nil, w.h.admit(ctx, req, &chron.Record{Kind: kind, Reason: reason, Message: msg,
+		Context: map[string]any{"requester": requester, "subject": subject}})
+}
+
+func durationOf(p *claiimv1.PIMRequest) string {
+	if p.Spec.Duration == nil {
+		return claiimv1.DefaultPIMDuration
+	}
+	return p.Spec.Duration.Duration.String()
+}
