@@ -144,7 +144,7 @@ func prepare(r *Record) (prepared, error) {
 	}
 	rulesJSON, err := json.Marshal(rulesOrEmpty(rec.SkillRules)) // clean strings: already canonical
 	if err != nil {
-		return prepared{}, fmt.Errorf("%w: skill rules: %v", ErrInvalid, err)
+		return prepared{}, fmt.Errorf("%w: skill rules: %w", ErrInvalid, err)
 	}
 	body, err := contentBody(&rec, ctxJSON, polJSON, rulesJSON)
 	if err != nil {

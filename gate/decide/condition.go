@@ -52,7 +52,7 @@ func CompileCondition(expr string) (*Condition, error) {
 	}
 	ast, iss := celEnv.Compile(expr)
 	if iss.Err() != nil {
-		return nil, fmt.Errorf("condition does not compile: %s", iss.Err())
+		return nil, fmt.Errorf("condition does not compile: %w", iss.Err())
 	}
 	if ast.OutputType() != cel.BoolType {
 		return nil, fmt.Errorf("condition must evaluate to a bool, not %s", ast.OutputType())

@@ -66,7 +66,7 @@ func devUp(f devFlags) error {
 	for {
 		select {
 		case err := <-exited:
-			return fmt.Errorf("the local control plane stopped while starting (%v); see %s:\n%s", err, f.path("dev.log"), tail(f.path("dev.log"), 30))
+			return fmt.Errorf("the local control plane stopped while starting (%w); see %s:\n%s", err, f.path("dev.log"), tail(f.path("dev.log"), 30))
 		case <-deadline:
 			return fmt.Errorf("the local control plane did not become ready in 3 minutes; see the logs in %s:\n%s", f.dir, tail(f.path("dev.log"), 30))
 		case <-time.After(200 * time.Millisecond):
