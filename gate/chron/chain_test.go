@@ -30,34 +30,13 @@ func TestHashFormat(t *testing.T) {
 const goldenFile = "testdata/hash-v1.json"
 
 type goldenVector struct {
-	Name     string `json:"name"`
-	Stream   string `json:"stream"`
-	Seq      int64  `json:"seq"`
-	PrevHash string `json:"prev_hash"`
-	Row      struct {
-		ID             string          `json:"id"`
-		Time           string          `json:"time"`
-		Kind           string          `json:"kind"`
-		Actor          string          `json:"actor"`
-		AgentName      string          `json:"agent_name"`
-		AgentNamespace string          `json:"agent_namespace"`
-		AgentUID       string          `json:"agent_uid"`
-		Org            string          `json:"org"`
-		Action         string          `json:"action"`
-		Context        json.RawMessage `json:"context"`
-		Outcome        string          `json:"outcome"`
-		Reason         string          `json:"reason"`
-		Message        string          `json:"message"`
-		Anchor         string          `json:"anchor"`
-		SkillVersionID string          `json:"skill_version_id"`
-		SkillDigest    string          `json:"skill_digest"`
-		Policies       json.RawMessage `json:"policies"`
-		SkillRules     json.RawMessage `json:"skill_rules"`
-		Replica        string          `json:"replica"`
-		RequestID      string          `json:"request_id"`
-	} `json:"row"`
-	Preimage string `json:"preimage"`
-	Hash     string `json:"hash"`
+	Name     string  `json:"name"`
+	Stream   string  `json:"stream"`
+	Seq      int64   `json:"seq"`
+	PrevHash string  `json:"prev_hash"`
+	Row      content `json:"row"` // the format under test
+	Preimage string  `json:"preimage"`
+	Hash     string  `json:"hash"`
 }
 
 func (v *goldenVector) record(t *testing.T) Record {

@@ -8,12 +8,13 @@ import (
 	"context"
 	"fmt"
 	"io"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"time"
+
+	"github.com/claiim/claiim-operator/test/pgtest"
 )
 
 // proc is a server under test.
@@ -97,7 +98,7 @@ func (c *config) start(ctx context.Context, dir, name string, onServerCPU bool, 
 // startOPA runs `opa run --server` over the fixture's policy and data,
 // with decision logs uploaded to the sink when logged.
 func (c *config) startOPA(ctx context.Context, dir string, logged bool, sink string) (*proc, error) {
-	port, err := freePort()
+	port, err := pgtest.FreePort()
 	if err != nil {
 		return nil, err
 	}
@@ -164,13 +165,4 @@ func (p *proc) stop() {
 		_ = p.cmd.Process.Kill()
 		<-p.done
 	}
-}
-
-func freePort() (int, error) {
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		return 0, err
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port, nil
 }

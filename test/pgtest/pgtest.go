@@ -109,7 +109,7 @@ func StartWith(ctx context.Context, o Options) (*Server, error) {
 			return nil, err
 		}
 	}
-	if s.port, err = freePort(); err != nil {
+	if s.port, err = FreePort(); err != nil {
 		return nil, err
 	}
 	data := filepath.Join(s.dir, "data")
@@ -196,7 +196,8 @@ func (s *Server) run(ctx context.Context, name string, args ...string) *exec.Cmd
 	return exec.CommandContext(ctx, argv[0], argv[1:]...)
 }
 
-func freePort() (int, error) {
+// FreePort is a TCP port on 127.0.0.1 that nothing listens on right now.
+func FreePort() (int, error) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		return 0, err
