@@ -87,5 +87,5 @@ type AIOrgList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&AIOrg{}, &AIOrgList{})
+	register(&AIOrg{}, &AIOrgList{})
 }

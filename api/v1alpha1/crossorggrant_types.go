@@ -135,5 +135,5 @@ type CrossOrgGrantList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&CrossOrgGrant{}, &CrossOrgGrantList{})
+	register(&CrossOrgGrant{}, &CrossOrgGrantList{})
 }

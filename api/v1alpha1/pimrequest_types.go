@@ -136,5 +136,5 @@ type PIMRequestList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&PIMRequest{}, &PIMRequestList{})
+	register(&PIMRequest{}, &PIMRequestList{})
 }

@@ -147,5 +147,5 @@ type PolicyList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Policy{}, &PolicyList{})
+	register(&Policy{}, &PolicyList{})
 }

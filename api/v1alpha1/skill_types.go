@@ -164,5 +164,5 @@ type SkillList struct {
 }
 
 func init() {
-	SchemeBuilder.Register(&Skill{}, &SkillList{})
+	register(&Skill{}, &SkillList{})
 }
