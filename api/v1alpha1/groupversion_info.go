@@ -1,9 +1,6 @@
 // Package v1alpha1 holds the claiim.io/v1alpha1 API: the resources platform
 // engineers declare to govern AI agents.
 //
-// It imports apimachinery and the standard library only, so any program
-// can use the types without pulling in controller-runtime.
-//
 // +kubebuilder:object:generate=true
 // +groupName=claiim.io
 package v1alpha1
@@ -18,21 +15,21 @@ var (
 	// GroupVersion is the group and version of every CLAIIM resource.
 	GroupVersion = schema.GroupVersion{Group: "claiim.io", Version: "v1alpha1"}
 
-	// SchemeBuilder registers the types with a runtime.Scheme.
-	SchemeBuilder = runtime.NewSchemeBuilder(addKnownTypes)
+	// SchemeBuilder registers the types with a runtime.Scheme. It is
+	// apimachinery's, so the API imports nothing beyond apimachinery and
+	// the standard library.
+	SchemeBuilder runtime.SchemeBuilder
 
 	// AddToScheme adds the types of this group-version to a scheme.
 	AddToScheme = SchemeBuilder.AddToScheme
-
-	// known is filled by each kind's init (register).
-	known []runtime.Object
 )
 
-// register adds a kind and its list to the types AddToScheme installs.
-func register(objs ...runtime.Object) { known = append(known, objs...) }
-
-func addKnownTypes(s *runtime.Scheme) error {
-	s.AddKnownTypes(GroupVersion, known...)
-	metav1.AddToGroupVersion(s, GroupVersion)
-	return nil
+// register adds a kind's types to SchemeBuilder; each kind's file calls
+// it from init.
+func register(objs ...runtime.Object) {
+	SchemeBuilder.Register(func(s *runtime.Scheme) error {
+		s.AddKnownTypes(GroupVersion, objs...)
+		metav1.AddToGroupVersion(s, GroupVersion)
+		return nil
+	})
 }

@@ -237,6 +237,13 @@ var _ = Describe("Skills", Serial, func() {
 		s := &claiimv1.Skill{ObjectMeta: metav1.ObjectMeta{Name: skillName}}
 		a := agent(ns, orgName, skillName, adminUser)
 		Expect(admin.Create(ctx, a)).To(Succeed())
+		// The agent is on v1 before v2 exists; without this wait, a slow
+		// first reconcile (Chron commits under load) fails the
+		// Consistently below before the agent has any version at all.
+		Eventually(func(g Gomega) {
+			g.Expect(root.Get(ctx, client.ObjectKeyFromObject(a), a)).To(Succeed())
+			g.Expect(a.Status.SkillVersionID).To(ContainSubstring("-v1-"))
+		}).Should(Succeed())
 
 		expectRefused(edit(admin, s, func() { s.Spec.Versions[0].ForbiddenActions = nil }), "immutable")
 		Expect(edit(admin, s, func() {
