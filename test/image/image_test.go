@@ -41,6 +41,10 @@ func TestDockerfile(t *testing.T) {
 		for _, src := range c[:len(c)-1] {
 			copied[src] = true
 		}
+		// A source directory lands where the import path expects it.
+		if len(c) == 2 && strings.HasSuffix(c[0], "/") && c[1] != c[0] {
+			t.Errorf("Dockerfile copies %s to %s; a package directory keeps its path (COPY %s %s)", c[0], c[1], c[0], c[0])
+		}
 	}
 	list := exec.Command("go", "list", "-deps", "-f", "{{if not .Standard}}{{.ImportPath}}{{end}}", "./cmd/claiim")
 	list.Dir = testenv.RepoRoot()
