@@ -17,7 +17,6 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/gate/decide"
@@ -65,7 +64,8 @@ func serveGate(args []string) error {
 	f := fixture.Generate(*seed, size)
 	snap := decide.Build(f.Inputs)
 
-	pool, err := pgxpool.New(ctx, *dbURL)
+	pool, err := chron.OpenPool(ctx, *dbURL, chron.PoolOptions{Application: "claiim-gate", // as the gate command opens it
+		StatementTimeout: chron.ComponentStatementTimeout, IdleInTxTimeout: chron.ComponentIdleInTxTimeout})
 	if err != nil {
 		return err
 	}

@@ -9,8 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
-
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
@@ -67,7 +65,7 @@ func RunChron(args []string, out io.Writer) error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
 	defer cancel()
-	pool, err := pgxpool.New(ctx, *dbURL)
+	pool, err := chron.OpenPool(ctx, *dbURL, chron.PoolOptions{Application: "claiim-chron"})
 	if err != nil {
 		return err
 	}

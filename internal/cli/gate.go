@@ -9,7 +9,6 @@ import (
 	"os"
 	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -44,7 +43,8 @@ func RunGate(args []string) error {
 	}
 	ctx := ctrl.SetupSignalHandler()
 
-	pool, err := pgxpool.New(ctx, *dbURL)
+	pool, err := chron.OpenPool(ctx, *dbURL, chron.PoolOptions{Application: "claiim-gate",
+		StatementTimeout: chron.ComponentStatementTimeout, IdleInTxTimeout: chron.ComponentIdleInTxTimeout})
 	if err != nil {
 		return fmt.Errorf("Chron database URL: %w", err)
 	}

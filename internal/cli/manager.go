@@ -9,7 +9,6 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -85,7 +84,8 @@ func RunManager(args []string) error {
 		opts.Gate = &gate
 	}
 	if *dbURL != "" {
-		pool, err := pgxpool.New(ctx, *dbURL)
+		pool, err := chron.OpenPool(ctx, *dbURL, chron.PoolOptions{Application: "claiim-manager",
+			StatementTimeout: chron.ComponentStatementTimeout, IdleInTxTimeout: chron.ComponentIdleInTxTimeout})
 		if err != nil {
 			return fmt.Errorf("Chron database URL: %w", err)
 		}
