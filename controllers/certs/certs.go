@@ -26,6 +26,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/client-go/util/retry"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -69,6 +70,29 @@ func (r *Rotator) defaults() {
 // starts, then Start keeps it so.
 func (r *Rotator) Ensure(ctx context.Context) error {
 	r.defaults()
+	// Replicas start together: when another one stored the Secret between
+	// our read and our write (AlreadyExists, Conflict), read it again and
+	// use theirs.
+	var sec *corev1.Secret
+	err := retry.OnError(retry.DefaultRetry, func(err error) bool {
+		return apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)
+	}, func() error {
+		var err error
+		sec, err = r.readOrIssue(ctx)
+		return err
+	})
+	if err != nil {
+		return err
+	}
+	if err := r.write(sec.Data); err != nil {
+		return err
+	}
+	return r.inject(ctx, sec.Data["ca.crt"])
+}
+
+// readOrIssue returns the stored certificate, issuing and storing a new one
+// when there is none or it is close to expiry.
+func (r *Rotator) readOrIssue(ctx context.Context) (*corev1.Secret, error) {
 	sec := &corev1.Secret{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: r.SecretName}, sec)
 	switch {
@@ -76,28 +100,26 @@ func (r *Rotator) Ensure(ctx context.Context) error {
 		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName,
 			Labels: map[string]string{"app.kubernetes.io/name": "claiim", "app.kubernetes.io/component": "webhook"}}, Type: corev1.SecretTypeTLS}
 	case err != nil:
-		return fmt.Errorf("reading webhook certificate Secret: %w", err)
+		return nil, fmt.Errorf("reading webhook certificate Secret: %w", err)
 	}
-	if !r.fresh(sec.Data) {
-		data, err := r.issue()
-		if err != nil {
-			return err
-		}
-		sec.Data = data
-		if sec.ResourceVersion == "" {
-			err = r.Client.Create(ctx, sec)
-		} else {
-			err = r.Client.Update(ctx, sec)
-		}
-		if err != nil {
-			return fmt.Errorf("storing the webhook certificate: %w", err)
-		}
-		ctrl.LoggerFrom(ctx).Info("issued a new webhook certificate", "secret", r.Namespace+"/"+r.SecretName)
+	if r.fresh(sec.Data) {
+		return sec, nil
 	}
-	if err := r.write(sec.Data); err != nil {
-		return err
+	data, err := r.issue()
+	if err != nil {
+		return nil, err
 	}
-	return r.inject(ctx, sec.Data["ca.crt"])
+	sec.Data = data
+	if sec.ResourceVersion == "" {
+		err = r.Client.Create(ctx, sec)
+	} else {
+		err = r.Client.Update(ctx, sec)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("storing the webhook certificate: %w", err)
+	}
+	ctrl.LoggerFrom(ctx).Info("issued a new webhook certificate", "secret", r.Namespace+"/"+r.SecretName)
+	return sec, nil
 }
 
 // Start re-checks hourly; it is a manager Runnable.

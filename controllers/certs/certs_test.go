@@ -1,6 +1,7 @@
 package certs_test
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"os"
@@ -10,6 +11,7 @@ import (
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
 	"k8s.io/utils/ptr"
@@ -93,4 +95,37 @@ func TestRotator(t *testing.T) {
 	if string(ca2) == string(ca1) || cert2.Equal(cert1) || !cert2.NotAfter.After(cert1.NotAfter) {
 		t.Fatal("an expiring certificate was not renewed")
 	}
+
+	// A second replica starting at the same moment read "no Secret" just
+	// before the first stored it: its Create meets AlreadyExists, and it
+	// reads again and serves the stored certificate instead of exiting.
+	replica2 := &staleFirstRead{Client: asManager}
+	dir2 := t.TempDir()
+	r2 := &certs.Rotator{Client: replica2, Namespace: "claiim-system", SecretName: "claiim-webhook-tls", Service: "claiim-webhook",
+		CertDir: dir2, Validating: []string{"claiim-validating"}, Clock: clock}
+	if err := r2.Ensure(ctx); err != nil {
+		t.Fatalf("a second replica racing the first: %v", err)
+	}
+	pair, err := tls.LoadX509KeyPair(filepath.Join(dir2, "tls.crt"), filepath.Join(dir2, "tls.key"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := x509.ParseCertificate(pair.Certificate[0]); !got.Equal(cert2) {
+		t.Fatal("the second replica serves another certificate than the stored one")
+	}
+}
+
+// staleFirstRead answers its first Get of a Secret with NotFound, as a
+// replica that read just before another created it.
+type staleFirstRead struct {
+	client.Client
+	done bool
+}
+
+func (c *staleFirstRead) Get(ctx context.Context, key client.ObjectKey, obj client.Object, opts ...client.GetOption) error {
+	if _, ok := obj.(*corev1.Secret); ok && !c.done {
+		c.done = true
+		return apierrors.NewNotFound(corev1.Resource("secrets"), key.Name)
+	}
+	return c.Client.Get(ctx, key, obj, opts...)
 }
