@@ -26,10 +26,12 @@ func (w *Writer) run() {
 			return
 		}
 		w.inFlight.Store(1)
+		w.busySince.Store(time.Now().UnixNano())
 		batch = w.fill(append(batch[:0], first), timer)
 		start := time.Now()
 		err := w.commit(batch)
 		w.lastBatch, w.lastCommit = len(batch), time.Since(start)
+		w.busySince.Store(0)
 		w.inFlight.Store(0)
 		clear(batch) // let answered records be collected
 		if err != nil && !serverAnswered(err) {

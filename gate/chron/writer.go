@@ -88,6 +88,9 @@ type Writer struct {
 	buf        []byte
 
 	rows, batches, failedBatches, failedRows, dups, overloaded, inFlight atomic.Int64
+	// busySince is when the loop took up its current batch (unix nanos; 0
+	// while it waits for records): Stalled reads it.
+	busySince atomic.Int64
 }
 
 type pending struct {
@@ -200,6 +203,16 @@ func (w *Writer) Close() error {
 	w.mu.Unlock()
 	<-w.done
 	return nil
+}
+
+// Stalled reports whether the writer has been on one batch for more than
+// three commit timeouts. Every batch is bounded by CommitTimeout (and
+// MaxWait), so one that outlives several means the writer is wedged:
+// decisions can only fail closed until the process restarts, which is
+// what the gate's liveness check asks for.
+func (w *Writer) Stalled(now time.Time) bool {
+	since := w.busySince.Load()
+	return since != 0 && now.Sub(time.Unix(0, since)) > 3*w.opts.CommitTimeout
 }
 
 // Stats returns the writer's counters.

@@ -36,6 +36,12 @@ type Log interface {
 	Write(ctx context.Context, r *chron.Record) (chron.Row, error)
 }
 
+// Staller is a Log that can tell it is wedged (chron.Writer): the gate
+// is then not live, and a restart is the way out.
+type Staller interface {
+	Stalled(now time.Time) bool
+}
+
 // Pinger checks the database for readiness.
 type Pinger interface {
 	Ping(ctx context.Context) error
@@ -69,13 +75,23 @@ func (s *Server) Handler() http.Handler {
 		s.Metrics = NewMetrics(nil)
 	}
 	mux := http.NewServeMux()
-	mux.HandleFunc("GET /health", func(w http.ResponseWriter, _ *http.Request) {
-		writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
-	})
+	mux.HandleFunc("GET /health", s.health)
 	mux.HandleFunc("GET /ready", s.ready)
 	mux.HandleFunc("POST /v/init", s.init)
 	mux.HandleFunc("POST /v/validate", s.validate)
 	return mux
+}
+
+// health is liveness: ok unless the Chron writer is wedged on a batch
+// (every decision would fail closed until a restart). A database that is
+// merely down is readiness's business, not a reason to restart.
+func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
+	if st, ok := s.Log.(Staller); ok && st.Stalled(s.Now()) {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "stalled",
+			"reason": "the Chron writer has been on one batch for more than three commit timeouts; restart the gate"})
+		return
+	}
+	writeJSON(w, http.StatusOK, map[string]string{"status": "ok"})
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
