@@ -32,10 +32,7 @@ func TestWriterStalled(t *testing.T) {
 	wedge <- true
 	done := make(chan error, 1)
 	go func() { _, err := w.Write(ctx, decision(2)); done <- err }()
-	deadline := time.Now().Add(time.Minute)
-	for w.Stats().InFlight == 0 && time.Now().Before(deadline) { // the loop took the batch
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the loop to take the batch", func() bool { return w.Stats().InFlight > 0 })
 	if w.Stalled(time.Now()) {
 		t.Fatal("a batch within its bound is not a stall")
 	}
@@ -46,9 +43,7 @@ func TestWriterStalled(t *testing.T) {
 	if err := <-done; err != nil {
 		t.Fatal(err)
 	}
-	for w.Stats().InFlight != 0 && time.Now().Before(deadline) { // the loop let the batch go
-		time.Sleep(time.Millisecond)
-	}
+	eventually(t, "the loop to let the batch go", func() bool { return w.Stats().InFlight == 0 })
 	if w.Stalled(time.Now().Add(time.Hour)) {
 		t.Fatal("after the batch ends the writer is not stalled")
 	}
