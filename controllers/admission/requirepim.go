@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net/http"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
@@ -90,19 +91,38 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 	return nil, h.admit(ctx, req, rec)
 }
 
-// activeSession finds a PIMRequest that elevates user now.
-// The cache is asked first; before refusing, the apiserver itself.
+// activeSession finds a PIMRequest that elevates user now. A session the
+// cache shows is confirmed with the apiserver before it counts, since the
+// cache may lag its revocation or deletion; when the cache shows none,
+// the apiserver is asked before refusing, since it may lag an approval.
 func (h *handlers) activeSession(ctx context.Context, user string) (*claiimv1.PIMRequest, error) {
-	for _, r := range []client.Reader{h.Reader, h.APIReader} {
-		list := &claiimv1.PIMRequestList{}
-		if err := r.List(ctx, list); err != nil {
-			return nil, fmt.Errorf("reading PIM sessions: %w", err)
+	cached := &claiimv1.PIMRequestList{}
+	if err := h.Reader.List(ctx, cached); err != nil {
+		return nil, fmt.Errorf("reading PIM sessions: %w", err)
+	}
+	for i := range cached.Items {
+		if !cached.Items[i].Elevates(user, h.now()) {
+			continue
 		}
-		now := h.now()
-		for i := range list.Items {
-			if list.Items[i].Elevates(user, now) {
-				return &list.Items[i], nil
-			}
+		live := &claiimv1.PIMRequest{}
+		err := h.APIReader.Get(ctx, client.ObjectKeyFromObject(&cached.Items[i]), live)
+		if apierrors.IsNotFound(err) {
+			continue // deleted: it elevates nobody
+		}
+		if err != nil {
+			return nil, fmt.Errorf("confirming PIM session %s: %w", cached.Items[i].Name, err)
+		}
+		if live.Elevates(user, h.now()) {
+			return live, nil
+		}
+	}
+	list := &claiimv1.PIMRequestList{}
+	if err := h.APIReader.List(ctx, list); err != nil {
+		return nil, fmt.Errorf("reading PIM sessions: %w", err)
+	}
+	for i := range list.Items {
+		if list.Items[i].Elevates(user, h.now()) {
+			return &list.Items[i], nil
 		}
 	}
 	return nil, nil
