@@ -41,3 +41,22 @@ func TestHealthReportsAWedgedWriter(t *testing.T) {
 		t.Fatalf("wedged writer: %d %s, want 503 saying to restart", code, body)
 	}
 }
+
+// On SIGTERM the gate drains: /ready turns 503 so endpoints drop it, while
+// liveness stays ok (a draining gate must not be restarted mid-drain).
+func TestDrainTurnsReadyOff(t *testing.T) {
+	s := &server.Server{Log: &stallingLog{}}
+	h := s.Handler()
+	s.Drain()
+	get := func(path string) (int, string) {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodGet, path, nil))
+		return rec.Code, rec.Body.String()
+	}
+	if code, body := get("/ready"); code != http.StatusServiceUnavailable || !strings.Contains(body, "shutting down") {
+		t.Fatalf("/ready while draining: %d %s", code, body)
+	}
+	if code, _ := get("/health"); code != http.StatusOK {
+		t.Fatalf("/health while draining: %d, want 200", code)
+	}
+}

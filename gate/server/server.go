@@ -12,6 +12,7 @@ import (
 	"os"
 	"runtime/debug"
 	"strings"
+	"sync/atomic"
 	"time"
 
 	"github.com/go-logr/logr"
@@ -61,7 +62,14 @@ type Server struct {
 	// Reviewer verifies in-cluster agents' ServiceAccount tokens; nil
 	// accepts agent tokens only.
 	Reviewer *TokenReviewer
+
+	draining atomic.Bool
 }
+
+// Drain makes /ready answer 503 while decisions are still answered, so
+// load balancers and Service endpoints stop sending new requests before
+// the gate stops listening (a rollout without refused connections).
+func (s *Server) Drain() { s.draining.Store(true) }
 
 // Handler returns the gate's routes.
 func (s *Server) Handler() http.Handler {
@@ -95,6 +103,10 @@ func (s *Server) health(w http.ResponseWriter, _ *http.Request) {
 }
 
 func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
+	if s.draining.Load() {
+		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": "shutting down: the gate finishes what it has and stops"})
+		return
+	}
 	if err := s.Snapshots.Ready(); err != nil {
 		writeJSON(w, http.StatusServiceUnavailable, map[string]string{"status": "not ready", "reason": err.Error()})
 		return

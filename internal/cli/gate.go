@@ -30,6 +30,7 @@ func RunGate(args []string) error {
 	replica := fs.String("replica", defaultReplica(), "this replica's name; its Chron stream (default $POD_NAME or the hostname)")
 	migrate := fs.Bool("migrate", true, "apply Chron's schema migrations at start (needs a role that may create tables)")
 	writeTimeout := fs.Duration("write-timeout", 2*time.Second, "longest wait for a decision's Chron row; past it the answer is DENY")
+	drain := fs.Duration("shutdown-drain", 5*time.Second, "on SIGTERM, how long /ready answers 503 while decisions are still answered, before the gate stops listening")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -79,7 +80,11 @@ func RunGate(args []string) error {
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 
-	g, gctx := errgroup.WithContext(ctx)
+	// The gate's own parts run until the API has drained and shut down,
+	// not until the signal: decisions need a live snapshot to the end.
+	runCtx, stopRun := context.WithCancel(context.Background())
+	defer stopRun()
+	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return src.Run(gctx) })
 	g.Go(func() error {
 		log.Info("gate listening", "address", *listen, "replica", *replica)
@@ -99,7 +104,17 @@ func RunGate(args []string) error {
 		g.Go(func() error { <-gctx.Done(); return ms.Close() })
 	}
 	g.Go(func() error {
-		<-gctx.Done()
+		defer stopRun()
+		select {
+		case <-ctx.Done(): // SIGTERM: leave the endpoints first, then stop
+			srv.Drain()
+			log.Info("shutting down: /ready answers 503 while requests drain", "drain", *drain)
+			select {
+			case <-time.After(*drain):
+			case <-gctx.Done():
+			}
+		case <-gctx.Done(): // a part failed: stop now
+		}
 		// Finish in-flight decisions (and their Chron rows) before exiting.
 		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()

@@ -164,7 +164,9 @@ func devServe(f devFlags) (err error) {
 		"--manager-username="+devManager, "--gate-url="+f.gateURL()+"/v"); err != nil {
 		return err
 	}
-	if err := start("gate", "kubeconfig-gate", "gate", fmt.Sprintf("--listen=127.0.0.1:%d", f.gatePort), "--metrics-bind-address=0", "--replica=dev"); err != nil {
+	// No load balancer to leave locally: the gate stops without draining.
+	if err := start("gate", "kubeconfig-gate", "gate", fmt.Sprintf("--listen=127.0.0.1:%d", f.gatePort), "--metrics-bind-address=0", "--replica=dev",
+		"--shutdown-drain=0"); err != nil {
 		return err
 	}
 
