@@ -42,14 +42,7 @@ func (r *CrossOrgGrantReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 		at := metav1.NewTime(now)
 		st.ActivatedAt = &at
 	}
-	st.ExpiresAt = nil
-	switch {
-	case g.Spec.ExpiresAt != nil:
-		st.ExpiresAt = g.Spec.ExpiresAt.DeepCopy()
-	case g.Spec.Duration != nil && st.ActivatedAt != nil:
-		exp := metav1.NewTime(st.ActivatedAt.Add(g.Spec.Duration.Duration))
-		st.ExpiresAt = &exp
-	}
+	st.ExpiresAt = g.End()
 	var msg string
 	switch {
 	case g.Spec.Revoked:

@@ -3,7 +3,34 @@ package v1alpha1
 import (
 	"slices"
 	"time"
+
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
+
+// maxGrant is MaxGrantDuration, parsed once.
+var maxGrant, _ = time.ParseDuration(MaxGrantDuration)
+
+// End is when the grant stops counting: its duration from activation, or
+// its fixed expiresAt, and never later than MaxGrantDuration after
+// activation, however far away expiresAt is set. Nil until it can be
+// known (a duration not yet activated). The reconciler records it as
+// status.expiresAt, which ActiveAt reads.
+func (g *CrossOrgGrant) End() *metav1.Time {
+	var end time.Time
+	switch at := g.Status.ActivatedAt; {
+	case g.Spec.ExpiresAt != nil:
+		end = g.Spec.ExpiresAt.Time
+		if at != nil && at.Add(maxGrant).Before(end) {
+			end = at.Add(maxGrant)
+		}
+	case g.Spec.Duration != nil && at != nil:
+		end = at.Add(min(g.Spec.Duration.Duration, maxGrant))
+	default:
+		return nil
+	}
+	t := metav1.NewTime(end)
+	return &t
+}
 
 // ActiveAt reports whether the grant counts at t: the manager recorded it
 // Active (both sides approved), it has not been revoked since, and t is

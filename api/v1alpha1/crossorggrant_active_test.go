@@ -62,3 +62,37 @@ func TestGrantCovers(t *testing.T) {
 		}
 	}
 }
+
+func TestGrantEnd(t *testing.T) {
+	act := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	at := func(t time.Time) *metav1.Time { m := metav1.NewTime(t); return &m }
+	day := 24 * time.Hour
+	cases := []struct {
+		name      string
+		duration  time.Duration
+		expiresAt *metav1.Time
+		activated *metav1.Time
+		want      *time.Time
+	}{
+		{"duration, not yet activated", 8 * time.Hour, nil, nil, nil},
+		{"duration from activation", 8 * time.Hour, nil, at(act), ptrTime(act.Add(8 * time.Hour))},
+		{"a fixed end, pending", 0, at(act.Add(7 * day)), nil, ptrTime(act.Add(7 * day))},
+		{"a fixed end within the bound", 0, at(act.Add(7 * day)), at(act), ptrTime(act.Add(7 * day))},
+		{"a fixed end ten years away is cut to 90 days after activation", 0, at(act.Add(3650 * day)), at(act), ptrTime(act.Add(90 * day))},
+	}
+	for _, c := range cases {
+		g := &CrossOrgGrant{Spec: CrossOrgGrantSpec{ExpiresAt: c.expiresAt}, Status: CrossOrgGrantStatus{ActivatedAt: c.activated}}
+		if c.duration != 0 {
+			g.Spec.Duration = &metav1.Duration{Duration: c.duration}
+		}
+		got := g.End()
+		switch {
+		case c.want == nil && got != nil:
+			t.Errorf("%s: End = %v, want none yet", c.name, got)
+		case c.want != nil && (got == nil || !got.Time.Equal(*c.want)):
+			t.Errorf("%s: End = %v, want %v", c.name, got, *c.want)
+		}
+	}
+}
+
+func ptrTime(t time.Time) *time.Time { return &t }

@@ -61,7 +61,8 @@ type CrossOrgGrantSpec struct {
 	// +kubebuilder:validation:XValidation:rule="duration(self) >= duration('1m') && duration(self) <= duration('2160h')",message="duration must be between 1m and 2160h (90 days)"
 	Duration *metav1.Duration `json:"duration,omitempty"`
 
-	// ExpiresAt is a fixed end of the grant.
+	// ExpiresAt is a fixed end of the grant. The grant ends 90 days after
+	// its activation at the latest, whatever this says.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
 

@@ -19,7 +19,7 @@ type PIMSession struct {
 // Session derives the session's state at now. Both the admission webhook
 // (is this user elevated?) and the reconciler (status) use it, so an
 // expired session stops working at its expiry even before the status says
-// so. Revocation wins over everything; an approval whose time can't be
+// so. Revocation (or deletion) wins over everything; an approval whose time can't be
 // read counts for nothing (fail closed).
 func (p *PIMRequest) Session(now time.Time) PIMSession {
 	s := PIMSession{Phase: PIMPending, Subject: p.Spec.Subject}
@@ -28,7 +28,9 @@ func (p *PIMRequest) Session(now time.Time) PIMSession {
 	}
 	a := p.Annotations
 	switch {
-	case a[AnnotationRevokedBy] != "":
+	case p.DeletionTimestamp != nil, a[AnnotationRevokedBy] != "":
+		// Deleting a request ends its session at once, even while a
+		// finalizer keeps the object around.
 		s.Phase = PIMRevoked
 	case a[AnnotationDeniedBy] != "":
 		s.Phase = PIMDenied

@@ -39,6 +39,11 @@ func TestPIMSession(t *testing.T) {
 			t.Errorf("%s: Elevates(%s) = %v, want %v", c.name, c.user, got, c.elev)
 		}
 	}
+	deleting := req(approved)
+	deleting.DeletionTimestamp, deleting.Finalizers = &metav1.Time{Time: at}, []string{"example.com/hold"}
+	if deleting.Session(at).Phase != PIMRevoked || deleting.Elevates("admin@claiim.io", at) {
+		t.Error("a request being deleted (a finalizer holding it) must not elevate anyone")
+	}
 	sub := req(approved)
 	sub.Spec.Subject = "system:serviceaccount:argocd:argocd-application-controller"
 	if !sub.Elevates("system:serviceaccount:argocd:argocd-application-controller", at) || sub.Elevates("admin@claiim.io", at) {
