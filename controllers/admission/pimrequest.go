@@ -7,6 +7,7 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
@@ -122,6 +123,10 @@ func (w pimRequestWebhook) ValidateUpdate(ctx context.Context, old, p *claiimv1.
 	}
 	if string(p.Spec.Requester) != string(old.Spec.Requester) || p.Spec.Subject != old.Spec.Subject {
 		return refuse("FORGED_IDENTITY", "requester and subject of a PIMRequest cannot change; create a new request")
+	}
+	// The CRD's CEL rule says the same; this holds if the CRD is edited.
+	if !equality.Semantic.DeepEqual(old.Spec, p.Spec) {
+		return refuse("SPEC_FINAL", "a PIMRequest cannot be changed once made; create a new one")
 	}
 	var newDecision *struct{ set, by string }
 	for i, d := range decisions {

@@ -64,6 +64,9 @@ func TestPIMRequestWebhook(t *testing.T) {
 			p.Annotations = map[string]string{claiimv1.AnnotationApprovedBy: peer}
 		}), "FORGED_IDENTITY", []string{"annotation claiim.io/approved-by is written by admission only"}},
 		{"change the requester", admin, admissionv1.Update, pending, with(pending, func(p *claiimv1.PIMRequest) { p.Spec.Requester = peer }), "FORGED_IDENTITY", []string{"cannot change"}},
+		{"lengthen an approved session", admin, admissionv1.Update, active, with(active, func(p *claiimv1.PIMRequest) { p.Spec.Duration = &metav1.Duration{Duration: 8 * time.Hour} }), "SPEC_FINAL",
+			[]string{"cannot be changed once made"}},
+		{"reword the reason", admin, admissionv1.Update, pending, with(pending, func(p *claiimv1.PIMRequest) { p.Spec.Reason = "something else entirely" }), "SPEC_FINAL", []string{"create a new one"}},
 		{"the requester revokes", admin, admissionv1.Update, active, decide(active, admin, claiimv1.AnnotationRevoke), "PIM_REVOKED", nil},
 		{"an approver revokes", peer, admissionv1.Update, active, decide(active, peer, claiimv1.AnnotationRevoke), "PIM_REVOKED", nil},
 		{"someone else revokes", cfo, admissionv1.Update, active, decide(active, cfo, claiimv1.AnnotationRevoke), "NOT_AN_APPROVER", []string{"only the requester or an approver"}},
