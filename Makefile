@@ -65,7 +65,7 @@ verify-generated: manifests generate ## Fail when committed generated files are 
 	fi
 
 .PHONY: test
-test: verify-fmt vet verify-generated envtest helm ## Format check, vet, check generated files, run every suite (envtest + PostgreSQL).
+test: verify-fmt vet lint verify-generated envtest helm ## Format check, vet, lint, check generated files, run every suite (envtest + PostgreSQL).
 	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" CONTROLLER_GEN="$(CONTROLLER_GEN)" HELM="$(HELM)" go test ./... -count=1 $(TESTFLAGS)
 
 .PHONY: lint
