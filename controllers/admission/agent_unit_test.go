@@ -87,14 +87,7 @@ func TestAgentWebhook(t *testing.T) {
 	}
 	for _, c := range cases {
 		f := newFixture(t, c.existing...)
-		var old, obj client.Object
-		if c.old != nil {
-			old = c.old
-		}
-		if c.obj != nil {
-			obj = c.obj
-		}
-		f.expect(c.name, f.validate(c.op, c.user, old, obj), c.reason, c.refusal...)
+		f.expect(c.name, f.validate(c.op, c.user, orNil(c.old), orNil(c.obj)), c.reason, c.refusal...)
 		if r := f.last(); r != nil && r.Outcome == "ALLOW" && (r.AgentName != "bot" || r.AgentNamespace != "t" || r.AgentUID != "uid-bot" || r.Org != "engineering") {
 			t.Errorf("%s: the record does not name the agent: %+v", c.name, r)
 		}

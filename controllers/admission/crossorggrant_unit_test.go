@@ -69,14 +69,7 @@ func TestGrantWebhook(t *testing.T) {
 		}
 		f := newFixture(t, existing...)
 		f.may = admins
-		var old, obj client.Object
-		if c.old != nil {
-			old = c.old
-		}
-		if c.obj != nil {
-			obj = c.obj
-		}
-		f.expect(c.name, f.validate(c.op, c.user, old, obj), c.reason, c.refusal...)
+		f.expect(c.name, f.validate(c.op, c.user, orNil(c.old), orNil(c.obj)), c.reason, c.refusal...)
 	}
 }
 

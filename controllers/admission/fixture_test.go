@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"encoding/json"
+	"reflect"
 	"strings"
 	"testing"
 	"time"
@@ -184,6 +185,15 @@ func defaults[T client.Object](f *fixture, d admission.Defaulter[T], op admissio
 		f.t.Fatal(err)
 	}
 	return out
+}
+
+// orNil turns a typed nil pointer (no old object on create, no object on
+// delete) into a nil client.Object.
+func orNil[T client.Object](o T) client.Object {
+	if v := reflect.ValueOf(o); !v.IsValid() || v.IsNil() {
+		return nil
+	}
+	return o
 }
 
 func obj0(old, obj client.Object) client.Object {

@@ -6,7 +6,6 @@ import (
 
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 )
@@ -77,7 +76,7 @@ func TestPIMRequestWebhook(t *testing.T) {
 	for _, c := range cases {
 		f := newFixture(t)
 		f.may = approvers
-		f.expect(c.name, f.validate(c.op, c.user, ptr(c.old), ptr(c.obj)), c.reason, c.refusal...)
+		f.expect(c.name, f.validate(c.op, c.user, orNil(c.old), orNil(c.obj)), c.reason, c.refusal...)
 	}
 
 	// A dry run promises no side effects: nothing is recorded.
@@ -92,13 +91,6 @@ func TestPIMRequestWebhook(t *testing.T) {
 }
 
 // ptr turns a nil *PIMRequest into a nil interface.
-func ptr(p *claiimv1.PIMRequest) client.Object {
-	if p == nil {
-		return nil
-	}
-	return p
-}
-
 func TestPIMRequestDefaulter(t *testing.T) {
 	f := newFixture(t)
 	w := pimRequestWebhook{f.h}
