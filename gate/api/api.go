@@ -27,6 +27,27 @@ const (
 	ReasonNotReady = "NOT_READY"
 )
 
+// IdempotencyKeyHeader names the request header that makes a
+// /v/validate call safe to retry: every try carrying the same key (from
+// the same agent) is one decision, with one Chron row, and the gate answers
+// each try with that decision, even on another replica. Go's net/http also
+// retries a request on a reused connection only when it carries this header.
+const IdempotencyKeyHeader = "Idempotency-Key"
+
+// MaxIdempotencyKeyLen bounds the key; it must be printable ASCII.
+const MaxIdempotencyKeyLen = 128
+
+// Reasons for a reused Idempotency-Key (HTTP 409), recorded in Chron as a
+// DENY of their own.
+const (
+	// ReasonIdempotencyConflict: the key already decided a different
+	// request (another action, context or skill version).
+	ReasonIdempotencyConflict = "IDEMPOTENCY_CONFLICT"
+	// ReasonIdempotencyExpired: the key's decision is older than the
+	// window in which the gate repeats it; a new request needs a new key.
+	ReasonIdempotencyExpired = "IDEMPOTENCY_KEY_EXPIRED"
+)
+
 // Reasons a client gives itself when it got no usable answer; the gate
 // never sends them.
 const (

@@ -1,5 +1,14 @@
 // Package client is the Go client of the CLAIIM gate. It is fail-closed:
 // any failure to get an answer is a *Denied error, never an ALLOW.
+//
+// Retries never decide an action twice. Every Validate sends an
+// Idempotency-Key, new for the call and the same on each of its tries, and
+// the gate answers every try carrying it with the one decision it recorded
+// first. The client itself retries only a connection that was never made
+// (refused, no route), at most three tries within the caller's context;
+// net/http replays a request on a kept-alive connection the gate closed
+// under it, which the key makes safe. A request the gate may have read is
+// never retried by this package: no answer is a DENY.
 package client
 
 import (
@@ -63,7 +72,7 @@ type Identity = api.InitResponse
 // Init authenticates and returns the agent's identity.
 func (c *Client) Init(ctx context.Context) (*Identity, error) {
 	var id Identity
-	status, body, err := c.post(ctx, "/init", api.InitRequest{SkillVersionID: c.skillVersionID})
+	status, body, err := c.post(ctx, "/init", api.InitRequest{SkillVersionID: c.skillVersionID}, "")
 	if err != nil {
 		return nil, &Denied{Reason: api.ReasonUnreachable, Message: "the gate could not be reached", Err: err}
 	}
@@ -76,10 +85,31 @@ func (c *Client) Init(ctx context.Context) (*Identity, error) {
 	return &id, nil
 }
 
+// ValidateOption adjusts one Validate call.
+type ValidateOption func(*validateCall)
+
+type validateCall struct{ key string }
+
+// WithIdempotencyKey sends key instead of a fresh one, for a caller that
+// retries a call itself (after a restart, say) and wants the gate's first
+// answer again rather than a second decision. The gate repeats a decision
+// for a few minutes only (gate/server.KeyWindow). Use a new key for each
+// action the agent means to take: NewKey makes one.
+func WithIdempotencyKey(key string) ValidateOption {
+	return func(v *validateCall) { v.key = key }
+}
+
 // Validate asks whether the agent may take action with the given context.
 // It returns a Result only for an ALLOW; everything else is a *Denied.
-func (c *Client) Validate(ctx context.Context, action string, actx map[string]any) (*Result, error) {
-	status, body, err := c.post(ctx, "/validate", api.ValidateRequest{Action: action, Context: actx, SkillVersionID: c.skillVersionID})
+func (c *Client) Validate(ctx context.Context, action string, actx map[string]any, opts ...ValidateOption) (*Result, error) {
+	call := validateCall{}
+	for _, o := range opts {
+		o(&call)
+	}
+	if call.key == "" {
+		call.key = NewKey()
+	}
+	status, body, err := c.post(ctx, "/validate", api.ValidateRequest{Action: action, Context: actx, SkillVersionID: c.skillVersionID}, call.key)
 	if err != nil {
 		return nil, &Denied{Reason: api.ReasonUnreachable, Message: "the gate could not be reached, so the action is denied (fail-closed)", Err: err}
 	}
@@ -105,17 +135,36 @@ func denied(status int, body []byte) *Denied {
 	return &Denied{Status: status, Reason: r.Reason, Message: r.Message, ChronID: r.ChronID}
 }
 
-func (c *Client) post(ctx context.Context, path string, v any) (int, []byte, error) {
+// post sends v, trying again only when the connection was never made.
+// key, when set, is the Idempotency-Key of every try.
+func (c *Client) post(ctx context.Context, path string, v any, key string) (int, []byte, error) {
 	b, err := json.Marshal(v)
 	if err != nil {
 		return 0, nil, err
 	}
+	for try := 1; ; try++ {
+		status, body, err := c.send(ctx, path, b, key)
+		if err == nil || try == maxTries || !neverSent(err) {
+			return status, body, err
+		}
+		select {
+		case <-ctx.Done():
+			return 0, nil, err
+		case <-time.After(backoff(try)):
+		}
+	}
+}
+
+func (c *Client) send(ctx context.Context, path string, b []byte, key string) (int, []byte, error) {
 	req, err := http.NewRequestWithContext(ctx, http.MethodPost, c.gateURL+path, bytes.NewReader(b))
 	if err != nil {
 		return 0, nil, err
 	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set("Authorization", "Bearer "+c.token)
+	if key != "" {
+		req.Header.Set(api.IdempotencyKeyHeader, key)
+	}
 	resp, err := c.http.Do(req)
 	if err != nil {
 		return 0, nil, err

@@ -9,16 +9,55 @@ answer (unreachable gate, timeout, 5xx, unreadable reply).
                           skill_version_id=os.environ["SKILL_VERSION_ID"])
     await client.init()
     result = await client.validate("deploy:staging", {"target": "eu-staging-1"})
+
+Retries never decide an action twice. Every ``validate`` sends an
+Idempotency-Key, new for the call and the same on each of its tries, and
+the gate answers every try carrying it with the one decision it recorded
+first. The client retries only a connection that was never made (refused,
+no route, unknown host), at most three tries; a request the gate may have
+read is never retried: no answer is a DENY.
 """
 
 import asyncio
+import errno
 import json
+import os
+import random
+import socket
+import time
 import urllib.error
 import urllib.request
+import uuid
 
-__all__ = ["CLAIIMClient", "Result", "Denied"]
+__all__ = ["CLAIIMClient", "Result", "Denied", "new_key"]
 
 _MAX_REPLY = 1 << 20
+_MAX_TRIES = 3
+IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
+# connect() failures: the request never left, so another try is safe.
+_NEVER_SENT = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH}
+_sleep = time.sleep  # the pause between tries (a test hook)
+
+
+def new_key():
+    """A fresh Idempotency-Key: a version 7 UUID (random, and time-ordered,
+    which keeps the gate's keyed decision IDs time-ordered in Chron)."""
+    b = bytearray((time.time_ns() // 1_000_000).to_bytes(6, "big") + os.urandom(10))
+    b[6] = (b[6] & 0x0F) | 0x70
+    b[8] = (b[8] & 0x3F) | 0x80
+    return str(uuid.UUID(bytes=bytes(b)))
+
+
+def _never_sent(err):
+    """Whether urllib's error means the connection was never made. urllib
+    wraps connect and send errors in URLError; refusals and routing errors
+    can only come from connect, a failed name lookup comes before it."""
+    reason = getattr(err, "reason", None)
+    if isinstance(err, urllib.error.HTTPError) or not isinstance(err, urllib.error.URLError):
+        return False
+    if isinstance(reason, socket.gaierror):
+        return True
+    return isinstance(reason, OSError) and reason.errno in _NEVER_SENT
 
 
 class _NoRedirect(urllib.request.HTTPRedirectHandler):
@@ -76,35 +115,45 @@ class CLAIIMClient:
         self.identity = reply
         return reply
 
-    async def validate(self, action, context=None):
-        """Ask before acting. Returns Result on ALLOW, raises Denied otherwise."""
+    async def validate(self, action, context=None, idempotency_key=None):
+        """Ask before acting. Returns Result on ALLOW, raises Denied otherwise.
+
+        idempotency_key: send this key instead of a fresh one, to get the
+        gate's first answer again when retrying a call yourself (the gate
+        repeats a decision for a few minutes only). Use a new key for each
+        action the agent means to take; new_key() makes one."""
         body = {"action": action, "context": context or {}, "skill_version_id": self.skill_version_id}
-        status, reply = await asyncio.to_thread(self._post, "/validate", body)
+        key = idempotency_key or new_key()
+        status, reply = await asyncio.to_thread(self._post, "/validate", body, key)
         if status != 200 or reply.get("outcome") != "ALLOW":
             raise _denied(status, reply)
         return Result(reply)
 
-    def _post(self, path, body):
+    def _post(self, path, body, key=None):
         try:
             data = json.dumps(body).encode()
         except (TypeError, ValueError) as e:
             return None, {"reason": "BAD_REQUEST", "message": f"the context cannot be sent as JSON: {e}"}
-        req = urllib.request.Request(
-            self.gate_url + path,
-            data=data,
-            method="POST",
-            headers={"Content-Type": "application/json", "Authorization": "Bearer " + self._token},
-        )
-        try:
-            with _opener.open(req, timeout=self.timeout) as resp:
-                return resp.status, _parse(resp.read(_MAX_REPLY))
-        except urllib.error.HTTPError as e:
+        headers = {"Content-Type": "application/json", "Authorization": "Bearer " + self._token}
+        if key:
+            headers[IDEMPOTENCY_KEY_HEADER] = key
+        for attempt in range(1, _MAX_TRIES + 1):
+            req = urllib.request.Request(self.gate_url + path, data=data, method="POST", headers=headers)
             try:
-                return e.code, _parse(e.read(_MAX_REPLY))
-            finally:
-                e.close()
-        except Exception as e:  # unreachable, timeout, TLS, ...: fail closed
-            return None, {"reason": "UNREACHABLE", "message": f"the gate could not be reached, so the action is denied: {e}"}
+                with _opener.open(req, timeout=self.timeout) as resp:
+                    return resp.status, _parse(resp.read(_MAX_REPLY))
+            except urllib.error.HTTPError as e:
+                try:
+                    return e.code, _parse(e.read(_MAX_REPLY))
+                finally:
+                    e.close()
+            except Exception as e:  # unreachable, timeout, TLS, ...: fail closed
+                if attempt < _MAX_TRIES and _never_sent(e):
+                    # 100 ms then 200 ms, with jitter so refused clients spread out.
+                    d = 0.1 * 2 ** (attempt - 1)
+                    _sleep(d + random.uniform(0, d / 2))
+                    continue
+                return None, {"reason": "UNREACHABLE", "message": f"the gate could not be reached, so the action is denied: {e}"}
 
 
 def _parse(raw):
