@@ -156,6 +156,9 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	field, perr := "", error(nil)
 	if agent != nil {
 		field, perr = decodeValidate(w, r, &body)
+		if perr == nil {
+			field, perr = useKey(r, rec, agent) // idempotency.go
+		}
 	}
 	switch {
 	case agent == nil:
@@ -173,18 +176,16 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		d = decide.Decide(snap, decide.Request{Agent: agent, Action: body.Action, Context: body.Context,
 			SkillVersionID: body.SkillVersionID, Now: s.Now()})
 		rec.Action, rec.Context = body.Action, body.Context
-		if d.Outcome == decide.Allow {
-			status = http.StatusOK
-		} else if d.Reason == decide.ReasonUnauthenticated {
-			status = http.StatusUnauthorized
-		}
+		status = decisionStatus(string(d.Outcome), d.Reason)
 	}
 	fill(&resp, rec, d)
 	if err := s.record(r.Context(), rec, &resp); err != nil {
-		status = http.StatusServiceUnavailable
-		if errors.Is(err, chron.ErrOverloaded) {
-			status = http.StatusTooManyRequests
+		status = failedStatus(err)
+		if kr, ok := refusedKey(err); ok {
+			status = s.refuseKey(r.Context(), rec, &resp, kr)
 		}
+	} else if resp.Outcome != string(d.Outcome) || resp.Reason != d.Reason {
+		status = decisionStatus(resp.Outcome, resp.Reason) // a retry: the first try's decision stands
 	}
 	writeJSON(w, status, resp)
 }
@@ -220,7 +221,7 @@ func (s *Server) record(ctx context.Context, rec *chron.Record, resp *api.Valida
 		return err
 	}
 	resp.DecisionID, resp.ChronID = rec.ID, fmt.Sprintf("%s/%d", row.Stream, row.Seq)
-	return nil
+	return s.stored(resp, rec, row) // a retry with an Idempotency-Key gets the stored decision
 }
 
 // fill copies a decision into the response and the Chron record.
