@@ -41,7 +41,7 @@ const MaxIdempotencyKeyLen = 128
 // DENY of their own.
 const (
 	// ReasonIdempotencyConflict: the key already decided a different
-	// request (another action, context or skill version).
+	// request (another action or context).
 	ReasonIdempotencyConflict = "IDEMPOTENCY_CONFLICT"
 	// ReasonIdempotencyExpired: the key's decision is older than the
 	// window in which the gate repeats it; a new request needs a new key.

@@ -99,7 +99,11 @@ func (s *Server) stored(resp *api.ValidateResponse, rec *chron.Record, row chron
 	// chron.Writer will refuse an ID stored with other content itself
 	// (chron.ErrConflict, see refusedKey); this check holds until then for
 	// what the row shows. The context is compared there, after masking.
-	if row.Kind != rec.Kind || row.AgentUID != rec.AgentUID || row.Action != rec.Action || row.SkillVersionID != rec.SkillVersionID {
+	// Only what the agent asked counts: the skill version, org and anchor
+	// a row records come from the snapshot, and a retry decided on a newer
+	// one may legitimately differ (a suspended agent's DENY names no skill
+	// version).
+	if row.Kind != rec.Kind || row.AgentUID != rec.AgentUID || row.Action != rec.Action {
 		return &keyRefused{api.ReasonIdempotencyConflict, fmt.Sprintf(
 			"the %s already decided another request (decision %s); send a new key with each request", api.IdempotencyKeyHeader, row.ID)}
 	}

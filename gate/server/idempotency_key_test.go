@@ -106,10 +106,16 @@ func TestStored(t *testing.T) {
 			t.Fatalf("stored = %v, %+v; want the first try's ALLOW", err, resp)
 		}
 	})
+	t.Run("a skill version resolved from an older snapshot: the first decision stands", func(t *testing.T) {
+		resp := answer()
+		if err := s.stored(&resp, &mine, with(func(r *chron.Record) { r.SkillVersionID = "sv-old" })); err != nil || resp.Outcome != api.Allow {
+			t.Fatalf("stored = %v, %+v; want the first try's ALLOW", err, resp)
+		}
+	})
 	for name, row := range map[string]chron.Row{
-		"another action":        with(func(r *chron.Record) { r.Action = "deploy:production" }),
-		"another agent":         with(func(r *chron.Record) { r.AgentUID = "v" }),
-		"another skill version": with(func(r *chron.Record) { r.SkillVersionID = "sv2" }),
+		"another action": with(func(r *chron.Record) { r.Action = "deploy:production" }),
+		"another agent":  with(func(r *chron.Record) { r.AgentUID = "v" }),
+		"another kind":   with(func(r *chron.Record) { r.Kind = chron.KindInit }),
 	} {
 		t.Run(name+": refused", func(t *testing.T) {
 			resp := answer()
