@@ -125,15 +125,20 @@ func (s *Server) stored(resp *api.ValidateResponse, rec *chron.Record, row chron
 	return nil
 }
 
-// refusedKey reports whether err refuses this try's Idempotency-Key.
-func refusedKey(err error) (*keyRefused, bool) {
+// refusedKey reports whether err refuses the Idempotency-Key of r.
+func refusedKey(r *http.Request, err error) (*keyRefused, bool) {
 	var kr *keyRefused
 	if errors.As(err, &kr) {
 		return kr, true
 	}
 	// TODO(coordinator): once chron.Writer returns chron.ErrConflict for an
-	// ID stored with other content, map it here:
-	//	if errors.Is(err, chron.ErrConflict) { return &keyRefused{api.ReasonIdempotencyConflict, "..."}, true }
+	// ID stored with another identity, map it here. Only a keyed request
+	// (its key accepted by useKey) can meet it honestly; for a random ID it
+	// stays CHRON_UNAVAILABLE, a forged row to look into:
+	//	if errors.Is(err, chron.ErrConflict) && r.Header.Get(api.IdempotencyKeyHeader) != "" {
+	//		return &keyRefused{api.ReasonIdempotencyConflict, "the " + api.IdempotencyKeyHeader +
+	//			" already decided another request; send a new key with each request"}, true
+	//	}
 	return nil, false
 }
 

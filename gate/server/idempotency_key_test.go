@@ -119,7 +119,7 @@ func TestStored(t *testing.T) {
 	} {
 		t.Run(name+": refused", func(t *testing.T) {
 			resp := answer()
-			kr, ok := refusedKey(s.stored(&resp, &mine, row))
+			kr, ok := refusedKey(nil, s.stored(&resp, &mine, row))
 			if !ok || kr.reason != api.ReasonIdempotencyConflict || resp.Outcome != api.Deny {
 				t.Fatalf("stored = %v, %+v; want %s and the answer untouched", kr, resp, api.ReasonIdempotencyConflict)
 			}
@@ -127,7 +127,7 @@ func TestStored(t *testing.T) {
 	}
 	t.Run("older than the window: refused", func(t *testing.T) {
 		resp := answer()
-		kr, ok := refusedKey(s.stored(&resp, &mine, with(func(r *chron.Record) { r.Time = now.Add(-KeyWindow - time.Second) })))
+		kr, ok := refusedKey(nil, s.stored(&resp, &mine, with(func(r *chron.Record) { r.Time = now.Add(-KeyWindow - time.Second) })))
 		if !ok || kr.reason != api.ReasonIdempotencyExpired || !strings.Contains(kr.message, "new key") {
 			t.Fatalf("stored = %v; want %s", kr, api.ReasonIdempotencyExpired)
 		}

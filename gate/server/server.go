@@ -181,7 +181,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	fill(&resp, rec, d)
 	if err := s.record(r.Context(), rec, &resp); err != nil {
 		status = failedStatus(err)
-		if kr, ok := refusedKey(err); ok {
+		if kr, ok := refusedKey(r, err); ok {
 			status = s.refuseKey(r.Context(), rec, &resp, kr)
 		}
 	} else if resp.Outcome != string(d.Outcome) || resp.Reason != d.Reason {
