@@ -21,9 +21,10 @@ package chron
 // is unsupported, would void that argument.)
 //
 // Memory: a correction exists only for a record that is queued, in the
-// batch or stored. The carry list is capped at QueueSize: while it is
-// full the writer takes no new records (Writes fail with ErrOverloaded),
-// so corrections never outnumber 2×QueueSize + MaxBatch.
+// batch or stored, one per caller. The carry list is capped at QueueSize:
+// while it is full the writer takes no new records (Writes fail with
+// ErrOverloaded), and one batch adds at most its own records' worth, so
+// corrections never outnumber 2×(QueueSize + MaxBatch).
 //
 // The one gap: the process ends after a record commits and before its
 // carried correction does (a crash, SIGKILL, or Close giving up on a
