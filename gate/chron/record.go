@@ -60,8 +60,8 @@ type Record struct {
 	// caller was not told it was stored: its wait ended first, or the
 	// commit's outcome was unknown. The writer stores it only if the record
 	// is stored (Writer.Write says how). It is not part of the row: Write
-	// neither hashes nor returns it.
-	Correction func(stored Record) Record
+	// neither hashes nor returns it, and JSON leaves it out.
+	Correction func(stored Record) Record `json:"-"`
 }
 
 // Row is a stored Record plus its chain fields. Hash covers the Record,
