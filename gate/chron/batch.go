@@ -4,6 +4,7 @@ package chron
 // commits each batch and answers its callers.
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -20,16 +21,36 @@ func (w *Writer) run() {
 	batch := make([]*pending, 0, w.opts.MaxBatch)
 	timer := time.NewTimer(time.Hour)
 	timer.Stop()
-	for {
-		first, ok := <-w.queue
-		if !ok {
-			return
+	retry := time.NewTimer(time.Hour)
+	retry.Stop()
+	open := true
+	var closedAt time.Time
+	var lastErr error
+	for open || len(w.carry) > 0 {
+		if len(w.carry) > 0 && w.closing() {
+			// Close gives carried corrections one more commit timeout, then
+			// says how many it gave up, and fails what is still queued.
+			if closedAt.IsZero() {
+				closedAt = time.Now()
+			} else if time.Since(closedAt) > w.opts.CommitTimeout {
+				w.closeError(lastErr)
+				w.failQueued(w.closeErr)
+				return
+			}
 		}
-		w.inFlight.Store(1)
+		var first *pending
+		first, open = w.next(open, retry)
+		if first == nil && len(w.carry) == 0 {
+			continue
+		}
 		w.busySince.Store(time.Now().UnixNano())
-		batch = w.fill(append(batch[:0], first), timer)
+		batch = batch[:0]
+		if first != nil {
+			w.inFlight.Store(1)
+			batch = w.fill(append(batch, first), timer)
+		}
 		start := time.Now()
-		err := w.commit(batch)
+		inserted, err := w.commit(batch)
 		w.lastBatch, w.lastCommit = len(batch), time.Since(start)
 		w.busySince.Store(0)
 		w.inFlight.Store(0)
@@ -39,6 +60,45 @@ func (w *Writer) run() {
 			// letting each record wait for its own timeout in turn.
 			w.failQueued(err)
 		}
+		// Carried corrections retry at once after progress, else back off.
+		if err == nil && inserted > 0 {
+			w.retryIn = 0
+		} else {
+			w.retryIn = min(max(2*w.retryIn, 50*time.Millisecond), w.opts.CommitTimeout)
+		}
+		if err != nil {
+			lastErr = err
+		}
+	}
+}
+
+func (w *Writer) closing() bool {
+	w.mu.RLock()
+	defer w.mu.RUnlock()
+	return w.closed
+}
+
+// next waits for the first record of a batch. With corrections carried it
+// also wakes after retryIn to commit them alone; while the carry list is
+// full it takes no records at all, so the queue fills and Writes are
+// refused rather than corrections piling up. A nil record with open
+// means: commit the carried corrections.
+func (w *Writer) next(open bool, retry *time.Timer) (*pending, bool) {
+	if len(w.carry) == 0 {
+		p, ok := <-w.queue
+		return p, ok
+	}
+	retry.Reset(w.retryIn)
+	defer retry.Stop()
+	if !open || len(w.carry) >= w.opts.QueueSize {
+		<-retry.C
+		return nil, open
+	}
+	select {
+	case p, ok := <-w.queue:
+		return p, ok
+	case <-retry.C:
+		return nil, true
 	}
 }
 
@@ -93,7 +153,7 @@ func (w *Writer) failQueued(err error) {
 				return
 			}
 			w.failedRows.Add(1)
-			p.finish(Row{}, fmt.Errorf("chron: record not stored: %w", err))
+			p.answer(Row{}, fmt.Errorf("chron: record not stored: %w", err), false)
 		default:
 			return
 		}
@@ -112,87 +172,186 @@ func serverAnswered(err error) bool {
 	return class != "08" && class != "57"
 }
 
-// commit stores one batch and answers all its records. Every record of a
-// failed batch gets the error: none is reported stored unless its
-// transaction committed.
-func (w *Writer) commit(batch []*pending) (err error) {
+// commit stores one batch with the carried corrections, answers all its
+// records and returns how many rows it inserted. Every record of a failed
+// batch gets the error: none is reported stored unless its transaction
+// committed.
+func (w *Writer) commit(batch []*pending) (inserted int, err error) {
 	ctx, cancel := context.WithTimeout(context.Background(), w.opts.CommitTimeout)
 	defer cancel()
 	if w.opts.OnCommit != nil {
 		start := time.Now()
-		defer func() { w.opts.OnCommit(len(batch), time.Since(start), err) }()
+		defer func() {
+			rows := len(batch)
+			if inserted > 0 {
+				rows = inserted // corrections included
+			}
+			w.opts.OnCommit(rows, time.Since(start), err)
+		}()
 	}
-
-	// The same ID twice in one batch is one row: later copies follow the first.
-	live := make([]*pending, 0, len(batch))
-	byID := make(map[string]*pending, len(batch))
-	for _, p := range batch {
-		if first, ok := byID[p.p.rec.ID]; ok {
-			first.followers = append(first.followers, p)
-			w.dups.Add(1)
-			continue
-		}
-		byID[p.p.rec.ID] = p
-		live = append(live, p)
-	}
-	fail := func(err error) error {
+	var owed []carried
+	all := w.dedupe(batch)
+	fail := func(err error, unknown bool) (int, error) {
 		w.stale = true
 		w.failedBatches.Add(1)
 		err = fmt.Errorf("chron: batch of %d records not committed: %w", len(batch), err)
-		for _, p := range live {
-			w.failedRows.Add(int64(1 + len(p.followers)))
-			p.finish(Row{}, err)
+		for _, p := range all {
+			if !p.isFix {
+				w.failedRows.Add(int64(1 + len(p.followers) + len(p.rivals)))
+				w.answerRivals(p, nil, err)
+				owed = owe(owed, p.answer(Row{}, err, unknown), p.p.rec.ID)
+			}
 		}
-		return err
+		w.settle(false, false, owed)
+		return 0, err
 	}
+	reread := w.stale
 	if w.stale {
 		if err := w.reload(ctx); err != nil {
-			return fail(err)
+			return fail(err, false)
 		}
 	}
+	carriedFixes, err := w.takeCarried(ctx, reread)
+	if err != nil {
+		return fail(err, false)
+	}
+	// Sealed as late as possible: a caller who gives up before this point
+	// gets its correction in its record's transaction.
+	records := all
+	for _, p := range records {
+		for _, c := range p.seal() {
+			all = append(all, &pending{p: c, isFix: true, of: p})
+		}
+	}
+	all = append(all, carriedFixes...)
 	for attempt := 0; ; attempt++ {
-		committedAt, dup, err := w.insert(ctx, live)
+		if len(all) == 0 {
+			w.settle(true, false, owed)
+			return 0, nil
+		}
+		committedAt, dup, err := w.insert(ctx, all)
 		if err != nil {
-			return fail(err)
+			return fail(err, errors.Is(err, errUnknownOutcome))
 		}
 		if !dup {
-			for _, p := range live {
+			for _, p := range all {
 				p.row.CommittedAt = committedAt
-				p.finish(p.row, nil)
+				if p.isFix {
+					w.fixes.Add(1)
+				} else {
+					w.answerRivals(p, nil, nil)
+					owed = owe(owed, p.answer(p.row, nil, false), "")
+				}
 			}
-			if n := len(live); n > 0 {
-				w.lastSeq, w.lastHash = live[n-1].row.Seq, live[n-1].row.Hash
-			}
-			w.rows.Add(int64(len(live)))
+			last := all[len(all)-1].row
+			w.lastSeq, w.lastHash = last.Seq, last.Hash
+			w.rows.Add(int64(len(all)))
 			w.batches.Add(1)
-			return nil
+			w.settle(true, reread, owed)
+			return len(all), nil
 		}
 		// Some IDs are already stored (a retry of a Write whose commit was
-		// reported failed, or another writer's): answer them with the stored
-		// row and chain the rest without them.
+		// reported failed, or another writer's): answer them and chain the
+		// rest without them.
 		if attempt == 2 {
-			return fail(errors.New("record IDs keep colliding with concurrent inserts"))
+			return fail(errors.New("record IDs keep colliding with concurrent inserts"), false)
 		}
-		ids := make([]string, len(live))
-		for i, p := range live {
-			ids[i] = p.p.rec.ID
+		var fixed []prepared
+		if all, fixed, err = w.withoutStored(ctx, all); err != nil {
+			return fail(err, false)
 		}
-		stored, err := lookup(ctx, w.pool, ids)
-		if err != nil {
-			return fail(err)
-		}
-		rest := live[:0]
-		for _, p := range live {
-			if row, ok := stored[p.p.rec.ID]; ok {
-				w.dups.Add(1)
-				p.finish(row, nil)
-			} else {
-				rest = append(rest, p)
-			}
-		}
-		live = rest
-		if len(live) == 0 {
-			return nil
+		owed = owe(owed, fixed, "")
+	}
+}
+
+// dedupe keeps the first record of each ID: a later one with the same
+// identity follows its answer, one with another identity is its rival.
+func (w *Writer) dedupe(batch []*pending) []*pending {
+	live := make([]*pending, 0, len(batch))
+	byID := make(map[string]*pending, len(batch))
+	for _, p := range batch {
+		first, ok := byID[p.p.rec.ID]
+		switch {
+		case !ok:
+			byID[p.p.rec.ID] = p
+			live = append(live, p)
+		case sameIdentity(&first.p.rec, first.p.ctxJSON, &p.p.rec, p.p.ctxJSON):
+			first.followers = append(first.followers, p)
+			w.dups.Add(1)
+		default: // settled against whatever ends up stored (answerRivals)
+			first.rivals = append(first.rivals, p)
 		}
 	}
+	return live
+}
+
+// withoutStored answers the records whose ID is already stored, with the
+// stored row when the identity is the same (an idempotent retry) and with
+// ErrConflict when it is not, and returns the rest to chain again, with
+// the corrections owed by callers who gave up during this commit. A
+// correction leaves with a conflicting record: that row is not its record.
+func (w *Writer) withoutStored(ctx context.Context, all []*pending) ([]*pending, []prepared, error) {
+	ids := make([]string, len(all))
+	for i, p := range all {
+		ids[i] = p.p.rec.ID
+	}
+	stored, err := lookup(ctx, w.pool, ids)
+	if err != nil {
+		return nil, nil, err
+	}
+	var owed []prepared
+	rest := all[:0]
+	for _, p := range all {
+		s, ok := stored[p.p.rec.ID]
+		switch {
+		case !ok:
+			if !p.isFix || p.of == nil || !p.of.conflict {
+				rest = append(rest, p)
+			}
+		case p.isFix: // a carried correction that landed with an unknown outcome
+		case sameIdentity(&p.p.rec, p.p.ctxJSON, &s.Record, s.ctxJSON):
+			w.dups.Add(1)
+			w.answerRivals(p, nil, nil)
+			owed = append(owed, p.answer(s.Row, nil, false)...)
+		default:
+			w.conflicts.Add(int64(1 + len(p.followers)))
+			p.conflict = true
+			owed = append(owed, w.answerRivals(p, &s, nil)...)
+			p.answer(Row{}, conflict(p.p.rec.ID), false)
+		}
+	}
+	clear(all[len(rest):])
+	return rest, owed, nil
+}
+
+// answerRivals answers the records that shared p's ID in this batch with
+// another identity: the error of p's failed batch, else the stored row
+// when they match it (stored is set when p did not), else ErrConflict.
+func (w *Writer) answerRivals(p *pending, stored *storedRow, err error) (owed []prepared) {
+	for _, r := range p.rivals {
+		switch {
+		case err != nil:
+			r.answer(Row{}, err, false)
+		case stored != nil && sameIdentity(&r.p.rec, r.p.ctxJSON, &stored.Record, stored.ctxJSON):
+			w.dups.Add(1)
+			owed = append(owed, r.answer(stored.Row, nil, false)...)
+		default:
+			w.conflicts.Add(1)
+			r.answer(Row{}, conflict(r.p.rec.ID), false)
+		}
+	}
+	p.rivals = nil
+	return owed
+}
+
+func conflict(id string) error { return fmt.Errorf("%w (id %s)", ErrConflict, id) }
+
+// sameIdentity tells an idempotent retry from a different record under a
+// known ID: what the record is about must match; what it says about it
+// (time, outcome, reason, message, policies, revision) may differ, since
+// a retry may be decided anew.
+func sameIdentity(a *Record, actx []byte, b *Record, bctx []byte) bool {
+	return a.Kind == b.Kind && a.Actor == b.Actor && a.AgentUID == b.AgentUID &&
+		a.AgentNamespace == b.AgentNamespace && a.AgentName == b.AgentName && a.Org == b.Org &&
+		a.Action == b.Action && a.SkillVersionID == b.SkillVersionID && bytes.Equal(actx, bctx)
 }

@@ -121,7 +121,7 @@ func benchBatch(b *testing.B, m insertMethod, size int) {
 			batch[j] = &pending{p: p, done: make(chan struct{})}
 		}
 		b.StartTimer()
-		if err := w.commit(batch); err != nil {
+		if _, err := w.commit(batch); err != nil {
 			b.Fatal(err)
 		}
 	}

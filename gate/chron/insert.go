@@ -39,9 +39,25 @@ func (m insertMethod) String() string {
 	return "copy"
 }
 
+// errUnknownOutcome marks an insert that failed after the batch reached
+// the server and before its answer came back: it may have committed.
+var errUnknownOutcome = errors.New("outcome unknown")
+
+// outcome wraps err with errUnknownOutcome unless it shows that nothing was
+// stored: the server's own error (the statement failed, so in autocommit
+// or at COMMIT nothing landed), or a failure before anything was sent.
+func outcome(err error) error {
+	var pgErr *pgconn.PgError
+	if err == nil || errors.As(err, &pgErr) || pgconn.SafeToRetry(err) {
+		return err
+	}
+	return fmt.Errorf("%w: %w", errUnknownOutcome, err)
+}
+
 // insert chains live after the stream head and inserts it in one
 // transaction. dup reports that some ID already exists; then nothing was
-// committed. committedAt is zero for COPY, which doesn't read it back.
+// committed. committedAt is zero for COPY, which doesn't read it back. An
+// error wraps errUnknownOutcome when the batch may have landed.
 func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.Time, dup bool, err error) {
 	seq, prev := w.lastSeq, w.lastHash
 	for _, p := range live {
@@ -51,19 +67,26 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		p.row = Row{Record: p.p.rec, Stream: w.opts.Stream, Seq: seq, PrevHash: prev, Hash: h}
 		prev = h
 	}
+	// A connection first, so that failing to get one (the database is
+	// down) is known to have stored nothing.
+	conn, err := w.pool.Acquire(ctx)
+	if err != nil {
+		return time.Time{}, false, err
+	}
+	defer conn.Release()
 	if w.opts.method == insertCopy {
 		// COPY is one statement: in autocommit it is atomic, and durable
 		// when it returns. Two round trips instead of five (BEGIN, a read
 		// of now(), COPY, COMMIT), which is most of a small batch's time.
 		// A known ID fails the whole COPY (primary key), so nothing lands.
-		_, err := w.pool.CopyFrom(ctx, pgx.Identifier{"chron_records"}, insertColumns, pgx.CopyFromSlice(len(live), func(i int) ([]any, error) {
+		_, err := conn.CopyFrom(ctx, pgx.Identifier{"chron_records"}, insertColumns, pgx.CopyFromSlice(len(live), func(i int) ([]any, error) {
 			return copyValues(&live[i].row, &live[i].p), nil
 		}))
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "chron_records_pkey" {
 			return time.Time{}, true, nil
 		}
-		return time.Time{}, false, err
+		return time.Time{}, false, outcome(err)
 	}
 	if w.opts.method == insertSingle {
 		// One statement in autocommit is atomic and durable when it returns:
@@ -71,20 +94,20 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		// fails the whole statement (no ON CONFLICT), so nothing lands and
 		// the batch is rechained without it, as with COPY.
 		var n int
-		err := w.pool.QueryRow(ctx, singleSQL, unnestArgs(live)...).Scan(&n, &committedAt)
+		err := conn.QueryRow(ctx, singleSQL, unnestArgs(live)...).Scan(&n, &committedAt)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "chron_records_pkey" {
 			return time.Time{}, true, nil
 		}
 		if err != nil {
-			return time.Time{}, false, err
+			return time.Time{}, false, outcome(err)
 		}
 		if n != len(live) {
 			return time.Time{}, false, fmt.Errorf("inserted %d rows of %d", n, len(live))
 		}
 		return committedAt.UTC(), false, nil
 	}
-	tx, err := w.pool.Begin(ctx)
+	tx, err := conn.Begin(ctx)
 	if err != nil {
 		return time.Time{}, false, err
 	}
@@ -98,7 +121,7 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		return time.Time{}, true, nil
 	}
 	if err := tx.Commit(ctx); err != nil {
-		return time.Time{}, false, err
+		return time.Time{}, false, outcome(err)
 	}
 	return committedAt.UTC(), false, nil
 }

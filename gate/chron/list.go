@@ -93,20 +93,31 @@ func (r *rawRow) decode() (Row, error) {
 	return row, nil
 }
 
+// storedRow is a row read back with its context's canonical JSON, which
+// a duplicate is compared by.
+type storedRow struct {
+	Row
+	ctxJSON []byte
+}
+
 // lookup returns the stored rows with the given IDs.
-func lookup(ctx context.Context, pool *pgxpool.Pool, ids []string) (map[string]Row, error) {
+func lookup(ctx context.Context, pool *pgxpool.Pool, ids []string) (map[string]storedRow, error) {
 	rows, err := pool.Query(ctx, "SELECT "+rowColumns+" FROM chron_records WHERE id = ANY($1)", ids)
 	if err != nil {
 		return nil, err
 	}
-	out := map[string]Row{}
+	out := map[string]storedRow{}
 	var raw rawRow
 	_, err = pgx.ForEachRow(rows, raw.dest(), func() error {
 		row, err := raw.decode()
 		if err != nil {
 			return err
 		}
-		out[row.ID] = row
+		ctxJSON, err := canonFromJSON([]byte(raw.ctxJSON))
+		if err != nil {
+			return fmt.Errorf("chron: row %s: context: %w", row.ID, err)
+		}
+		out[row.ID] = storedRow{Row: row, ctxJSON: ctxJSON}
 		return nil
 	})
 	return out, err

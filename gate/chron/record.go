@@ -32,7 +32,8 @@ type PolicyMatch struct {
 
 // Record is one Chron row as the caller fills it. ID is client-generated (a
 // UUID string) so that a retried Write is idempotent: a second Write with a
-// known ID stores nothing and returns the row already stored.
+// known ID and the same identity (sameIdentity) stores nothing and returns
+// the row already stored; with other content it fails with ErrConflict.
 type Record struct {
 	ID             string
 	Time           time.Time
@@ -54,6 +55,13 @@ type Record struct {
 	SkillRules     []string // skill patterns that matched, e.g. "forbidden:deploy:production"
 	Replica        string   // gate replica / writer identity
 	RequestID      string
+
+	// Correction, when set, builds the row that tells Chron this record's
+	// caller was not told it was stored: its wait ended first, or the
+	// commit's outcome was unknown. The writer stores it only if the record
+	// is stored (Writer.Write says how). It is not part of the row: Write
+	// neither hashes nor returns it, and JSON leaves it out.
+	Correction func(stored Record) Record `json:"-"`
 }
 
 // Row is a stored Record plus its chain fields. Hash covers the Record,
@@ -93,6 +101,7 @@ type prepared struct {
 // bounded. The result is what is stored and what is hashed.
 func prepare(r *Record) (prepared, error) {
 	rec := *r
+	rec.Correction = nil
 	if rec.ID == "" {
 		rec.ID = NewID()
 	}

@@ -46,16 +46,19 @@ type WriterOptions struct {
 	method insertMethod // benchmarks compare the two; the default won
 }
 
-// WriterStats are cumulative counters of a Writer, plus two gauges.
+// WriterStats are cumulative counters of a Writer, plus three gauges.
 type WriterStats struct {
-	RowsCommitted    int64 // rows this writer inserted
+	RowsCommitted    int64 // rows this writer inserted, corrections included
 	BatchesCommitted int64 // transactions committed
 	BatchesFailed    int64
 	RowsFailed       int64 // records whose Write got a commit error
-	Duplicates       int64 // records answered with a row already stored under their ID
+	Duplicates       int64 // records answered with the row already stored under their ID
+	Conflicts        int64 // records refused with ErrConflict
 	Overloaded       int64 // Writes refused with ErrOverloaded
+	Corrections      int64 // correction rows committed (Record.Correction)
 	Queued           int64 // gauge: records waiting for a batch
 	InFlight         int64 // gauge: records taken into the batch being formed or committed
+	Carried          int64 // gauge: corrections waiting for a later batch
 }
 
 var (
@@ -64,6 +67,10 @@ var (
 	ErrOverloaded = errors.New("chron: writer overloaded, record not stored")
 	// ErrClosed means Write was called after Close.
 	ErrClosed = errors.New("chron: writer closed")
+	// ErrConflict means the record's ID is already stored with a different
+	// identity (sameIdentity): a forged or pre-empted row, or an ID reused
+	// by mistake. Nothing was stored; it is never reported as success.
+	ErrConflict = errors.New("chron: id already stored with different content")
 )
 
 // Writer appends records to one stream with group commit: a single
@@ -84,37 +91,24 @@ type Writer struct {
 	lastCommit time.Duration // how long it took
 	lastSeq    int64
 	lastHash   string
-	stale      bool // the last commit failed: re-read the chain head first
+	stale      bool // the head is unknown (start, or a failed commit): re-read it first
 	buf        []byte
+	carry      []carried     // corrections for a later batch (correction.go)
+	retryIn    time.Duration // how long carried corrections wait when no record comes
+	closeErr   error         // set before done closes: corrections Close could not store
 
-	rows, batches, failedBatches, failedRows, dups, overloaded, inFlight atomic.Int64
+	rows, batches, failedBatches, failedRows, dups, conflicts, overloaded, fixes, inFlight, carriedN atomic.Int64
 	// busySince is when the loop took up its current batch (unix nanos; 0
 	// while it waits for records): Stalled reads it.
 	busySince atomic.Int64
 }
 
-type pending struct {
-	p         prepared
-	row       Row
-	err       error
-	done      chan struct{}
-	followers []*pending // same ID later in the same batch: same answer
-}
-
-func (p *pending) finish(row Row, err error) {
-	p.row, p.err = row, err
-	close(p.done)
-	for _, f := range p.followers {
-		f.finish(row, err)
-	}
-	p.followers = nil
-}
-
-// NewWriter reads the head of the stream (its last seq and hash) so that the
-// chain continues where a previous writer of this stream stopped, and starts
-// the batching goroutine. ctx bounds only that first read; Close stops the
-// writer.
-func NewWriter(ctx context.Context, pool *pgxpool.Pool, opts WriterOptions) (*Writer, error) {
+// NewWriter starts the batching goroutine; Close stops it. It does not touch
+// the database: the first batch reads the head of the stream (its last seq
+// and hash), so the chain continues where a previous writer of this stream
+// stopped, and a component starts while PostgreSQL is down. Until it is
+// back, Writes fail as any commit does. ctx is not used.
+func NewWriter(_ context.Context, pool *pgxpool.Pool, opts WriterOptions) (*Writer, error) {
 	if pool == nil {
 		return nil, errors.New("chron: NewWriter: pool is nil")
 	}
@@ -136,9 +130,7 @@ func NewWriter(ctx context.Context, pool *pgxpool.Pool, opts WriterOptions) (*Wr
 		prefix: streamPrefix(opts.Stream),
 		queue:  make(chan *pending, opts.QueueSize),
 		done:   make(chan struct{}),
-	}
-	if err := w.reload(ctx); err != nil {
-		return nil, err
+		stale:  true,
 	}
 	go w.run()
 	return w, nil
@@ -147,12 +139,18 @@ func NewWriter(ctx context.Context, pool *pgxpool.Pool, opts WriterOptions) (*Wr
 // Write stores r and returns once its transaction has committed, with the
 // stored Row (Seq, Hash, masked Context…). It fills in r.ID and r.Time when
 // they are empty, so retrying the same *Record after an error is idempotent:
-// a Write whose ID is already stored returns that row and stores nothing.
+// a Write whose ID is already stored with the same identity (sameIdentity)
+// stores nothing and returns the stored row, whose Outcome, Reason and
+// Message may differ from r's; with another identity it fails with
+// ErrConflict.
 //
 // An error means the row is not known to be stored. In particular, if ctx
 // ends while the record waits, Write returns ctx.Err() at once, but the
 // record stays in its batch and may still commit; retry with the same ID to
-// learn its fate.
+// learn its fate. r.Correction is for that case: if the record is stored
+// although Write returned an error (ctx ended, or the commit's outcome was
+// unknown), the writer stores the correction too, and no bounded queue
+// stands in its way (correction.go).
 func (w *Writer) Write(ctx context.Context, r *Record) (Row, error) {
 	if r == nil {
 		return Row{}, fmt.Errorf("%w: nil record", ErrInvalid)
@@ -170,7 +168,7 @@ func (w *Writer) Write(ctx context.Context, r *Record) (Row, error) {
 	if err != nil {
 		return Row{}, err
 	}
-	pd := &pending{p: p, done: make(chan struct{})}
+	pd := &pending{p: p, fix: r.Correction, done: make(chan struct{})}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()
@@ -188,12 +186,15 @@ func (w *Writer) Write(ctx context.Context, r *Record) (Row, error) {
 	case <-pd.done:
 		return pd.row, pd.err
 	case <-ctx.Done():
-		return Row{}, ctx.Err()
+		return pd.abandon(ctx.Err())
 	}
 }
 
-// Close stops accepting records, commits what is queued, and returns when
-// the last batch is answered.
+// Close stops accepting records, commits what is queued and the corrections
+// carried, and returns when the last batch is answered. If the database
+// still refuses carried corrections a commit timeout after Close began,
+// Close gives them up (and fails what is still queued) and says how many
+// in its error: it returns within three commit timeouts.
 func (w *Writer) Close() error {
 	w.mu.Lock()
 	if !w.closed {
@@ -202,7 +203,7 @@ func (w *Writer) Close() error {
 	}
 	w.mu.Unlock()
 	<-w.done
-	return nil
+	return w.closeErr
 }
 
 // Stalled reports whether the writer has been on one batch for more than
@@ -223,8 +224,11 @@ func (w *Writer) Stats() WriterStats {
 		BatchesFailed:    w.failedBatches.Load(),
 		RowsFailed:       w.failedRows.Load(),
 		Duplicates:       w.dups.Load(),
+		Conflicts:        w.conflicts.Load(),
 		Overloaded:       w.overloaded.Load(),
+		Corrections:      w.fixes.Load(),
 		Queued:           int64(len(w.queue)),
 		InFlight:         w.inFlight.Load(),
+		Carried:          w.carriedN.Load(),
 	}
 }

@@ -141,3 +141,67 @@ func TestUnreachable(t *testing.T) {
 		t.Fatalf("write after the network is back: %v", err)
 	}
 }
+
+// TestWriterStartsWithoutDatabase: NewWriter does not need PostgreSQL, so
+// a component starts while it is down. Writes fail (they do not hang)
+// until it is back; then the first batch reads the stream's head and the
+// chain continues where the previous writer of the stream stopped.
+func TestWriterStartsWithoutDatabase(t *testing.T) {
+	server(t) // honours -short
+	ctx := context.Background()
+	s, err := pgtest.Start(ctx) // its own cluster: stopping it must not disturb other tests
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Stop()
+	url, err := s.CreateDatabase(ctx, "chron_cold_start")
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := newPool(t, url, nil)
+	if err := Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	before := newWriter(t, pool, WriterOptions{})
+	for i := range 2 {
+		if _, err := before.Write(ctx, decision(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := before.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Control(ctx, "stop"); err != nil {
+		t.Fatal(err)
+	}
+	pool.Reset() // no connection left from before: the writer must dial
+
+	w, err := NewWriter(ctx, pool, WriterOptions{Stream: "gate-0", CommitTimeout: 2 * time.Second})
+	if err != nil {
+		t.Fatalf("NewWriter with PostgreSQL down: %v", err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	guard, cancel := context.WithTimeout(ctx, 60*time.Second)
+	_, err = w.Write(guard, decision(10))
+	hung := guard.Err() != nil
+	cancel()
+	if err == nil || hung {
+		t.Fatalf("write while PostgreSQL is down: err %v, hung %v", err, hung)
+	}
+	if err := s.Control(ctx, "start"); err != nil {
+		t.Fatal(err)
+	}
+	r := decision(11)
+	var row Row
+	eventually(t, "a write to succeed once PostgreSQL is up", func() bool {
+		row, err = w.Write(ctx, r)
+		return err == nil
+	})
+	if row.Seq != 3 {
+		t.Errorf("first row of the new writer has seq %d, want 3 (after the stream's 2)", row.Seq)
+	}
+	rep, err := Verify(ctx, pool)
+	if err != nil || len(rep.Problems) > 0 || rep.Rows != 3 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}

@@ -249,12 +249,16 @@ func TestIdempotentRetry(t *testing.T) {
 				t.Fatal(err)
 			}
 			// A retry alone, and a retry in a batch with new rows and with a
-			// second copy of itself: one row each, the chain stays contiguous.
+			// second copy of itself decided anew (another time, outcome,
+			// reason, message): one row each, the chain stays contiguous, and
+			// both get the stored row, with its outcome.
 			again := decision(1)
 			again.ID = first.ID
+			anew := decision(1)
+			anew.ID, anew.Time, anew.Outcome, anew.Reason, anew.Message, anew.Policies = first.ID, base.Add(time.Hour), OutcomeAllow, "OWN_AIORG", "allowed", nil
 			var wg sync.WaitGroup
 			results := make([]Row, 4)
-			recs := []*Record{again, decision(2), decision(3), {ID: first.ID, Kind: KindDecision, Outcome: OutcomeAllow}}
+			recs := []*Record{again, decision(2), decision(3), anew}
 			for i, r := range recs {
 				wg.Add(1)
 				go func() {

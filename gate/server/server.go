@@ -195,33 +195,36 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 func (s *Server) record(ctx context.Context, rec *chron.Record, resp *api.ValidateResponse) error {
 	rec.Time = s.Now()
 	rec.Outcome, rec.Reason, rec.Message = resp.Outcome, resp.Reason, resp.Message
+	// If the row commits after all (the wait below gave up first, or the
+	// commit's outcome was unknown), the writer adds this correction, so
+	// Chron never shows only an ALLOW that was refused.
+	rec.Correction = answeredDeny
 	ctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
 	defer cancel()
 	row, err := s.Log.Write(ctx, rec)
-	if err != nil && errors.Is(err, context.DeadlineExceeded) {
-		// The row may still commit after the wait gave up; record what the
-		// agent was actually told, so Chron never shows only an ALLOW
-		// that was refused.
-		fix := *rec
-		fix.ID, fix.Kind, fix.Outcome, fix.Reason = chron.NewID(), chron.KindDecisionCorrection, api.Deny, api.ReasonChronUnavailable
-		fix.Message = "decision " + rec.ID + " was answered DENY: its row did not commit in time"
-		go func() {
-			cctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			_, _ = s.Log.Write(cctx, &fix)
-		}()
-	}
 	if err != nil {
 		s.Logger.Error(err, "Chron write failed; answering DENY", "decision", rec.ID, "agent", rec.AgentNamespace+"/"+rec.AgentName)
 		reason, msg := api.ReasonChronUnavailable, "the decision could not be recorded in Chron, so it is DENY (fail-closed); check the gate's database"
-		if errors.Is(err, chron.ErrOverloaded) {
+		switch {
+		case errors.Is(err, chron.ErrOverloaded):
 			reason, msg = api.ReasonOverloaded, "the gate is overloaded and sheds this request as DENY; retry with backoff"
+		case errors.Is(err, chron.ErrConflict):
+			msg = "the decision's id is already in Chron with different content, so it is DENY (fail-closed); report it to the platform team: the gate's log names the id"
 		}
 		*resp = api.ValidateResponse{Outcome: api.Deny, Reason: reason, Message: msg, DecisionID: rec.ID, Agent: resp.Agent, Revision: resp.Revision}
 		return err
 	}
 	resp.DecisionID, resp.ChronID = rec.ID, fmt.Sprintf("%s/%d", row.Stream, row.Seq)
 	return s.stored(resp, rec, row) // a retry with an Idempotency-Key gets the stored decision
+}
+
+// answeredDeny is the correction of a row that committed although its
+// answer was DENY CHRON_UNAVAILABLE.
+func answeredDeny(r chron.Record) chron.Record {
+	fix := r
+	fix.ID, fix.Time, fix.Kind, fix.Outcome, fix.Reason = "", time.Time{}, chron.KindDecisionCorrection, api.Deny, api.ReasonChronUnavailable
+	fix.Message = "decision " + r.ID + " was answered DENY: its row did not commit in time"
+	return fix
 }
 
 // fill copies a decision into the response and the Chron record.

@@ -90,15 +90,18 @@ func RunManager(args []string) error {
 			return fmt.Errorf("Chron database URL: %w", err)
 		}
 		defer pool.Close()
-		if err := chron.Migrate(ctx, pool); err != nil {
-			return fmt.Errorf("migrating Chron: %w", err)
-		}
 		w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "manager/" + defaultReplica()})
 		if err != nil {
 			return fmt.Errorf("opening the Chron writer: %w", err)
 		}
 		defer w.Close()
-		opts.Log = w
+		// PostgreSQL may be down: the manager serves anyway and migrates
+		// in the background (manager_chron.go).
+		mc := &managerChron{pool: pool, writer: w, log: ctrl.Log.WithName("chron")}
+		if err := mgr.Add(mc); err != nil {
+			return err
+		}
+		opts.Log = mc
 	}
 	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return err

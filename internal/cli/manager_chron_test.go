@@ -1,0 +1,222 @@
+package cli
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/test/pgtest"
+	"github.com/claiim/claiim-operator/test/testenv"
+)
+
+// lockedBuffer is a log the manager process writes while the test reads.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// TestManagerStartsWithoutPostgreSQL runs the real claiim binary's manager
+// against an envtest apiserver while PostgreSQL is stopped: it serves
+// (readyz ok, webhooks up), refuses a PIM request, which must be recorded,
+// with a message that names Chron, and once PostgreSQL starts it migrates
+// and admits the request without a restart.
+func TestManagerStartsWithoutPostgreSQL(t *testing.T) {
+	if testing.Short() {
+		t.Skip("needs envtest and PostgreSQL")
+	}
+	if err := testenv.Available(); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	pg, err := pgtest.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pg.Stop()
+	dbURL, err := pg.CreateDatabase(ctx, "claiim") // empty: the manager migrates it
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := pg.Control(ctx, "stop"); err != nil {
+		t.Fatal(err)
+	}
+
+	env := testenv.New()
+	env.WebhookInstallOptions = envtest.WebhookInstallOptions{
+		Paths: []string{filepath.Join(testenv.RepoRoot(), "config", "webhook")}, LocalServingHost: "127.0.0.1"}
+	cfg, err := testenv.Start(env)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = env.Stop() }()
+	root, err := client.New(cfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := testenv.ApplyFile(ctx, root, filepath.Join(testenv.RepoRoot(), "config", "rbac", "user_roles.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	const managerUser, alice = "claiim-test-manager", "alice@claiim.io"
+	if err := root.Create(ctx, &rbacv1.ClusterRoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "alice-claiim-admin"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: "claiim-admin"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: alice}}}); err != nil {
+		t.Fatal(err)
+	}
+	mu, err := env.AddUser(envtest.User{Name: managerUser, Groups: []string{"system:masters"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kubeconfig, err := mu.KubeConfig()
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "kubeconfig"), kubeconfig, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	au, err := env.AddUser(envtest.User{Name: alice, Groups: []string{"system:authenticated"}}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	asAlice, err := client.New(au.Config(), client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		t.Fatal(err)
+	}
+
+	bin := filepath.Join(dir, "claiim")
+	if out, err := exec.Command("go", "build", "-o", bin, filepath.Join(testenv.RepoRoot(), "cmd", "claiim")).CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	probe, err := pgtest.FreePort()
+	if err != nil {
+		t.Fatal(err)
+	}
+	wio := env.WebhookInstallOptions
+	cmd := exec.Command(bin, "manager", "--metrics-bind-address=0", fmt.Sprintf("--health-probe-bind-address=127.0.0.1:%d", probe),
+		"--webhook-host="+wio.LocalServingHost, "--webhook-port="+strconv.Itoa(wio.LocalServingPort), "--webhook-cert-dir="+wio.LocalServingCertDir,
+		"--manager-username="+managerUser)
+	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "kubeconfig"), "DATABASE_URL="+dbURL, "POD_NAME=manager-0")
+	var log lockedBuffer
+	cmd.Stdout, cmd.Stderr = &log, &log
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	exited := make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	defer func() {
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-exited:
+		case <-time.After(30 * time.Second):
+			_ = cmd.Process.Kill()
+			<-exited
+		}
+		if t.Failed() {
+			t.Logf("manager log:\n%s", log.String())
+		}
+	}()
+	// until polls f until it returns "", failing with its last answer
+	// after a generous deadline (a hang detector, not a threshold), or at
+	// once if the manager exits.
+	until := func(what string, f func() string) {
+		t.Helper()
+		deadline := time.Now().Add(90 * time.Second)
+		for {
+			last := f()
+			if last == "" {
+				return
+			}
+			select {
+			case err := <-exited:
+				t.Fatalf("the manager exited (%v) while waiting for %s; last: %s", err, what, last)
+			case <-time.After(200 * time.Millisecond):
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s; last: %s", what, last)
+			}
+		}
+	}
+
+	until("readyz ok with PostgreSQL down", func() string {
+		resp, err := http.Get(fmt.Sprintf("http://127.0.0.1:%d/readyz", probe))
+		if err != nil {
+			return err.Error()
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusOK {
+			return resp.Status
+		}
+		return ""
+	})
+	n := 0
+	request := func() error {
+		n++
+		return asAlice.Create(ctx, &claiimv1.PIMRequest{ObjectMeta: metav1.ObjectMeta{Name: fmt.Sprintf("pim-%d", n)},
+			Spec: claiimv1.PIMRequestSpec{Reason: "onboarding while Chron is down"}})
+	}
+	until("a PIM request refused for want of Chron", func() string {
+		err := request()
+		if err == nil {
+			return "admitted"
+		}
+		if !strings.Contains(err.Error(), "could not be recorded in Chron") || !strings.Contains(err.Error(), "not migrated Chron's schema yet") {
+			return err.Error()
+		}
+		return ""
+	})
+	until("the manager's log to say why, again after a retry", func() string {
+		if strings.Count(log.String(), "cannot migrate Chron") < 2 {
+			return "not yet"
+		}
+		return ""
+	})
+
+	if err := pg.Control(ctx, "start"); err != nil {
+		t.Fatal(err)
+	}
+	until("a PIM request admitted once PostgreSQL is up", func() string {
+		if err := request(); err != nil {
+			return err.Error()
+		}
+		return ""
+	})
+	var rows int
+	pool, err := pgxpool.New(ctx, dbURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM chron_records WHERE kind = 'pim.requested'`).Scan(&rows); err != nil || rows != 1 {
+		t.Errorf("%d pim.requested rows (%v), want 1", rows, err)
+	}
+}
