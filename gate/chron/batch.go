@@ -349,9 +349,11 @@ func conflict(id string) error { return fmt.Errorf("%w (id %s)", ErrConflict, id
 // sameIdentity tells an idempotent retry from a different record under a
 // known ID: what the record is about must match; what it says about it
 // (time, outcome, reason, message, policies, revision) may differ, since
-// a retry may be decided anew.
+// a retry may be decided anew. Org and skill version are left out too: the
+// gate resolves them from its snapshot, so a retry decided after the agent
+// changed (suspended: no skill version) would otherwise look forged.
 func sameIdentity(a *Record, actx []byte, b *Record, bctx []byte) bool {
 	return a.Kind == b.Kind && a.Actor == b.Actor && a.AgentUID == b.AgentUID &&
-		a.AgentNamespace == b.AgentNamespace && a.AgentName == b.AgentName && a.Org == b.Org &&
-		a.Action == b.Action && a.SkillVersionID == b.SkillVersionID && bytes.Equal(actx, bctx)
+		a.AgentNamespace == b.AgentNamespace && a.AgentName == b.AgentName &&
+		a.Action == b.Action && bytes.Equal(actx, bctx)
 }

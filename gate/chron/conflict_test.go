@@ -31,15 +31,13 @@ func TestDuplicateIDCompared(t *testing.T) {
 
 			// Identity fields: any difference is a conflict.
 			for name, edit := range map[string]func(r *Record){
-				"kind":          func(r *Record) { r.Kind = KindInit },
-				"actor":         func(r *Record) { r.Actor = "token:forged" },
-				"agent uid":     func(r *Record) { r.AgentUID = "00000000-0000-4000-8000-000000000002" },
-				"namespace":     func(r *Record) { r.AgentNamespace = "other" },
-				"agent":         func(r *Record) { r.AgentName = "other-bot" },
-				"org":           func(r *Record) { r.Org = "finance" },
-				"action":        func(r *Record) { r.Action = "deploy:staging" },
-				"context":       func(r *Record) { r.Context["target"] = "prod-us-1" },
-				"skill version": func(r *Record) { r.SkillVersionID = "deploy-bot-v2" },
+				"kind":      func(r *Record) { r.Kind = KindInit },
+				"actor":     func(r *Record) { r.Actor = "token:forged" },
+				"agent uid": func(r *Record) { r.AgentUID = "00000000-0000-4000-8000-000000000002" },
+				"namespace": func(r *Record) { r.AgentNamespace = "other" },
+				"agent":     func(r *Record) { r.AgentName = "other-bot" },
+				"action":    func(r *Record) { r.Action = "deploy:staging" },
+				"context":   func(r *Record) { r.Context["target"] = "prod-us-1" },
 			} {
 				if _, err := w.Write(ctx, withID(edit)); !errors.Is(err, ErrConflict) {
 					t.Errorf("%s differs: %v, want ErrConflict", name, err)
@@ -50,6 +48,7 @@ func TestDuplicateIDCompared(t *testing.T) {
 			row, err := w.Write(ctx, withID(func(r *Record) {
 				r.Time, r.Outcome, r.Reason, r.Message = base.Add(time.Hour), OutcomeAllow, "OWN_AIORG", "allowed"
 				r.Policies, r.SkillRules, r.SkillDigest, r.Anchor = nil, nil, "sha256:other", "peer@claiim.io"
+				r.Org, r.SkillVersionID = "finance", "" // resolved from the snapshot, not asked
 				r.Context = map[string]any{"attempt": 1.0, "target": "prod-eu-1"}
 			}))
 			if err != nil {
@@ -65,7 +64,7 @@ func TestDuplicateIDCompared(t *testing.T) {
 			// exactly one of the new pair is stored.
 			fresh := NewID()
 			newPair := func(action string) *Record { r := decision(2); r.ID, r.Action = fresh, action; return r }
-			recs := []*Record{withID(func(r *Record) { r.Org = "finance" }), withID(func(*Record) {}),
+			recs := []*Record{withID(func(r *Record) { r.Action = "deploy:staging" }), withID(func(*Record) {}),
 				newPair("deploy:staging"), newPair("deploy:canary")}
 			rows, errs := make([]Row, len(recs)), make([]error, len(recs))
 			var wg sync.WaitGroup

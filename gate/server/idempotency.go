@@ -131,14 +131,12 @@ func refusedKey(r *http.Request, err error) (*keyRefused, bool) {
 	if errors.As(err, &kr) {
 		return kr, true
 	}
-	// TODO(coordinator): once chron.Writer returns chron.ErrConflict for an
-	// ID stored with another identity, map it here. Only a keyed request
-	// (its key accepted by useKey) can meet it honestly; for a random ID it
-	// stays CHRON_UNAVAILABLE, a forged row to look into:
-	//	if errors.Is(err, chron.ErrConflict) && r.Header.Get(api.IdempotencyKeyHeader) != "" {
-	//		return &keyRefused{api.ReasonIdempotencyConflict, "the " + api.IdempotencyKeyHeader +
-	//			" already decided another request; send a new key with each request"}, true
-	//	}
+	// Only a keyed request can meet a conflict honestly; for a random ID it
+	// stays CHRON_UNAVAILABLE, a forged row to look into.
+	if errors.Is(err, chron.ErrConflict) && r.Header.Get(api.IdempotencyKeyHeader) != "" {
+		return &keyRefused{api.ReasonIdempotencyConflict, "the " + api.IdempotencyKeyHeader +
+			" already decided another request; send a new key with each request"}, true
+	}
 	return nil, false
 }
 

@@ -50,11 +50,6 @@ func RunGate(args []string) error {
 		return fmt.Errorf("Chron database URL: %w", err)
 	}
 	defer pool.Close()
-	if *migrate {
-		if err := chron.Migrate(ctx, pool); err != nil {
-			return fmt.Errorf("migrating Chron: %w", err)
-		}
-	}
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := server.NewMetrics(reg)
@@ -75,7 +70,16 @@ func RunGate(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
+	// PostgreSQL may be down at start: the gate serves (DENY
+	// CHRON_UNAVAILABLE) and migrates in the background (chronlog.go)
+	// rather than exiting into a crash-loop backoff.
+	var chronLog server.Log = writer
+	var migration *migratingChron
+	if *migrate {
+		migration = &migratingChron{component: "gate", pool: pool, writer: writer, log: log.WithName("chron")}
+		chronLog = migration
+	}
+	srv := &server.Server{Snapshots: src, Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
 		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}}
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
@@ -86,6 +90,9 @@ func RunGate(args []string) error {
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return src.Run(gctx) })
+	if migration != nil {
+		g.Go(func() error { return migration.Start(gctx) })
+	}
 	g.Go(func() error {
 		log.Info("gate listening", "address", *listen, "replica", *replica)
 		if err := api.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {

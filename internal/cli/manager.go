@@ -96,8 +96,8 @@ func RunManager(args []string) error {
 		}
 		defer w.Close()
 		// PostgreSQL may be down: the manager serves anyway and migrates
-		// in the background (manager_chron.go).
-		mc := &managerChron{pool: pool, writer: w, log: ctrl.Log.WithName("chron")}
+		// in the background (chronlog.go).
+		mc := &migratingChron{component: "manager", pool: pool, writer: w, log: ctrl.Log.WithName("chron")}
 		if err := mgr.Add(mc); err != nil {
 			return err
 		}

@@ -1,0 +1,80 @@
+package cli
+
+// Chron while PostgreSQL may be down: the manager and the gate start and
+// serve anyway, and migrate the schema in a runnable that retries until it
+// succeeds. Until then every Write fails with a message that names Chron,
+// so the webhooks refuse what they must record (fail-closed, 503), the
+// gate answers DENY CHRON_UNAVAILABLE and the reconcilers retry with their
+// backoff; afterwards Writes go to the writer, which itself reconnects
+// when the database comes back.
+
+import (
+	"context"
+	"fmt"
+	"sync/atomic"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5/pgxpool"
+
+	"github.com/claiim/claiim-operator/gate/chron"
+)
+
+// Backoff of the migration's retries.
+const (
+	migrateRetryFirst = time.Second
+	migrateRetryMax   = 30 * time.Second
+)
+
+func errChronNotMigrated(component string) error {
+	return fmt.Errorf("chron: not ready: the %s has not migrated Chron's schema yet "+
+		"(PostgreSQL unreachable or refusing; see the %s's log); retry once it is", component, component)
+}
+
+// migratingChron is a component's Chron log and the runnable that migrates
+// it.
+type migratingChron struct {
+	component string // "manager" or "gate", for messages
+	pool      *pgxpool.Pool
+	writer    *chron.Writer
+	log       logr.Logger
+	migrated  atomic.Bool
+}
+
+// Write records r once the schema is migrated.
+func (c *migratingChron) Write(ctx context.Context, r *chron.Record) (chron.Row, error) {
+	if !c.migrated.Load() {
+		return chron.Row{}, errChronNotMigrated(c.component)
+	}
+	return c.writer.Write(ctx, r)
+}
+
+// Start migrates Chron, retrying with backoff, and logs each failure. It
+// ends when the migration is done or the manager stops.
+func (c *migratingChron) Start(ctx context.Context) error {
+	wait := migrateRetryFirst
+	for {
+		err := chron.Migrate(ctx, c.pool)
+		if err == nil {
+			c.migrated.Store(true)
+			c.log.Info("Chron migrated: control-plane changes are recorded and admitted again")
+			return nil
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+		c.log.Error(err, "cannot migrate Chron; changes that must be recorded are refused until it succeeds", "retryIn", wait)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(wait):
+		}
+		wait = min(2*wait, migrateRetryMax)
+	}
+}
+
+// Stalled forwards the writer's wedge detection (the gate's liveness).
+func (c *migratingChron) Stalled(now time.Time) bool { return c.writer.Stalled(now) }
+
+// NeedLeaderElection is false: every replica's webhooks need Chron.
+func (c *migratingChron) NeedLeaderElection() bool { return false }
