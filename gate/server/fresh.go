@@ -307,3 +307,11 @@ func (s *Source) staleness(v *served) error {
 		"check that the apiserver is reachable from the gate and that the gate's RBAC lets it list and watch %s",
 		since, kindNames[k], problem, strings.ToLower(kindNames[k])+".claiim.io")
 }
+
+// notReady is what a NOT_READY answer tells the agent: the source's reason.
+func notReady(snaps Snapshots) string {
+	if err := snaps.Ready(); err != nil {
+		return err.Error()
+	}
+	return "the gate is between snapshots; retry shortly" // it became ready meanwhile
+}
