@@ -131,7 +131,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	defer func() { s.Metrics.observe(resp.Outcome, resp.Reason, time.Since(start)) }()
 
 	if snap == nil {
-		resp = api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: "the gate is starting and has not loaded its resources yet; retry shortly"}
+		resp = api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: notReady(s.Snapshots)}
 		status = http.StatusServiceUnavailable
 		// Already a DENY: a failed write only changes the reason it gives.
 		_ = s.record(r.Context(), rec, &resp)
@@ -294,7 +294,7 @@ func (s *Server) authenticate(ctx context.Context, snap *decide.Snapshot, r *htt
 func (s *Server) init(w http.ResponseWriter, r *http.Request) {
 	snap := s.Snapshots.Snapshot()
 	if snap == nil {
-		writeJSON(w, http.StatusServiceUnavailable, api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: "the gate is starting; retry shortly"})
+		writeJSON(w, http.StatusServiceUnavailable, api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: notReady(s.Snapshots)})
 		return
 	}
 	who := s.authenticate(r.Context(), snap, r)

@@ -2,17 +2,22 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"strconv"
 	"sync/atomic"
 	"time"
 
+	"github.com/go-logr/logr"
 	"k8s.io/apimachinery/pkg/runtime"
+	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	toolscache "k8s.io/client-go/tools/cache"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/gate/decide"
@@ -20,19 +25,24 @@ import (
 
 // Source keeps the current decide.Snapshot, rebuilt from read-only
 // informers whenever a watched resource changes and swapped in atomically:
-// a decision always sees one consistent view.
+// a decision always sees one consistent view. It serves the snapshot only
+// while probers have proven it fresh (fresh.go).
 type Source struct {
-	cache   cache.Cache
-	live    client.Reader // reads the apiserver directly, to tell when watches can work again
-	current atomic.Pointer[decide.Snapshot]
-	dirty   chan struct{}
-	rev     atomic.Uint64
-	synced  atomic.Bool
-	// failingSince is when watches started failing (unix nanos, 0 when
-	// healthy): past StaleAfter the snapshot may be hiding a suspension.
-	failingSince atomic.Int64
-	// StaleAfter is how long watches may fail before the gate stops
-	// deciding (fail-closed). Default 10s.
+	cache     cache.Cache
+	live      client.Reader // reads the apiserver directly: the probers' live lists
+	kinds     [numKinds]kind
+	informers [numKinds]cache.Informer // only Run touches it
+	current   atomic.Pointer[served]
+	dirty     chan struct{}
+	restart   chan int // a kind whose watch the probers found stuck
+	rev       atomic.Uint64
+	synced    atomic.Bool
+	// rebuildErr is why the last rebuild failed, nil when it did not.
+	rebuildErr atomic.Pointer[string]
+	probes     probes
+	// StaleAfter is how long the snapshot may go without proof that it
+	// has caught up with the apiserver before the gate stops deciding
+	// (fail-closed). Default 10s. Set it before Run.
 	StaleAfter time.Duration
 
 	// compiled memoizes compiled policies by UID and generation; only
@@ -40,14 +50,43 @@ type Source struct {
 	compiled map[types.UID]*decide.CompiledPolicy
 }
 
+// Kinds a snapshot is built from, in the order of Source.kinds.
+const (
+	kindAIOrg = iota
+	kindSkill
+	kindPolicy
+	kindAgent
+	kindGrant
+	numKinds
+)
+
+var kindNames = [numKinds]string{"AIOrgs", "Skills", "Policies", "Agents", "CrossOrgGrants"}
+
+// kind is one watched resource.
+type kind struct {
+	obj     client.Object
+	newList func() client.ObjectList
+	gvk     schema.GroupVersionKind
+}
+
 // NewSource makes a Source over the CLAIIM resources. It reads no Secrets.
 func NewSource(cfg *rest.Config, scheme *runtime.Scheme) (*Source, error) {
-	s := &Source{dirty: make(chan struct{}, 1), StaleAfter: 10 * time.Second}
-	c, err := cache.New(cfg, cache.Options{Scheme: scheme,
-		DefaultWatchErrorHandler: func(ctx context.Context, r *toolscache.Reflector, err error) {
-			s.failingSince.CompareAndSwap(0, time.Now().UnixNano())
-			toolscache.DefaultWatchErrorHandler(ctx, r, err)
-		}})
+	s := &Source{dirty: make(chan struct{}, 1), restart: make(chan int, numKinds), StaleAfter: 10 * time.Second}
+	s.kinds = [numKinds]kind{
+		kindAIOrg:  {obj: &claiimv1.AIOrg{}, newList: func() client.ObjectList { return &claiimv1.AIOrgList{} }},
+		kindSkill:  {obj: &claiimv1.Skill{}, newList: func() client.ObjectList { return &claiimv1.SkillList{} }},
+		kindPolicy: {obj: &claiimv1.Policy{}, newList: func() client.ObjectList { return &claiimv1.PolicyList{} }},
+		kindAgent:  {obj: &claiimv1.Agent{}, newList: func() client.ObjectList { return &claiimv1.AgentList{} }},
+		kindGrant:  {obj: &claiimv1.CrossOrgGrant{}, newList: func() client.ObjectList { return &claiimv1.CrossOrgGrantList{} }},
+	}
+	for k := range s.kinds {
+		gvk, err := apiutil.GVKForObject(s.kinds[k].obj, scheme)
+		if err != nil {
+			return nil, err
+		}
+		s.kinds[k].gvk = gvk
+	}
+	c, err := cache.New(cfg, cache.Options{Scheme: scheme})
 	if err != nil {
 		return nil, fmt.Errorf("creating the informer cache: %w", err)
 	}
@@ -58,25 +97,14 @@ func NewSource(cfg *rest.Config, scheme *runtime.Scheme) (*Source, error) {
 	return s, nil
 }
 
-// watched are the kinds a snapshot is built from.
-func watched() []client.Object {
-	return []client.Object{&claiimv1.AIOrg{}, &claiimv1.Skill{}, &claiimv1.Policy{}, &claiimv1.Agent{}, &claiimv1.CrossOrgGrant{}}
-}
-
 // Run starts the informers, builds the first snapshot once they have
-// synced, then rebuilds on every change until ctx ends.
+// synced, then rebuilds on every change until ctx ends; probers prove the
+// snapshot fresh meanwhile.
 func (s *Source) Run(ctx context.Context) error {
-	mark := toolscache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { s.markDirty() },
-		UpdateFunc: func(any, any) { s.markDirty() },
-		DeleteFunc: func(any) { s.markDirty() },
-	}
-	for _, o := range watched() {
-		inf, err := s.cache.GetInformer(ctx, o)
-		if err != nil {
-			return fmt.Errorf("informer for %T: %w", o, err)
-		}
-		if _, err := inf.AddEventHandler(mark); err != nil {
+	log := logf.FromContext(ctx).WithName("source")
+	s.probes.log = log
+	for k := range s.kinds {
+		if err := s.watch(ctx, k, true); err != nil {
 			return err
 		}
 	}
@@ -89,39 +117,63 @@ func (s *Source) Run(ctx context.Context) error {
 		return err
 	}
 	s.synced.Store(true)
-	probe := time.NewTicker(2 * time.Second)
-	defer probe.Stop()
+	for k := range s.kinds {
+		go s.probe(ctx, k)
+	}
 	for {
 		select {
 		case <-ctx.Done():
 			return <-errc
-		case <-probe.C:
-			// Watches that failed retry on their own; once the apiserver
-			// answers every kind again, the view is current.
-			if s.failingSince.Load() != 0 && s.canList(ctx) {
-				s.failingSince.Store(0)
-			}
 		case <-s.dirty:
-			if err := s.rebuild(ctx); err != nil {
+			s.rebuildOrRetry(ctx, log)
+		case k := <-s.restart:
+			log.Info("restarting a watch that stays behind the apiserver", "kind", kindNames[k], "after", s.StaleAfter)
+			if err := s.cache.RemoveInformer(ctx, s.kinds[k].obj); err != nil {
+				return err
+			}
+			if err := s.watch(ctx, k, false); err != nil {
 				return err
 			}
 		}
 	}
 }
 
-func (s *Source) canList(ctx context.Context) bool {
-	for _, l := range []client.ObjectList{&claiimv1.AIOrgList{}, &claiimv1.SkillList{}, &claiimv1.PolicyList{}, &claiimv1.AgentList{}, &claiimv1.CrossOrgGrantList{}} {
-		if s.live.List(ctx, l, client.Limit(1)) != nil {
-			return false
-		}
+// watch gets kind k's informer, started and syncing if the cache runs,
+// and rebuilds on its events.
+func (s *Source) watch(ctx context.Context, k int, block bool) error {
+	inf, err := s.cache.GetInformer(ctx, s.kinds[k].obj, cache.BlockUntilSynced(block))
+	if err != nil {
+		return fmt.Errorf("informer for %s: %w", kindNames[k], err)
 	}
-	return true
+	if _, err := inf.AddEventHandler(toolscache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { s.markDirty() },
+		UpdateFunc: func(any, any) { s.markDirty() },
+		DeleteFunc: func(any) { s.markDirty() },
+	}); err != nil {
+		return err
+	}
+	s.informers[k] = inf
+	return nil
 }
 
-// markDirty coalesces bursts of events into one rebuild. An event means a
-// watch works again.
+// rebuildOrRetry keeps the served snapshot when a rebuild fails (a cache
+// reloading after its watch restarted) and tries again a probe period
+// later; the snapshot goes stale meanwhile, never wrong.
+func (s *Source) rebuildOrRetry(ctx context.Context, log logr.Logger) {
+	err := s.rebuild(ctx)
+	if err == nil {
+		s.rebuildErr.Store(nil)
+		return
+	}
+	msg := err.Error()
+	if was := s.rebuildErr.Swap(&msg); was == nil || *was != msg {
+		log.Info("cannot rebuild the snapshot; will retry", "problem", msg)
+	}
+	time.AfterFunc(s.probeEvery(), s.markDirty)
+}
+
+// markDirty coalesces bursts of events into one rebuild.
 func (s *Source) markDirty() {
-	s.failingSince.Store(0)
 	select {
 	case s.dirty <- struct{}{}:
 	default:
@@ -129,15 +181,26 @@ func (s *Source) markDirty() {
 }
 
 func (s *Source) rebuild(ctx context.Context) error {
+	ctx, cancel := context.WithTimeout(ctx, s.probeEvery())
+	defer cancel()
 	orgs, skills, pols := &claiimv1.AIOrgList{}, &claiimv1.SkillList{}, &claiimv1.PolicyList{}
 	agents, grants := &claiimv1.AgentList{}, &claiimv1.CrossOrgGrantList{}
-	for _, l := range []client.ObjectList{orgs, skills, pols, agents, grants} {
-		if err := s.cache.List(ctx, l); err != nil {
-			return fmt.Errorf("listing %T from the cache: %w", l, err)
+	next := &served{}
+	for k, l := range [numKinds]client.ObjectList{kindAIOrg: orgs, kindSkill: skills, kindPolicy: pols, kindAgent: agents, kindGrant: grants} {
+		if !s.informers[k].HasSynced() {
+			return fmt.Errorf("the cache of %s is still loading after its watch was restarted", kindNames[k])
 		}
+		if err := s.cache.List(ctx, l); err != nil {
+			return fmt.Errorf("listing %s from the cache: %w", kindNames[k], err)
+		}
+		got, err := listingOf(l)
+		if err != nil {
+			return err
+		}
+		next.items[k] = got.items
 	}
-	next := make(map[types.UID]*decide.CompiledPolicy, len(pols.Items))
-	s.current.Store(decide.Build(decide.Inputs{
+	compiled := make(map[types.UID]*decide.CompiledPolicy, len(pols.Items))
+	next.snap = decide.Build(decide.Inputs{
 		Orgs: orgs.Items, Skills: skills.Items, Policies: pols.Items, Agents: agents.Items, Grants: grants.Items,
 		Revision: strconv.FormatUint(s.rev.Add(1), 10),
 		Compile: func(p *claiimv1.Policy) *decide.CompiledPolicy {
@@ -145,30 +208,40 @@ func (s *Source) rebuild(ctx context.Context) error {
 			if !ok || cp.Version != p.Generation {
 				cp, _ = decide.CompilePolicy(p)
 			}
-			next[p.UID] = cp
+			compiled[p.UID] = cp
 			return cp
 		},
-	}))
-	s.compiled = next
+	})
+	s.compiled = compiled
+	// Inherit before the swap, so the new snapshot is never less proven
+	// than the one it replaces; and after, for a proof that landed between.
+	prev := s.current.Load()
+	next.inherit(prev)
+	s.current.Store(next)
+	next.inherit(prev)
 	return nil
 }
 
 // Snapshot is the current snapshot; nil before the caches have synced and
-// while watches have been failing for longer than StaleAfter.
+// once it has gone StaleAfter without proof that it is fresh.
 func (s *Source) Snapshot() *decide.Snapshot {
-	if s.Ready() != nil {
+	if !s.synced.Load() {
 		return nil
 	}
-	return s.current.Load()
+	v := s.current.Load()
+	if !s.fresh(time.Now(), v) {
+		return nil
+	}
+	return v.snap
 }
 
 // Ready says why decisions can't be made, or nil.
 func (s *Source) Ready() error {
 	if !s.synced.Load() {
-		return fmt.Errorf("the gate's caches have not synced yet")
+		return errors.New("the gate is starting and has not loaded its resources yet; retry shortly")
 	}
-	if t := s.failingSince.Load(); t != 0 && time.Since(time.Unix(0, t)) > s.StaleAfter {
-		return fmt.Errorf("the gate has not been able to watch its resources for more than %s; its view may be stale", s.StaleAfter)
+	if v := s.current.Load(); !s.fresh(time.Now(), v) {
+		return s.staleness(v)
 	}
 	return nil
 }

@@ -30,6 +30,7 @@ func RunGate(args []string) error {
 	replica := fs.String("replica", defaultReplica(), "this replica's name; its Chron stream (default $POD_NAME or the hostname)")
 	migrate := fs.Bool("migrate", true, "apply Chron's schema migrations at start (needs a role that may create tables)")
 	writeTimeout := fs.Duration("write-timeout", 2*time.Second, "longest wait for a decision's Chron row; past it the answer is DENY")
+	staleAfter := fs.Duration("stale-after", 10*time.Second, "longest the gate answers from its view of the apiserver without proving it current (a live list its watches have caught up with); past it every answer is DENY NOT_READY")
 	drain := fs.Duration("shutdown-drain", 5*time.Second, "on SIGTERM, how long /ready answers 503 while decisions are still answered, before the gate stops listening")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -66,6 +67,10 @@ func RunGate(args []string) error {
 	if err != nil {
 		return err
 	}
+	if *staleAfter <= 0 {
+		return errors.New("--stale-after must be positive")
+	}
+	src.StaleAfter = *staleAfter
 	live, err := client.New(cfg, client.Options{Scheme: newScheme()})
 	if err != nil {
 		return err
