@@ -87,8 +87,8 @@ func TestDuplicateIDCompared(t *testing.T) {
 			if err := pool.QueryRow(ctx, "SELECT count(*) FROM chron_records").Scan(&n); err != nil || n != 2 {
 				t.Fatalf("%d rows stored (%v), want 2", n, err)
 			}
-			if st := w.Stats(); st.Conflicts != 11 {
-				t.Errorf("stats %+v: want 11 conflicts", st)
+			if st := w.Stats(); st.Conflicts != 9 {
+				t.Errorf("stats %+v: want 9 conflicts", st)
 			}
 			rep, err := Verify(ctx, pool)
 			if err != nil || len(rep.Problems) > 0 {
