@@ -1,24 +1,22 @@
 // Package certs gives the manager's webhook server a certificate when
-// cert-manager isn't used: a CA and a serving certificate kept in a Secret,
-// written to the webhook server's cert directory (controller-runtime
-// reloads it), renewed before they expire, with the CA injected as the
-// caBundle of CLAIIM's webhook configurations.
+// cert-manager isn't used: CAs and a serving certificate kept in a Secret,
+// renewed by the leader before they expire (authority.go says how the CA
+// is kept so that no replica is ever refused), the CA bundle injected as
+// the caBundle of CLAIIM's webhook configurations, and the serving
+// certificate written by every replica to its webhook server's cert
+// directory whenever the Secret changes (controller-runtime's certwatcher
+// reloads it from there).
 package certs
 
 import (
 	"bytes"
 	"context"
-	"crypto/ecdsa"
-	"crypto/elliptic"
-	"crypto/rand"
-	"crypto/x509"
-	"crypto/x509/pkix"
 	"encoding/base64"
-	"encoding/pem"
 	"fmt"
-	"math/big"
 	"os"
 	"path/filepath"
+	"strings"
+	"sync"
 	"time"
 
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -32,7 +30,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 )
 
-// Rotator keeps the webhook certificate valid.
+// Rotator keeps the webhook certificate valid. Start (a leader-election
+// runnable) renews it; Reloader (every replica) serves what is stored.
 type Rotator struct {
 	Client     client.Client
 	Namespace  string
@@ -42,57 +41,111 @@ type Rotator struct {
 	Service string
 	CertDir string
 	// Mutating and Validating name the webhook configurations whose
-	// caBundle is kept equal to the CA.
+	// caBundle is kept equal to the CA bundle.
 	Mutating, Validating []string
-	Validity             time.Duration // default one year
+	Validity             time.Duration // of a serving certificate; default one year
 	RenewBefore          time.Duration // default 30 days
+	CAValidity           time.Duration // default five years; at least 3 × Validity
 	Clock                clock.PassiveClock
+
+	setup    sync.Once
+	setupErr error
+	poke     chan struct{} // the Secret changed: the leader looks again
+	files    sync.Mutex    // one writer of CertDir at a time
 }
 
 // +kubebuilder:rbac:groups=admissionregistration.k8s.io,resources=mutatingwebhookconfigurations;validatingwebhookconfigurations,verbs=get;list;watch;update;patch
-// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;create;update
+// +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;update
 
-func (r *Rotator) defaults() {
-	if r.Validity == 0 {
-		r.Validity = 365 * 24 * time.Hour
+// retryAfterError is how soon the leader tries again after a failed
+// renewal; the certificate is renewed RenewBefore (30 days) ahead.
+const retryAfterError = 30 * time.Second
+
+// SetLifetimes reads "validity,renewBefore,caValidity" (e.g.
+// "20s,12s,60s"), for a test that must see renewals and CA rollovers in
+// seconds; empty keeps the defaults.
+func (r *Rotator) SetLifetimes(spec string) error {
+	if spec == "" {
+		return nil
 	}
-	if r.RenewBefore == 0 {
-		r.RenewBefore = 30 * 24 * time.Hour
+	parts := strings.Split(spec, ",")
+	ds := make([]time.Duration, len(parts))
+	for i, p := range parts {
+		d, err := time.ParseDuration(p)
+		if err != nil || len(parts) != 3 {
+			return fmt.Errorf("%q: want validity,renewBefore,caValidity as durations, e.g. 20s,12s,60s", spec)
+		}
+		ds[i] = d
 	}
-	if r.Clock == nil {
-		r.Clock = clock.RealClock{}
-	}
+	r.Validity, r.RenewBefore, r.CAValidity = ds[0], ds[1], ds[2]
+	return nil
 }
 
-// Ensure makes the certificate valid now: reuses the Secret's while it is
-// far from expiry, otherwise issues a new CA and certificate; then writes
-// the files and injects the CA. Run it once before the webhook server
-// starts, then Start keeps it so.
+func (r *Rotator) init() error {
+	r.setup.Do(func() {
+		if r.Validity == 0 {
+			r.Validity = 365 * 24 * time.Hour
+		}
+		if r.RenewBefore == 0 {
+			r.RenewBefore = 30 * 24 * time.Hour
+		}
+		if r.CAValidity == 0 {
+			r.CAValidity = 5 * 365 * 24 * time.Hour
+		}
+		if r.Clock == nil {
+			r.Clock = clock.RealClock{}
+		}
+		r.poke = make(chan struct{}, 1)
+		switch {
+		case r.RenewBefore >= r.Validity:
+			r.setupErr = fmt.Errorf("webhook certificate: RenewBefore (%s) must be shorter than Validity (%s)", r.RenewBefore, r.Validity)
+		case r.CAValidity < 3*r.Validity:
+			// The next CA must be in the caBundle long before it signs.
+			r.setupErr = fmt.Errorf("webhook certificate: CAValidity (%s) must be at least 3 × Validity (%s)", r.CAValidity, r.Validity)
+		}
+	})
+	return r.setupErr
+}
+
+// NeedLeaderElection: one replica renews; the others reload (Reloader).
+func (r *Rotator) NeedLeaderElection() bool { return true }
+
+// Ensure makes the certificate valid now: keeps the Secret's while it is
+// far from expiry, otherwise renews it as authority.go describes; then
+// writes the files and injects the CA bundle. Every replica runs it once
+// before its webhook server starts; then the leader's Start keeps it so.
 func (r *Rotator) Ensure(ctx context.Context) error {
-	r.defaults()
+	_, err := r.ensure(ctx)
+	return err
+}
+
+func (r *Rotator) ensure(ctx context.Context) (next time.Time, err error) {
+	if err := r.init(); err != nil {
+		return next, err
+	}
 	// Replicas start together: when another one stored the Secret between
 	// our read and our write (AlreadyExists, Conflict), read it again and
 	// use theirs.
 	var sec *corev1.Secret
-	err := retry.OnError(retry.DefaultRetry, func(err error) bool {
+	err = retry.OnError(retry.DefaultRetry, func(err error) bool {
 		return apierrors.IsAlreadyExists(err) || apierrors.IsConflict(err)
 	}, func() error {
 		var err error
-		sec, err = r.readOrIssue(ctx)
+		sec, next, err = r.store(ctx)
 		return err
 	})
 	if err != nil {
-		return err
+		return next, err
 	}
-	if err := r.write(sec.Data); err != nil {
-		return err
+	if err := r.serve(sec.Data); err != nil {
+		return next, err
 	}
-	return r.inject(ctx, sec.Data["ca.crt"])
+	return next, r.inject(ctx, sec.Data[keyCA])
 }
 
-// readOrIssue returns the stored certificate, issuing and storing a new one
-// when there is none or it is close to expiry.
-func (r *Rotator) readOrIssue(ctx context.Context) (*corev1.Secret, error) {
+// store returns the stored certificate, renewed and stored first when
+// anything in it is due, and when to look at it again.
+func (r *Rotator) store(ctx context.Context) (*corev1.Secret, time.Time, error) {
 	sec := &corev1.Secret{}
 	err := r.Client.Get(ctx, client.ObjectKey{Namespace: r.Namespace, Name: r.SecretName}, sec)
 	switch {
@@ -100,146 +153,120 @@ func (r *Rotator) readOrIssue(ctx context.Context) (*corev1.Secret, error) {
 		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName,
 			Labels: map[string]string{"app.kubernetes.io/name": "claiim", "app.kubernetes.io/component": "webhook"}}, Type: corev1.SecretTypeTLS}
 	case err != nil:
-		return nil, fmt.Errorf("reading webhook certificate Secret: %w", err)
+		return nil, time.Time{}, fmt.Errorf("reading webhook certificate Secret: %w", err)
 	}
-	if r.fresh(sec.Data) {
-		return sec, nil
+	p, err := r.renew(sec.Data)
+	if err != nil || !p.changed {
+		return sec, p.next, err
 	}
-	data, err := r.issue()
-	if err != nil {
-		return nil, err
-	}
-	sec.Data = data
+	sec.Data = p.data
 	if sec.ResourceVersion == "" {
 		err = r.Client.Create(ctx, sec)
 	} else {
 		err = r.Client.Update(ctx, sec)
 	}
 	if err != nil {
-		return nil, fmt.Errorf("storing the webhook certificate: %w", err)
+		return nil, time.Time{}, fmt.Errorf("storing the webhook certificate: %w", err)
 	}
-	ctrl.LoggerFrom(ctx).Info("issued a new webhook certificate", "secret", r.Namespace+"/"+r.SecretName)
-	return sec, nil
+	ctrl.LoggerFrom(ctx).Info("stored the webhook certificate", "secret", r.Namespace+"/"+r.SecretName, "changes", strings.Join(p.did, ", "))
+	return sec, p.next, nil
 }
 
-// Start re-checks hourly; it is a manager Runnable.
+// Start keeps the certificate valid on the leader: it looks again when
+// something is due (at the latest hourly, to catch a change made by hand
+// or a failed injection), and at once when the Secret changed.
 func (r *Rotator) Start(ctx context.Context) error {
-	t := time.NewTicker(time.Hour)
-	defer t.Stop()
+	if err := r.init(); err != nil {
+		return err
+	}
+	log := ctrl.LoggerFrom(ctx).WithName("webhook-certificate")
+	wait := time.Duration(0) // a new leader looks at once
 	for {
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil
 		case <-t.C:
-			if err := r.Ensure(ctx); err != nil {
-				ctrl.LoggerFrom(ctx).Error(err, "renewing the webhook certificate; retrying in an hour")
+		case <-r.poke:
+			t.Stop()
+		}
+		next, err := r.ensure(ctx)
+		if err != nil {
+			log.Error(err, "renewing the webhook certificate; retrying", "in", retryAfterError)
+			wait = retryAfterError
+			continue
+		}
+		wait = min(max(next.Sub(r.Clock.Now()), time.Second), time.Hour)
+	}
+}
+
+// serve writes the serving certificate for the webhook server, only when
+// it is valid now: a broken or foreign Secret never replaces a working
+// certificate (the leader renews it instead).
+func (r *Rotator) serve(d map[string][]byte) error {
+	if _, err := r.servingCert(d, r.Clock.Now()); err != nil {
+		return fmt.Errorf("the stored webhook certificate is not valid now, keeping the one served: %w", err)
+	}
+	r.files.Lock()
+	defer r.files.Unlock()
+	return r.write(d)
+}
+
+// write publishes the pair as the kubelet publishes a Secret volume: both
+// files in a new directory, then one atomic rename of the ..data symlink
+// that tls.crt and tls.key point through, then the old directory removed
+// (which is what tells the webhook server's certwatcher to reload). So it
+// never reads a certificate beside another one's key. An unchanged pair
+// is left alone.
+func (r *Rotator) write(d map[string][]byte) error {
+	dir := r.CertDir
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return err
+	}
+	same := true
+	for _, f := range []string{keyCert, keyCertKey} {
+		old, err := os.ReadFile(filepath.Join(dir, f))
+		same = same && err == nil && bytes.Equal(old, d[f])
+	}
+	if same {
+		return nil
+	}
+	pair, err := os.MkdirTemp(dir, "..pair-")
+	if err != nil {
+		return err
+	}
+	for _, f := range []string{keyCert, keyCertKey} {
+		if err := os.WriteFile(filepath.Join(pair, f), d[f], 0o600); err != nil {
+			return err
+		}
+	}
+	data := filepath.Join(dir, "..data")
+	old, _ := os.Readlink(data)
+	if err := symlink(filepath.Base(pair), data); err != nil {
+		return err
+	}
+	for _, f := range []string{keyCert, keyCertKey} {
+		if target, _ := os.Readlink(filepath.Join(dir, f)); target != filepath.Join("..data", f) {
+			if err := symlink(filepath.Join("..data", f), filepath.Join(dir, f)); err != nil {
+				return err
 			}
 		}
 	}
-}
-
-// fresh: the stored certificate parses, matches its key, chains to the
-// stored CA and stays valid beyond RenewBefore.
-func (r *Rotator) fresh(d map[string][]byte) bool {
-	pair, err := tlsPair(d["tls.crt"], d["tls.key"])
-	if err != nil {
-		return false
-	}
-	ca := x509.NewCertPool()
-	if !ca.AppendCertsFromPEM(d["ca.crt"]) {
-		return false
-	}
-	now := r.Clock.Now()
-	_, err = pair.Verify(x509.VerifyOptions{Roots: ca, DNSName: r.dnsNames()[0], CurrentTime: now})
-	return err == nil && now.Add(r.RenewBefore).Before(pair.NotAfter)
-}
-
-func tlsPair(certPEM, keyPEM []byte) (*x509.Certificate, error) {
-	b, _ := pem.Decode(certPEM)
-	k, _ := pem.Decode(keyPEM)
-	if b == nil || k == nil {
-		return nil, fmt.Errorf("no PEM")
-	}
-	c, err := x509.ParseCertificate(b.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	key, err := x509.ParseECPrivateKey(k.Bytes)
-	if err != nil {
-		return nil, err
-	}
-	if !key.PublicKey.Equal(c.PublicKey) {
-		return nil, fmt.Errorf("key does not match certificate")
-	}
-	return c, nil
-}
-
-func (r *Rotator) dnsNames() []string {
-	s, ns := r.Service, r.Namespace
-	return []string{s + "." + ns + ".svc", s, s + "." + ns, s + "." + ns + ".svc.cluster.local"}
-}
-
-func (r *Rotator) issue() (map[string][]byte, error) {
-	now := r.Clock.Now()
-	caKey, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	caTmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: "claiim-webhook-ca"},
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(r.Validity + r.RenewBefore), IsCA: true, BasicConstraintsValid: true,
-		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
-	caDER, err := x509.CreateCertificate(rand.Reader, caTmpl, caTmpl, &caKey.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	ca, _ := x509.ParseCertificate(caDER)
-	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
-	if err != nil {
-		return nil, err
-	}
-	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: r.dnsNames()[0]}, DNSNames: r.dnsNames(),
-		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(r.Validity), KeyUsage: x509.KeyUsageDigitalSignature,
-		ExtKeyUsage: []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth}}
-	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca, &key.PublicKey, caKey)
-	if err != nil {
-		return nil, err
-	}
-	keyDER, err := x509.MarshalECPrivateKey(key)
-	if err != nil {
-		return nil, err
-	}
-	return map[string][]byte{
-		"ca.crt":  pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: caDER}),
-		"tls.crt": pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}),
-		"tls.key": pem.EncodeToMemory(&pem.Block{Type: "EC PRIVATE KEY", Bytes: keyDER}),
-	}, nil
-}
-
-func serial() *big.Int {
-	n, _ := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
-	return n
-}
-
-// write puts the pair where the webhook server reads it; unchanged files
-// are left alone so the server's watcher only reloads on a real change.
-func (r *Rotator) write(d map[string][]byte) error {
-	if err := os.MkdirAll(r.CertDir, 0o700); err != nil {
-		return err
-	}
-	for _, f := range []string{"tls.key", "tls.crt"} { // key first: a reload never pairs a new cert with an old key for long
-		p := filepath.Join(r.CertDir, f)
-		if old, err := os.ReadFile(p); err == nil && bytes.Equal(old, d[f]) {
-			continue
-		}
-		tmp := p + ".tmp"
-		if err := os.WriteFile(tmp, d[f], 0o600); err != nil {
-			return err
-		}
-		if err := os.Rename(tmp, p); err != nil {
-			return err
-		}
+	if old != "" {
+		return os.RemoveAll(filepath.Join(dir, old))
 	}
 	return nil
+}
+
+// symlink points name at target, replacing whatever name was at once.
+func symlink(target, name string) error {
+	tmp := name + ".tmp"
+	_ = os.Remove(tmp)
+	if err := os.Symlink(target, tmp); err != nil {
+		return err
+	}
+	return os.Rename(tmp, name)
 }
 
 // inject sets every caBundle of the named webhook configurations to ca,

@@ -9,6 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"k8s.io/apimachinery/pkg/util/wait"
+	"k8s.io/client-go/kubernetes"
+
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
@@ -86,15 +89,30 @@ func TestRotator(t *testing.T) {
 		t.Fatal("no key written")
 	}
 
-	// Close to expiry it is renewed, and the new CA injected.
+	// Every replica, leader or not, serves what is stored: its reloader
+	// watches the Secret with the manager's own permissions.
+	replica := manager + "-2"
+	cfg2, err := env.AddUser(testenv.User{Name: replica, Groups: []string{"system:serviceaccounts", "system:authenticated"},
+		ClusterRoles: []string{"claiim-manager"}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	follower := &certs.Rotator{Namespace: "claiim-system", SecretName: "claiim-webhook-tls", Service: "claiim-webhook",
+		CertDir: t.TempDir(), Clock: clock}
+	go func() { _ = follower.Reloader(kubernetes.NewForConfigOrDie(cfg2)).Start(ctx) }()
+	serves(t, follower.CertDir, cert1)
+
+	// Close to expiry the serving certificate is renewed by the same CA:
+	// the caBundle does not change, and the follower reloads the new one.
 	clock.SetTime(cert1.NotAfter.Add(-24 * time.Hour))
 	if err := r.Ensure(ctx); err != nil {
 		t.Fatal(err)
 	}
 	ca2, cert2 := state()
-	if string(ca2) == string(ca1) || cert2.Equal(cert1) || !cert2.NotAfter.After(cert1.NotAfter) {
-		t.Fatal("an expiring certificate was not renewed")
+	if string(ca2) != string(ca1) || cert2.Equal(cert1) || !cert2.NotAfter.After(cert1.NotAfter) {
+		t.Fatal("an expiring certificate was not renewed by the same CA")
 	}
+	serves(t, follower.CertDir, cert2)
 
 	// A second replica starting at the same moment read "no Secret" just
 	// before the first stored it: its Create meets AlreadyExists, and it
@@ -112,6 +130,22 @@ func TestRotator(t *testing.T) {
 	}
 	if got, _ := x509.ParseCertificate(pair.Certificate[0]); !got.Equal(cert2) {
 		t.Fatal("the second replica serves another certificate than the stored one")
+	}
+}
+
+// serves waits until dir holds want, as the webhook server would load it.
+func serves(t *testing.T, dir string, want *x509.Certificate) {
+	t.Helper()
+	var got *x509.Certificate
+	err := wait.PollUntilContextTimeout(context.Background(), 50*time.Millisecond, 30*time.Second, true, func(context.Context) (bool, error) {
+		pair, err := tls.LoadX509KeyPair(filepath.Join(dir, "tls.crt"), filepath.Join(dir, "tls.key"))
+		if err == nil {
+			got, _ = x509.ParseCertificate(pair.Certificate[0])
+		}
+		return got != nil && got.Equal(want), nil
+	})
+	if err != nil {
+		t.Fatalf("the follower does not serve the stored certificate (serial %v); it serves %v", want.SerialNumber, got)
 	}
 }
 

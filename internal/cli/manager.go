@@ -9,6 +9,7 @@ import (
 	"fmt"
 	"os"
 
+	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/healthz"
@@ -113,11 +114,21 @@ func RunManager(args []string) error {
 		}
 		rot := &certs.Rotator{Client: direct, Namespace: podNamespace(), SecretName: *certSecret, Service: *webhookService,
 			CertDir: *certDir, Mutating: []string{*mutatingCfg}, Validating: []string{*validatingCfg}}
-		// The webhook server reads the certificate when it starts.
+		// Tests shorten the lifetimes through the environment, deliberately
+		// not a flag; unset in production.
+		if err := rot.SetLifetimes(os.Getenv("CLAIIM_WEBHOOK_CERT_LIFETIMES")); err != nil {
+			return fmt.Errorf("CLAIIM_WEBHOOK_CERT_LIFETIMES: %w", err)
+		}
+		// The webhook server reads the certificate when it starts; then the
+		// leader renews it and every replica reloads it.
 		if err := rot.Ensure(ctx); err != nil {
 			return fmt.Errorf("webhook certificate: %w", err)
 		}
-		if err := mgr.Add(rot); err != nil {
+		cs, err := kubernetes.NewForConfig(cfg)
+		if err != nil {
+			return err
+		}
+		if err := errors.Join(mgr.Add(rot), mgr.Add(rot.Reloader(cs))); err != nil {
 			return err
 		}
 	}
@@ -130,7 +141,13 @@ func RunManager(args []string) error {
 	if err := mgr.AddHealthzCheck("healthz", healthz.Ping); err != nil {
 		return err
 	}
-	if err := mgr.AddReadyzCheck("readyz", healthz.Ping); err != nil {
+	// Ready means the webhook server answers TLS: until then the Service
+	// must not send admissions here.
+	ready := healthz.Ping
+	if *webhooks {
+		ready = mgr.GetWebhookServer().StartedChecker()
+	}
+	if err := mgr.AddReadyzCheck("readyz", ready); err != nil {
 		return err
 	}
 	ctrl.Log.Info("starting the CLAIIM manager", "gateURL", *gateURL)
