@@ -39,14 +39,46 @@ type migratingChron struct {
 	writer    *chron.Writer
 	log       logr.Logger
 	migrated  atomic.Bool
+	turn      chan struct{} // one migration at a time
 }
 
-// Write records r once the schema is migrated.
+func newMigratingChron(component string, pool *pgxpool.Pool, w *chron.Writer, log logr.Logger) *migratingChron {
+	return &migratingChron{component: component, pool: pool, writer: w, log: log, turn: make(chan struct{}, 1)}
+}
+
+// Write records r once the schema is migrated. A Write that finds it not
+// yet migrated tries the migration itself (within its own deadline), so the
+// first request after PostgreSQL returns does not wait for the retry's
+// backoff.
 func (c *migratingChron) Write(ctx context.Context, r *chron.Record) (chron.Row, error) {
-	if !c.migrated.Load() {
-		return chron.Row{}, errChronNotMigrated(c.component)
+	if err := c.migrate(ctx); err != nil {
+		return chron.Row{}, fmt.Errorf("%w: %w", errChronNotMigrated(c.component), err)
 	}
 	return c.writer.Write(ctx, r)
+}
+
+// migrate applies the migrations unless done; concurrent callers wait for
+// the one running.
+func (c *migratingChron) migrate(ctx context.Context) error {
+	if c.migrated.Load() {
+		return nil
+	}
+	select {
+	case c.turn <- struct{}{}:
+		defer func() { <-c.turn }()
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	if c.migrated.Load() {
+		return nil
+	}
+	if err := chron.Migrate(ctx, c.pool); err != nil {
+		return err
+	}
+	if !c.migrated.Swap(true) {
+		c.log.Info("Chron migrated: what must be recorded is recorded and admitted again")
+	}
+	return nil
 }
 
 // Start migrates Chron, retrying with backoff, and logs each failure. It
@@ -54,10 +86,8 @@ func (c *migratingChron) Write(ctx context.Context, r *chron.Record) (chron.Row,
 func (c *migratingChron) Start(ctx context.Context) error {
 	wait := migrateRetryFirst
 	for {
-		err := chron.Migrate(ctx, c.pool)
+		err := c.migrate(ctx)
 		if err == nil {
-			c.migrated.Store(true)
-			c.log.Info("Chron migrated: control-plane changes are recorded and admitted again")
 			return nil
 		}
 		if ctx.Err() != nil {

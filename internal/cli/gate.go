@@ -81,7 +81,7 @@ func RunGate(args []string) error {
 	var chronLog server.Log = writer
 	var migration *migratingChron
 	if *migrate {
-		migration = &migratingChron{component: "gate", pool: pool, writer: writer, log: log.WithName("chron")}
+		migration = newMigratingChron("gate", pool, writer, log.WithName("chron"))
 		chronLog = migration
 	}
 	srv := &server.Server{Snapshots: src, Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,

@@ -98,7 +98,7 @@ func RunManager(args []string) error {
 		defer w.Close()
 		// PostgreSQL may be down: the manager serves anyway and migrates
 		// in the background (chronlog.go).
-		mc := &migratingChron{component: "manager", pool: pool, writer: w, log: ctrl.Log.WithName("chron")}
+		mc := newMigratingChron("manager", pool, w, ctrl.Log.WithName("chron"))
 		if err := mgr.Add(mc); err != nil {
 			return err
 		}
