@@ -76,6 +76,27 @@ lint: golangci-lint ## golangci-lint (.golangci.yml): one-way imports, no copied
 test-unit: ## Only the tests that need neither envtest nor PostgreSQL.
 	go test -short ./... $(TESTFLAGS)
 
+##@ Faults (docs/reliability.md)
+
+# FAULT_TABLE=path also writes the fault table there (Markdown).
+FAULT_TABLE ?=
+# make soak: how long, how many calls/s (empty: 70% of a peak measured at
+# start), and which faults (empty: all, cycled; else comma-separated names).
+SOAK_DURATION ?= 10m
+SOAK_RATE ?=
+SOAK_FAULTS ?=
+
+.PHONY: fault
+fault: envtest ## The fault suite alone (it is part of make test), printing its table.
+	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" FAULT_TABLE="$(if $(FAULT_TABLE),$(abspath $(FAULT_TABLE)))" \
+		go test ./test/fault/ -run 'TestFaults' -count=1 -v $(TESTFLAGS)
+
+.PHONY: soak
+soak: envtest ## Not in make test: the fault harness for SOAK_DURATION at SOAK_RATE, a fault a minute; 0 ALLOW without its row; the gate's memory and goroutines.
+	SOAK=1 SOAK_DURATION="$(SOAK_DURATION)" SOAK_RATE="$(SOAK_RATE)" SOAK_FAULTS="$(SOAK_FAULTS)" \
+		KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" FAULT_TABLE="$(if $(FAULT_TABLE),$(abspath $(FAULT_TABLE)))" \
+		go test ./test/fault/ -run 'TestSoak' -count=1 -v -timeout 3h $(TESTFLAGS)
+
 ##@ Local control plane (the seed's onboarding)
 
 .PHONY: dev
