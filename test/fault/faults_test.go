@@ -56,10 +56,6 @@ type fault struct {
 	check func(s *system, w *window, calls []call) error
 	// recovery bounds (d) when it is not recoveryBound.
 	recovery time.Duration
-	// pending names the fix a failing check waits for: the subtest is
-	// then skipped with that word instead of failing, the common
-	// invariants still hold. Remove it once the fix has landed.
-	pending string
 }
 
 func faults() []fault {
@@ -74,8 +70,7 @@ func faults() []fault {
 		{name: "kube-apiserver killed", inject: apiserverStop, check: notReadyPastFreshness,
 			// client-go's watch retry backs off up to 30 s, then the
 			// gate proves its view fresh again.
-			recovery: recoveryBound + probeAllowance,
-			pending:  "the gate proving its view fresh (issue 13 item 2)"},
+			recovery: recoveryBound + probeAllowance},
 	}
 }
 

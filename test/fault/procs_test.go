@@ -57,12 +57,7 @@ func (s *system) startGate(t testing.TB, replica string, port int) *gateProc {
 		t.Fatal(err)
 	}
 	args := []string{"gate", fmt.Sprintf("--listen=127.0.0.1:%d", port), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mport),
-		"--replica=" + replica, "--shutdown-drain=" + shutdownDrain.String()}
-	if s.staleFlag {
-		args = append(args, "--stale-after="+s.staleAfter.String())
-	}
-	// TODO(issue 13 item 2): once every gate has --stale-after this branch
-	// goes; until then the gate's built-in 10 s (s.staleAfter) applies.
+		"--replica=" + replica, "--shutdown-drain=" + shutdownDrain.String(), "--stale-after=" + s.staleAfter.String()}
 	g := &gateProc{replica: replica, port: port, base: fmt.Sprintf("http://127.0.0.1:%d", port),
 		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport), exited: make(chan struct{}),
 		log: filepath.Join(s.dir, replica+".log")}

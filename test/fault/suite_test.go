@@ -79,20 +79,10 @@ func (s *system) exercise(t *testing.T, f fault, rate float64, workers int, unti
 	if r.recovery = back.Sub(w.healed); r.recovery > bound {
 		t.Errorf("(d) service came back %s after the repair; the bound is %s", r.recovery, bound)
 	}
-	var broken error
 	if f.check != nil {
-		broken = f.check(s, w, calls)
-	}
-	switch {
-	case broken != nil && f.pending != "":
-		t.Logf("pending fix: %v", broken)
-		r.note = "pending: " + f.pending
-		s.rows = append(s.rows, r)
-		t.Skipf("pending: %s", f.pending)
-	case broken != nil:
-		t.Error(broken)
-	case f.pending != "":
-		t.Logf("this fault's check passes: its pending fix has landed, remove the pending field (%s)", f.pending)
+		if err := f.check(s, w, calls); err != nil {
+			t.Error(err)
+		}
 	}
 	if t.Failed() {
 		r.note = "FAILED"

@@ -16,7 +16,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -51,14 +50,11 @@ type agent struct {
 type system struct {
 	ctx        context.Context
 	env        *testenv.Env
-	claiim     string // the production binary
-	dir        string // kubeconfig and logs
-	kubeconfig string // the gate's
-	dbURL      string // Chron, as a superuser
-	staleAfter time.Duration
-	// staleFlag says whether the gate has --stale-after; without it the
-	// gate's built-in 10 s applies.
-	staleFlag bool
+	claiim     string        // the production binary
+	dir        string        // kubeconfig and logs
+	kubeconfig string        // the gate's
+	dbURL      string        // Chron, as a superuser
+	staleAfter time.Duration // the gate's --stale-after
 
 	endpoint atomic.Pointer[string] // the gate URL the load sends to, like a Service
 	gate     *gateProc              // the gate currently serving
@@ -84,7 +80,7 @@ func newSystem(t *testing.T) *system {
 		t.Skipf("the fault suite kills and stops its own PostgreSQL; unset %s", pgtest.EnvURL)
 	}
 	start := time.Now()
-	s := &system{dir: t.TempDir(), staleAfter: 10 * time.Second}
+	s := &system{dir: t.TempDir(), staleAfter: 5 * time.Second}
 	built := make(chan error, 1)
 	s.claiim = filepath.Join(s.dir, "claiim")
 	go func() { built <- buildClaiim(s.claiim) }()
@@ -122,7 +118,6 @@ func newSystem(t *testing.T) *system {
 		t.Fatal(err)
 	}
 	t.Logf("environment up and seeded in %s, claiim built in %s", seeded.Round(time.Millisecond), time.Since(start).Round(time.Millisecond))
-	s.staleFlag = gateHasFlag(s.claiim, "stale-after")
 	t.Cleanup(func() {
 		s.stopGates() // before the environment stops
 		if t.Failed() {
@@ -152,11 +147,6 @@ func buildClaiim(out string) error {
 }
 
 // gateHasFlag reports whether `claiim gate -h` lists the flag.
-func gateHasFlag(claiim, name string) bool {
-	out, _ := exec.Command(claiim, "gate", "-h").CombinedOutput()
-	return strings.Contains(string(out), "-"+name+" ")
-}
-
 func (s *system) writeGateKubeconfig(t testing.TB) {
 	u, err := s.env.Environment.AddUser(envtest.User{Name: gateUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}}, nil)
 	if err != nil {
