@@ -25,7 +25,7 @@ func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateReq
 		var ute *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &mbe):
-			return "body", fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
+			return "body", errBodyTooLarge
 		case errors.As(err, &ute):
 			return typeError(ute)
 		case errors.Is(err, io.EOF):
@@ -37,8 +37,13 @@ func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateReq
 			return "body", fmt.Errorf("request body is not valid JSON: %w", err)
 		}
 	}
-	if dec.More() {
-		return "body", fmt.Errorf("request body holds more than one JSON value")
+	// Only the end of the body may follow the object (More() misses a stray
+	// ']' or '}'); reading on also finds a body over the limit.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return "body", errBodyTooLarge
+		}
+		return "body", fmt.Errorf("request body holds something after its JSON object")
 	}
 	if err := decide.ValidateAction(out.Action); err != nil {
 		return "action", err
@@ -54,6 +59,8 @@ func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateReq
 	}
 	return "", nil
 }
+
+var errBodyTooLarge = fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
 
 const bodyShape = `{"action": "...", "context": {...}, "skill_version_id": "..."}`
 

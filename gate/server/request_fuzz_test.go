@@ -36,7 +36,7 @@ func FuzzDecodeValidate(f *testing.F) {
 
 // TestDecodeValidateRefusals pins the refusals the fuzz target's
 // properties caught speaking Go, naming no field, or calling valid JSON
-// invalid.
+// invalid, and a body that was accepted though it is not JSON.
 func TestDecodeValidateRefusals(t *testing.T) {
 	for body, want := range map[string][2]string{
 		`[]`:  {"body", "request body must be a JSON object, not array"},
@@ -45,6 +45,7 @@ func TestDecodeValidateRefusals(t *testing.T) {
 		`{"action":"a:b","context":{"n":-1e400},"skill_version_id":"v"}`: {"context", `holds the number -1e400, which is out of range`},
 		`{"action":["a:b"],"skill_version_id":"v"}`:                      {"action", `field "action" must be a string, not array`},
 		`{"action":"a:b","skill_version_id":"v","actoin":1}`:             {"body", `unknown field "actoin"`},
+		`{"action":"a:b","skill_version_id":"v"}]`:                       {"body", "something after its JSON object"},
 	} {
 		req := httptest.NewRequest(http.MethodPost, "/v/validate", strings.NewReader(body))
 		field, err := decodeValidate(httptest.NewRecorder(), req, &api.ValidateRequest{})
@@ -62,7 +63,7 @@ func checkRefusal(t *testing.T, body []byte, field, msg string) {
 	t.Helper()
 	top, _, _ := strings.Cut(field, ".")
 	if top != "body" && !contains(requestFields, top) {
-		t.Fatalf("refusal names %q, not a field of the request: %s\nbody %q", field, msg, body)
+		t.Fatalf("refusal names %q, not a field of the request: %s\nbody %.200q", field, msg, body)
 	}
 	if msg == "" || !utf8.ValidString(msg) {
 		t.Fatalf("refusal of field %q has no readable message: %q", field, msg)
@@ -70,18 +71,18 @@ func checkRefusal(t *testing.T, body []byte, field, msg string) {
 	// The agent's author reads this: JSON types, not Go's.
 	for _, goWord := range []string{"interface {}", "map[", "float64", "api.", "struct"} {
 		if strings.Contains(msg, goWord) {
-			t.Fatalf("refusal of field %q speaks Go (%q): %s\nbody %q", field, goWord, msg, body)
+			t.Fatalf("refusal of field %q speaks Go (%q): %s\nbody %.200q", field, goWord, msg, body)
 		}
 	}
 	if json.Valid(body) && strings.Contains(msg, "not valid JSON") {
-		t.Fatalf("refusal calls valid JSON invalid: %s\nbody %q", msg, body)
+		t.Fatalf("refusal calls valid JSON invalid: %s\nbody %.200q", msg, body)
 	}
 }
 
 func checkAccepted(t *testing.T, body []byte, out *api.ValidateRequest) {
 	t.Helper()
 	if len(body) > MaxBodyBytes || !json.Valid(body) {
-		t.Fatalf("accepted a body of %d bytes that is over the limit or not JSON: %q", len(body), body)
+		t.Fatalf("accepted a body of %d bytes that is over the limit or not JSON: %.200q", len(body), body)
 	}
 	if err := decide.ValidateAction(out.Action); err != nil {
 		t.Fatalf("accepted action %q: %v", out.Action, err)
@@ -93,7 +94,7 @@ func checkAccepted(t *testing.T, body []byte, out *api.ValidateRequest) {
 	s.measure(out.Context, 1)
 	if s.depth > decide.MaxContextDepth || s.entries > decide.MaxContextEntries ||
 		s.str > decide.MaxContextString || s.key > 256 {
-		t.Fatalf("accepted a context beyond the bounds (%+v): %q", s, body)
+		t.Fatalf("accepted a context beyond the bounds (%+v): %.200q", s, body)
 	}
 }
 
@@ -162,6 +163,9 @@ func validateSeeds() []string {
 		`{"ACTION":"deploy:staging","context":{},"skill_version_id":"v1"}`,
 		`{"action":"deploy:staging","action":"deploy:production","skill_version_id":"v1"}`,
 		`{"action":"deploy:staging","skill_version_id":"v1"} {}`,
+		`{"action":"deploy:staging","skill_version_id":"v1"}]`,
+		`{"action":"deploy:staging","skill_version_id":"v1"}}`,
+		`{"action":"deploy:staging","skill_version_id":"v1"}` + strings.Repeat(" ", MaxBodyBytes),
 		`{"action":"deploy:stag` + "\xff" + `ing","skill_version_id":"v1"}`,
 		`[]`, `"x"`, `null`, ``, `{`, `{"action":`, "\ufeff{}",
 		`{"context":{"a":` + strings.Repeat("[", 10001) + `}}`,
