@@ -97,6 +97,25 @@ soak: envtest ## Not in make test: the fault harness for SOAK_DURATION at SOAK_R
 		KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" FAULT_TABLE="$(if $(FAULT_TABLE),$(abspath $(FAULT_TABLE)))" \
 		go test ./test/fault/ -run 'TestSoak' -count=1 -v -timeout 3h $(TESTFLAGS)
 
+# Fuzz targets run their seeds in every `go test`; `make fuzz` searches
+# beyond them, FUZZTIME per target (FUZZFLAGS=-parallel=1 on a shared
+# machine). Minimizing each new input is capped at FUZZMINIMIZETIME, or it
+# takes most of a short run. A failing input is saved under the package's
+# testdata/fuzz/, where it stays as a test once committed.
+FUZZTIME ?= 60s
+FUZZMINIMIZETIME ?= 10s
+FUZZFLAGS ?=
+FUZZ_PKGS ?= ./gate/server ./gate/decide ./gate/chron
+
+.PHONY: fuzz
+fuzz: ## Fuzz the request decoder, action patterns, CEL conditions and Chron's encoding, FUZZTIME (60s) per target; not in make test.
+	@for pkg in $(FUZZ_PKGS); do \
+		for target in $$(go test -list '^Fuzz' $$pkg | grep '^Fuzz'); do \
+			echo "== $$pkg $$target for $(FUZZTIME)"; \
+			go test $$pkg -run '^$$' -fuzz "^$$target\$$" -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZETIME) $(FUZZFLAGS) || exit 1; \
+		done; \
+	done
+
 ##@ Local control plane (the seed's onboarding)
 
 .PHONY: dev

@@ -85,7 +85,7 @@ func FuzzBoundContext(f *testing.F) {
 		if err != nil || !bytes.Equal(again, out) {
 			t.Fatalf("not canonical: %s vs %s (%v)", out, again, err)
 		}
-		if bytes.Contains(out, []byte(`\u0000`)) {
+		if hasNUL(out) {
 			t.Fatalf("NUL survived: %s", out)
 		}
 		if len(tree) > 0 {

@@ -105,10 +105,11 @@ func prepare(r *Record) (prepared, error) {
 	if rec.ID == "" {
 		rec.ID = NewID()
 	}
-	if rec.Time.IsZero() {
-		rec.Time = time.Now()
+	// Zero means unset once truncated, so a stored row prepares again to
+	// itself (a time within the zero time's first microsecond is unset).
+	if rec.Time = normTime(rec.Time); rec.Time.IsZero() {
+		rec.Time = normTime(time.Now())
 	}
-	rec.Time = normTime(rec.Time)
 	if y := rec.Time.Year(); y < 1 || y > 9999 {
 		return prepared{}, fmt.Errorf("%w: time %s out of range", ErrInvalid, rec.Time)
 	}

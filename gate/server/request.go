@@ -6,6 +6,9 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"reflect"
+	"strconv"
+	"strings"
 
 	"github.com/claiim/claiim-operator/gate/api"
 	"github.com/claiim/claiim-operator/gate/decide"
@@ -22,17 +25,25 @@ func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateReq
 		var ute *json.UnmarshalTypeError
 		switch {
 		case errors.As(err, &mbe):
-			return "body", fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
+			return "body", errBodyTooLarge
 		case errors.As(err, &ute):
-			return ute.Field, fmt.Errorf("field %q must be a JSON %s", ute.Field, ute.Type)
+			return typeError(ute)
 		case errors.Is(err, io.EOF):
-			return "body", fmt.Errorf(`request body is empty; send {"action": "...", "context": {...}, "skill_version_id": "..."}`)
+			return "body", fmt.Errorf(`request body is empty; send %s`, bodyShape)
+		case strings.HasPrefix(err.Error(), unknownField):
+			name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), unknownField))
+			return "body", fmt.Errorf("request body has an unknown field %.64q; it holds only action, context and skill_version_id", name)
 		default:
 			return "body", fmt.Errorf("request body is not valid JSON: %w", err)
 		}
 	}
-	if dec.More() {
-		return "body", fmt.Errorf("request body holds more than one JSON value")
+	// Only the end of the body may follow the object (More() misses a stray
+	// ']' or '}'); reading on also finds a body over the limit.
+	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
+		if errors.As(err, new(*http.MaxBytesError)) {
+			return "body", errBodyTooLarge
+		}
+		return "body", fmt.Errorf("request body holds something after its JSON object")
 	}
 	if err := decide.ValidateAction(out.Action); err != nil {
 		return "action", err
@@ -47,6 +58,30 @@ func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateReq
 		return "context", err
 	}
 	return "", nil
+}
+
+var errBodyTooLarge = fmt.Errorf("request body is larger than %d bytes", MaxBodyBytes)
+
+const bodyShape = `{"action": "...", "context": {...}, "skill_version_id": "..."}`
+
+// unknownField starts encoding/json's error for a key DisallowUnknownFields
+// refuses; it has no error type of its own.
+const unknownField = "json: unknown field "
+
+// typeError names the field whose JSON value has the wrong type, in JSON's
+// words, not Go's.
+func typeError(ute *json.UnmarshalTypeError) (string, error) {
+	if ute.Field == "" {
+		return "body", fmt.Errorf("request body must be a JSON object, not %s: send %s", ute.Value, bodyShape)
+	}
+	if num, ok := strings.CutPrefix(ute.Value, "number "); ok { // a number past float64
+		return ute.Field, fmt.Errorf("field %q holds the number %.32s, which is out of range: numbers must fit a 64-bit float (up to about ±1.8e308)", ute.Field, num)
+	}
+	want := "an object"
+	if ute.Type.Kind() == reflect.String {
+		want = "a string"
+	}
+	return ute.Field, fmt.Errorf("field %q must be %s, not %s", ute.Field, want, ute.Value)
 }
 
 // checkContext enforces the bounds the policy engine's cost estimates
