@@ -259,7 +259,9 @@ func TestCarriedCorrectionsBounded(t *testing.T) {
 	eventually(t, "the record's INSERT under way", f.blocked)
 	f.refuseCorrections(true)
 	cancel()
-	<-done
+	if err := <-done; err == nil {
+		t.Fatal("Write reported success to a caller that gave up")
+	}
 	f.release()
 	eventually(t, "the correction carried", func() bool { return w.Stats().Carried == 1 && w.Stats().RowsCommitted == 1 })
 

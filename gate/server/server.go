@@ -126,7 +126,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	id := chron.NewID()
 	rec := &chron.Record{ID: id, Kind: chron.KindDecision, Replica: s.Replica, RequestID: requestID(r, id)}
 	var resp api.ValidateResponse
-	status := http.StatusForbidden
+	var status int // every branch below sets it
 
 	defer func() { s.Metrics.observe(resp.Outcome, resp.Reason, time.Since(start)) }()
 

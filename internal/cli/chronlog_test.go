@@ -135,12 +135,14 @@ func TestManagerStartsWithoutPostgreSQL(t *testing.T) {
 	go func() { exited <- cmd.Wait() }()
 	defer func() {
 		_ = cmd.Process.Signal(syscall.SIGTERM)
+		var werr error
 		select {
-		case <-exited:
+		case werr = <-exited:
 		case <-time.After(30 * time.Second):
 			_ = cmd.Process.Kill()
-			<-exited
+			werr = <-exited
 		}
+		t.Logf("manager exited: %v", werr)
 		if t.Failed() {
 			t.Logf("manager log:\n%s", log.String())
 		}
