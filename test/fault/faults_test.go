@@ -187,6 +187,7 @@ func (s *system) suspendAfterReturn(t *testing.T, w *window) {
 // /ready fails; then it drains and exits.
 func gateRollout(t *testing.T, s *system, w *window) {
 	old := s.gate
+	py := s.startPythonLoad(t, s.agentByLabel("A"))
 	next := s.startGate(t, s.nextReplica(), 0)
 	s.gate = next
 	t.Cleanup(func() { s.route(next) })
@@ -202,6 +203,15 @@ func gateRollout(t *testing.T, s *system, w *window) {
 	s.route(next)
 	w.healed, w.stream = w.start, "gate/"+next.replica
 	old.waitExit(t, shutdownDrain+20*time.Second)
+	// The Python client's calls count like the Go load's: every ALLOW has
+	// its row, and none failed (noConnectionErrors), across the old
+	// gate's exit and on to the new one.
+	eventually(t, 10*time.Second, "the Python load answered by the new gate", func() error { return py.answeredBy(w.stream) })
+	pc := py.stop(t)
+	if len(pc) == 0 {
+		t.Error("the Python load made no call during the rollout")
+	}
+	w.probes = append(w.probes, pc...)
 }
 
 // gateKill is a crash: the container is killed and the kubelet restarts

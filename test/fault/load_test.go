@@ -61,7 +61,7 @@ func (s *system) call(a agent, h *http.Client) call {
 }
 
 // route points the load at a gate, as a Service's endpoints do.
-func (s *system) route(g *gateProc) { s.endpoint.Store(&g.base) }
+func (s *system) route(g *gateProc) { s.endpoint.Store(&g.base); s.writeEndpoint(g.base) }
 
 // load is agents A and B asking at a fixed rate, each worker on its own
 // ticker, until stopped.
