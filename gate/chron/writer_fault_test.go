@@ -21,21 +21,9 @@ import (
 // TestRestart stops PostgreSQL under a live writer: writes fail (they do not
 // hang), then succeed again on the same Writer once it is back.
 func TestRestart(t *testing.T) {
-	server(t) // honours -short
 	ctx := context.Background()
-	s, err := pgtest.Start(ctx) // its own cluster: stopping it must not disturb other tests
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	url, err := s.CreateDatabase(ctx, "chron_restart")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := newPool(t, url, nil)
-	if err := Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	s, pool := ownServer(t, "chron_restart")
+	var err error
 	const commitTimeout = 2 * time.Second
 	w := newWriter(t, pool, WriterOptions{CommitTimeout: commitTimeout})
 	for i := range 3 {
@@ -147,21 +135,9 @@ func TestUnreachable(t *testing.T) {
 // until it is back; then the first batch reads the stream's head and the
 // chain continues where the previous writer of the stream stopped.
 func TestWriterStartsWithoutDatabase(t *testing.T) {
-	server(t) // honours -short
 	ctx := context.Background()
-	s, err := pgtest.Start(ctx) // its own cluster: stopping it must not disturb other tests
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer s.Stop()
-	url, err := s.CreateDatabase(ctx, "chron_cold_start")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool := newPool(t, url, nil)
-	if err := Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	s, pool := ownServer(t, "chron_cold_start")
+	var err error
 	before := newWriter(t, pool, WriterOptions{})
 	for i := range 2 {
 		if _, err := before.Write(ctx, decision(i)); err != nil {
@@ -204,4 +180,26 @@ func TestWriterStartsWithoutDatabase(t *testing.T) {
 	if err != nil || len(rep.Problems) > 0 || rep.Rows != 3 {
 		t.Fatalf("verify: %+v, %v", rep, err)
 	}
+}
+
+// ownServer starts a PostgreSQL cluster of the test's own (stopping it must
+// not disturb other tests) with database db, migrated.
+func ownServer(t *testing.T, db string) (*pgtest.Server, *pgxpool.Pool) {
+	t.Helper()
+	server(t) // honours -short
+	ctx := context.Background()
+	s, err := pgtest.Start(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(s.Stop)
+	url, err := s.CreateDatabase(ctx, db)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pool := newPool(t, url, nil)
+	if err := Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	return s, pool
 }
