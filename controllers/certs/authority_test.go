@@ -19,15 +19,7 @@ import (
 // before (the apiserver has not seen the new one yet).
 func TestRenewTimeline(t *testing.T) {
 	start := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := clocktesting.NewFakePassiveClock(start)
-	r := &Rotator{Namespace: "claiim-system", Service: "claiim-webhook-service", Clock: clock}
-	if err := r.init(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := r.renew(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, clock, p := firstIssue(t, start)
 	d := p.data
 	leaves, cas, bundleMax := map[string]bool{}, map[string]bool{}, 0
 	for day := 1; day <= 12*365; day++ {
@@ -76,15 +68,7 @@ func TestRenewKeepsAnOldSecretsCertificate(t *testing.T) {
 	// certificate is kept while fresh; the next one comes from a new CA
 	// published in the bundle now, beside the old one.
 	now := time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
-	clock := clocktesting.NewFakePassiveClock(now)
-	r := &Rotator{Namespace: "claiim-system", Service: "claiim-webhook-service", Clock: clock}
-	if err := r.init(); err != nil {
-		t.Fatal(err)
-	}
-	p, err := r.renew(nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	r, _, p := firstIssue(t, now)
 	old := map[string][]byte{keyCA: p.data[keyCA], keyCert: p.data[keyCert], keyCertKey: p.data[keyCertKey]}
 	q, err := r.renew(old)
 	if err != nil {
@@ -153,4 +137,20 @@ func certsIn(t *testing.T, bundle []byte) []*x509.Certificate {
 		out = append(out, c)
 	}
 	return out
+}
+
+// firstIssue is a leader's first visit at now: a Rotator on a fake clock
+// and the CA and certificate it issues.
+func firstIssue(t *testing.T, now time.Time) (*Rotator, *clocktesting.FakePassiveClock, plan) {
+	t.Helper()
+	clock := clocktesting.NewFakePassiveClock(now)
+	r := &Rotator{Namespace: "claiim-system", Service: "claiim-webhook-service", Clock: clock}
+	if err := r.init(); err != nil {
+		t.Fatal(err)
+	}
+	p, err := r.renew(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return r, clock, p
 }
