@@ -79,6 +79,8 @@ type Decision struct {
 //  7. a matching Allow policy                 → ALLOW POLICY_ALLOW
 //  8. otherwise                               → DENY NOT_PERMITTED
 //
+// A deny (step 4, 5) covers the sub-actions of what its patterns name; an
+// allow (step 6, 7) only what they match (Rule.Takes, Pattern.Covers).
 // The action must already be valid (ValidateAction); Decide does no I/O.
 func Decide(s *Snapshot, req Request) Decision {
 	a := req.Agent
@@ -111,7 +113,7 @@ func Decide(s *Snapshot, req Request) Decision {
 	visit := func(refs []ruleRef) {
 		for _, ref := range refs {
 			r := ref.rule
-			if matched(d.Policies, ref) || !s.inScope(ref.policy.Org, a.Org) || !r.AppliesTo(a) || !matchesAny(r.Patterns, req.Action) {
+			if matched(d.Policies, ref) || !s.inScope(ref.policy.Org, a.Org) || !r.AppliesTo(a) || !r.Takes(req.Action) {
 				continue
 			}
 			m := PolicyMatch{Policy: ref.policy.Name, Version: ref.policy.Version, Rule: r.Name, Effect: r.Effect}
@@ -148,13 +150,14 @@ func Decide(s *Snapshot, req Request) Decision {
 		} else {
 			end += start
 			visit(s.byPrefix[req.Action[:end]])
+			visit(s.exact[req.Action[:end]]) // a Deny of an action covers its sub-actions
 		}
 		visit(s.bySegment[segKey{pos, req.Action[start:end]}])
 		start = end + 1
 	}
 	visit(s.wild)
 	for _, p := range sv.Forbidden {
-		if p.Match(req.Action) {
+		if p.Covers(req.Action) {
 			d.Forbidden = append(d.Forbidden, p.src)
 		}
 	}
@@ -203,15 +206,6 @@ func (s *Snapshot) grant(sv *SkillVersion, org string, now time.Time, d *Decisio
 func matched(ms []PolicyMatch, ref ruleRef) bool {
 	for i := range ms {
 		if ms[i].Policy == ref.policy.Name && ms[i].Rule == ref.rule.Name {
-			return true
-		}
-	}
-	return false
-}
-
-func matchesAny(ps []Pattern, action string) bool {
-	for i := range ps {
-		if ps[i].Match(action) {
 			return true
 		}
 	}

@@ -13,9 +13,10 @@ import (
 )
 
 // TestIndexMissesNoRule holds the rule index to a linear scan: for random
-// patterns (literal, "*" segments, trailing '*', leading "*") and random
-// actions, the rules a decision records are exactly those whose patterns
-// match. A rule the index missed would be a Deny that doesn't apply.
+// patterns (literal, "*" segments, trailing '*', leading "*"), Allow and
+// Deny rules, and random actions, the rules a decision records are exactly
+// those an allow's patterns match or a deny's cover (sub-actions too). A
+// rule the index missed would be a Deny that doesn't apply.
 func TestIndexMissesNoRule(t *testing.T) {
 	rng := rand.New(rand.NewPCG(1, 2))
 	segs := []string{"a", "b", "ab", "c"}
@@ -39,12 +40,17 @@ func TestIndexMissesNoRule(t *testing.T) {
 		in := seedInputs()
 		in.Policies = nil
 		all := map[string]Pattern{}
+		deny := map[string]bool{}
 		for i := range 40 {
 			p := pattern()
 			name := fmt.Sprintf("p%d", i)
-			all[name] = MustParsePattern(p)
+			all[name], deny[name] = MustParsePattern(p), rng.IntN(2) == 0
+			effect := claiimv1.PolicyEffectAllow
+			if deny[name] {
+				effect = claiimv1.PolicyEffectDeny
+			}
 			in.Policies = append(in.Policies, claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: name},
-				Spec: claiimv1.PolicySpec{Rules: []claiimv1.PolicyRule{{Name: "r", Effect: claiimv1.PolicyEffectDeny,
+				Spec: claiimv1.PolicySpec{Rules: []claiimv1.PolicyRule{{Name: "r", Effect: effect,
 					Actions: []claiimv1.ActionPattern{claiimv1.ActionPattern(p)}}}}})
 		}
 		s := Build(in)
@@ -58,7 +64,7 @@ func TestIndexMissesNoRule(t *testing.T) {
 			action := strings.Join(parts, ":")
 			var want, got []string
 			for name, p := range all {
-				if p.Match(action) {
+				if deny[name] && p.Covers(action) || !deny[name] && p.Match(action) {
 					want = append(want, name)
 				}
 			}
@@ -68,7 +74,7 @@ func TestIndexMissesNoRule(t *testing.T) {
 			sort.Strings(want)
 			sort.Strings(got)
 			if fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Fatalf("round %d, action %q: matched %v, a linear scan matches %v (patterns %v)", round, action, got, want, all)
+				t.Fatalf("round %d, action %q: matched %v, a linear scan matches %v (patterns %v, denies %v)", round, action, got, want, all, deny)
 			}
 		}
 	}

@@ -12,10 +12,11 @@ const MaxActionLen = 128
 
 // Pattern is a validated action pattern. Segments are separated by ':'.
 // A whole segment "*" matches exactly one segment; a '*' at the very end
-// matches any rest of the action (so "deploy:*" covers "deploy:staging"
-// and "deploy:staging:eu", and "*" alone covers every action). It is
+// matches any rest of the action (so "deploy:*" matches "deploy:staging"
+// and "deploy:staging:eu", and "*" alone matches every action). It is
 // matched segment by segment: user input never becomes a regular
-// expression.
+// expression. Match is how an allow reads a pattern; Covers, which adds
+// the sub-actions beneath each matched action, is how a deny reads it.
 type Pattern struct {
 	src string
 	// segs are the segments before the last one ("*" or a literal).
@@ -94,23 +95,52 @@ func MustParsePattern(s string) Pattern {
 }
 
 // Match reports whether action (assumed valid, see ValidateAction) is
-// covered by the pattern. It does not allocate.
+// matched by the pattern. It does not allocate.
 func (p Pattern) Match(action string) bool {
-	rest := action
-	for _, seg := range p.segs {
-		i := strings.IndexByte(rest, ':')
-		if i < 0 {
-			return false
-		}
-		if seg != "*" && seg != rest[:i] {
-			return false
-		}
-		rest = rest[i+1:]
+	rest, ok := p.tail(action)
+	if !ok {
+		return false
 	}
 	if p.prefix {
 		return strings.HasPrefix(rest, p.last)
 	}
 	return rest == p.last
+}
+
+// Covers reports whether action (assumed valid) is matched by the pattern
+// or lies beneath an action it matches: "deploy:production" covers
+// "deploy:production" and "deploy:production:eu-1", not
+// "deploy:production-eu". This is how a deny reads a pattern (Deny rules,
+// a skill's forbidden list): it holds for the sub-actions of what it
+// names. A pattern ending in '*' already matches any rest, so for it
+// Covers is Match. It does not allocate.
+func (p Pattern) Covers(action string) bool {
+	rest, ok := p.tail(action)
+	if !ok {
+		return false
+	}
+	if p.prefix {
+		return strings.HasPrefix(rest, p.last)
+	}
+	n := len(p.last)
+	return strings.HasPrefix(rest, p.last) && (len(rest) == n || rest[n] == ':')
+}
+
+// tail walks the pattern's leading segments over the action and returns
+// what is left for the last one.
+func (p Pattern) tail(action string) (string, bool) {
+	rest := action
+	for _, seg := range p.segs {
+		i := strings.IndexByte(rest, ':')
+		if i < 0 {
+			return "", false
+		}
+		if seg != "*" && seg != rest[:i] {
+			return "", false
+		}
+		rest = rest[i+1:]
+	}
+	return rest, true
 }
 
 // ValidateAction checks an action name an agent asks about:

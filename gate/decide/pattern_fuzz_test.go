@@ -7,7 +7,8 @@ import (
 
 // FuzzPatternMatch: whatever the pattern and the action, parsing and
 // matching never panic; the matcher agrees with the segment-wise
-// specification (naiveMatch); a pattern that parses is what was written,
+// specification (naiveMatch), and Covers with its sub-action rule
+// (naiveCovers: some leading run of whole segments is matched); a pattern that parses is what was written,
 // within MaxActionLen, and covers the action it stands for (witness); every
 // valid action is a literal pattern that matches itself and nothing else.
 func FuzzPatternMatch(f *testing.F) {
@@ -19,6 +20,11 @@ func FuzzPatternMatch(f *testing.F) {
 		{"Deploy:x", "deploy:x"}, {"a:b*", "a:b:c"}, {"a.b:c-d", "a.b:c-d"}, {".a:b", ".a:b"},
 		{"s3:put/object", "s3:put/object"}, {"a:\xff*", "a:\xff"}, {strings.Repeat("a:", 64) + "*", "a:b"},
 		{strings.Repeat("a:", 63) + "*", strings.Repeat("a:", 63) + "a"},
+		// Sub-actions: covered beneath a whole segment, never beside it.
+		{"deploy:production", "deploy:production:eu-1"}, {"deploy:production", "deploy:production-eu"},
+		{"deploy:production", "deploy:productio:n"}, {"deploy", "deploy:production"}, {"*:read", "db:read:orders"},
+		{"*:read", "db:orders:read"}, {"db:*:read", "db:x:read:y:z"}, {"deploy:prod*", "deploy:production:eu"},
+		{"a:b", "a:b:"},
 	} {
 		f.Add(s[0], s[1])
 	}
@@ -50,6 +56,13 @@ func FuzzPatternMatch(f *testing.F) {
 		}
 		if p.Literal() && p.Match(action) != (pattern == action) {
 			t.Fatalf("literal %q matched %q", pattern, action)
+		}
+		covers := p.Covers(action)
+		if want := naiveCovers(pattern, action); covers != want {
+			t.Fatalf("%q.Covers(%q) = %v, the sub-action rule says %v", pattern, action, covers, want)
+		}
+		if p.Match(action) && !covers || covers && !p.Covers(action+":x") {
+			t.Fatalf("%q: Covers is not Match widened to sub-actions at %q", pattern, action)
 		}
 	})
 }

@@ -38,6 +38,41 @@ func TestPatternMatch(t *testing.T) {
 	}
 }
 
+// TestPatternCovers: a deny's reading of a pattern adds the sub-actions
+// beneath each action it matches, at a ':' and never inside a segment.
+func TestPatternCovers(t *testing.T) {
+	cases := []struct {
+		pattern, action string
+		want            bool
+	}{
+		{"deploy:production", "deploy:production", true},
+		{"deploy:production", "deploy:production:eu-1", true},
+		{"deploy:production", "deploy:production:eu-1:canary", true},
+		{"deploy:production", "deploy:production-eu", false},
+		{"deploy:production", "deploy:prod", false},
+		{"deploy:production", "deploy:staging:production", false},
+		{"deploy", "deploy:production", true},
+		{"deploy", "deployx:production", false},
+		{"*:read", "db:read", true},
+		{"*:read", "db:read:orders", true},
+		{"*:read", "db:orders:read", false},
+		{"db:*:read", "db:orders:read:all", true},
+		{"db:*:read", "db:orders:write:read", false},
+		{"deploy:prod*", "deploy:production:eu", true},
+		{"deploy:*", "deploy:production:eu", true},
+		{"deploy:*", "deployment:x", false},
+	}
+	for _, c := range cases {
+		p := MustParsePattern(c.pattern)
+		if got := p.Covers(c.action); got != c.want {
+			t.Errorf("%q.Covers(%q) = %v, want %v", c.pattern, c.action, got, c.want)
+		}
+		if got := naiveCovers(c.pattern, c.action); got != c.want {
+			t.Errorf("naiveCovers(%q, %q) = %v, want %v", c.pattern, c.action, got, c.want)
+		}
+	}
+}
+
 func TestParsePatternRejects(t *testing.T) {
 	for _, s := range []string{
 		"", "Deploy:staging", "dep*oy:staging", "deploy:(staging|prod)", "**", "deploy::x",
@@ -88,4 +123,16 @@ func naiveMatch(pattern, action string) bool {
 		}
 	}
 	return len(as) == len(ps)
+}
+
+// naiveCovers is the sub-action rule: the pattern matches the action or
+// one of the actions it lies beneath (its leading runs of whole segments).
+func naiveCovers(pattern, action string) bool {
+	as := strings.Split(action, ":")
+	for n := 1; n <= len(as); n++ {
+		if naiveMatch(pattern, strings.Join(as[:n], ":")) {
+			return true
+		}
+	}
+	return false
 }

@@ -37,6 +37,20 @@ func (r *Rule) AppliesTo(a *Agent) bool {
 	return true
 }
 
+// Takes reports whether the rule's patterns take in action. A Deny rule
+// covers what its patterns match and every sub-action beneath it (a deny
+// of "deploy:production" holds for "deploy:production:eu-1"); an Allow
+// rule only what they match. Either way the rule errs on the safe side.
+func (r *Rule) Takes(action string) bool {
+	deny := r.Effect == claiimv1.PolicyEffectDeny
+	for i := range r.Patterns {
+		if deny && r.Patterns[i].Covers(action) || !deny && r.Patterns[i].Match(action) {
+			return true
+		}
+	}
+	return false
+}
+
 // CompiledPolicy is a Policy ready for the hot path.
 type CompiledPolicy struct {
 	Name    string
