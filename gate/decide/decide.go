@@ -74,6 +74,9 @@ type Decision struct {
 //  2. agent not Active                        → DENY AGENT_INACTIVE
 //  3. presented skill version ≠ pinned        → DENY SKILL_VERSION_MISMATCH
 //  4. any matching Deny policy                → DENY POLICY_DENY
+//     (of the agent's org chain, of every org, and, for a skill of
+//     another org, of the skill's org chain: a grant lends the skill
+//     with its owner's Denies)
 //  5. skill version forbids the action        → DENY SKILL_FORBIDDEN
 //  6. skill version allows it                 → ALLOW OWN_AIORG | CROSS_AIORG_GRANT
 //  7. a matching Allow policy                 → ALLOW POLICY_ALLOW
@@ -100,6 +103,12 @@ func Decide(s *Snapshot, req Request) Decision {
 		return d
 	}
 	d.SkillVersion = sv
+	if sv.Org != a.Org && s.ancestors[sv.Org] == nil {
+		// A broken tree would hide the Denies of the skill's org's ancestors.
+		d.Outcome, d.Reason = Deny, ReasonAgentInactive
+		d.Message = fmt.Sprintf("skill %q belongs to org %s, which does not resolve to a root (missing org or parent, or a cycle); fix the AIOrg tree", sv.Skill, sv.Org)
+		return d
+	}
 	if req.SkillVersionID != sv.ID {
 		d.Outcome, d.Reason = Deny, ReasonSkillVersionMismatch
 		d.Message = fmt.Sprintf("skill version %q presented, but the agent is pinned to %s (%s version %d); use the SKILL_VERSION_ID from the agent's token Secret",
@@ -113,7 +122,7 @@ func Decide(s *Snapshot, req Request) Decision {
 	visit := func(refs []ruleRef) {
 		for _, ref := range refs {
 			r := ref.rule
-			if matched(d.Policies, ref) || !s.inScope(ref.policy.Org, a.Org) || !r.AppliesTo(a) || !r.Takes(req.Action) {
+			if matched(d.Policies, ref) || !s.applies(ref, a, sv) || !r.AppliesTo(a) || !r.Takes(req.Action) {
 				continue
 			}
 			m := PolicyMatch{Policy: ref.policy.Name, Version: ref.policy.Version, Rule: r.Name, Effect: r.Effect}
@@ -199,6 +208,18 @@ func (s *Snapshot) grant(sv *SkillVersion, org string, now time.Time, d *Decisio
 		}
 	}
 	return false
+}
+
+// applies reports whether a policy's org puts the agent in its scope: a
+// policy of the agent's org or an ancestor (or of every org) does; so does
+// a Deny of the org that owns the skill the agent uses, or of an ancestor
+// of it, since another org's skill is lent with its owner's Denies (its
+// Allows stay with its own agents).
+func (s *Snapshot) applies(ref ruleRef, a *Agent, sv *SkillVersion) bool {
+	if s.inScope(ref.policy.Org, a.Org) {
+		return true
+	}
+	return sv.Org != a.Org && ref.rule.Effect == claiimv1.PolicyEffectDeny && s.inScope(ref.policy.Org, sv.Org)
 }
 
 // matched reports whether the rule is already recorded: a rule whose

@@ -3,6 +3,7 @@ package decide
 import (
 	"strings"
 	"testing"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -92,6 +93,74 @@ func TestDenyCoversSubActions(t *testing.T) {
 			v := &in.Skills[0].Spec.Versions[0]
 			v.AllowedActions = append(v.AllowedActions, "deploy:staging:*")
 		}, action: "deploy:staging:eu-1", outcome: Allow, reason: ReasonOwnAIOrg},
+	} {
+		t.Run(c.name, c.run)
+	}
+}
+
+// TestGrantKeepsGrantingOrgsDenies: an agent using another org's skill is
+// under that org's Deny policies (and its ancestors'), as well as its own
+// org's, whatever the grant says; the other org's Allow policies stay with
+// that org's own agents.
+func TestGrantKeepsGrantingOrgsDenies(t *testing.T) {
+	// bot (engineering) pinned to ledger (finance), under an active grant.
+	granted := func(in *Inputs) {
+		in.Agents[0].Spec.SkillRef.Name = "ledger"
+		v := &in.Skills[1].Spec.Versions[0]
+		v.AllowedActions = append(v.AllowedActions, "ledger:export:*")
+		exp := metav1.NewTime(now.Add(time.Hour))
+		in.Grants = append(in.Grants, claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: "fin-to-eng"},
+			Spec:   claiimv1.CrossOrgGrantSpec{GrantingOrg: "finance", ReceivingOrg: "engineering", Skills: []string{"ledger"}},
+			Status: claiimv1.CrossOrgGrantStatus{Phase: claiimv1.GrantActive, ExpiresAt: &exp}})
+	}
+	then := func(fs ...func(*Inputs)) func(*Inputs) {
+		return func(in *Inputs) {
+			granted(in)
+			for _, f := range fs {
+				f(in)
+			}
+		}
+	}
+	withParent := func(org, parent string) func(*Inputs) {
+		return func(in *Inputs) {
+			in.Orgs = append(in.Orgs, claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: parent}})
+			for i := range in.Orgs {
+				if in.Orgs[i].Name == org {
+					in.Orgs[i].Spec.Parent = claiimv1.OrgName(parent)
+				}
+			}
+		}
+	}
+	for _, c := range []denyCase{
+		{name: "the grant allows", mutate: granted, action: "ledger:read", outcome: Allow, reason: ReasonCrossAIOrgGrant},
+		{name: "the granting org's Deny applies", mutate: then(withPolicies(rulePolicy("fin-freeze", "finance", claiimv1.PolicyEffectDeny, "ledger:read"))),
+			action: "ledger:read", outcome: Deny, reason: ReasonPolicyDeny, policies: []string{"fin-freeze/r"}, msg: "fin-freeze/r"},
+		{name: "with its sub-actions", mutate: then(withPolicies(rulePolicy("fin-no-export", "finance", claiimv1.PolicyEffectDeny, "ledger:export"))),
+			action: "ledger:export:q3", outcome: Deny, reason: ReasonPolicyDeny, policies: []string{"fin-no-export/r"}},
+		{name: "a Deny of the granting org's ancestor applies", mutate: then(withParent("finance", "holding"),
+			withPolicies(rulePolicy("holding-freeze", "holding", claiimv1.PolicyEffectDeny, "ledger:*"))),
+			action: "ledger:read", outcome: Deny, reason: ReasonPolicyDeny, policies: []string{"holding-freeze/r"}},
+		{name: "the granting org's Deny applies without a grant, against the agent's org's Allow", mutate: func(in *Inputs) {
+			granted(in)
+			in.Grants = nil
+			withPolicies(rulePolicy("eng-ledger", "engineering", claiimv1.PolicyEffectAllow, "ledger:*"),
+				rulePolicy("fin-freeze", "finance", claiimv1.PolicyEffectDeny, "ledger:read"))(in)
+		}, action: "ledger:read", outcome: Deny, reason: ReasonPolicyDeny, policies: []string{"fin-freeze/r", "eng-ledger/r"}},
+		{name: "the receiving org's Deny still applies", mutate: then(withPolicies(rulePolicy("eng-freeze", "engineering", claiimv1.PolicyEffectDeny, "ledger"))),
+			action: "ledger:read", outcome: Deny, reason: ReasonPolicyDeny, policies: []string{"eng-freeze/r"}},
+		{name: "the granting org's Allow does not travel with the skill", mutate: then(withPolicies(rulePolicy("fin-writes", "finance", claiimv1.PolicyEffectAllow, "ledger:write"))),
+			action: "ledger:write", outcome: Deny, reason: ReasonNotPermitted},
+		{name: "a third org's Deny does not apply", mutate: then(func(in *Inputs) {
+			in.Orgs = append(in.Orgs, claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: "hr"}})
+		}, withPolicies(rulePolicy("hr-freeze", "hr", claiimv1.PolicyEffectDeny, "ledger:read"))),
+			action: "ledger:read", outcome: Allow, reason: ReasonCrossAIOrgGrant},
+		{name: "the granting org's tree broken fails closed", mutate: then(func(in *Inputs) {
+			for i := range in.Orgs {
+				if in.Orgs[i].Name == "finance" {
+					in.Orgs[i].Spec.Parent = "gone"
+				}
+			}
+		}), action: "ledger:read", outcome: Deny, reason: ReasonAgentInactive, msg: "finance, which does not resolve"},
 	} {
 		t.Run(c.name, c.run)
 	}
