@@ -36,8 +36,8 @@ func gen(args []string) error {
 	if err := writeFixture(f, *out); err != nil {
 		return err
 	}
-	fmt.Printf("wrote %s fixture (seed %d) to %s: %d orgs, %d skills, %d policies, %d agents, %d requests\n",
-		size.Name, *seed, *out, len(f.Inputs.Orgs), len(f.Inputs.Skills), len(f.Inputs.Policies), len(f.Inputs.Agents), len(f.Requests))
+	fmt.Printf("wrote %s fixture (seed %d) to %s: %d orgs, %d skills, %d policies, %d agents, %d grants, %d requests\n",
+		size.Name, *seed, *out, len(f.Inputs.Orgs), len(f.Inputs.Skills), len(f.Inputs.Policies), len(f.Inputs.Agents), len(f.Inputs.Grants), len(f.Requests))
 	return nil
 }
 
@@ -72,6 +72,11 @@ func writeFixture(f *fixture.Fixture, dir string) error {
 	}
 	for i := range in.Agents {
 		if err := add("Agent", &in.Agents[i]); err != nil {
+			return err
+		}
+	}
+	for i := range in.Grants {
+		if err := add("CrossOrgGrant", &in.Grants[i]); err != nil {
 			return err
 		}
 	}
