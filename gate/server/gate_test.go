@@ -236,7 +236,7 @@ var _ = Describe("The gate", func() {
 			status, body = w.ask("db:orders:write", map[string]any{"region": "us"})
 			Expect(body).To(HaveKeyWithValue("reason", "NOT_PERMITTED"))
 		})
-		It("CROSS_AIORG_GRANT: a skill of another org under an active grant", func() {
+		It("CROSS_AIORG_GRANT: a skill of another org under an active grant, and under that org's Denies", func() {
 			finance := uniq("finance")
 			Expect(k8s.Create(ctx, &claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: finance}})).To(Succeed())
 			w := newWorld(worldOpts{accepted: true})
@@ -254,6 +254,18 @@ var _ = Describe("The gate", func() {
 			Eventually(func(g Gomega) {
 				_, body := validate(w.token, map[string]any{"action": "ledger:read", "skill_version_id": ledgerID(g, ledger)})
 				g.Expect(body).To(HaveKeyWithValue("reason", "CROSS_AIORG_GRANT"))
+			}).Should(Succeed())
+
+			// The skill is lent with its owner's Denies, and a Deny of
+			// "ledger" covers the sub-action "ledger:read".
+			freeze := uniq("ledger-freeze")
+			Expect(k8s.Create(ctx, &claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: freeze}, Spec: claiimv1.PolicySpec{Org: claiimv1.OrgName(finance),
+				Rules: []claiimv1.PolicyRule{{Name: "freeze", Effect: claiimv1.PolicyEffectDeny, Actions: []claiimv1.ActionPattern{"ledger"}}}}})).To(Succeed())
+			Eventually(func(g Gomega) {
+				status, body := validate(w.token, map[string]any{"action": "ledger:read", "skill_version_id": ledgerID(g, ledger)})
+				g.Expect(status).To(Equal(http.StatusForbidden))
+				g.Expect(body).To(HaveKeyWithValue("reason", "POLICY_DENY"))
+				g.Expect(body["message"]).To(ContainSubstring(freeze + "/freeze"))
 			}).Should(Succeed())
 		})
 		It("BAD_REQUEST: 400 naming the field", func() {
