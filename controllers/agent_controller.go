@@ -33,8 +33,11 @@ type AgentReconciler struct {
 	APIReader client.Reader
 	Recorder  recorder.EventRecorder
 	GateURL   string
-	Clock     clock.PassiveClock
-	Log       Log
+	// Gate is how the manager runs the gate, nil when it doesn't: then no
+	// CA is handed out and no namespace is labelled (gate_tls.go).
+	Gate  *GateConfig
+	Clock clock.PassiveClock
+	Log   Log
 }
 
 // +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch
@@ -53,7 +56,13 @@ type pinned struct {
 func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl.Result, error) {
 	agent := &claiimv1.Agent{}
 	if err := r.Get(ctx, req.NamespacedName, agent); err != nil {
-		return ctrl.Result{}, client.IgnoreNotFound(err)
+		if apierrors.IsNotFound(err) {
+			return ctrl.Result{}, r.labelNamespace(ctx, req.Namespace) // the last one gone?
+		}
+		return ctrl.Result{}, err
+	}
+	if err := r.labelNamespace(ctx, agent.Namespace); err != nil {
+		return ctrl.Result{}, err
 	}
 	before := agent.DeepCopy()
 	now := metav1.NewTime(r.Clock.Now())
@@ -246,6 +255,10 @@ func (r *AgentReconciler) ensureToken(ctx context.Context, a *claiimv1.Agent, no
 		return false, "", "", err
 	}
 	ref := fmt.Sprintf("%s/%s", a.Namespace, name)
+	want, err := r.gateKeys(ctx)
+	if err != nil {
+		return false, "", "", err
+	}
 
 	if a.Status.Token == nil {
 		if sec != nil {
@@ -270,8 +283,10 @@ func (r *AgentReconciler) ensureToken(ctx context.Context, a *claiimv1.Agent, no
 				Data: map[string][]byte{
 					claiimv1.SecretKeyAgentToken:     []byte(tok),
 					claiimv1.SecretKeySkillVersionID: []byte(a.Status.SkillVersionID),
-					claiimv1.SecretKeyGateURL:        []byte(r.GateURL),
 				},
+			}
+			for k, v := range want {
+				sec.Data[k] = []byte(v)
 			}
 			if err := controllerutil.SetControllerReference(a, sec, r.Scheme()); err != nil {
 				return false, "", "", fmt.Errorf("owning token Secret: %w", err)
@@ -295,8 +310,7 @@ func (r *AgentReconciler) ensureToken(ctx context.Context, a *claiimv1.Agent, no
 			"the token in Secret %s was changed and will not authenticate; only token %s is valid", ref, t.ID), nil
 	}
 	// The non-secret keys follow the agent (a re-pinned skill version, a
-	// moved gate); the token itself is never rewritten.
-	want := map[string]string{claiimv1.SecretKeyGateURL: r.GateURL}
+	// moved gate, a new gate CA); the token itself is never rewritten.
 	if a.Status.SkillVersionID != "" {
 		want[claiimv1.SecretKeySkillVersionID] = a.Status.SkillVersionID
 	}
@@ -372,6 +386,13 @@ func (r *AgentReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		Watches(&claiimv1.AIOrg{}, handler.EnqueueRequestsFromMapFunc(byOrg(r.Client, func() client.ObjectList { return &claiimv1.AgentList{} }))).
 		Watches(&claiimv1.CrossOrgGrant{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
 			return listRequests(ctx, r.Client, &claiimv1.AgentList{}, client.MatchingFields{indexOrg: string(o.(*claiimv1.CrossOrgGrant).Spec.ReceivingOrg)})
+		})).
+		// A new gate CA bundle goes into every token Secret.
+		Watches(&corev1.ConfigMap{}, handler.EnqueueRequestsFromMapFunc(func(ctx context.Context, o client.Object) []reconcile.Request {
+			if r.Gate == nil || o.GetName() != GateCAConfigMap || o.GetNamespace() != r.Gate.Namespace {
+				return nil
+			}
+			return listRequests(ctx, r.Client, &claiimv1.AgentList{})
 		})).
 		Named("agent").
 		Complete(r)

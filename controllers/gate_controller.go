@@ -45,6 +45,9 @@ type GateConfig struct {
 	// points the gate at Chron.
 	DatabaseSecret string
 	Resources      corev1.ResourceRequirements
+	// TLS makes the gate serve HTTPS with the certificate the manager
+	// keeps in GateTLSSecret (gate_tls.go).
+	TLS bool
 }
 
 // Names and labels of the gate's objects.
@@ -109,26 +112,28 @@ func (r *GateReconciler) desired() []gateObject {
 		env = append(env, corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValue(limit))
 	}
 	gate := corev1ac.Container().WithName("gate").WithImage(c.Image).
-		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), "--metrics-bind-address=:8182", "--migrate=false").
+		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), fmt.Sprintf("--metrics-bind-address=:%d", gateMetricPort), "--migrate=false").
 		WithEnv(env...).
 		WithPorts(corev1ac.ContainerPort().WithName("api").WithContainerPort(c.Port),
-			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(8182)).
+			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(gateMetricPort)).
 		WithLivenessProbe(corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/health").WithPort(intstr.FromString("api")))).
 		WithReadinessProbe(corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/ready").WithPort(intstr.FromString("api"))).
 			WithPeriodSeconds(2)).
 		WithResources(resources(c.Resources)).
 		WithSecurityContext(corev1ac.SecurityContext().WithAllowPrivilegeEscalation(false).WithReadOnlyRootFilesystem(true).
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")))
+	pod := corev1ac.PodSpec().WithServiceAccountName(GateName).
+		WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).
+			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
+	c.withTLS(gate, pod)
+	pod.WithContainers(gate)
 	dep := appsv1ac.Deployment(GateName, c.Namespace).WithLabels(l).WithSpec(appsv1ac.DeploymentSpec().
 		WithReplicas(c.Replicas).
 		WithSelector(metav1ac.LabelSelector().WithMatchLabels(sel)).
 		WithStrategy(appsv1ac.DeploymentStrategy().WithType(appsv1.RollingUpdateDeploymentStrategyType).
 			WithRollingUpdate(appsv1ac.RollingUpdateDeployment().WithMaxUnavailable(intstr.FromInt32(0)).WithMaxSurge(intstr.FromInt32(1)))).
 		WithTemplate(corev1ac.PodTemplateSpec().WithLabels(l).WithAnnotations(map[string]string{annotationConfig: configHash(c)}).
-			WithSpec(corev1ac.PodSpec().WithServiceAccountName(GateName).
-				WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).
-					WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault))).
-				WithContainers(gate))))
+			WithSpec(pod)))
 
 	sa := corev1ac.ServiceAccount(GateName, c.Namespace).WithLabels(l)
 	role := rbacv1ac.ClusterRole(GateName).WithLabels(l).WithRules(
@@ -143,14 +148,20 @@ func (r *GateReconciler) desired() []gateObject {
 		WithPorts(corev1ac.ServicePort().WithName("api").WithPort(c.Port).WithTargetPort(intstr.FromString("api"))))
 	pdb := policyv1ac.PodDisruptionBudget(GateName, c.Namespace).WithLabels(l).WithSpec(policyv1ac.PodDisruptionBudgetSpec().
 		WithMinAvailable(intstr.FromInt32(1)).WithSelector(metav1ac.LabelSelector().WithMatchLabels(sel)))
-	// Agents anywhere in the cluster reach the API; nothing else is open.
+	// The API admits only namespaces that host Agents (the manager labels
+	// them); metrics, which answer only authorized scrapers, any namespace.
+	// Enforced only where the network plugin enforces NetworkPolicy.
 	netpol := networkingv1ac.NetworkPolicy(GateName, c.Namespace).WithLabels(l).WithSpec(networkingv1ac.NetworkPolicySpec().
 		WithPodSelector(metav1ac.LabelSelector().WithMatchLabels(sel)).
 		WithPolicyTypes(networkingv1.PolicyTypeIngress).
-		WithIngress(networkingv1ac.NetworkPolicyIngressRule().
-			WithFrom(networkingv1ac.NetworkPolicyPeer().WithNamespaceSelector(metav1ac.LabelSelector())).
-			WithPorts(networkingv1ac.NetworkPolicyPort().WithPort(intstr.FromInt32(c.Port)),
-				networkingv1ac.NetworkPolicyPort().WithPort(intstr.FromInt32(8182)))))
+		WithIngress(
+			networkingv1ac.NetworkPolicyIngressRule().
+				WithFrom(networkingv1ac.NetworkPolicyPeer().WithNamespaceSelector(
+					metav1ac.LabelSelector().WithMatchLabels(map[string]string{LabelAgentsNamespace: "true"}))).
+				WithPorts(networkingv1ac.NetworkPolicyPort().WithPort(intstr.FromInt32(c.Port))),
+			networkingv1ac.NetworkPolicyIngressRule().
+				WithFrom(networkingv1ac.NetworkPolicyPeer().WithNamespaceSelector(metav1ac.LabelSelector())).
+				WithPorts(networkingv1ac.NetworkPolicyPort().WithPort(intstr.FromInt32(gateMetricPort)))))
 
 	return []gateObject{
 		{sa, sa.ObjectMetaApplyConfiguration, &corev1.ServiceAccount{}},

@@ -47,6 +47,9 @@ const (
 func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if opts.GateURL == "" {
 		opts.GateURL = DefaultGateURL
+		if opts.Gate != nil {
+			opts.GateURL = opts.Gate.URL()
+		}
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
@@ -78,7 +81,7 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		"aiorg":         &AIOrgReconciler{Client: c, Recorder: rec},
 		"skill":         &SkillReconciler{Client: c, Recorder: rec},
 		"policy":        &PolicyReconciler{Client: c, Recorder: rec},
-		"agent":         &AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, GateURL: opts.GateURL, Clock: opts.Clock, Log: opts.Log},
+		"agent":         &AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, GateURL: opts.GateURL, Gate: opts.Gate, Clock: opts.Clock, Log: opts.Log},
 		"pimrequest":    &PIMRequestReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log},
 		"crossorggrant": &CrossOrgGrantReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log},
 	} {
@@ -89,6 +92,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	if opts.Gate != nil {
 		if err := (&GateReconciler{Client: c, Recorder: rec, Config: *opts.Gate}).SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the gate controller: %w", err)
+		}
+		if opts.Gate.TLS {
+			if err := setupGateCertificate(mgr, *opts.Gate); err != nil {
+				return fmt.Errorf("setting up the gate's certificate: %w", err)
+			}
 		}
 	}
 	return nil
@@ -103,11 +111,12 @@ func nonEmpty(s string) []string {
 
 // CacheOptions limits what the manager caches: of Secrets only agent token
 // Secrets (it never holds other Secrets in memory), and of the gate's kinds
-// only the gate's own objects.
+// (ConfigMaps too: its published CA bundle) only the gate's own objects.
 func CacheOptions() cache.Options {
 	gate := cache.ByObject{Label: labels.SelectorFromSet(labels.Set{labelName: "claiim", labelComponent: "gate"})}
 	return cache.Options{ByObject: map[client.Object]cache.ByObject{
 		&corev1.Secret{}:                {Label: labels.SelectorFromSet(labels.Set{claiimv1.LabelAgentToken: "true"})},
+		&corev1.ConfigMap{}:             gate,
 		&appsv1.Deployment{}:            gate,
 		&corev1.Service{}:               gate,
 		&corev1.ServiceAccount{}:        gate,

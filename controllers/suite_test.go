@@ -24,7 +24,7 @@ const (
 	gateNamespace = "claiim-system"
 )
 
-var gateConfig = controllers.GateConfig{Namespace: gateNamespace, Image: "ghcr.io/claiim/claiim:v0.1.0", Replicas: 2, Port: 8181, DatabaseSecret: "claiim-database",
+var gateConfig = controllers.GateConfig{Namespace: gateNamespace, Image: "ghcr.io/claiim/claiim:v0.1.0", Replicas: 2, Port: 8181, DatabaseSecret: "claiim-database", TLS: true,
 	Resources: corev1.ResourceRequirements{Limits: corev1.ResourceList{corev1.ResourceMemory: resource.MustParse("1000Mi")}}}
 
 var (

@@ -33,6 +33,9 @@ const (
 	SecretKeyAgentToken     = "AGENT_TOKEN"
 	SecretKeySkillVersionID = "SKILL_VERSION_ID"
 	SecretKeyGateURL        = "CLAIIM_GATE_URL"
+	// SecretKeyGateCA is the PEM bundle of the CAs the gate's TLS
+	// certificate is issued under, present when the gate serves TLS.
+	SecretKeyGateCA = "CLAIIM_GATE_CA"
 )
 
 // OrgName is the name of an AIOrg object.

@@ -231,7 +231,7 @@ func (r *Rotator) newAuthority(now time.Time) (*authority, error) {
 	}
 	// The mint time in the name tells CAs apart in the bundle, as
 	// Kubernetes' own self-signed CAs do.
-	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: fmt.Sprintf("claiim-webhook-ca@%d", now.Unix())},
+	tmpl := &x509.Certificate{SerialNumber: serial(), Subject: pkix.Name{CommonName: fmt.Sprintf("claiim-%s-ca@%d", r.Purpose, now.Unix())},
 		NotBefore: now.Add(-time.Hour), NotAfter: now.Add(r.CAValidity), IsCA: true, BasicConstraintsValid: true,
 		KeyUsage: x509.KeyUsageCertSign | x509.KeyUsageDigitalSignature}
 	der, err := x509.CreateCertificate(rand.Reader, tmpl, tmpl, &key.PublicKey, key)

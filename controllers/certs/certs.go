@@ -5,7 +5,9 @@
 // the caBundle of CLAIIM's webhook configurations, and the serving
 // certificate written by every replica to its webhook server's cert
 // directory whenever the Secret changes (controller-runtime's certwatcher
-// reloads it from there).
+// reloads it from there). The gate's API certificate is kept the same way
+// (Purpose "gate"): its CA bundle is published for agents instead of
+// injected, and the kubelet, not the Rotator, puts the pair in its pods.
 package certs
 
 import (
@@ -43,10 +45,17 @@ type Rotator struct {
 	// Mutating and Validating name the webhook configurations whose
 	// caBundle is kept equal to the CA bundle.
 	Mutating, Validating []string
-	Validity             time.Duration // of a serving certificate; default one year
-	RenewBefore          time.Duration // default 30 days
-	CAValidity           time.Duration // default five years; at least 3 × Validity
-	Clock                clock.PassiveClock
+	// Purpose names the certificate in labels, logs and errors: "webhook"
+	// (the default) or "gate".
+	Purpose string
+	// Publish, when set, is given the CA bundle after every store, as
+	// inject gives it to the webhook configurations: the gate's servers
+	// publish theirs for agents to trust.
+	Publish     func(ctx context.Context, caBundle []byte) error
+	Validity    time.Duration // of a serving certificate; default one year
+	RenewBefore time.Duration // default 30 days
+	CAValidity  time.Duration // default five years; at least 3 × Validity
+	Clock       clock.PassiveClock
 
 	setup    sync.Once
 	setupErr error
@@ -95,13 +104,16 @@ func (r *Rotator) init() error {
 		if r.Clock == nil {
 			r.Clock = clock.RealClock{}
 		}
+		if r.Purpose == "" {
+			r.Purpose = "webhook"
+		}
 		r.poke = make(chan struct{}, 1)
 		switch {
 		case r.RenewBefore >= r.Validity:
-			r.setupErr = fmt.Errorf("webhook certificate: RenewBefore (%s) must be shorter than Validity (%s)", r.RenewBefore, r.Validity)
+			r.setupErr = fmt.Errorf("%s certificate: RenewBefore (%s) must be shorter than Validity (%s)", r.Purpose, r.RenewBefore, r.Validity)
 		case r.CAValidity < 3*r.Validity:
 			// The next CA must be in the caBundle long before it signs.
-			r.setupErr = fmt.Errorf("webhook certificate: CAValidity (%s) must be at least 3 × Validity (%s)", r.CAValidity, r.Validity)
+			r.setupErr = fmt.Errorf("%s certificate: CAValidity (%s) must be at least 3 × Validity (%s)", r.Purpose, r.CAValidity, r.Validity)
 		}
 	})
 	return r.setupErr
@@ -140,7 +152,15 @@ func (r *Rotator) ensure(ctx context.Context) (next time.Time, err error) {
 	if err := r.serve(sec.Data); err != nil {
 		return next, err
 	}
-	return next, r.inject(ctx, sec.Data[keyCA])
+	if err := r.inject(ctx, sec.Data[keyCA]); err != nil {
+		return next, err
+	}
+	if r.Publish != nil {
+		if err := r.Publish(ctx, sec.Data[keyCA]); err != nil {
+			return next, fmt.Errorf("publishing the %s CA bundle: %w", r.Purpose, err)
+		}
+	}
+	return next, nil
 }
 
 // store returns the stored certificate, renewed and stored first when
@@ -151,9 +171,9 @@ func (r *Rotator) store(ctx context.Context) (*corev1.Secret, time.Time, error) 
 	switch {
 	case apierrors.IsNotFound(err):
 		sec = &corev1.Secret{ObjectMeta: metav1.ObjectMeta{Namespace: r.Namespace, Name: r.SecretName,
-			Labels: map[string]string{"app.kubernetes.io/name": "claiim", "app.kubernetes.io/component": "webhook"}}, Type: corev1.SecretTypeTLS}
+			Labels: map[string]string{"app.kubernetes.io/name": "claiim", "app.kubernetes.io/component": r.Purpose}}, Type: corev1.SecretTypeTLS}
 	case err != nil:
-		return nil, time.Time{}, fmt.Errorf("reading webhook certificate Secret: %w", err)
+		return nil, time.Time{}, fmt.Errorf("reading the %s certificate Secret: %w", r.Purpose, err)
 	}
 	p, err := r.renew(sec.Data)
 	if err != nil || !p.changed {
@@ -166,9 +186,9 @@ func (r *Rotator) store(ctx context.Context) (*corev1.Secret, time.Time, error) 
 		err = r.Client.Update(ctx, sec)
 	}
 	if err != nil {
-		return nil, time.Time{}, fmt.Errorf("storing the webhook certificate: %w", err)
+		return nil, time.Time{}, fmt.Errorf("storing the %s certificate: %w", r.Purpose, err)
 	}
-	ctrl.LoggerFrom(ctx).Info("stored the webhook certificate", "secret", r.Namespace+"/"+r.SecretName, "changes", strings.Join(p.did, ", "))
+	ctrl.LoggerFrom(ctx).Info("stored the "+r.Purpose+" certificate", "secret", r.Namespace+"/"+r.SecretName, "changes", strings.Join(p.did, ", "))
 	return sec, p.next, nil
 }
 
@@ -179,7 +199,7 @@ func (r *Rotator) Start(ctx context.Context) error {
 	if err := r.init(); err != nil {
 		return err
 	}
-	log := ctrl.LoggerFrom(ctx).WithName("webhook-certificate")
+	log := ctrl.LoggerFrom(ctx).WithName(r.Purpose + "-certificate")
 	wait := time.Duration(0) // a new leader looks at once
 	for {
 		t := time.NewTimer(wait)
@@ -193,7 +213,7 @@ func (r *Rotator) Start(ctx context.Context) error {
 		}
 		next, err := r.ensure(ctx)
 		if err != nil {
-			log.Error(err, "renewing the webhook certificate; retrying", "in", retryAfterError)
+			log.Error(err, "renewing the "+r.Purpose+" certificate; retrying", "in", retryAfterError)
 			wait = retryAfterError
 			continue
 		}
@@ -203,10 +223,14 @@ func (r *Rotator) Start(ctx context.Context) error {
 
 // serve writes the serving certificate for the webhook server, only when
 // it is valid now: a broken or foreign Secret never replaces a working
-// certificate (the leader renews it instead).
+// certificate (the leader renews it instead). Without a CertDir (the
+// gate's certificate, mounted into its pods by the kubelet) it only checks.
 func (r *Rotator) serve(d map[string][]byte) error {
 	if _, err := r.servingCert(d, r.Clock.Now()); err != nil {
-		return fmt.Errorf("the stored webhook certificate is not valid now, keeping the one served: %w", err)
+		return fmt.Errorf("the stored %s certificate is not valid now, keeping the one served: %w", r.Purpose, err)
+	}
+	if r.CertDir == "" {
+		return nil
 	}
 	r.files.Lock()
 	defer r.files.Unlock()

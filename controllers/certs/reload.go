@@ -37,7 +37,7 @@ func (l *reloader) Start(ctx context.Context) error {
 	if err := l.r.init(); err != nil {
 		return err
 	}
-	log := ctrl.LoggerFrom(ctx).WithName("webhook-certificate")
+	log := ctrl.LoggerFrom(ctx).WithName(l.r.Purpose + "-certificate")
 	byName := fields.OneTermEqualSelector("metadata.name", l.r.SecretName).String()
 	lw := &toolscache.ListWatch{
 		ListWithContextFunc: func(ctx context.Context, o metav1.ListOptions) (runtime.Object, error) {
@@ -52,7 +52,7 @@ func (l *reloader) Start(ctx context.Context) error {
 	changed := func(obj any) {
 		if sec, ok := obj.(*corev1.Secret); ok {
 			if err := l.r.serve(sec.Data); err != nil {
-				log.Error(err, "reloading the webhook certificate", "secret", l.r.Namespace+"/"+l.r.SecretName)
+				log.Error(err, "reloading the "+l.r.Purpose+" certificate", "secret", l.r.Namespace+"/"+l.r.SecretName)
 			}
 		}
 		select { // non-blocking: one pending look is enough

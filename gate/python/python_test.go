@@ -6,7 +6,10 @@ package python_test
 import (
 	"os"
 	"os/exec"
+	"path/filepath"
 	"testing"
+
+	"github.com/claiim/claiim-operator/test/testtls"
 )
 
 func TestPythonClient(t *testing.T) {
@@ -14,8 +17,15 @@ func TestPythonClient(t *testing.T) {
 	if err != nil {
 		t.Skip("python3 is not installed")
 	}
+	// tests/test_tls.py serves with this pair and trusts this CA.
+	tlsDir := t.TempDir()
+	ca := testtls.NewCA(t, "python-test")
+	ca.Publish(t, tlsDir)
+	if err := os.WriteFile(filepath.Join(tlsDir, "ca.crt"), ca.PEM, 0o600); err != nil {
+		t.Fatal(err)
+	}
 	cmd := exec.Command(py, "-m", "unittest", "discover", "-s", "tests", "-v")
-	cmd.Env = append(os.Environ(), "PYTHONPATH=.", "PYTHONDONTWRITEBYTECODE=1")
+	cmd.Env = append(os.Environ(), "PYTHONPATH=.", "PYTHONDONTWRITEBYTECODE=1", "CLAIIM_TEST_TLS_DIR="+tlsDir)
 	out, err := cmd.CombinedOutput()
 	t.Logf("%s", out)
 	if err != nil {

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"net/http"
 	"os"
 	"time"
@@ -31,6 +32,7 @@ func RunGate(args []string) error {
 	migrate := fs.Bool("migrate", true, "apply Chron's schema migrations at start (needs a role that may create tables)")
 	writeTimeout := fs.Duration("write-timeout", 2*time.Second, "longest wait for a decision's Chron row; past it the answer is DENY")
 	staleAfter := fs.Duration("stale-after", 10*time.Second, "longest the gate answers from its view of the apiserver without proving it current (a live list its watches have caught up with); past it every answer is DENY NOT_READY")
+	certDir := fs.String("tls-cert-dir", "", "directory with tls.crt and tls.key: serve the API over TLS, reloading the pair when it changes (the manager mounts its gate certificate here); empty serves plain HTTP, for loopback only")
 	drain := fs.Duration("shutdown-drain", 5*time.Second, "on SIGTERM, how long /ready answers 503 while decisions are still answered, before the gate stops listening")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -88,6 +90,17 @@ func RunGate(args []string) error {
 		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}}
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	var watcher interface{ Start(context.Context) error }
+	if *certDir != "" {
+		if watcher, err = gateTLS(api, *certDir); err != nil {
+			return err
+		}
+	}
+	// Bound before anything starts: a taken port is an error at once.
+	ln, err := net.Listen("tcp", *listen)
+	if err != nil {
+		return fmt.Errorf("gate API: %w", err)
+	}
 
 	// The gate's own parts run until the API has drained and shut down,
 	// not until the signal: decisions need a live snapshot to the end.
@@ -98,9 +111,12 @@ func RunGate(args []string) error {
 	if migration != nil {
 		g.Go(func() error { return migration.Start(gctx) })
 	}
+	if watcher != nil {
+		g.Go(func() error { return watcher.Start(gctx) })
+	}
 	g.Go(func() error {
-		log.Info("gate listening", "address", *listen, "replica", *replica)
-		if err := api.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
+		log.Info("gate listening", "address", *listen, "replica", *replica, "tls", api.TLSConfig != nil)
+		if err := serveGate(api, ln); !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("gate API on %s: %w", *listen, err)
 		}
 		return nil

@@ -30,7 +30,7 @@ func RunManager(args []string) error {
 	probeAddr := fs.String("health-probe-bind-address", ":8081", "address of the /healthz and /readyz endpoints")
 	leaderElect := fs.Bool("leader-elect", false, "elect a leader so only one replica reconciles at a time")
 	leaderNS := fs.String("leader-election-namespace", "", "namespace of the leader election Lease (default: the pod's namespace)")
-	gateURL := fs.String("gate-url", controllers.DefaultGateURL, "gate API URL written into every agent's token Secret (CLAIIM_GATE_URL)")
+	gateURL := fs.String("gate-url", "", "gate API URL written into every agent's token Secret (CLAIIM_GATE_URL); default: the gate Service's address with --manage-gate, else "+controllers.DefaultGateURL)
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of Chron, where control-plane events are recorded (default $DATABASE_URL)")
 	webhooks := fs.Bool("enable-webhooks", true, "serve the admission webhooks (PIM, immutability, lifecycle); they need Chron")
 	webhookHost := fs.String("webhook-host", "", "address the admission webhook server binds (default: all)")
@@ -47,6 +47,7 @@ func RunManager(args []string) error {
 	fs.StringVar(&gate.Image, "gate-image", os.Getenv("CLAIIM_IMAGE"), "the gate's image (default $CLAIIM_IMAGE: the manager's own)")
 	gateReplicas := fs.Int("gate-replicas", 2, "gate replicas")
 	gatePort := fs.Int("gate-port", 8181, "the gate API's port")
+	fs.BoolVar(&gate.TLS, "gate-tls", true, "with --manage-gate: the gate serves HTTPS under a CA the manager keeps (Secret "+controllers.GateTLSSecret+"), published for agents in their token Secrets (CLAIIM_GATE_CA)")
 	fs.StringVar(&gate.DatabaseSecret, "gate-database-secret", "claiim-database", "Secret (in the gate's namespace) whose DATABASE_URL key points the gate at Chron")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
@@ -107,6 +108,7 @@ func RunManager(args []string) error {
 	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return err
 	}
+
 	if *webhooks && *certSecret != "" {
 		direct, err := client.New(cfg, client.Options{Scheme: mgr.GetScheme()})
 		if err != nil {

@@ -202,7 +202,8 @@ func TestManagerRunsUnderChartRBAC(t *testing.T) {
 	port, err := strconv.Atoi(flags["gate-port"])
 	g.Expect(err).NotTo(HaveOccurred())
 	gate := controllers.GateConfig{Namespace: releaseNS, Image: flags["gate-image"], Replicas: int32(replicas), Port: int32(port),
-		DatabaseSecret: flags["gate-database-secret"]}
+		DatabaseSecret: flags["gate-database-secret"], TLS: flags["gate-tls"] == "true"}
+	g.Expect(gate.TLS).To(BeTrue(), "the chart's default gate serves TLS")
 
 	// A real user with the ServiceAccount's username and groups; every 403
 	// it gets is recorded.
@@ -283,6 +284,10 @@ func TestManagerRunsUnderChartRBAC(t *testing.T) {
 		g.Expect(admin.Get(ctx, client.ObjectKey{Namespace: "default", Name: controllers.TokenSecretName(a.Name)}, sec)).To(Succeed())
 		g.Expect(sec.Data).To(HaveKey(claiimv1.SecretKeyAgentToken))
 		g.Expect(string(sec.Data[claiimv1.SecretKeyGateURL])).To(Equal(flags["gate-url"]))
+		// The gate's certificate, issued under the chart's RBAC, and its CA
+		// handed to the agent.
+		g.Expect(string(sec.Data[claiimv1.SecretKeyGateCA])).To(ContainSubstring("BEGIN CERTIFICATE"))
+		g.Expect(admin.Get(ctx, client.ObjectKey{Namespace: releaseNS, Name: controllers.GateTLSSecret}, &corev1.Secret{})).To(Succeed())
 
 		p := &claiimv1.PIMRequest{}
 		g.Expect(admin.Get(ctx, client.ObjectKey{Name: pimName}, p)).To(Succeed())

@@ -49,11 +49,12 @@ func TestManagerDeployment(t *testing.T) {
 		g.Expect(m.Args).To(Equal([]string{
 			"manager",
 			"--leader-elect",
-			"--gate-url=http://claiim-gate." + releaseNS + ".svc:8181/v",
+			"--gate-url=https://claiim-gate." + releaseNS + ".svc:8181/v",
 			"--manage-gate",
 			"--gate-image=" + c.image,
 			fmt.Sprintf("--gate-replicas=%d", c.gateReplicas),
 			"--gate-port=8181",
+			"--gate-tls=true",
 			"--gate-database-secret=" + c.gateDB,
 			"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
 			"--webhook-cert-secret=claiim-webhook-tls",

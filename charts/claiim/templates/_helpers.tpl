@@ -78,7 +78,7 @@ app.kubernetes.io/component: manager
 
 {{/* The gate's objects have fixed names (the manager creates them). */}}
 {{- define "claiim.gateURL" -}}
-{{- printf "http://claiim-gate.%s.svc:%d/v" .Release.Namespace (int .Values.gate.port) -}}
+{{- printf "%s://claiim-gate.%s.svc:%d/v" (ternary "https" "http" .Values.gate.tls) .Release.Namespace (int .Values.gate.port) -}}
 {{- end -}}
 
 {{- define "claiim.webhookServiceName" -}}

@@ -16,6 +16,11 @@ the gate answers every try carrying it with the one decision it recorded
 first. The client retries only a connection that was never made (refused,
 no route, unknown host), at most three tries; a request the gate may have
 read is never retried: no answer is a DENY.
+
+In a cluster the gate serves HTTPS under a CA the manager keeps. The
+client trusts that CA, and only it, from ``ca`` (PEM text) or, when not
+given, from the ``CLAIIM_GATE_CA`` of the agent's token Secret in the
+environment; without either it uses the system's roots.
 """
 
 import asyncio
@@ -24,6 +29,7 @@ import json
 import os
 import random
 import socket
+import ssl
 import time
 import urllib.error
 import urllib.request
@@ -69,6 +75,18 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 _opener = urllib.request.build_opener(_NoRedirect)
 
 
+def _opener_for(ca):
+    """An opener that trusts only the gate CAs in ca (PEM text)."""
+    if not ca:
+        return _opener
+    try:
+        context = ssl.create_default_context(cadata=ca)
+    except (ssl.SSLError, ValueError) as e:
+        raise ValueError(f"the gate CA (CLAIIM_GATE_CA) is not a PEM certificate bundle: {e}") from None
+    context.minimum_version = ssl.TLSVersion.TLSv1_2
+    return urllib.request.build_opener(_NoRedirect, urllib.request.HTTPSHandler(context=context))
+
+
 class Denied(Exception):
     """The gate said DENY, or no answer could be had (which means DENY)."""
 
@@ -97,8 +115,9 @@ class Result:
 
 
 class CLAIIMClient:
-    def __init__(self, gate_url, agent_token, skill_version_id, timeout=10.0):
+    def __init__(self, gate_url, agent_token, skill_version_id, timeout=10.0, ca=None):
         self.gate_url = gate_url.rstrip("/")
+        self._opener = _opener_for(ca if ca is not None else os.environ.get("CLAIIM_GATE_CA"))
         self._token = agent_token
         self.skill_version_id = skill_version_id
         self.timeout = timeout
@@ -140,7 +159,7 @@ class CLAIIMClient:
         for attempt in range(1, _MAX_TRIES + 1):
             req = urllib.request.Request(self.gate_url + path, data=data, method="POST", headers=headers)
             try:
-                with _opener.open(req, timeout=self.timeout) as resp:
+                with self._opener.open(req, timeout=self.timeout) as resp:
                     return resp.status, _parse(resp.read(_MAX_REPLY))
             except urllib.error.HTTPError as e:
                 try:
