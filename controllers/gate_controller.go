@@ -109,7 +109,7 @@ func (r *GateReconciler) desired() []gateObject {
 		env = append(env, corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValue(limit))
 	}
 	gate := corev1ac.Container().WithName("gate").WithImage(c.Image).
-		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), "--metrics-bind-address=:8182", "--migrate=false").
+		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), "--metrics-bind-address=:8182").
 		WithEnv(env...).
 		WithPorts(corev1ac.ContainerPort().WithName("api").WithContainerPort(c.Port),
 			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(8182)).
