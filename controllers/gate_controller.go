@@ -112,7 +112,7 @@ func (r *GateReconciler) desired() []gateObject {
 		env = append(env, corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValue(limit))
 	}
 	gate := corev1ac.Container().WithName("gate").WithImage(c.Image).
-		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), fmt.Sprintf("--metrics-bind-address=:%d", gateMetricPort), "--migrate=false").
+		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), fmt.Sprintf("--metrics-bind-address=:%d", gateMetricPort)).
 		WithEnv(env...).
 		WithPorts(corev1ac.ContainerPort().WithName("api").WithContainerPort(c.Port),
 			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(gateMetricPort)).

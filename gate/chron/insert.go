@@ -74,7 +74,7 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		return time.Time{}, false, err
 	}
 	defer conn.Release()
-	if w.opts.method == insertCopy {
+	if w.opts.method == insertCopy && !w.noCopy {
 		// COPY is one statement: in autocommit it is atomic, and durable
 		// when it returns. Two round trips instead of five (BEGIN, a read
 		// of now(), COPY, COMMIT), which is most of a small batch's time.
@@ -86,9 +86,15 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "chron_records_pkey" {
 			return time.Time{}, true, nil
 		}
-		return time.Time{}, false, outcome(err)
+		if !copyRefusedByRLS(err) {
+			return time.Time{}, false, outcome(err)
+		}
+		// PostgreSQL refuses COPY FROM into a table under row-level
+		// security, which binds every writer role (0002_roles.sql);
+		// nothing was stored. One INSERT per batch from here on.
+		w.noCopy = true
 	}
-	if w.opts.method == insertSingle {
+	if w.opts.method == insertSingle || w.noCopy {
 		// One statement in autocommit is atomic and durable when it returns:
 		// one round trip instead of BEGIN, the insert and COMMIT. A known ID
 		// fails the whole statement (no ON CONFLICT), so nothing lands and
@@ -124,6 +130,13 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		return time.Time{}, false, outcome(err)
 	}
 	return committedAt.UTC(), false, nil
+}
+
+// copyRefusedByRLS tells PostgreSQL's refusal of COPY FROM under row-level
+// security (feature_not_supported, raised before any row is read).
+func copyRefusedByRLS(err error) bool {
+	var pgErr *pgconn.PgError
+	return errors.As(err, &pgErr) && pgErr.Code == "0A000" && strings.Contains(pgErr.Message, "row-level security")
 }
 
 // insertColumns are the columns a writer fills; committed_at is the

@@ -5,7 +5,6 @@ import (
 	"crypto/sha256"
 	"embed"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io/fs"
 	"sort"
@@ -119,47 +118,4 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("chron: migrate: %w", err)
 	}
 	return nil
-}
-
-// GrantWriter gives an existing role exactly what a Chron writer needs:
-// SELECT and INSERT on chron_records and SELECT on schema_migrations, nothing
-// else (any other privilege it held on them is revoked first, in the same
-// transaction). There are no sequences to grant: ids are made by clients and
-// seq by the writer. It refuses the tables' owner and superusers, whose
-// privileges cannot be narrowed. Running it again changes nothing.
-func GrantWriter(ctx context.Context, pool *pgxpool.Pool, role string) error {
-	if role == "" {
-		return fmt.Errorf("chron: grant: role is empty")
-	}
-	var super, owner bool
-	var schema string
-	err := pool.QueryRow(ctx, `
-		SELECT r.rolsuper, pg_has_role(r.oid, c.relowner, 'USAGE'), n.nspname
-		FROM pg_roles r, pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-		WHERE r.rolname = $1 AND c.oid = 'chron_records'::regclass`, role).Scan(&super, &owner, &schema)
-	if errors.Is(err, pgx.ErrNoRows) {
-		return fmt.Errorf("chron: grant: role %q does not exist", role)
-	}
-	if err != nil {
-		return fmt.Errorf("chron: grant: %w", err)
-	}
-	if super || owner {
-		return fmt.Errorf("chron: grant: role %q is a superuser or owns chron_records; a writer must be a separate, unprivileged role", role)
-	}
-	r := pgx.Identifier{role}.Sanitize()
-	records := pgx.Identifier{schema, "chron_records"}.Sanitize()
-	migs := pgx.Identifier{schema, "schema_migrations"}.Sanitize()
-	return pgx.BeginFunc(ctx, pool, func(tx pgx.Tx) error {
-		for _, stmt := range []string{
-			"REVOKE ALL ON " + records + ", " + migs + " FROM " + r,
-			"GRANT SELECT, INSERT ON " + records + " TO " + r,
-			"GRANT SELECT ON " + migs + " TO " + r,
-			"GRANT USAGE ON SCHEMA " + pgx.Identifier{schema}.Sanitize() + " TO " + r,
-		} {
-			if _, err := tx.Exec(ctx, stmt); err != nil {
-				return fmt.Errorf("chron: grant: %w", err)
-			}
-		}
-		return nil
-	})
 }

@@ -2,8 +2,8 @@
 // PostgreSQL. Every gate decision and every control-plane event is one row.
 //
 // Three layers keep it honest. A trigger refuses UPDATE, DELETE and TRUNCATE
-// for everyone; the writer role holds only SELECT and INSERT (GrantWriter);
-// and every row carries the SHA-256 of its predecessor in its writer's stream,
+// for everyone; the writer roles hold only SELECT and INSERT, each on its
+// own streams (roles.go); and every row carries the SHA-256 of its predecessor in its writer's stream,
 // so Verify finds rows edited, deleted or reordered by someone who switched
 // the trigger off (Verify says what a chain alone cannot show).
 //

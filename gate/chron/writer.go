@@ -92,6 +92,7 @@ type Writer struct {
 	lastSeq    int64
 	lastHash   string
 	stale      bool // the head is unknown (start, or a failed commit): re-read it first
+	noCopy     bool // COPY was refused (row-level security): insert with one INSERT instead
 	buf        []byte
 	carry      []carried     // corrections for a later batch (correction.go)
 	retryIn    time.Duration // how long carried corrections wait when no record comes

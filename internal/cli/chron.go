@@ -15,8 +15,11 @@ import (
 const chronUsage = `Usage:
   claiim chron list   [--agent NS/NAME] [--org ORG] [--outcome ALLOW|DENY] [--action A] [--since DUR|TIME] [--until TIME] [--limit N]
   claiim chron verify
-  claiim chron migrate [--grant-writer ROLE]
-Every command reads DATABASE_URL (or --database-url).
+  claiim chron migrate [--gate-role NAME [--gate-password-file F]] [--manager-role ...] [--reader-role ...]
+Every command reads DATABASE_URL (or --database-url); migrate needs the owner's.
+migrate also creates or updates the components' login roles: each from its
+--X-role and --X-password-file flags, else from the user and password of
+$CLAIIM_GATE_DATABASE_URL, $CLAIIM_MANAGER_DATABASE_URL, $CLAIIM_READER_DATABASE_URL.
 `
 
 // RunChron runs `claiim chron list|verify|migrate`, printing to out.
@@ -29,7 +32,7 @@ func RunChron(args []string, out io.Writer) error {
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of Chron (default $DATABASE_URL)")
 	var f chron.Filter
 	var since, until string
-	grant := ""
+	var logins []*loginFlags
 	switch args[0] {
 	case "list":
 		fs.StringVar(&f.Agent, "agent", "", "only this agent (NAME or NAMESPACE/NAME)")
@@ -42,7 +45,7 @@ func RunChron(args []string, out io.Writer) error {
 		fs.IntVar(&f.Limit, "limit", 50, "at most this many rows, newest first")
 	case "verify":
 	case "migrate":
-		fs.StringVar(&grant, "grant-writer", "", "also grant this role INSERT and SELECT only (the gate's role)")
+		logins = bindMigrateFlags(fs)
 	default:
 		fmt.Fprint(os.Stderr, chronUsage)
 		return fmt.Errorf("unknown chron command %q", args[0])
@@ -92,15 +95,7 @@ func RunChron(args []string, out io.Writer) error {
 		}
 		fmt.Fprintln(out, "OK: every stream's hash chain is intact")
 	case "migrate":
-		if err := chron.Migrate(ctx, pool); err != nil {
-			return err
-		}
-		if grant != "" {
-			if err := chron.GrantWriter(ctx, pool, grant); err != nil {
-				return err
-			}
-		}
-		fmt.Fprintln(out, "Chron schema is up to date")
+		return runMigrate(ctx, pool, logins, out)
 	}
 	return nil
 }

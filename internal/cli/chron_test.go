@@ -3,6 +3,8 @@ package cli
 import (
 	"bytes"
 	"context"
+	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 	"time"
@@ -14,7 +16,9 @@ import (
 )
 
 // TestChronCommands runs `claiim chron migrate|list|verify` against a real
-// PostgreSQL, including a superuser's edit that verify must report.
+// PostgreSQL: migrate as the owner makes the gate's and a reader's roles,
+// the gate's role writes, the reader lists and verifies, and verify reports
+// a superuser's edit.
 func TestChronCommands(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs PostgreSQL")
@@ -31,13 +35,31 @@ func TestChronCommands(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	as := func(role, password string) string {
+		return strings.Replace(url, "postgres://postgres@", "postgres://"+role+":"+password+"@", 1)
+	}
+	readerURL := as("cli_reader", "reader-password-0123456789")
 	run := func(args ...string) (string, error) {
 		var out bytes.Buffer
-		err := RunChron(append(args, "--database-url", url), &out)
+		err := RunChron(append(args, "--database-url", readerURL), &out)
 		return out.String(), err
 	}
-	if _, err := run("migrate"); err != nil {
+	pwFile := filepath.Join(t.TempDir(), "gate-password")
+	if err := os.WriteFile(pwFile, []byte("gate-password-0123456789\n"), 0o600); err != nil {
 		t.Fatal(err)
+	}
+	t.Setenv("CLAIIM_READER_DATABASE_URL", readerURL)
+	var mout bytes.Buffer
+	if err := RunChron([]string{"migrate", "--database-url", url, "--gate-role", "cli_gate", "--gate-password-file", pwFile}, &mout); err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range []string{"role cli_gate: member of chron_gate_writer only, password set", "role cli_reader: member of chron_reader only, password set"} {
+		if !strings.Contains(mout.String(), line) {
+			t.Errorf("chron migrate's output lacks %q:\n%s", line, mout.String())
+		}
+	}
+	if err := RunChron([]string{"migrate", "--database-url", url, "--manager-password-file", pwFile}, &mout); err == nil {
+		t.Error("chron migrate took a password file without a role")
 	}
 
 	pool, err := pgxpool.New(ctx, url)
@@ -45,7 +67,12 @@ func TestChronCommands(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pool.Close()
-	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/cli"})
+	gatePool, err := pgxpool.New(ctx, as("cli_gate", "gate-password-0123456789"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer gatePool.Close()
+	w, err := chron.NewWriter(ctx, gatePool, chron.WriterOptions{Stream: "gate/cli"})
 	if err != nil {
 		t.Fatal(err)
 	}

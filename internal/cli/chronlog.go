@@ -1,12 +1,15 @@
 package cli
 
-// Chron while PostgreSQL may be down: the manager and the gate start and
-// serve anyway, and migrate the schema in a runnable that retries until it
-// succeeds. Until then every Write fails with a message that names Chron,
-// so the webhooks refuse what they must record (fail-closed, 503), the
-// gate answers DENY CHRON_UNAVAILABLE and the reconcilers retry with their
-// backoff; afterwards Writes go to the writer, which itself reconnects
-// when the database comes back.
+// Chron while PostgreSQL may be down or not yet migrated. The manager and
+// the gate never migrate: they connect with their own writer roles, which
+// may not, and the owner's URL is not theirs (`claiim chron migrate` runs
+// as a Helm hook Job, the kustomize Job or in `make dev`). They start and
+// serve anyway, and a runnable checks until the schema is at the version
+// this binary needs. Until then every Write fails with a message that
+// names Chron and says what to do, so the webhooks refuse what they must
+// record (fail-closed, 503), the gate answers DENY CHRON_UNAVAILABLE and
+// the reconcilers retry with their backoff; afterwards Writes go to the
+// writer, which itself reconnects when the database comes back.
 
 import (
 	"context"
@@ -20,47 +23,44 @@ import (
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
-// Backoff of the migration's retries.
+// Backoff of the schema check's retries.
 const (
-	migrateRetryFirst = time.Second
-	migrateRetryMax   = 30 * time.Second
+	schemaRetryFirst = time.Second
+	schemaRetryMax   = 30 * time.Second
 )
 
-func errChronNotMigrated(component string) error {
-	return fmt.Errorf("chron: not ready: the %s has not migrated Chron's schema yet "+
-		"(PostgreSQL unreachable or refusing; see the %s's log); retry once it is", component, component)
-}
-
-// migratingChron is a component's Chron log and the runnable that migrates
-// it.
-type migratingChron struct {
+// checkedChron is a component's Chron log and the runnable that waits for
+// its schema.
+type checkedChron struct {
 	component string // "manager" or "gate", for messages
+	need      int    // the schema version this binary needs
 	pool      *pgxpool.Pool
 	writer    *chron.Writer
 	log       logr.Logger
-	migrated  atomic.Bool
-	turn      chan struct{} // one migration at a time
+	ready     atomic.Bool
+	turn      chan struct{} // one check at a time
 }
 
-func newMigratingChron(component string, pool *pgxpool.Pool, w *chron.Writer, log logr.Logger) *migratingChron {
-	return &migratingChron{component: component, pool: pool, writer: w, log: log, turn: make(chan struct{}, 1)}
+func newCheckedChron(component string, pool *pgxpool.Pool, w *chron.Writer, log logr.Logger) *checkedChron {
+	return &checkedChron{component: component, need: chron.RequiredVersion(), pool: pool, writer: w, log: log,
+		turn: make(chan struct{}, 1)}
 }
 
-// Write records r once the schema is migrated. A Write that finds it not
-// yet migrated tries the migration itself (within its own deadline), so the
-// first request after PostgreSQL returns does not wait for the retry's
-// backoff.
-func (c *migratingChron) Write(ctx context.Context, r *chron.Record) (chron.Row, error) {
-	if err := c.migrate(ctx); err != nil {
-		return chron.Row{}, fmt.Errorf("%w: %w", errChronNotMigrated(c.component), err)
+// Write records r once the schema is known to be ready. A Write that finds
+// it not yet known checks itself (within its own deadline), so the first
+// request after a migration does not wait for the retry's backoff.
+func (c *checkedChron) Write(ctx context.Context, r *chron.Record) (chron.Row, error) {
+	if err := c.check(ctx); err != nil {
+		return chron.Row{}, err
 	}
 	return c.writer.Write(ctx, r)
 }
 
-// migrate applies the migrations unless done; concurrent callers wait for
-// the one running.
-func (c *migratingChron) migrate(ctx context.Context) error {
-	if c.migrated.Load() {
+// check reads the schema version unless it was found ready; concurrent
+// callers wait for the one reading. Once ready, always ready: a schema is
+// never migrated down.
+func (c *checkedChron) check(ctx context.Context) error {
+	if c.ready.Load() {
 		return nil
 	}
 	select {
@@ -69,42 +69,45 @@ func (c *migratingChron) migrate(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	}
-	if c.migrated.Load() {
+	if c.ready.Load() {
 		return nil
 	}
-	if err := chron.Migrate(ctx, c.pool); err != nil {
-		return err
+	v, err := chron.SchemaVersion(ctx, c.pool)
+	if err != nil {
+		return fmt.Errorf("chron: not ready: the %s cannot read Chron's schema version (PostgreSQL unreachable, or "+
+			"refusing the %s's role: see its log; `claiim chron migrate` creates the role): %w", c.component, c.component, err)
 	}
-	if !c.migrated.Swap(true) {
-		c.log.Info("Chron migrated: what must be recorded is recorded and admitted again")
+	if v < c.need {
+		return fmt.Errorf("chron: not ready: Chron's schema is at version %d, this %s needs %d: run `claiim chron migrate` "+
+			"with the owner's database URL (the Helm hook Job and the kustomize Job do it)", v, c.component, c.need)
+	}
+	if !c.ready.Swap(true) {
+		c.log.Info("Chron's schema is ready: what must be recorded is recorded and admitted again", "version", v, "needs", c.need)
 	}
 	return nil
 }
 
-// Start migrates Chron, retrying with backoff, and logs each failure. It
-// ends when the migration is done or the manager stops.
-func (c *migratingChron) Start(ctx context.Context) error {
-	wait := migrateRetryFirst
+// Start checks the schema, retrying with backoff, and logs each failure.
+// It ends when the schema is ready or the component stops.
+func (c *checkedChron) Start(ctx context.Context) error {
+	wait := schemaRetryFirst
 	for {
-		err := c.migrate(ctx)
-		if err == nil {
+		err := c.check(ctx)
+		if err == nil || ctx.Err() != nil {
 			return nil
 		}
-		if ctx.Err() != nil {
-			return nil
-		}
-		c.log.Error(err, "cannot migrate Chron; changes that must be recorded are refused until it succeeds", "retryIn", wait)
+		c.log.Error(err, "Chron is not ready; changes that must be recorded are refused until it is", "retryIn", wait)
 		select {
 		case <-ctx.Done():
 			return nil
 		case <-time.After(wait):
 		}
-		wait = min(2*wait, migrateRetryMax)
+		wait = min(2*wait, schemaRetryMax)
 	}
 }
 
 // Stalled forwards the writer's wedge detection (the gate's liveness).
-func (c *migratingChron) Stalled(now time.Time) bool { return c.writer.Stalled(now) }
+func (c *checkedChron) Stalled(now time.Time) bool { return c.writer.Stalled(now) }
 
 // NeedLeaderElection is false: every replica's webhooks need Chron.
-func (c *migratingChron) NeedLeaderElection() bool { return false }
+func (c *checkedChron) NeedLeaderElection() bool { return false }

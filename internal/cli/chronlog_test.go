@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/test/pgtest"
 	"github.com/claiim/claiim-operator/test/testenv"
 )
@@ -46,9 +47,11 @@ func (l *lockedBuffer) String() string {
 
 // TestManagerStartsWithoutPostgreSQL runs the real claiim binary's manager
 // against an envtest apiserver while PostgreSQL is stopped: it serves
-// (readyz ok, webhooks up), refuses a PIM request, which must be recorded,
-// with a message that names Chron, and once PostgreSQL starts it migrates
-// and admits the request without a restart.
+// (readyz ok, webhooks up) and refuses a PIM request, which must be
+// recorded, with a message that names Chron. Once PostgreSQL starts it
+// still refuses, saying the schema is not at its version and how to
+// migrate: the manager, connected as its writer role, never migrates.
+// After `claiim chron migrate` it admits the request without a restart.
 func TestManagerStartsWithoutPostgreSQL(t *testing.T) {
 	if testing.Short() {
 		t.Skip("needs envtest and PostgreSQL")
@@ -63,10 +66,12 @@ func TestManagerStartsWithoutPostgreSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer pg.Stop()
-	dbURL, err := pg.CreateDatabase(ctx, "claiim") // empty: the manager migrates it
+	ownerURL, err := pg.CreateDatabase(ctx, "claiim") // empty: migrated below, by `claiim chron migrate`
 	if err != nil {
 		t.Fatal(err)
 	}
+	const managerRole = "claiim_manager"
+	dbURL := strings.Replace(ownerURL, "postgres://postgres@", "postgres://"+managerRole+"@", 1)
 	if err := pg.Control(ctx, "stop"); err != nil {
 		t.Fatal(err)
 	}
@@ -191,13 +196,13 @@ func TestManagerStartsWithoutPostgreSQL(t *testing.T) {
 		if err == nil {
 			return "admitted"
 		}
-		if !strings.Contains(err.Error(), "could not be recorded in Chron") || !strings.Contains(err.Error(), "not migrated Chron's schema yet") {
+		if !strings.Contains(err.Error(), "could not be recorded in Chron") || !strings.Contains(err.Error(), "cannot read Chron's schema version") {
 			return err.Error()
 		}
 		return ""
 	})
 	until("the manager's log to say why, again after a retry", func() string {
-		if strings.Count(log.String(), "cannot migrate Chron") < 2 {
+		if strings.Count(log.String(), "Chron is not ready") < 2 {
 			return "not yet"
 		}
 		return ""
@@ -206,6 +211,30 @@ func TestManagerStartsWithoutPostgreSQL(t *testing.T) {
 	if err := pg.Control(ctx, "start"); err != nil {
 		t.Fatal(err)
 	}
+	pool, err := pgxpool.New(ctx, ownerURL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer pool.Close()
+	// The role exists (made by a DBA, say) but Chron is not migrated.
+	if _, err := pool.Exec(ctx, "CREATE ROLE "+managerRole+" LOGIN"); err != nil {
+		t.Fatal(err)
+	}
+	want := fmt.Sprintf("Chron's schema is at version 0, this manager needs %d: run `claiim chron migrate`", chron.RequiredVersion())
+	until("a PIM request refused until Chron is migrated", func() string {
+		err := request()
+		if err == nil {
+			return "admitted"
+		}
+		if !strings.Contains(err.Error(), want) {
+			return err.Error()
+		}
+		return ""
+	})
+	var out bytes.Buffer
+	if err := RunChron([]string{"migrate", "--database-url", ownerURL, "--manager-role", managerRole}, &out); err != nil {
+		t.Fatalf("chron migrate: %v\n%s", err, out.String())
+	}
 	until("a PIM request admitted once PostgreSQL is up", func() string {
 		if err := request(); err != nil {
 			return err.Error()
@@ -213,12 +242,7 @@ func TestManagerStartsWithoutPostgreSQL(t *testing.T) {
 		return ""
 	})
 	var rows int
-	pool, err := pgxpool.New(ctx, dbURL)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := pool.QueryRow(ctx, `SELECT count(*) FROM chron_records WHERE kind = 'pim.requested'`).Scan(&rows); err != nil || rows != 1 {
-		t.Errorf("%d pim.requested rows (%v), want 1", rows, err)
+	if err := pool.QueryRow(ctx, `SELECT count(*) FROM chron_records WHERE kind = 'pim.requested' AND stream = 'manager/manager-0'`).Scan(&rows); err != nil || rows != 1 {
+		t.Errorf("%d pim.requested rows in stream manager/manager-0 (%v), want 1", rows, err)
 	}
 }

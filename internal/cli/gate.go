@@ -29,7 +29,11 @@ func RunGate(args []string) error {
 	metricsAddr := fs.String("metrics-bind-address", ":8182", "address of the Prometheus metrics endpoint; 0 disables it")
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of Chron (default $DATABASE_URL)")
 	replica := fs.String("replica", defaultReplica(), "this replica's name; its Chron stream (default $POD_NAME or the hostname)")
-	migrate := fs.Bool("migrate", true, "apply Chron's schema migrations at start (needs a role that may create tables)")
+	// Deprecated: the gate no longer migrates (its role may not). Kept as
+	// a no-op so that a gate started with a previous release's arguments
+	// (the manager wrote --migrate=false into the gate's Deployment)
+	// still starts during an upgrade instead of crash-looping.
+	fs.Bool("migrate", false, "deprecated, no effect: `claiim chron migrate` migrates Chron")
 	writeTimeout := fs.Duration("write-timeout", 2*time.Second, "longest wait for a decision's Chron row; past it the answer is DENY")
 	staleAfter := fs.Duration("stale-after", 10*time.Second, "longest the gate answers from its view of the apiserver without proving it current (a live list its watches have caught up with); past it every answer is DENY NOT_READY")
 	certDir := fs.String("tls-cert-dir", "", "directory with tls.crt and tls.key: serve the API over TLS, reloading the pair when it changes (the manager mounts its gate certificate here); empty serves plain HTTP, for loopback only")
@@ -41,6 +45,11 @@ func RunGate(args []string) error {
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
 	log := ctrl.Log.WithName("gate")
+	fs.Visit(func(f *flag.Flag) {
+		if f.Name == "migrate" {
+			log.Info("--migrate is deprecated and has no effect: the gate never migrates Chron; run `claiim chron migrate`")
+		}
+	})
 	server.TuneGC()
 	if *dbURL == "" {
 		return errors.New("no Chron database: set DATABASE_URL or --database-url (the gate refuses to answer without its audit log)")
@@ -77,15 +86,11 @@ func RunGate(args []string) error {
 	if err != nil {
 		return err
 	}
-	// PostgreSQL may be down at start: the gate serves (DENY
-	// CHRON_UNAVAILABLE) and migrates in the background (chronlog.go)
-	// rather than exiting into a crash-loop backoff.
-	var chronLog server.Log = writer
-	var migration *migratingChron
-	if *migrate {
-		migration = newMigratingChron("gate", pool, writer, log.WithName("chron"))
-		chronLog = migration
-	}
+	// PostgreSQL may be down, or Chron not yet migrated, at start: the
+	// gate serves (DENY CHRON_UNAVAILABLE) and checks the schema in the
+	// background (chronlog.go) rather than exiting into a crash-loop
+	// backoff.
+	chronLog := newCheckedChron("gate", pool, writer, log.WithName("chron"))
 	srv := &server.Server{Snapshots: src, Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
 		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}}
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
@@ -108,9 +113,7 @@ func RunGate(args []string) error {
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return src.Run(gctx) })
-	if migration != nil {
-		g.Go(func() error { return migration.Start(gctx) })
-	}
+	g.Go(func() error { return chronLog.Start(gctx) })
 	if watcher != nil {
 		g.Go(func() error { return watcher.Start(gctx) })
 	}

@@ -97,9 +97,10 @@ func RunManager(args []string) error {
 			return fmt.Errorf("opening the Chron writer: %w", err)
 		}
 		defer w.Close()
-		// PostgreSQL may be down: the manager serves anyway and migrates
-		// in the background (chronlog.go).
-		mc := newMigratingChron("manager", pool, w, ctrl.Log.WithName("chron"))
+		// PostgreSQL may be down, or Chron not yet migrated: the manager
+		// serves anyway and checks the schema in the background
+		// (chronlog.go).
+		mc := newCheckedChron("manager", pool, w, ctrl.Log.WithName("chron"))
 		if err := mgr.Add(mc); err != nil {
 			return err
 		}

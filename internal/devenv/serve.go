@@ -110,8 +110,8 @@ func devServe(f devFlags) (err error) {
 		}
 	}
 
-	dbURL := f.dbURL
-	if dbURL == "" {
+	ownerURL := f.dbURL
+	if ownerURL == "" {
 		logf("starting a throwaway PostgreSQL")
 		pg, err := pgtest.Start(ctx)
 		if err != nil {
@@ -121,10 +121,16 @@ func devServe(f devFlags) (err error) {
 			logf("stopping PostgreSQL")
 			pg.Stop()
 		}()
-		if dbURL, err = pg.CreateDatabase(ctx, "claiim"); err != nil {
+		if ownerURL, err = pg.CreateDatabase(ctx, "claiim"); err != nil {
 			return err
 		}
 	}
+	logf("migrating Chron and setting up its roles (claiim chron migrate)")
+	dbURLs, out, err := migrateChron(ctx, claiim, ownerURL)
+	if err != nil {
+		return err
+	}
+	fmt.Print(out)
 
 	wio := env.WebhookInstallOptions
 	children := []*exec.Cmd{}
@@ -143,7 +149,7 @@ func devServe(f devFlags) (err error) {
 		}
 	}()
 	exited := make(chan string, 2)
-	start := func(name, kubeconfig string, args ...string) error {
+	start := func(name, kubeconfig, dbURL string, args ...string) error {
 		lf, err := os.Create(f.path(name + ".log"))
 		if err != nil {
 			return err
@@ -159,13 +165,13 @@ func devServe(f devFlags) (err error) {
 		go func() { _ = c.Wait(); exited <- name }()
 		return nil
 	}
-	if err := start("manager", "kubeconfig-manager", "manager", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
+	if err := start("manager", "kubeconfig-manager", dbURLs["manager"], "manager", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-host="+wio.LocalServingHost, "--webhook-port="+strconv.Itoa(wio.LocalServingPort), "--webhook-cert-dir="+wio.LocalServingCertDir,
 		"--manager-username="+devManager, "--gate-url="+f.gateURL()+"/v"); err != nil {
 		return err
 	}
 	// No load balancer to leave locally: the gate stops without draining.
-	if err := start("gate", "kubeconfig-gate", "gate", fmt.Sprintf("--listen=127.0.0.1:%d", f.gatePort), "--metrics-bind-address=0", "--replica=dev",
+	if err := start("gate", "kubeconfig-gate", dbURLs["gate"], "gate", fmt.Sprintf("--listen=127.0.0.1:%d", f.gatePort), "--metrics-bind-address=0", "--replica=dev",
 		"--shutdown-drain=0"); err != nil {
 		return err
 	}
@@ -175,10 +181,13 @@ export KUBECONFIG=%[1]s/kubeconfig-admin
 export CLAIIM_ADMIN_KUBECONFIG=%[1]s/kubeconfig-admin
 export CLAIIM_PEER_KUBECONFIG=%[1]s/kubeconfig-peer
 export CLAIIM_ROOT_KUBECONFIG=%[1]s/kubeconfig-root
+# Chron as its reader (claiim chron list|verify); the owner's URL, for
+# migrations only, is CLAIIM_CHRON_OWNER_URL.
 export DATABASE_URL=%[2]q
+export CLAIIM_CHRON_OWNER_URL=%[5]q
 export CLAIIM_GATE_URL=%[3]s/v
 export PATH=%[4]q:"$PATH"
-`, f.dir, dbURL, f.gateURL(), os.Getenv("KUBEBUILDER_ASSETS")+":"+filepath.Dir(claiim))
+`, f.dir, dbURLs["reader"], f.gateURL(), os.Getenv("KUBEBUILDER_ASSETS")+":"+filepath.Dir(claiim), ownerURL)
 	if err := os.WriteFile(f.path("env"), []byte(envFile), 0o600); err != nil {
 		return err
 	}

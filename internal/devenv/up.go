@@ -52,7 +52,8 @@ func devUp(f devFlags) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(exe, "serve", "--dir", f.dir, "--gate-port", strconv.Itoa(f.gatePort), "--database-url", f.dbURL, "--claiim-binary", claiim)
+	cmd := exec.Command(exe, "serve", "--dir", f.dir, "--gate-port", strconv.Itoa(f.gatePort), "--claiim-binary", claiim)
+	cmd.Env = append(os.Environ(), "DATABASE_URL="+f.dbURL) // not on a command line: it may carry a password
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
 	if err := cmd.Start(); err != nil {

@@ -71,9 +71,13 @@ func render(t *testing.T, set ...string) []*unstructured.Unstructured {
 	return objs
 }
 
+// testDBHost is the PostgreSQL every render names (database.host), unless
+// a test sets its own: the chart needs it to generate the role Secrets.
+const testDBHost = "chron-db.example.com"
+
 func templateArgs(set ...string) []string {
 	args := []string{"template", releaseName, chartDir(), "--namespace", releaseNS, "--include-crds", "--kube-version", kubeVersion()}
-	for _, s := range set {
+	for _, s := range append([]string{"database.host=" + testDBHost}, set...) {
 		args = append(args, "--set", s)
 	}
 	return args

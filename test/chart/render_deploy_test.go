@@ -30,10 +30,11 @@ func TestManagerDeployment(t *testing.T) {
 		replicas          int32
 		gateReplicas      int
 	}{
-		{nil, image, "claiim-database", "claiim-database", 2, 2},
-		{[]string{"image.tag=v9.9.9", "manager.replicas=3", "gate.replicas=5", "database.existingSecret=chron"}, "ghcr.io/claiim/claiim:v9.9.9", "chron", "chron", 3, 5},
-		{[]string{"image.digest=sha256:" + strings.Repeat("ab", 32), "gate.databaseSecret=chron-gate"}, "ghcr.io/claiim/claiim@sha256:" + strings.Repeat("ab", 32), "claiim-database", "chron-gate", 2, 2},
-		{[]string{"postgresql.bundled.enabled=true"}, image, "claiim-postgresql", "claiim-postgresql", 2, 2},
+		{nil, image, "claiim-chron-manager", "claiim-chron-gate", 2, 2},
+		{[]string{"image.tag=v9.9.9", "manager.replicas=3", "gate.replicas=5", "database.existingSecret=chron"}, "ghcr.io/claiim/claiim:v9.9.9", "claiim-chron-manager", "claiim-chron-gate", 3, 5},
+		{[]string{"image.digest=sha256:" + strings.Repeat("ab", 32), "gate.databaseSecret=chron-gate"}, "ghcr.io/claiim/claiim@sha256:" + strings.Repeat("ab", 32), "claiim-chron-manager", "chron-gate", 2, 2},
+		{[]string{"database.manager.existingSecret=mine", "database.gate.existingSecret=gates"}, image, "mine", "gates", 2, 2},
+		{[]string{"postgresql.bundled.enabled=true"}, image, "claiim-chron-manager", "claiim-chron-gate", 2, 2},
 	} {
 		objs := render(t, c.set...)
 		dep := convert[appsv1.Deployment](t, find(t, objs, "Deployment", "claiim-manager"))
@@ -103,7 +104,9 @@ func TestManagerIssuedWebhookCertificate(t *testing.T) {
 	needsHelm(t)
 	g := NewWithT(t)
 	objs := render(t)
-	g.Expect(ofKind(objs, "Secret")).To(BeEmpty())
+	for _, sec := range ofKind(objs, "Secret") { // the webhook certificate is the manager's to write
+		g.Expect(sec.GetLabels()).To(HaveKey("claiim.io/chron-role"), "the chart renders Secret %s", sec.GetName())
+	}
 	for _, kind := range []string{"MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
 		for _, o := range ofKind(objs, kind) {
 			g.Expect(o.GetAnnotations()).NotTo(HaveKey("cert-manager.io/inject-ca-from"))
@@ -124,7 +127,9 @@ func TestCertManagerWebhookCertificate(t *testing.T) {
 	needsHelm(t)
 	g := NewWithT(t)
 	objs := render(t, "webhook.certManager.enabled=true")
-	g.Expect(ofKind(objs, "Secret")).To(BeEmpty(), "cert-manager writes the serving certificate; the chart must not")
+	for _, sec := range ofKind(objs, "Secret") {
+		g.Expect(sec.GetLabels()).To(HaveKey("claiim.io/chron-role"), "cert-manager writes the serving certificate; the chart must not")
+	}
 
 	issuer := find(t, objs, "Issuer", "claiim-selfsigned")
 	g.Expect(issuer.GetAPIVersion()).To(Equal("cert-manager.io/v1"))

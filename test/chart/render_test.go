@@ -68,7 +68,7 @@ func needsHelm(t *testing.T) {
 func TestHelmLint(t *testing.T) {
 	needsHelm(t)
 	for _, set := range [][]string{nil, {"webhook.certManager.enabled=true"}, {"postgresql.bundled.enabled=true"}} {
-		args := []string{"lint", "--strict", chartDir(), "--namespace", releaseNS}
+		args := []string{"lint", "--strict", chartDir(), "--namespace", releaseNS, "--set", "database.host=" + testDBHost}
 		for _, s := range set {
 			args = append(args, "--set", s)
 		}
@@ -91,6 +91,11 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{[]string{"gate.port=70000"}, "port"},
 		{[]string{"database.mode=external"}, "mode"}, // no such database mode
 		{[]string{"database.existingSecret="}, "existingSecret"},
+		{[]string{"database.gate.role=chron_gate_writer"}, "role"}, // a group role is not a login
+		{[]string{"database.manager.role=Manager"}, "role"},
+		{[]string{"database.sslmode=maybe"}, "sslmode"},
+		{[]string{"database.host=db:5432"}, "host"},
+		{[]string{"migration.backoffLimit=-1"}, "backoffLimit"},
 		{[]string{"postgresql.bundled.enabled=maybe"}, "enabled"},
 		{[]string{"postgresql.mode=bundled"}, "mode"},
 		{[]string{"image.pullPolicy=Sometimes"}, "pullPolicy"},

@@ -59,7 +59,7 @@ func TestKustomizeDefaultDryRun(t *testing.T) {
 		}
 	}
 	for _, k := range []string{"CustomResourceDefinition", "Deployment", "ServiceAccount", "ClusterRole", "ClusterRoleBinding",
-		"Role", "RoleBinding", "Service", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration"} {
+		"Role", "RoleBinding", "Service", "MutatingWebhookConfiguration", "ValidatingWebhookConfiguration", "Job"} {
 		if kinds[k] == 0 {
 			t.Errorf("config/default renders no %s", k)
 		}

@@ -63,8 +63,9 @@ app.kubernetes.io/component: manager
 {{- end -}}
 {{- end -}}
 
-{{/* The Secret whose DATABASE_URL key points at Chron. */}}
-{{- define "claiim.databaseSecret" -}}
+{{/* The Secret whose DATABASE_URL is Chron's owner: mounted only into the
+migration Job, never into the manager or the gate. */}}
+{{- define "claiim.ownerSecret" -}}
 {{- if .Values.postgresql.bundled.enabled -}}
 {{- include "claiim.postgresqlName" . -}}
 {{- else -}}
@@ -72,8 +73,27 @@ app.kubernetes.io/component: manager
 {{- end -}}
 {{- end -}}
 
+{{/* The Secret (key DATABASE_URL) of one component's login role: the one
+given, else the one the chart generates. (dict "root" $ "what" "gate") */}}
+{{- define "claiim.roleSecret" -}}
+{{- $db := index .root.Values.database .what -}}
+{{- if and (eq .what "gate") .root.Values.gate.databaseSecret -}}
+{{- .root.Values.gate.databaseSecret -}}
+{{- else if $db.existingSecret -}}
+{{- $db.existingSecret -}}
+{{- else -}}
+{{- printf "%s-chron-%s" (include "claiim.fullname" .root) .what | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+{{- end -}}
+
+{{/* Whether the chart generates that Secret. */}}
+{{- define "claiim.roleSecretGenerated" -}}
+{{- $db := index .root.Values.database .what -}}
+{{- if not (or $db.existingSecret (and (eq .what "gate") .root.Values.gate.databaseSecret)) -}}true{{- end -}}
+{{- end -}}
+
 {{- define "claiim.gateDatabaseSecret" -}}
-{{- default (include "claiim.databaseSecret" .) .Values.gate.databaseSecret -}}
+{{- include "claiim.roleSecret" (dict "root" . "what" "gate") -}}
 {{- end -}}
 
 {{/* The gate's objects have fixed names (the manager creates them). */}}
