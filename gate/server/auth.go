@@ -37,18 +37,19 @@ type caller struct {
 // token always gets through, whatever junk shares its address or id.
 func (s *Server) authenticate(ctx context.Context, snap *decide.Snapshot, r *http.Request) caller {
 	src := clientAddr(r)
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
+	tok, _ := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
+	if tok = strings.TrimSpace(tok); tok == "" {
 		return s.failed(caller{source: src, cause: causeNoToken, why: "no Bearer token: send Authorization: Bearer <AGENT_TOKEN>"}, "")
 	}
-	tok = strings.TrimSpace(tok)
 	if id, ok := token.ID(tok); ok {
 		a, found := snap.AgentByToken(id)
 		if found && token.Matches(tok, a.TokenHash) {
 			return caller{agent: a, actor: "token:" + id, source: src}
 		}
-		if !found { // a made-up id: naming it in Chron would only record noise
-			return s.failed(caller{source: src, cause: causeUnknownToken}, id)
+		if !found {
+			// A made-up id: naming it in Chron would only record noise,
+			// and a limiter per made-up id would only churn the real ids'.
+			return s.failed(caller{source: src, cause: causeUnknownToken}, "")
 		}
 		return s.failed(caller{source: src, actor: "token:" + id, cause: causeWrongSecret, known: a}, id)
 	}

@@ -21,7 +21,7 @@ import (
 // limiter's burst is twice its rate. Zero fields take the defaults.
 type AuthLimits struct {
 	PerSource float64 // per client address (an IPv6 /64); default 10
-	PerToken  float64 // per presented agent token id; default 5
+	PerToken  float64 // per real agent's token id presented with a wrong secret; default 5
 	Total     float64 // across all clients; default 1000
 	// MaxTracked bounds the addresses and the token ids tracked (each);
 	// the least recently seen is forgotten first. Default 10000.
@@ -74,8 +74,8 @@ func newLimiter(perSecond float64) *rate.Limiter {
 	return rate.NewLimiter(rate.Limit(perSecond), max(1, int(2*perSecond)))
 }
 
-// failed charges one failed authentication to its client address, its
-// token id (when one was presented) and the total. It returns "" when
+// failed charges one failed authentication to its client address, the
+// token id (when a real agent's id came with a wrong secret) and the total. It returns "" when
 // each had room, else which limiter is exhausted: the request is then
 // answered 429 RATE_LIMITED instead of 401.
 func (l *authLimiter) failed(source, tokenID string) string {
