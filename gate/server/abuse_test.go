@@ -30,7 +30,7 @@ var _ = Describe("Requests that fail authentication", func() {
 		refs = &server.Refusals{Log: writer, Replica: "abuse-test", Interval: time.Hour, Now: c.Now}
 		h = (&server.Server{Snapshots: src, Log: writer, DB: pool, Replica: "abuse-test", WriteTimeout: 2 * time.Second,
 			Now: c.Now, Logger: logf.Log.WithName("abuse-gate"), Refusals: refs,
-			Limits: server.AuthLimits{PerSource: 2, PerToken: 1}}).Handler() // bursts: 4 per address, 2 per token id
+			Limits: server.AuthLimits{PerSource: 2, PerToken: 1, Tarpit: -1}}).Handler() // bursts: 4 per address, 2 per token id; no wait
 	})
 
 	ask := func(from, tok string, w *world) (int, api.ValidateResponse) {

@@ -115,6 +115,9 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, snap *decide.Sna
 		resp.Reason, status = api.ReasonRateLimited, http.StatusTooManyRequests
 		resp.Message = rateLimitedMessage(who.limited, after)
 		w.Header().Set("Retry-After", strconv.Itoa(after))
+		if !s.limits.hold(r.Context()) {
+			w.Header().Set("Connection", "close")
+		}
 	default:
 		d := decide.Decide(snap, decide.Request{})
 		resp.Reason, resp.Message = d.Reason, d.Message

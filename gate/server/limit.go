@@ -8,9 +8,11 @@ package server
 // secret (docs/security.md, "Abuse and rate limits").
 
 import (
+	"context"
 	"net"
 	"net/http"
 	"net/netip"
+	"sync/atomic"
 	"time"
 
 	"golang.org/x/time/rate"
@@ -26,6 +28,14 @@ type AuthLimits struct {
 	// MaxTracked bounds the addresses and the token ids tracked (each);
 	// the least recently seen is forgotten first. Default 10000.
 	MaxTracked int
+	// Tarpit is how long a RATE_LIMITED answer is held before it is
+	// sent: a connection that keeps sending junk gets one answer per
+	// Tarpit, at the cost of an idle goroutine, not of CPU. Default 1s;
+	// negative: not held.
+	Tarpit time.Duration
+	// MaxTarpitted bounds the answers held at once; past it an answer
+	// goes at once and its connection is closed. Default 4096.
+	MaxTarpitted int
 }
 
 // Which limiter refused a failed authentication.
@@ -41,11 +51,12 @@ const (
 const idleLimiter = time.Minute
 
 type authLimiter struct {
-	lim     AuthLimits
-	now     func() time.Time
-	sources *utilcache.LRUExpireCache // client address -> *rate.Limiter
-	tokens  *utilcache.LRUExpireCache // token id -> *rate.Limiter
-	total   *rate.Limiter
+	lim       AuthLimits
+	now       func() time.Time
+	sources   *utilcache.LRUExpireCache // client address -> *rate.Limiter
+	tokens    *utilcache.LRUExpireCache // token id -> *rate.Limiter
+	total     *rate.Limiter
+	tarpitted atomic.Int64
 }
 
 type clockFunc func() time.Time
@@ -63,6 +74,12 @@ func newAuthLimiter(l AuthLimits, now func() time.Time) *authLimiter {
 	def(&l.Total, 1000)
 	if l.MaxTracked <= 0 {
 		l.MaxTracked = 10000
+	}
+	if l.Tarpit == 0 {
+		l.Tarpit = time.Second
+	}
+	if l.MaxTarpitted <= 0 {
+		l.MaxTarpitted = 4096
 	}
 	return &authLimiter{lim: l, now: now,
 		sources: utilcache.NewLRUExpireCacheWithClock(l.MaxTracked, clockFunc(now)),
@@ -114,6 +131,27 @@ func (l *authLimiter) keyed(c *utilcache.LRUExpireCache, key string, perSecond f
 	lim := newLimiter(perSecond)
 	c.Add(key, lim, idleLimiter)
 	return lim
+}
+
+// hold delays a RATE_LIMITED answer by the tarpit. It returns false when
+// too many are held already: the caller answers at once and closes the
+// connection instead.
+func (l *authLimiter) hold(ctx context.Context) bool {
+	if l.lim.Tarpit < 0 {
+		return true
+	}
+	if l.tarpitted.Add(1) > int64(l.lim.MaxTarpitted) {
+		l.tarpitted.Add(-1)
+		return false
+	}
+	defer l.tarpitted.Add(-1)
+	t := time.NewTimer(l.lim.Tarpit)
+	defer t.Stop()
+	select {
+	case <-t.C:
+	case <-ctx.Done():
+	}
+	return true
 }
 
 // retryAfter is what a refused client is told to wait, in whole seconds.

@@ -137,18 +137,25 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	snap := s.Snapshots.Snapshot()
-	id := chron.NewID()
-	rec := &chron.Record{ID: id, Kind: chron.KindDecision, Replica: s.Replica, RequestID: requestID(r, id)}
 	var resp api.ValidateResponse
 	var status int // every branch below sets it
+	refused := false
 
-	defer func() { s.Metrics.observe(resp.Outcome, resp.Reason, time.Since(start)) }()
+	defer func() {
+		if !refused { // refusals have their own metric (and a tarpit's wait)
+			s.Metrics.observe(resp.Outcome, resp.Reason, time.Since(start))
+		}
+	}()
 
+	newRecord := func() *chron.Record {
+		id := chron.NewID()
+		return &chron.Record{ID: id, Kind: chron.KindDecision, Replica: s.Replica, RequestID: requestID(r, id)}
+	}
 	if snap == nil {
 		resp = api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: notReady(s.Snapshots)}
 		status = http.StatusServiceUnavailable
 		// Already a DENY: a failed write only changes the reason it gives.
-		_ = s.record(r.Context(), rec, &resp)
+		_ = s.record(r.Context(), newRecord(), &resp)
 		writeJSON(w, status, resp)
 		return
 	}
@@ -156,9 +163,12 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	who := s.authenticate(r.Context(), snap, r)
 	agent := who.agent
 	if agent == nil {
-		resp = s.refuse(w, r, snap, who) // auth.go: counted, not a decision row of its own
+		// auth.go: counted, not a decision row of its own; junk costs
+		// no more than it must.
+		resp, refused = s.refuse(w, r, snap, who), true
 		return
 	}
+	rec := newRecord()
 	rec.Actor = who.actor
 
 	var d decide.Decision

@@ -52,6 +52,7 @@ func serveGate(args []string) error {
 	maxBatch := fs.Int("max-batch", 0, "Chron rows per transaction (0: the writer's default)")
 	maxWait := fs.Duration("max-wait", 0, "Chron batch wait (0: the writer's default, no wait)")
 	queue := fs.Int("queue-size", 0, "Chron write queue bound (0: the writer's default)")
+	tarpit := fs.Duration("tarpit", 0, "how long a RATE_LIMITED answer is held (0: the gate's default; negative: not held)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -82,7 +83,7 @@ func serveGate(args []string) error {
 	}
 	refusals := &server.Refusals{Log: w, Replica: "bench", Logger: logr.Discard(), Metrics: metrics}
 	srv := &server.Server{Snapshots: staticSnapshots{snap}, Log: w, DB: pool, Replica: "bench", Logger: logr.Discard(), Metrics: metrics,
-		Refusals: refusals}
+		Refusals: refusals, Limits: server.AuthLimits{Tarpit: *tarpit}}
 	var answered, refused atomic.Int64
 	gate := srv.Handler()
 	mux := http.NewServeMux()
