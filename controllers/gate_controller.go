@@ -139,8 +139,10 @@ func (r *GateReconciler) desired() []gateObject {
 	role := rbacv1ac.ClusterRole(GateName).WithLabels(l).WithRules(
 		rbacv1ac.PolicyRule().WithAPIGroups("claiim.io").WithResources("aiorgs", "skills", "policies", "agents", "crossorggrants").
 			WithVerbs("get", "list", "watch"),
-		// In-cluster agents present projected ServiceAccount tokens.
-		rbacv1ac.PolicyRule().WithAPIGroups("authentication.k8s.io").WithResources("tokenreviews").WithVerbs("create"))
+		// In-cluster agents present projected ServiceAccount tokens, and
+		// metrics scrapers their tokens, which the gate authorizes.
+		rbacv1ac.PolicyRule().WithAPIGroups("authentication.k8s.io").WithResources("tokenreviews").WithVerbs("create"),
+		rbacv1ac.PolicyRule().WithAPIGroups("authorization.k8s.io").WithResources("subjectaccessreviews").WithVerbs("create"))
 	binding := rbacv1ac.ClusterRoleBinding(GateName).WithLabels(l).
 		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(GateName)).
 		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(GateName).WithNamespace(c.Namespace))

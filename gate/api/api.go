@@ -25,6 +25,10 @@ const (
 	// ReasonNotReady: the gate cannot decide yet (starting, or it cannot
 	// verify ServiceAccount tokens right now).
 	ReasonNotReady = "NOT_READY"
+	// ReasonRateLimited: too many requests failed authentication, from this
+	// address or with this token id (HTTP 429, Retry-After). An agent
+	// presenting its own token is never refused with it.
+	ReasonRateLimited = "RATE_LIMITED"
 )
 
 // IdempotencyKeyHeader names the request header that makes a

@@ -12,6 +12,7 @@ const (
 	KindDecision           Kind = "decision"            // an agent's request and the answer
 	KindDecisionCorrection Kind = "decision.correction" // DENY after an answer whose row timed out
 	KindInit               Kind = "init"                // an agent's /v/init
+	KindAuthRefused        Kind = "auth.refused"        // unauthenticated requests, counted per address and interval
 
 	// Agents (the manager).
 	KindAgentLifecycle Kind = "agent.lifecycle"

@@ -185,14 +185,15 @@ var _ = Describe("The gate", func() {
 	})
 
 	Describe("every reason code through the HTTP API", func() {
-		It("UNAUTHENTICATED: 401 for an unknown token, still recorded", func() {
+		It("UNAUTHENTICATED: 401 for an unknown token, still recorded (counted in its interval's auth.refused row)", func() {
 			status, body := validate("clm_0123456789abcdef_"+strings.Repeat("x", 43), map[string]any{"action": "deploy:staging", "skill_version_id": "x"})
 			Expect(status).To(Equal(http.StatusUnauthorized))
 			Expect(body).To(HaveKeyWithValue("reason", "UNAUTHENTICATED"))
 			Expect(body).To(HaveKeyWithValue("outcome", "DENY"))
-			rows, _, err := chron.List(ctx, pool, chron.Filter{Kind: "decision", Outcome: "DENY", Limit: 500})
+			Expect(refusals.Flush(ctx)).To(Succeed())
+			rows, _, err := chron.List(ctx, pool, chron.Filter{Kind: string(chron.KindAuthRefused), Outcome: "DENY", Limit: 500})
 			Expect(err).NotTo(HaveOccurred())
-			Expect(rows).To(ContainElement(HaveField("ID", body["decision_id"])))
+			Expect(rows).To(ContainElement(And(HaveField("ID", body["decision_id"]), HaveField("Reason", "UNAUTHENTICATED"))))
 		})
 		It("UNAUTHENTICATED: 401 without any token", func() {
 			status, body := validate("", map[string]any{"action": "deploy:staging"})

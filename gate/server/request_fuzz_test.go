@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"net/http"
 	"net/http/httptest"
+	"slices"
 	"strings"
 	"testing"
 	"unicode/utf8"
@@ -62,7 +63,7 @@ var requestFields = []string{"action", "context", "skill_version_id"}
 func checkRefusal(t *testing.T, body []byte, field, msg string) {
 	t.Helper()
 	top, _, _ := strings.Cut(field, ".")
-	if top != "body" && !contains(requestFields, top) {
+	if top != "body" && !slices.Contains(requestFields, top) {
 		t.Fatalf("refusal names %q, not a field of the request: %s\nbody %.200q", field, msg, body)
 	}
 	if msg == "" || !utf8.ValidString(msg) {

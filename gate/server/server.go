@@ -20,7 +20,6 @@ import (
 	"github.com/claiim/claiim-operator/gate/api"
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/gate/decide"
-	"github.com/claiim/claiim-operator/gate/token"
 )
 
 // MaxBodyBytes bounds a request body.
@@ -62,8 +61,15 @@ type Server struct {
 	// Reviewer verifies in-cluster agents' ServiceAccount tokens; nil
 	// accepts agent tokens only.
 	Reviewer *TokenReviewer
+	// Limits bounds failed authentications (limit.go).
+	Limits AuthLimits
+	// Refusals records refused unauthenticated requests in Chron,
+	// aggregated (refusals.go); nil: one over Log, whose last interval
+	// is lost at exit unless Flush is called.
+	Refusals *Refusals
 
 	draining atomic.Bool
+	limits   *authLimiter
 }
 
 // Drain makes /ready answer 503 while decisions are still answered, so
@@ -82,6 +88,14 @@ func (s *Server) Handler() http.Handler {
 	if s.Metrics == nil {
 		s.Metrics = NewMetrics(nil)
 	}
+	if s.Refusals == nil {
+		s.Refusals = &Refusals{Log: s.Log, Replica: s.Replica, Logger: s.Logger}
+	}
+	if s.Refusals.Metrics == nil {
+		s.Refusals.Metrics = s.Metrics
+	}
+	s.Refusals.defaults()
+	s.limits = newAuthLimiter(s.Limits, s.Now)
 	mux := http.NewServeMux()
 	mux.HandleFunc("GET /health", s.health)
 	mux.HandleFunc("GET /ready", s.ready)
@@ -123,50 +137,47 @@ func (s *Server) ready(w http.ResponseWriter, r *http.Request) {
 func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	start := time.Now()
 	snap := s.Snapshots.Snapshot()
-	id := chron.NewID()
-	rec := &chron.Record{ID: id, Kind: chron.KindDecision, Replica: s.Replica, RequestID: requestID(r, id)}
 	var resp api.ValidateResponse
 	var status int // every branch below sets it
+	refused := false
 
-	defer func() { s.Metrics.observe(resp.Outcome, resp.Reason, time.Since(start)) }()
+	defer func() {
+		if !refused { // refusals have their own metric (and a tarpit's wait)
+			s.Metrics.observe(resp.Outcome, resp.Reason, time.Since(start))
+		}
+	}()
 
+	newRecord := func() *chron.Record {
+		id := chron.NewID()
+		return &chron.Record{ID: id, Kind: chron.KindDecision, Replica: s.Replica, RequestID: requestID(r, id)}
+	}
 	if snap == nil {
 		resp = api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: notReady(s.Snapshots)}
 		status = http.StatusServiceUnavailable
 		// Already a DENY: a failed write only changes the reason it gives.
-		_ = s.record(r.Context(), rec, &resp)
+		_ = s.record(r.Context(), newRecord(), &resp)
 		writeJSON(w, status, resp)
 		return
 	}
 	resp.Revision = snap.Revision
 	who := s.authenticate(r.Context(), snap, r)
 	agent := who.agent
-	rec.Actor = who.actor
-	if who.err != nil {
-		s.Logger.Error(who.err, "cannot verify a ServiceAccount token; answering DENY")
-		resp = api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Revision: snap.Revision,
-			Message: "the gate cannot verify ServiceAccount tokens right now (TokenReview failed), so it denies; retry shortly"}
-		_ = s.record(r.Context(), rec, &resp) // a DENY either way
-		writeJSON(w, http.StatusServiceUnavailable, resp)
+	if agent == nil {
+		// auth.go: counted, not a decision row of its own; junk costs
+		// no more than it must.
+		resp, refused = s.refuse(w, r, snap, who), true
 		return
 	}
+	rec := newRecord()
+	rec.Actor = who.actor
 
 	var d decide.Decision
 	var body api.ValidateRequest
-	field, perr := "", error(nil)
-	if agent != nil {
-		field, perr = decodeValidate(w, r, &body)
-		if perr == nil {
-			field, perr = useKey(r, rec, agent) // idempotency.go
-		}
+	field, perr := decodeValidate(w, r, &body)
+	if perr == nil {
+		field, perr = useKey(r, rec, agent) // idempotency.go
 	}
 	switch {
-	case agent == nil:
-		d = decide.Decide(snap, decide.Request{Agent: nil})
-		if who.why != "" {
-			d.Message = who.why
-		}
-		status = http.StatusUnauthorized
 	case perr != nil:
 		d = decide.Decision{Outcome: decide.Deny, Reason: api.ReasonBadRequest, Message: perr.Error(), Agent: agent}
 		resp.Field = field
@@ -251,46 +262,6 @@ func fill(resp *api.ValidateResponse, rec *chron.Record, d decide.Decision) {
 	rec.SkillRules = resp.SkillRules
 }
 
-// caller is who presented the request.
-type caller struct {
-	agent *decide.Agent
-	actor string // for Chron: "token:<id>" or "serviceaccount:<ns>/<name>"
-	why   string // why authentication failed, when it is more than "unknown"
-	err   error  // the token could not be checked at all (fail closed: 503)
-}
-
-// authenticate maps the Bearer credential to its agent: an agent token,
-// compared by hash in constant time, or (in-cluster) a projected
-// ServiceAccount token with audience claiim-gate, verified by TokenReview.
-// Tokens are never logged; only the public token id or the ServiceAccount.
-func (s *Server) authenticate(ctx context.Context, snap *decide.Snapshot, r *http.Request) caller {
-	tok, ok := strings.CutPrefix(r.Header.Get("Authorization"), "Bearer ")
-	if !ok {
-		return caller{why: "no Bearer token: send Authorization: Bearer <AGENT_TOKEN>"}
-	}
-	tok = strings.TrimSpace(tok)
-	if id, ok := token.ID(tok); ok {
-		a, ok := snap.AgentByToken(id)
-		if !ok || !token.Matches(tok, a.TokenHash) {
-			return caller{actor: "token:" + id}
-		}
-		return caller{agent: a, actor: "token:" + id}
-	}
-	if s.Reviewer == nil || strings.Count(tok, ".") != 2 || len(tok) > 16<<10 {
-		return caller{}
-	}
-	ns, name, ok, err := s.Reviewer.Review(ctx, tok)
-	if err != nil {
-		return caller{err: err}
-	}
-	if !ok {
-		return caller{why: "the ServiceAccount token was rejected; project one with audience " + Audience}
-	}
-	c := caller{actor: "serviceaccount:" + ns + "/" + name}
-	c.agent, c.why = agentForServiceAccount(snap, ns, name)
-	return c
-}
-
 func (s *Server) init(w http.ResponseWriter, r *http.Request) {
 	snap := s.Snapshots.Snapshot()
 	if snap == nil {
@@ -300,20 +271,7 @@ func (s *Server) init(w http.ResponseWriter, r *http.Request) {
 	who := s.authenticate(r.Context(), snap, r)
 	agent := who.agent
 	if agent == nil {
-		d := decide.Decide(snap, decide.Request{})
-		resp := api.ValidateResponse{Outcome: string(d.Outcome), Reason: d.Reason, Message: d.Message}
-		if who.why != "" {
-			resp.Message = who.why
-		}
-		rec := &chron.Record{ID: chron.NewID(), Kind: chron.KindInit, Replica: s.Replica, RequestID: requestID(r, ""), Actor: who.actor}
-		status := http.StatusUnauthorized
-		if who.err != nil {
-			resp.Reason, resp.Message, status = api.ReasonNotReady, "the gate cannot verify ServiceAccount tokens right now; retry shortly", http.StatusServiceUnavailable
-		}
-		if s.record(r.Context(), rec, &resp) != nil {
-			status = http.StatusServiceUnavailable
-		}
-		writeJSON(w, status, resp)
+		s.refuse(w, r, snap, who)
 		return
 	}
 	var body api.InitRequest

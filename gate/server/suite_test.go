@@ -31,6 +31,10 @@ var (
 	pg      *pgtest.Server
 	pool    *pgxpool.Pool
 	gateURL string
+
+	src      *server.Source
+	writer   *chron.Writer
+	refusals *server.Refusals // the suite gate's: Flush it to read its rows
 )
 
 func TestServer(t *testing.T) {
@@ -53,18 +57,23 @@ var _ = BeforeSuite(func() {
 	})
 	ctx, cfg, k8s, pg, pool = env.Context(), env.Config, env.Client, env.Postgres, env.Chron
 
-	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/test", CommitTimeout: time.Second})
+	var err error
+	writer, err = chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/test", CommitTimeout: time.Second})
 	Expect(err).NotTo(HaveOccurred())
 	env.OnStop(writer.Close)
 
-	src, err := server.NewSource(cfg, testenv.Scheme())
+	src, err = server.NewSource(cfg, testenv.Scheme())
 	Expect(err).NotTo(HaveOccurred())
 	go func() {
 		defer GinkgoRecover()
 		Expect(src.Run(ctx)).To(Succeed())
 	}()
+	// Refused requests are written when a test flushes them, never on a
+	// timer under a test's feet.
+	refusals = &server.Refusals{Log: writer, Replica: "test", Interval: time.Hour}
 	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: "test", WriteTimeout: 2 * time.Second,
-		Logger: logf.Log.WithName("gate"), Reviewer: &server.TokenReviewer{Client: k8s}}
+		Logger: logf.Log.WithName("gate"), Reviewer: &server.TokenReviewer{Client: k8s}, Refusals: refusals,
+		Limits: server.AuthLimits{PerSource: 1000, Tarpit: -1}} // every test's client is 127.0.0.1; abuse_test.go tests the limits
 	hs := httptest.NewServer(srv.Handler())
 	DeferCleanup(hs.Close)
 	gateURL = hs.URL

@@ -26,6 +26,16 @@ func gateStatus(d decide.Decision) int {
 	return http.StatusForbidden
 }
 
+// gateAnswered checks the gate's status for a request the engine decided
+// d: a credential nobody holds may also be answered 429 RATE_LIMITED once
+// its address has failed too often (the mix sends them all from one).
+func gateAnswered(d decide.Decision, status int) error {
+	if d.Reason == decide.ReasonUnauthenticated && status == http.StatusTooManyRequests {
+		return nil
+	}
+	return statusIs(status, gateStatus(d))
+}
+
 func statusIs(got, want int) error {
 	if got != want {
 		return fmt.Errorf("HTTP %d, want %d", got, want)

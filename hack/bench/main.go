@@ -3,6 +3,7 @@
 // server (the ceiling), under the same load on the same machine.
 //
 //	bench run [-quick]     everything: PostgreSQL, servers, load, the table
+//	bench abuse [-size 1k] agents at half the gate's peak under junk at ten times their rate
 //	bench gen -out DIR     the fixture as files: CRs, policy.rego, data.json, requests
 //	bench serve-gate ...   the gate over a fixture (run by `bench run`)
 //	bench serve-noop ...   the ceiling server (run by `bench run`)
@@ -24,6 +25,8 @@ func main() {
 	switch os.Args[1] {
 	case "run":
 		err = run(os.Args[2:])
+	case "abuse":
+		err = abuse(os.Args[2:])
 	case "gen":
 		err = gen(os.Args[2:])
 	case "serve-gate":
@@ -40,7 +43,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench run [-quick] | gen -out DIR | serve-gate | serve-noop (see -h of each)")
+	fmt.Fprintln(os.Stderr, "usage: bench run [-quick] | abuse [-size 1k] | gen -out DIR | serve-gate | serve-noop (see -h of each)")
 	os.Exit(2)
 }
 

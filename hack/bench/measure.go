@@ -45,6 +45,7 @@ type sizeResult struct {
 	GateAnswered int64   `json:"gate_answered"`
 	ChronRows    int64   `json:"chron_rows"`
 	GateShed     int64   `json:"gate_shed"`
+	GateRefused  int64   `json:"gate_refused"` // unauthenticated: counted in auth.refused rows, not decision rows
 	AvgBatch     float64 `json:"chron_rows_per_commit"`
 	// OPA's asynchronous log: events the sink received vs decisions answered.
 	OPAAnswered int64 `json:"opa_log_answered"`
@@ -118,7 +119,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			}
 			p, err = c.start(ctx, dir, "gate", true, args...)
 			reqs, check = gateReqs, func(i, status int, _ []byte) error {
-				return statusIs(status, gateStatus(want[i%len(want)]))
+				return gateAnswered(want[i%len(want)], status)
 			}
 		}
 		if err != nil {
@@ -160,7 +161,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 				p.stop()
 				return res, err
 			}
-			res.GateAnswered, res.GateShed = st.Answered, st.Writer.Overloaded
+			res.GateAnswered, res.GateShed, res.GateRefused = st.Answered, st.Writer.Overloaded, st.Refused
 			if st.Writer.BatchesCommitted > 0 {
 				res.AvgBatch = float64(st.Writer.RowsCommitted) / float64(st.Writer.BatchesCommitted)
 			}

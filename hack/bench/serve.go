@@ -34,6 +34,7 @@ func (s staticSnapshots) Ready() error               { return nil }
 // gateStats is what the orchestrator reads after a run.
 type gateStats struct {
 	Answered int64             `json:"answered"` // /v/validate responses written
+	Refused  int64             `json:"refused"`  // of which refused unauthenticated (401, 429): counted, not rows
 	Writer   chron.WriterStats `json:"writer"`
 	Stream   string            `json:"stream"`
 }
@@ -51,6 +52,7 @@ func serveGate(args []string) error {
 	maxBatch := fs.Int("max-batch", 0, "Chron rows per transaction (0: the writer's default)")
 	maxWait := fs.Duration("max-wait", 0, "Chron batch wait (0: the writer's default, no wait)")
 	queue := fs.Int("queue-size", 0, "Chron write queue bound (0: the writer's default)")
+	tarpit := fs.Duration("tarpit", 0, "how long a RATE_LIMITED answer is held (0: the gate's default; negative: not held)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -79,21 +81,51 @@ func serveGate(args []string) error {
 	if err != nil {
 		return err
 	}
-	srv := &server.Server{Snapshots: staticSnapshots{snap}, Log: w, DB: pool, Replica: "bench", Logger: logr.Discard(), Metrics: metrics}
-	var answered atomic.Int64
+	refusals := &server.Refusals{Log: w, Replica: "bench", Logger: logr.Discard(), Metrics: metrics}
+	srv := &server.Server{Snapshots: staticSnapshots{snap}, Log: w, DB: pool, Replica: "bench", Logger: logr.Discard(), Metrics: metrics,
+		Refusals: refusals, Limits: server.AuthLimits{Tarpit: *tarpit}}
+	var answered, refused atomic.Int64
 	gate := srv.Handler()
 	mux := http.NewServeMux()
 	mux.Handle("/", gate)
 	mux.HandleFunc("POST /v/validate", func(rw http.ResponseWriter, r *http.Request) {
-		gate.ServeHTTP(rw, r)
+		sw := &statusWriter{ResponseWriter: rw}
+		gate.ServeHTTP(sw, r)
 		answered.Add(1)
+		if sw.status == http.StatusUnauthorized || sw.status == http.StatusTooManyRequests && !sw.overloaded {
+			refused.Add(1)
+		}
+	})
+	// The refused requests' aggregated rows, written now rather than at
+	// the end of their interval, so the orchestrator can count them.
+	mux.HandleFunc("POST /bench/flush", func(rw http.ResponseWriter, r *http.Request) {
+		if err := refusals.Flush(r.Context()); err != nil {
+			http.Error(rw, err.Error(), http.StatusInternalServerError)
+		}
 	})
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
 	mux.HandleFunc("GET /bench/stats", func(rw http.ResponseWriter, _ *http.Request) {
-		_ = json.NewEncoder(rw).Encode(gateStats{Answered: answered.Load(), Writer: w.Stats(), Stream: *stream})
+		_ = json.NewEncoder(rw).Encode(gateStats{Answered: answered.Load(), Refused: refused.Load(), Writer: w.Stats(), Stream: *stream})
 	})
 	err = serve(ctx, *listen, mux)
-	return errors.Join(err, w.Close())
+	fctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	return errors.Join(err, refusals.Flush(fctx), w.Close())
+}
+
+// statusWriter remembers the status a handler wrote, and whether a 429
+// was the writer's OVERLOADED (a decision shed) rather than RATE_LIMITED.
+type statusWriter struct {
+	http.ResponseWriter
+	status     int
+	overloaded bool
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	// Only a rate-limited refusal carries Retry-After.
+	s.overloaded = code == http.StatusTooManyRequests && s.Header().Get("Retry-After") == ""
+	s.ResponseWriter.WriteHeader(code)
 }
 
 // serveNoop is the ceiling: an HTTP server that reads the body and answers

@@ -48,11 +48,11 @@ func printTable(w io.Writer, all []sizeResult) {
 	for _, r := range all {
 		if r.GateAnswered > 0 {
 			eq := "equal"
-			if r.ChronRows != r.GateAnswered-r.GateShed {
+			if r.ChronRows != r.GateAnswered-r.GateShed-r.GateRefused {
 				eq = "NOT EQUAL"
 			}
-			fmt.Fprintf(w, "  %s: gate answered %d decisions (%d shed as OVERLOADED), Chron holds %d committed rows (%s), %.1f rows per commit\n",
-				r.Size, r.GateAnswered, r.GateShed, r.ChronRows, eq, r.AvgBatch)
+			fmt.Fprintf(w, "  %s: gate answered %d requests (%d shed as OVERLOADED, %d unauthenticated counted in auth.refused rows), Chron holds %d committed decision rows (%s), %.1f rows per commit\n",
+				r.Size, r.GateAnswered, r.GateShed, r.GateRefused, r.ChronRows, eq, r.AvgBatch)
 		}
 		if r.OPAAnswered > 0 {
 			fmt.Fprintf(w, "  %s: OPA with its asynchronous decision log answered %d decisions; its sink received %d events (%.1f%%)\n",
@@ -60,7 +60,7 @@ func printTable(w io.Writer, all []sizeResult) {
 		}
 		if o := r.Overload; o != nil {
 			eq := "every other answer has its row"
-			if o.Rows != o.Answered-o.Shed {
+			if o.Rows != o.Answered-o.Shed-o.Refused {
 				eq = "rows ≠ answered − shed"
 			}
 			fmt.Fprintf(w, "  %s: overload (Chron queue of %d, %d connections): %d answered, %d shed as DENY OVERLOADED, %d rows (%s)\n",

@@ -10,13 +10,14 @@ import (
 	"os"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
-	"github.com/prometheus/client_golang/prometheus/promhttp"
 	"golang.org/x/sync/errgroup"
+	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
+	ctrlmetrics "sigs.k8s.io/controller-runtime/pkg/metrics"
+	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/gate/server"
@@ -27,6 +28,12 @@ func RunGate(args []string) error {
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
 	listen := fs.String("listen", ":8181", "address of the gate API (/health, /ready, /v/init, /v/validate)")
 	metricsAddr := fs.String("metrics-bind-address", ":8182", "address of the Prometheus metrics endpoint; 0 disables it")
+	var mf metricsFlags
+	mf.bind(fs)
+	var limits server.AuthLimits
+	fs.Float64Var(&limits.PerSource, "auth-failures-per-source", 10, "failed authentications per second one client address (an IPv6 /64) may make before it is answered 429 RATE_LIMITED (burst: twice as many)")
+	fs.Float64Var(&limits.PerToken, "auth-failures-per-token", 5, "failed authentications per second with one agent token id (a wrong secret) before 429 RATE_LIMITED; the agent holding the token is never limited")
+	fs.Float64Var(&limits.Total, "auth-failures-total", 1000, "failed authentications per second from all clients together before 429 RATE_LIMITED")
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of Chron (default $DATABASE_URL)")
 	replica := fs.String("replica", defaultReplica(), "this replica's name; its Chron stream (default $POD_NAME or the hostname)")
 	// Deprecated: the gate no longer migrates (its role may not). Kept as
@@ -62,9 +69,11 @@ func RunGate(args []string) error {
 		return fmt.Errorf("Chron database URL: %w", err)
 	}
 	defer pool.Close()
-	reg := prometheus.NewRegistry()
-	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
-	metrics := server.NewMetrics(reg)
+	// controller-runtime's registry: its metrics server serves it.
+	if err := register(ctrlmetrics.Registry, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
+		return err
+	}
+	metrics := server.NewMetrics(ctrlmetrics.Registry)
 	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/" + *replica, OnCommit: metrics.ObserveCommit})
 	if err != nil {
 		return fmt.Errorf("opening the Chron writer: %w", err)
@@ -91,8 +100,9 @@ func RunGate(args []string) error {
 	// background (chronlog.go) rather than exiting into a crash-loop
 	// backoff.
 	chronLog := newCheckedChron("gate", pool, writer, log.WithName("chron"))
+	refusals := &server.Refusals{Log: chronLog, Replica: *replica, Logger: log.WithName("refusals"), Metrics: metrics}
 	srv := &server.Server{Snapshots: src, Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
-		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}}
+		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}, Limits: limits, Refusals: refusals}
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	var watcher interface{ Start(context.Context) error }
@@ -125,14 +135,15 @@ func RunGate(args []string) error {
 		return nil
 	})
 	if *metricsAddr != "0" {
-		ms := &http.Server{Addr: *metricsAddr, Handler: promhttp.HandlerFor(reg, promhttp.HandlerOpts{}), ReadHeaderTimeout: 5 * time.Second}
-		g.Go(func() error {
-			if err := ms.ListenAndServe(); !errors.Is(err, http.ErrServerClosed) {
-				return fmt.Errorf("metrics on %s: %w", *metricsAddr, err)
-			}
-			return nil
-		})
-		g.Go(func() error { <-gctx.Done(); return ms.Close() })
+		hc, err := rest.HTTPClientFor(cfg)
+		if err != nil {
+			return err
+		}
+		ms, err := metricsserver.NewServer(mf.options(*metricsAddr), cfg, hc)
+		if err != nil {
+			return fmt.Errorf("metrics on %s: %w", *metricsAddr, err)
+		}
+		g.Go(func() error { return ms.Start(gctx) })
 	}
 	g.Go(func() error {
 		defer stopRun()
@@ -150,7 +161,8 @@ func RunGate(args []string) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		err := api.Shutdown(sctx)
-		return errors.Join(err, writer.Close())
+		// The last interval's refused requests, before the writer goes.
+		return errors.Join(err, refusals.Flush(sctx), writer.Close())
 	})
 	return g.Wait()
 }

@@ -148,6 +148,11 @@ func TestRBACMatchesConfig(t *testing.T) {
 	}
 	g.Expect(userRoles).To(Equal(4))
 
+	var reader rbacv1.ClusterRole
+	readYAML(t, filepath.Join("config", "rbac", "metrics_reader_role.yaml"), &reader)
+	g.Expect(convert[rbacv1.ClusterRole](t, find(t, objs, "ClusterRole", reader.Name)).Rules).To(Equal(reader.Rules),
+		"ClusterRole claiim-metrics-reader in charts/claiim/templates/metrics-reader.yaml differs from config/rbac/metrics_reader_role.yaml")
+
 	// Only the manager is bound by default; the people's bindings come from values.
 	crbs := ofKind(objs, "ClusterRoleBinding")
 	g.Expect(crbs).To(HaveLen(1))
@@ -172,7 +177,7 @@ func TestRBACMatchesConfig(t *testing.T) {
 	}
 
 	// Without user roles nothing of them renders.
-	g.Expect(ofKind(render(t, "rbac.createUserRoles=false"), "ClusterRole")).To(HaveLen(1))
+	g.Expect(ofKind(render(t, "rbac.createUserRoles=false", "rbac.createMetricsReaderRole=false"), "ClusterRole")).To(HaveLen(1))
 }
 
 func TestUserRoleBindings(t *testing.T) {

@@ -193,7 +193,7 @@ func (c *cluster) run(name string) *replica {
 	}
 	r.cmd = exec.Command(binary, "manager", "--leader-elect", "--leader-election-namespace="+namespace, "--webhook-cert-secret="+certSecret,
 		"--webhook-host="+c.hostIP, "--webhook-port="+strconv.Itoa(r.webhookPort), "--webhook-cert-dir="+r.certDir,
-		"--metrics-bind-address="+r.metrics, "--health-probe-bind-address="+r.probe)
+		"--metrics-bind-address="+r.metrics, "--metrics-secure=false", "--health-probe-bind-address="+r.probe)
 	r.cmd.Env = append(os.Environ(), "KUBECONFIG="+c.kubeconfig, "POD_NAMESPACE="+namespace, "POD_NAME=claiim-manager-"+name, "DATABASE_URL="+c.dbURL,
 		"CLAIIM_WEBHOOK_CERT_LIFETIMES="+c.lifetimes)
 	r.cmd.Stdout, r.cmd.Stderr = lf, lf
