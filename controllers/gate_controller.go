@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -45,6 +46,9 @@ type GateConfig struct {
 	// points the gate at Chron.
 	DatabaseSecret string
 	Resources      corev1.ResourceRequirements
+	// KeysNamespace holds the manager's published attestation keys, which
+	// the gate verifies status with (default: Namespace).
+	KeysNamespace string
 }
 
 // Names and labels of the gate's objects.
@@ -109,7 +113,8 @@ func (r *GateReconciler) desired() []gateObject {
 		env = append(env, corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValue(limit))
 	}
 	gate := corev1ac.Container().WithName("gate").WithImage(c.Image).
-		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), "--metrics-bind-address=:8182", "--migrate=false").
+		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), "--metrics-bind-address=:8182", "--migrate=false",
+			fmt.Sprintf("--attestation-keys=%s/%s", cmp.Or(c.KeysNamespace, c.Namespace), AttestationKeysConfigMap)).
 		WithEnv(env...).
 		WithPorts(corev1ac.ContainerPort().WithName("api").WithContainerPort(c.Port),
 			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(8182)).
@@ -133,6 +138,9 @@ func (r *GateReconciler) desired() []gateObject {
 	sa := corev1ac.ServiceAccount(GateName, c.Namespace).WithLabels(l)
 	role := rbacv1ac.ClusterRole(GateName).WithLabels(l).WithRules(
 		rbacv1ac.PolicyRule().WithAPIGroups("claiim.io").WithResources("aiorgs", "skills", "policies", "agents", "crossorggrants").
+			WithVerbs("get", "list", "watch"),
+		// The manager's public attestation keys, and nothing else of ConfigMaps.
+		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("configmaps").WithResourceNames(AttestationKeysConfigMap).
 			WithVerbs("get", "list", "watch"),
 		// In-cluster agents present projected ServiceAccount tokens.
 		rbacv1ac.PolicyRule().WithAPIGroups("authentication.k8s.io").WithResources("tokenreviews").WithVerbs("create"))

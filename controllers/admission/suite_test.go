@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/controllers/admission"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/test/pgtest"
 	"github.com/claiim/claiim-operator/test/testenv"
@@ -30,6 +32,8 @@ const (
 	outsiderUser = "outsider@claiim.io"
 	cfoUser      = "cfo@claiim.io"
 	managerUser  = "system:serviceaccount:claiim-system:claiim-manager"
+	// approverSA is the one ServiceAccount the manager accepts approvals from.
+	approverSA = "system:serviceaccount:ops:approval-bot"
 )
 
 var (
@@ -39,6 +43,7 @@ var (
 	pg                         *pgtest.Server
 	pool                       *pgxpool.Pool
 	clock                      *clocktesting.FakePassiveClock
+	signer                     *attest.Signer
 )
 
 func TestAdmission(t *testing.T) {
@@ -60,7 +65,8 @@ var _ = BeforeSuite(func() {
 		Webhooks: true,
 		RBAC:     []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml"},
 		// Org admins for grants: peer for engineering orgs, cfo for finance.
-		Objects: []client.Object{grantApprover("engineering"), grantApprover("finance")},
+		Objects: []client.Object{grantApprover("engineering"), grantApprover("finance"),
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}},
 		Users: []testenv.User{
 			{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-manager"}},
 			{Name: adminUser, ClusterRoles: []string{"claiim-admin"}},
@@ -75,11 +81,16 @@ var _ = BeforeSuite(func() {
 					return err
 				}
 				env.OnStop(writer.Close)
-				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Clock: clock, Log: writer}); err != nil {
+				// The manager's key, as it loads it in production (as its own
+				// identity, under its own role).
+				if signer, err = controllers.LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), "claiim-system"); err != nil {
+					return err
+				}
+				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Clock: clock, Log: writer, Signer: signer}); err != nil {
 					return err
 				}
 				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: writer,
-					ManagerUsername: managerUser, Clock: clock})
+					ManagerUsername: managerUser, Clock: clock, Signer: signer, ApproverServiceAccounts: []string{approverSA}})
 			}},
 	})
 	ctx, root, pg, pool = env.Context(), env.Client, env.Postgres, env.Chron

@@ -47,7 +47,7 @@ func TestIndexMissesNoRule(t *testing.T) {
 				Spec: claiimv1.PolicySpec{Rules: []claiimv1.PolicyRule{{Name: "r", Effect: claiimv1.PolicyEffectDeny,
 					Actions: []claiimv1.ActionPattern{claiimv1.ActionPattern(p)}}}}})
 		}
-		s := Build(in)
+		s := buildSigned(in)
 		a, _ := s.Agent("default", "bot")
 		sv, _ := s.PinnedVersion(a)
 		for range 200 {
