@@ -272,7 +272,7 @@ func (s *Server) authenticate(ctx context.Context, snap *decide.Snapshot, r *htt
 	if id, ok := token.ID(tok); ok {
 		a, ok := snap.AgentByToken(id)
 		if !ok || !token.Matches(tok, a.TokenHash) {
-			return caller{actor: "token:" + id}
+			return caller{actor: "token:" + id, why: snap.RefusedToken(id, tok)}
 		}
 		return caller{agent: a, actor: "token:" + id}
 	}
