@@ -104,7 +104,8 @@ func newFixture(t testing.TB, objs ...client.Object) *fixture {
 	}).Build()
 	reads := sessionReads{Reader: c, n: &f.sessions}
 	f.h = newHandlers(Options{Reader: reads, APIReader: reads, Client: c, Log: f.log, ManagerUsername: manager, Signer: signer,
-		Clock: clocktesting.NewFakePassiveClock(t0), Scheme: s})
+		ApproverServiceAccounts: []string{"system:serviceaccount:ops:approval-bot"},
+		Clock:                   clocktesting.NewFakePassiveClock(t0), Scheme: s})
 	return f
 }
 
