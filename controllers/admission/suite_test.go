@@ -34,12 +34,14 @@ const (
 	managerUser  = "system:serviceaccount:claiim-system:claiim-manager"
 	// approverSA is the one ServiceAccount the manager accepts approvals from.
 	approverSA = "system:serviceaccount:ops:approval-bot"
+	botSA      = "system:serviceaccount:ops:ci-bot"
 )
 
 var (
 	ctx                        context.Context
 	root                       client.Client // system:masters, for setup and reading only
 	admin, peer, outsider, cfo client.Client
+	bot, approverBot           client.Client
 	pg                         *pgtest.Server
 	pool                       *pgxpool.Pool
 	clock                      *clocktesting.FakePassiveClock
@@ -73,6 +75,10 @@ var _ = BeforeSuite(func() {
 			{Name: peerUser, ClusterRoles: []string{"claiim-admin", "claiim-approver", "grant-approver-engineering"}},
 			{Name: outsiderUser, ClusterRoles: []string{"claiim-admin"}},
 			{Name: cfoUser, ClusterRoles: []string{"claiim-admin", "grant-approver-finance"}},
+			// ServiceAccounts with the verb approve: only the one the manager
+			// was told to accept may use it.
+			{Name: botSA, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
+			{Name: approverSA, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
 		},
 		Manager: &testenv.Manager{User: managerUser, Cache: controllers.CacheOptions(),
 			Setup: func(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
@@ -95,6 +101,7 @@ var _ = BeforeSuite(func() {
 	})
 	ctx, root, pg, pool = env.Context(), env.Client, env.Postgres, env.Chron
 	admin, peer, outsider, cfo = env.As(adminUser), env.As(peerUser), env.As(outsiderUser), env.As(cfoUser)
+	bot, approverBot = env.As(botSA), env.As(approverSA)
 })
 
 // grantApprover lets its users approve grants for one org. RBAC

@@ -133,7 +133,9 @@ var _ = Describe("Trust", func() {
 		Eventually(func(g Gomega) { svID = ledgerID(g, ledger) }).Should(Succeed())
 
 		exp := metav1.NewTime(time.Now().Add(24 * time.Hour))
-		forgeStatus(grant, func() { grant.Status.Phase, grant.Status.ActivatedAt, grant.Status.ExpiresAt = claiimv1.GrantActive, &exp, &exp })
+		forgeStatus(grant, func() {
+			grant.Status.Phase, grant.Status.ActivatedAt, grant.Status.ExpiresAt = claiimv1.GrantActive, &exp, &exp
+		})
 		Consistently(func(g Gomega) {
 			_, body := validate(w.token, map[string]any{"action": "ledger:read", "skill_version_id": svID})
 			g.Expect(body).To(HaveKeyWithValue("outcome", "DENY"))
@@ -144,7 +146,9 @@ var _ = Describe("Trust", func() {
 		w := newWorld(worldOpts{accepted: true})
 		allowed(w)
 		old := w.token
-		w.update(func(a *claiimv1.Agent) { metav1.SetMetaDataAnnotation(&a.ObjectMeta, claiimv1.AnnotationRotateToken, "2026-11-26") })
+		w.update(func(a *claiimv1.Agent) {
+			metav1.SetMetaDataAnnotation(&a.ObjectMeta, claiimv1.AnnotationRotateToken, "2026-11-26")
+		})
 		sec := &corev1.Secret{}
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: w.ns, Name: controllers.TokenSecretName(w.agent.Name)}, sec)).To(Succeed())
