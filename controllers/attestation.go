@@ -21,7 +21,8 @@ const (
 	AttestationKeysConfigMap = "claiim-attestation-keys"
 )
 
-// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;patch
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=create
+// +kubebuilder:rbac:groups="",resources=configmaps,resourceNames=claiim-attestation-keys,verbs=get;list;watch;patch
 
 // LoadSigner reads the manager's signing key from its Secret in ns,
 // creating the Secret with a fresh key the first time, and publishes the
