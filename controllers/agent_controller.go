@@ -36,7 +36,7 @@ type AgentReconciler struct {
 	Signer *attest.Signer
 }
 
-// +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch
+// +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=claiim.io,resources=agents/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=claiim.io,resources=crossorggrants,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
