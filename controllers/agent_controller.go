@@ -2,8 +2,6 @@ package controllers
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"fmt"
 	"strings"
 	"time"
@@ -15,14 +13,13 @@ import (
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
-	"sigs.k8s.io/controller-runtime/pkg/controller/controllerutil"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/gate/token"
 )
 
 // AgentReconciler runs the agent's phase machine and issues its token.
@@ -38,9 +35,11 @@ type AgentReconciler struct {
 	Gate  *GateConfig
 	Clock clock.PassiveClock
 	Log   Log
+	// Signer attests the status the gate trusts and the token Secrets.
+	Signer *attest.Signer
 }
 
-// +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch
+// +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch;patch
 // +kubebuilder:rbac:groups=claiim.io,resources=agents/status,verbs=get;update;patch
 // +kubebuilder:rbac:groups=claiim.io,resources=crossorggrants,verbs=get;list;watch
 // +kubebuilder:rbac:groups="",resources=secrets,verbs=get;list;watch;create;patch;delete
@@ -66,6 +65,17 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	before := agent.DeepCopy()
 	now := metav1.NewTime(r.Clock.Now())
+	// Status is the manager's only if its signature verifies; otherwise
+	// someone else wrote it and nothing in it counts (not even a recorded
+	// decommissioning: the spec says so too, or it didn't happen).
+	trusted := r.Signer.Verify(attest.Agent(agent), agent.Status.Attestation) == nil
+	if !trusted {
+		if agent.Status.Attestation != "" {
+			r.Recorder.Eventf(agent, nil, corev1.EventTypeWarning, "StatusNotAttested", "Reconcile",
+				"the agent's status was not written by the manager; it is rewritten from the manager's records. Check who may write agents/status")
+		}
+		agent.Status.Phase = ""
+	}
 
 	pin, pendReason, pendMsg, err := r.resolve(ctx, agent)
 	if err != nil {
@@ -77,17 +87,16 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 
 	// Decommissioned is terminal: the recorded phase wins over the spec.
-	var tokOK bool
-	var tokReason, tokMsg string
+	var tok tokenOutcome
 	if agent.Decommissioned() {
-		tokOK, tokReason, tokMsg, err = r.revokeToken(ctx, agent, now)
+		tok, err = r.revokeToken(ctx, agent, trusted, now)
 	} else {
-		tokOK, tokReason, tokMsg, err = r.ensureToken(ctx, agent, now)
+		tok, err = r.ensureToken(ctx, agent, trusted, now)
 	}
 	if err != nil {
 		return ctrl.Result{}, err
 	}
-	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionTokenIssued, tokOK, tokReason, tokMsg)
+	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionTokenIssued, tok.ok, tok.reason, tok.msg)
 
 	phase, reason, msg := agentPhase(agent, pendReason, pendMsg)
 	if phase == claiimv1.AgentDecommissioned && agent.Status.DecommissionedAt == nil {
@@ -96,8 +105,9 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	agent.Status.Phase = phase
 	agent.Status.ObservedGeneration = agent.Generation
 	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionReady, phase == claiimv1.AgentActive, reason, msg)
+	agent.Status.Attestation = r.Signer.Sign(attest.Agent(agent))
 
-	if err := r.recordChanges(ctx, before, agent); err != nil {
+	if err := r.recordChanges(ctx, before, agent, tok); err != nil {
 		return ctrl.Result{}, err
 	}
 	if err := patchStatus(ctx, r.Client, before, agent, before.Status, agent.Status); err != nil {
@@ -114,7 +124,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 
 // recordChanges writes lifecycle and token events to Chron before the
 // status that reports them, so no change goes unrecorded.
-func (r *AgentReconciler) recordChanges(ctx context.Context, before, a *claiimv1.Agent) error {
+func (r *AgentReconciler) recordChanges(ctx context.Context, before, a *claiimv1.Agent, tok tokenOutcome) error {
 	base := func(kind chron.Kind, reason, msg string) *chron.Record {
 		return &chron.Record{Kind: kind, Action: string(kind), Outcome: chron.OutcomeAllow, Reason: reason, Message: msg,
 			AgentName: a.Name, AgentNamespace: a.Namespace, AgentUID: string(a.UID), Org: string(a.Spec.Org),
@@ -127,18 +137,32 @@ func (r *AgentReconciler) recordChanges(ctx context.Context, before, a *claiimv1
 			return err
 		}
 	}
-	if t := a.Status.Token; t != nil {
-		if before.Status.Token == nil {
-			if err := recordEvent(ctx, r.Log, a.UID, "token-issued/"+t.ID,
-				base(chron.KindTokenIssued, "TOKEN_ISSUED", fmt.Sprintf("token %s issued into Secret %s/%s", t.ID, a.Namespace, t.SecretName))); err != nil {
-				return err
-			}
+	if tok.refused != "" {
+		rec := base(chron.KindTokenRefused, "TOKEN_SECRET_REFUSED", tok.msg)
+		rec.Outcome = chron.OutcomeDeny
+		if err := recordEvent(ctx, r.Log, a.UID, "token-refused/"+tok.refused, rec); err != nil {
+			return err
 		}
-		if t.RevokedAt != nil && (before.Status.Token == nil || before.Status.Token.RevokedAt == nil) {
-			if err := recordEvent(ctx, r.Log, a.UID, "token-revoked/"+t.ID,
-				base(chron.KindTokenRevoked, "TOKEN_REVOKED", fmt.Sprintf("token %s revoked for good", t.ID))); err != nil {
-				return err
-			}
+	}
+	t, prev := a.Status.Token, before.Status.Token
+	if t == nil {
+		return nil
+	}
+	if t.Hash != "" && (prev == nil || prev.ID != t.ID || prev.Hash == "") {
+		kind, reason, msg := chron.KindTokenIssued, "TOKEN_ISSUED", fmt.Sprintf("token %s issued into Secret %s/%s", t.ID, a.Namespace, t.SecretName)
+		if prev != nil && prev.ID != "" && prev.ID != t.ID {
+			kind, reason = chron.KindTokenRotated, "TOKEN_ROTATED"
+			msg = fmt.Sprintf("token %s replaced by token %s in Secret %s/%s (rotation %q); the old token no longer authenticates",
+				prev.ID, t.ID, a.Namespace, t.SecretName, a.Annotations[claiimv1.AnnotationTokenRotated])
+		}
+		if err := recordEvent(ctx, r.Log, a.UID, "token-issued/"+t.ID, base(kind, reason, msg)); err != nil {
+			return err
+		}
+	}
+	if t.RevokedAt != nil && (prev == nil || prev.RevokedAt == nil) {
+		if err := recordEvent(ctx, r.Log, a.UID, fmt.Sprintf("token-revoked/%s/%s", t.ID, a.Annotations[claiimv1.AnnotationTokenEpoch]),
+			base(chron.KindTokenRevoked, "TOKEN_REVOKED", tok.msg)); err != nil {
+			return err
 		}
 	}
 	return nil
@@ -225,7 +249,7 @@ func (r *AgentReconciler) activeGrant(ctx context.Context, skill *claiimv1.Skill
 	var best *time.Time
 	for i := range grants.Items {
 		g := &grants.Items[i]
-		if !g.ActiveAt(now) || !g.Covers(skill.Name, skill.Spec.Org, org) {
+		if !g.ActiveAt(now) || !g.Covers(skill.Name, skill.Spec.Org, org) || r.Signer.Verify(attest.Grant(g), g.Status.Attestation) != nil {
 			continue
 		}
 		if t := g.Status.ExpiresAt.Time; best == nil || t.After(*best) {
@@ -233,145 +257,6 @@ func (r *AgentReconciler) activeGrant(ctx context.Context, skill *claiimv1.Skill
 		}
 	}
 	return best, nil
-}
-
-// TokenSecretName is the Secret that holds an agent's token.
-func TokenSecretName(agent string) string {
-	const suffix = "-claiim-token"
-	if len(agent)+len(suffix) <= 253 {
-		return agent + suffix
-	}
-	sum := sha256.Sum256([]byte(agent))
-	return agent[:200] + "-" + hex.EncodeToString(sum[:4]) + suffix
-}
-
-// ensureToken issues the token once and never rewrites it. If the Secret
-// was created but the status write was lost, the token is adopted from the
-// Secret rather than issued twice.
-func (r *AgentReconciler) ensureToken(ctx context.Context, a *claiimv1.Agent, now metav1.Time) (bool, string, string, error) {
-	name := TokenSecretName(a.Name)
-	sec, err := r.tokenSecret(ctx, a.Namespace, name)
-	if err != nil {
-		return false, "", "", err
-	}
-	ref := fmt.Sprintf("%s/%s", a.Namespace, name)
-	want, err := r.gateKeys(ctx)
-	if err != nil {
-		return false, "", "", err
-	}
-
-	if a.Status.Token == nil {
-		if sec != nil {
-			if !metav1.IsControlledBy(sec, a) {
-				return false, claiimv1.ReasonTokenSecretConflict, fmt.Sprintf("Secret %s exists and does not belong to this agent; delete or rename it so the token can be issued", ref), nil
-			}
-			tok := string(sec.Data[claiimv1.SecretKeyAgentToken])
-			id, ok := token.ID(tok)
-			if !ok {
-				return false, claiimv1.ReasonTokenSecretConflict, fmt.Sprintf("Secret %s holds no valid %s; delete it so a token can be issued", ref, claiimv1.SecretKeyAgentToken), nil
-			}
-			issued := sec.CreationTimestamp
-			a.Status.Token = &claiimv1.AgentToken{ID: id, Hash: token.Hash(tok), SecretName: name, IssuedAt: &issued}
-		} else {
-			tok, id, hash := token.New()
-			sec = &corev1.Secret{
-				ObjectMeta: metav1.ObjectMeta{
-					Name: name, Namespace: a.Namespace,
-					Labels: map[string]string{claiimv1.LabelAgentToken: "true", claiimv1.LabelAgentName: a.Name},
-				},
-				Type: corev1.SecretTypeOpaque,
-				Data: map[string][]byte{
-					claiimv1.SecretKeyAgentToken:     []byte(tok),
-					claiimv1.SecretKeySkillVersionID: []byte(a.Status.SkillVersionID),
-				},
-			}
-			for k, v := range want {
-				sec.Data[k] = []byte(v)
-			}
-			if err := controllerutil.SetControllerReference(a, sec, r.Scheme()); err != nil {
-				return false, "", "", fmt.Errorf("owning token Secret: %w", err)
-			}
-			ctrl.LoggerFrom(ctx).Info("issuing agent token", "secret", ref, "tokenID", id)
-			if err := r.Create(ctx, sec); err != nil {
-				return false, "", "", fmt.Errorf("creating token Secret %s: %w", ref, err)
-			}
-			a.Status.Token = &claiimv1.AgentToken{ID: id, Hash: hash, SecretName: name, IssuedAt: &now}
-			r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, claiimv1.ReasonTokenIssued, "IssueToken", "token %s issued into Secret %s", id, ref)
-		}
-	}
-
-	t := a.Status.Token
-	switch {
-	case sec == nil:
-		return false, claiimv1.ReasonTokenSecretMissing, fmt.Sprintf(
-			"Secret %s holding token %s was deleted; the token still works wherever it was copied. Decommission the agent to revoke it", ref, t.ID), nil
-	case !token.Matches(string(sec.Data[claiimv1.SecretKeyAgentToken]), t.Hash):
-		return false, claiimv1.ReasonTokenSecretConflict, fmt.Sprintf(
-			"the token in Secret %s was changed and will not authenticate; only token %s is valid", ref, t.ID), nil
-	}
-	// The non-secret keys follow the agent (a re-pinned skill version, a
-	// moved gate, a new gate CA); the token itself is never rewritten.
-	if a.Status.SkillVersionID != "" {
-		want[claiimv1.SecretKeySkillVersionID] = a.Status.SkillVersionID
-	}
-	patch := client.MergeFrom(sec.DeepCopy())
-	changed := false
-	for k, v := range want {
-		if string(sec.Data[k]) != v {
-			sec.Data[k] = []byte(v)
-			changed = true
-		}
-	}
-	if changed {
-		if err := r.Patch(ctx, sec, patch); err != nil {
-			return false, "", "", fmt.Errorf("updating token Secret %s: %w", ref, err)
-		}
-	}
-	return true, claiimv1.ReasonTokenIssued, fmt.Sprintf("token %s is in Secret %s", t.ID, ref), nil
-}
-
-// revokeToken revokes the token for good: the hash is dropped from status
-// (the gate can no longer match it) and the Secret is deleted.
-func (r *AgentReconciler) revokeToken(ctx context.Context, a *claiimv1.Agent, now metav1.Time) (bool, string, string, error) {
-	name := TokenSecretName(a.Name)
-	sec, err := r.tokenSecret(ctx, a.Namespace, name)
-	if err != nil {
-		return false, "", "", err
-	}
-	if sec != nil && metav1.IsControlledBy(sec, a) {
-		if err := r.Delete(ctx, sec); client.IgnoreNotFound(err) != nil {
-			return false, "", "", fmt.Errorf("deleting token Secret %s/%s: %w", a.Namespace, name, err)
-		}
-	}
-	t := a.Status.Token
-	if t == nil {
-		return false, claiimv1.ReasonTokenRevoked, "no token was ever issued; the agent is decommissioned", nil
-	}
-	if t.RevokedAt == nil {
-		t.Hash = ""
-		t.RevokedAt = &now
-		r.Recorder.Eventf(a, nil, corev1.EventTypeNormal, claiimv1.ReasonTokenRevoked, "RevokeToken", "token %s revoked for good", t.ID)
-	}
-	return false, claiimv1.ReasonTokenRevoked, fmt.Sprintf("token %s is revoked for good", t.ID), nil
-}
-
-// tokenSecret reads the agent's token Secret, or nil if there is none.
-func (r *AgentReconciler) tokenSecret(ctx context.Context, ns, name string) (*corev1.Secret, error) {
-	key := types.NamespacedName{Namespace: ns, Name: name}
-	sec := &corev1.Secret{}
-	err := r.Get(ctx, key, sec)
-	if apierrors.IsNotFound(err) {
-		// The cache sees only labelled Secrets; ask the apiserver before
-		// concluding the name is free.
-		err = r.APIReader.Get(ctx, key, sec)
-	}
-	if apierrors.IsNotFound(err) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("reading token Secret %s/%s: %w", ns, name, err)
-	}
-	return sec, nil
 }
 
 // SetupWithManager watches Agents, their token Secrets, and the skills

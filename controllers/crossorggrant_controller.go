@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -12,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
@@ -22,6 +24,7 @@ type CrossOrgGrantReconciler struct {
 	Recorder recorder.EventRecorder
 	Clock    clock.PassiveClock
 	Log      Log
+	Signer   *attest.Signer
 }
 
 // +kubebuilder:rbac:groups=claiim.io,resources=crossorggrants,verbs=get;list;watch
@@ -35,6 +38,14 @@ func (r *CrossOrgGrantReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	before := g.DeepCopy()
 	now := r.Clock.Now()
 	st := &g.Status
+	if r.Signer.Verify(attest.Grant(g), st.Attestation) != nil {
+		// Not the manager's status: its activation time counts for nothing.
+		st.ActivatedAt = nil
+		if st.Attestation != "" {
+			r.Recorder.Eventf(g, nil, corev1.EventTypeWarning, "StatusNotAttested", "Reconcile",
+				"the grant's status was not written by the manager; it is rewritten from the manager's records. Check who may write crossorggrants/status")
+		}
+	}
 	st.GrantingApprovedBy = claiimv1.Username(g.Annotations[claiimv1.AnnotationGrantingApprovedBy])
 	st.ReceivingApprovedBy = claiimv1.Username(g.Annotations[claiimv1.AnnotationReceivingApprovedBy])
 	both := st.GrantingApprovedBy != "" && st.ReceivingApprovedBy != ""
@@ -57,6 +68,7 @@ func (r *CrossOrgGrantReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	st.ObservedGeneration = g.Generation
 	setCondition(&st.Conditions, g.Generation, claiimv1.ConditionReady, st.Phase == claiimv1.GrantActive, string(st.Phase), msg)
+	st.Attestation = r.Signer.Sign(attest.Grant(g))
 
 	if before.Status.Phase != st.Phase && st.Phase != claiimv1.GrantPending {
 		outcome := chron.OutcomeDeny

@@ -1,6 +1,7 @@
 package controllers
 
 import (
+	"cmp"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -48,6 +49,9 @@ type GateConfig struct {
 	// TLS makes the gate serve HTTPS with the certificate the manager
 	// keeps in GateTLSSecret (gate_tls.go).
 	TLS bool
+	// KeysNamespace holds the manager's published attestation keys, which
+	// the gate verifies status with (default: Namespace).
+	KeysNamespace string
 }
 
 // Names and labels of the gate's objects.
@@ -112,7 +116,8 @@ func (r *GateReconciler) desired() []gateObject {
 		env = append(env, corev1ac.EnvVar().WithName("GOMEMLIMIT").WithValue(limit))
 	}
 	gate := corev1ac.Container().WithName("gate").WithImage(c.Image).
-		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), fmt.Sprintf("--metrics-bind-address=:%d", gateMetricPort)).
+		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), fmt.Sprintf("--metrics-bind-address=:%d", gateMetricPort),
+			fmt.Sprintf("--attestation-keys=%s/%s", cmp.Or(c.KeysNamespace, c.Namespace), AttestationKeysConfigMap)).
 		WithEnv(env...).
 		WithPorts(corev1ac.ContainerPort().WithName("api").WithContainerPort(c.Port),
 			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(gateMetricPort)).
@@ -138,6 +143,9 @@ func (r *GateReconciler) desired() []gateObject {
 	sa := corev1ac.ServiceAccount(GateName, c.Namespace).WithLabels(l)
 	role := rbacv1ac.ClusterRole(GateName).WithLabels(l).WithRules(
 		rbacv1ac.PolicyRule().WithAPIGroups("claiim.io").WithResources("aiorgs", "skills", "policies", "agents", "crossorggrants").
+			WithVerbs("get", "list", "watch"),
+		// The manager's public attestation keys, and nothing else of ConfigMaps.
+		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("configmaps").WithResourceNames(AttestationKeysConfigMap).
 			WithVerbs("get", "list", "watch"),
 		// In-cluster agents present projected ServiceAccount tokens, and
 		// metrics scrapers their tokens, which the gate authorizes.

@@ -62,7 +62,7 @@ var _ = Describe("GitOps", func() {
 		pim := &claiimv1.PIMRequest{ObjectMeta: metav1.ObjectMeta{Name: uniq("pim"), Annotations: map[string]string{
 			claiimv1.AnnotationApprovedBy: "peer@claiim.io", claiimv1.AnnotationApprovedAt: time.Now().UTC().Format(time.RFC3339)}},
 			Spec: claiimv1.PIMRequestSpec{Reason: "Initial onboarding -- setting up first agent fleet", Requester: "admin@claiim.io"}}
-		Expect(k8s.Create(ctx, pim)).To(Succeed())
+		createApproved(pim)
 		grant := &claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: uniq("grant"), Annotations: map[string]string{
 			claiimv1.AnnotationGrantingApprovedBy: "cfo@claiim.io", claiimv1.AnnotationReceivingApprovedBy: "cto@claiim.io"}},
 			Spec: claiimv1.CrossOrgGrantSpec{GrantingOrg: claiimv1.OrgName(other.Name), ReceivingOrg: claiimv1.OrgName(o.Name),

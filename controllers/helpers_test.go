@@ -1,6 +1,7 @@
 package controllers_test
 
 import (
+	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	"k8s.io/apimachinery/pkg/api/meta"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -8,6 +9,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/controllers"
+	"github.com/claiim/claiim-operator/gate/attest"
 )
 
 func org(name, parent string) *claiimv1.AIOrg {
@@ -80,4 +83,20 @@ func update(obj client.Object, mutate func()) error {
 		mutate()
 		return k8s.Update(ctx, obj)
 	})
+}
+
+// createApproved creates p, approved as admission approves it in a real
+// cluster: it stamps and signs the approval with the manager's key (this
+// suite has no webhooks). The signature covers the UID, so it comes after
+// the create.
+func createApproved(p *claiimv1.PIMRequest) {
+	GinkgoHelper()
+	Expect(k8s.Create(ctx, p)).To(Succeed())
+	signer, err := controllers.LoadSigner(ctx, k8s, k8s, gateNamespace)
+	Expect(err).NotTo(HaveOccurred())
+	// A patch of the annotation alone: a full update would re-encode the
+	// spec's duration ("1h0m0s"), which the immutable spec refuses.
+	patch := client.MergeFrom(p.DeepCopy())
+	p.Annotations[claiimv1.AnnotationApprovalAttestation] = signer.Sign(attest.PIMApproval(p))
+	Expect(k8s.Patch(ctx, p, patch)).To(Succeed())
 }

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
@@ -21,6 +22,7 @@ type PIMRequestReconciler struct {
 	Recorder recorder.EventRecorder
 	Clock    clock.PassiveClock
 	Log      Log
+	Signer   *attest.Signer
 }
 
 // +kubebuilder:rbac:groups=claiim.io,resources=pimrequests,verbs=get;list;watch
@@ -34,6 +36,14 @@ func (r *PIMRequestReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 	before := p.DeepCopy()
 	now := r.Clock.Now()
 	s := p.Session(now)
+	// An approval counts only as admission checked and signed it: approval
+	// annotations that got there any other way elevate nobody.
+	forged := false
+	if s.Phase == claiimv1.PIMActive || s.Phase == claiimv1.PIMExpired {
+		if err := r.Signer.Verify(attest.PIMApproval(p), p.Annotations[claiimv1.AnnotationApprovalAttestation]); err != nil {
+			s, forged = claiimv1.PIMSession{Phase: claiimv1.PIMPending, Subject: s.Subject}, true
+		}
+	}
 
 	st := &p.Status
 	st.Phase, st.Requester, st.Subject, st.ApprovedBy = s.Phase, p.Spec.Requester, s.Subject, s.ApprovedBy
@@ -49,6 +59,10 @@ func (r *PIMRequestReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		claiimv1.PIMExpired: "the session expired; request elevation again with a new PIMRequest. What was created stays",
 		claiimv1.PIMRevoked: fmt.Sprintf("revoked by %s", p.Annotations[claiimv1.AnnotationRevokedBy]),
 	}[s.Phase]
+	if forged {
+		msg = "the approval annotations were not stamped by admission (no valid manager attestation), so this request elevates nobody. " +
+			"Have an approver approve it through the apiserver with the CLAIIM webhooks in place"
+	}
 	st.ObservedGeneration = p.Generation
 	setCondition(&st.Conditions, p.Generation, claiimv1.ConditionReady, s.Phase == claiimv1.PIMActive, string(s.Phase), msg)
 

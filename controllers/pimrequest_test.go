@@ -22,7 +22,7 @@ var _ = Describe("PIMRequest", func() {
 				claiimv1.AnnotationApprovedBy: "peer@claiim.io", claiimv1.AnnotationApprovedAt: at.Format(time.RFC3339)}},
 			Spec: claiimv1.PIMRequestSpec{Reason: "Initial onboarding -- setting up first agent fleet", Requester: "admin@claiim.io"},
 		}
-		Expect(k8s.Create(ctx, p)).To(Succeed())
+		createApproved(p)
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(p), p)).To(Succeed())
 			g.Expect(p.Status.Phase).To(Equal(claiimv1.PIMActive))

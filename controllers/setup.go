@@ -18,10 +18,14 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 )
 
 // DefaultGateURL is the in-cluster address of the gate Service's API.
 const DefaultGateURL = "http://claiim-gate.claiim-system.svc:8181/v"
+
+// DefaultNamespace is the manager's namespace when none is given.
+const DefaultNamespace = "claiim-system"
 
 // Options configures the reconcilers.
 type Options struct {
@@ -33,6 +37,12 @@ type Options struct {
 	Log Log
 	// Gate, when set, makes the manager run and keep the gate in-cluster.
 	Gate *GateConfig
+	// Signer attests what the gate and admission trust. When nil, Setup
+	// loads (or creates) the key in Namespace (LoadSigner).
+	Signer *attest.Signer
+	// Namespace is the manager's: where its attestation key lives.
+	// Default: the gate's namespace, else claiim-system.
+	Namespace string
 }
 
 // Field indexes that let a change of one object find the others it affects.
@@ -41,6 +51,7 @@ const (
 	indexOrg          = "spec.org"
 	indexSkillName    = "spec.skillRef.name"
 	indexReceivingOrg = "spec.receivingOrg"
+	indexTokenID      = "status.token.id"
 )
 
 // Setup registers the field indexes and every reconciler with mgr.
@@ -53,6 +64,24 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
+	}
+	if opts.Namespace == "" {
+		opts.Namespace = DefaultNamespace
+		if opts.Gate != nil {
+			opts.Namespace = opts.Gate.Namespace
+		}
+	}
+	if opts.Gate != nil && opts.Gate.KeysNamespace == "" {
+		g := *opts.Gate
+		g.KeysNamespace = opts.Namespace
+		opts.Gate = &g
+	}
+	if opts.Signer == nil {
+		s, err := LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), opts.Namespace)
+		if err != nil {
+			return err
+		}
+		opts.Signer = s
 	}
 	idx := mgr.GetFieldIndexer()
 	indexes := []struct {
@@ -68,6 +97,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 			return nonEmpty(string(o.(*claiimv1.CrossOrgGrant).Spec.ReceivingOrg))
 		}},
 		{&claiimv1.Agent{}, indexSkillName, func(o client.Object) []string { return nonEmpty(o.(*claiimv1.Agent).Spec.SkillRef.Name) }},
+		{&claiimv1.Agent{}, indexTokenID, func(o client.Object) []string {
+			if t := o.(*claiimv1.Agent).Status.Token; t != nil {
+				return nonEmpty(t.ID)
+			}
+			return nil
+		}},
 	}
 	for _, i := range indexes {
 		if err := idx.IndexField(ctx, i.obj, i.field, i.fn); err != nil {
@@ -78,12 +113,13 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	rec := mgr.GetEventRecorder("claiim-manager")
 	c := mgr.GetClient()
 	for name, r := range map[string]interface{ SetupWithManager(ctrl.Manager) error }{
-		"aiorg":         &AIOrgReconciler{Client: c, Recorder: rec},
-		"skill":         &SkillReconciler{Client: c, Recorder: rec},
-		"policy":        &PolicyReconciler{Client: c, Recorder: rec},
-		"agent":         &AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, GateURL: opts.GateURL, Gate: opts.Gate, Clock: opts.Clock, Log: opts.Log},
-		"pimrequest":    &PIMRequestReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log},
-		"crossorggrant": &CrossOrgGrantReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log},
+		"aiorg":  &AIOrgReconciler{Client: c, Recorder: rec},
+		"skill":  &SkillReconciler{Client: c, Recorder: rec},
+		"policy": &PolicyReconciler{Client: c, Recorder: rec},
+		"agent": &AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, GateURL: opts.GateURL, Gate: opts.Gate, Clock: opts.Clock, Log: opts.Log,
+			Signer: opts.Signer},
+		"pimrequest":    &PIMRequestReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log, Signer: opts.Signer},
+		"crossorggrant": &CrossOrgGrantReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log, Signer: opts.Signer},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", name, err)

@@ -47,6 +47,7 @@ const (
 	ReasonTokenRevoked         = "TokenRevoked"
 	ReasonTokenSecretConflict  = "TokenSecretConflict"
 	ReasonTokenSecretMissing   = "TokenSecretMissing"
+	ReasonTokenRotated         = "TokenRotated"
 )
 
 // SkillRef pins an agent to one published version of a skill.
@@ -161,6 +162,13 @@ type AgentStatus struct {
 	// DecommissionedAt is when the agent was decommissioned.
 	// +optional
 	DecommissionedAt *metav1.Time `json:"decommissionedAt,omitempty"`
+
+	// Attestation is the manager's signature over phase, observed
+	// generation and token (gate/attest). The gate trusts none of them
+	// without it: anyone allowed to write agents/status could set them.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Attestation string `json:"attestation,omitempty"`
 }
 
 // Agent is an AI agent provisioned to act in an org under a pinned skill

@@ -20,6 +20,27 @@ const (
 	// anchor to accept the assignment; its value is the anchor's username.
 	AnnotationAnchorAccepted = "claiim.io/anchor-accepted"
 
+	// AnnotationRotateToken asks for a new agent token: set it to a value
+	// it has not had (a date, a ticket). Changing it needs a PIM session,
+	// as any change to an agent; the old token stops working at once.
+	AnnotationRotateToken = "claiim.io/rotate-token"
+	// AnnotationTokenEpoch counts the agent's token changes; the
+	// AnnotationTokenRotated is the last rotation request the manager
+	// carried out. Only the manager writes them (admission refuses anyone
+	// else, even under PIM): the gate checks the status attestation against
+	// the epoch, so a status copied back from an earlier token is refused.
+	AnnotationTokenEpoch   = "claiim.io/token-epoch"
+	AnnotationTokenRotated = "claiim.io/token-rotated"
+
+	// On a token Secret, the manager's signed record of what it wrote:
+	// the epoch and rotation it was issued for, when, and the signature
+	// over them, the agent's UID and the token's hash. A Secret without a
+	// valid one was not written by the manager and is never adopted.
+	AnnotationSecretTokenEpoch    = "claiim.io/token-epoch"
+	AnnotationSecretTokenRotation = "claiim.io/token-rotation"
+	AnnotationSecretIssuedAt      = "claiim.io/token-issued-at"
+	AnnotationSecretAttestation   = "claiim.io/token-attestation"
+
 	// LabelAgentToken marks the Secrets that hold agent tokens, so the
 	// manager caches only those and no other Secret.
 	LabelAgentToken = "claiim.io/agent-token"

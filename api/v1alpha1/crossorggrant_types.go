@@ -103,6 +103,13 @@ type CrossOrgGrantStatus struct {
 	// ExpiresAt is when the grant stops counting.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// Attestation is the manager's signature over phase and expiresAt
+	// (gate/attest). Neither counts without it: anyone allowed to write
+	// crossorggrants/status could set them.
+	// +optional
+	// +kubebuilder:validation:MaxLength=128
+	Attestation string `json:"attestation,omitempty"`
 }
 
 // CrossOrgGrant lets agents of one AIOrg use skills of another. Both sides

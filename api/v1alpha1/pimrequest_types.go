@@ -22,6 +22,10 @@ const (
 	AnnotationApprovedAt = "claiim.io/approved-at"
 	AnnotationDeniedBy   = "claiim.io/denied-by"
 	AnnotationRevokedBy  = "claiim.io/revoked-by"
+	// AnnotationApprovalAttestation is admission's signature over the
+	// approval it checked and stamped (gate/attest); an approval without a
+	// valid one elevates nobody, however its other annotations got there.
+	AnnotationApprovalAttestation = "claiim.io/approval-attestation"
 )
 
 // PIMPhase is where an elevation is in its lifecycle.

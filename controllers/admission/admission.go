@@ -28,6 +28,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
@@ -49,8 +50,15 @@ type Options struct {
 	Log    Log
 	// ManagerUsername is the manager's own identity, exempt from PIM.
 	ManagerUsername string
-	Clock           clock.PassiveClock
-	Scheme          *runtime.Scheme
+	// Signer signs the approvals admission checked and verifies the
+	// attestations of sessions and grants it relies on (the manager's key).
+	Signer *attest.Signer
+	// ApproverServiceAccounts are the only ServiceAccounts that may approve
+	// a PIMRequest (full usernames, system:serviceaccount:<ns>:<name>).
+	// Approvals come from people: empty by default.
+	ApproverServiceAccounts []string
+	Clock                   clock.PassiveClock
+	Scheme                  *runtime.Scheme
 }
 
 // Webhook paths; the markers below generate config/webhook/manifests.yaml.
@@ -79,8 +87,8 @@ func Setup(mgr ctrl.Manager, o Options) error {
 	if o.Scheme == nil {
 		o.Scheme = mgr.GetScheme()
 	}
-	if o.Reader == nil || o.APIReader == nil || o.Client == nil || o.Log == nil || o.ManagerUsername == "" {
-		return fmt.Errorf("admission: Reader, APIReader, Client, Log and ManagerUsername are required")
+	if o.Reader == nil || o.APIReader == nil || o.Client == nil || o.Log == nil || o.ManagerUsername == "" || o.Signer == nil {
+		return fmt.Errorf("admission: Reader, APIReader, Client, Log, ManagerUsername and Signer are required")
 	}
 	h := newHandlers(o)
 	routes, err := h.routes()

@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 )
 
 // agentWebhook: the pinned version must exist (or be shared by an active
@@ -39,6 +40,9 @@ func (w agentWebhook) Default(ctx context.Context, a *claiimv1.Agent) error {
 		ann[claiimv1.AnnotationAnchorAccepted] = req.UserInfo.Username
 	} else {
 		delete(ann, claiimv1.AnnotationAnchorAccepted)
+	}
+	for _, k := range managerOnly { // a new agent has had no token
+		delete(ann, k)
 	}
 	a.SetAnnotations(ann)
 	return nil
@@ -73,8 +77,19 @@ func about(a *claiimv1.Agent, r rules) rules {
 	}
 }
 
+// managerOnly are the agent annotations only the manager writes: the gate
+// checks the token's attestation against them, so setting one back would
+// bring back a rotated or revoked token.
+var managerOnly = []string{claiimv1.AnnotationTokenEpoch, claiimv1.AnnotationTokenRotated}
+
 func (w agentWebhook) update(ctx context.Context, req admission.Request, old, a *claiimv1.Agent) (verdict, error) {
 	user := req.UserInfo.Username
+	for _, k := range managerOnly {
+		if old.Annotations[k] != a.Annotations[k] {
+			return verdict{refuse: fmt.Sprintf("annotation %s is written by the manager only; to replace the agent's token, set %s to a new value",
+				k, claiimv1.AnnotationRotateToken)}, nil
+		}
+	}
 	if old.Spec.Lifecycle == claiimv1.LifecycleDecommissioned && !equality.Semantic.DeepEqual(a.Spec, old.Spec) {
 		return verdict{refuse: "the agent is decommissioned, which is permanent: it cannot be revived or changed. Provision a new agent"}, nil
 	}
@@ -91,6 +106,10 @@ func (w agentWebhook) update(ctx context.Context, req admission.Request, old, a 
 			a.Spec.AccountabilityAnchor, a.Name, claiimv1.AnnotationAnchorAccepted, a.Spec.AccountabilityAnchor, a.Spec.AccountabilityAnchor)}, nil
 	}
 
+	if old.Annotations[claiimv1.AnnotationRotateToken] != a.Annotations[claiimv1.AnnotationRotateToken] {
+		return verdict{what: fmt.Sprintf("agent %s/%s: token rotation requested (%s=%q)", a.Namespace, a.Name,
+			claiimv1.AnnotationRotateToken, a.Annotations[claiimv1.AnnotationRotateToken])}, nil
+	}
 	// What changed besides acceptance and lifecycle?
 	sameRest := equality.Semantic.DeepEqual(withoutLifecycle(a.Spec), withoutLifecycle(old.Spec)) &&
 		equality.Semantic.DeepEqual(a.Labels, old.Labels) &&
@@ -134,7 +153,8 @@ func (w agentWebhook) skillProblem(ctx context.Context, a *claiimv1.Agent) (stri
 	}
 	now := w.h.now()
 	for i := range grants.Items {
-		if g := &grants.Items[i]; g.ActiveAt(now) && g.Covers(s.Name, s.Spec.Org, a.Spec.Org) {
+		if g := &grants.Items[i]; g.ActiveAt(now) && g.Covers(s.Name, s.Spec.Org, a.Spec.Org) &&
+			w.h.Signer.Verify(attest.Grant(g), g.Status.Attestation) == nil {
 			return "", nil
 		}
 	}

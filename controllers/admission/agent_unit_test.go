@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 )
 
 func testAgent(ns, name, org, skill, anchor string) *claiimv1.Agent {
@@ -20,9 +21,11 @@ func testAgent(ns, name, org, skill, anchor string) *claiimv1.Agent {
 
 func testGrant(phase claiimv1.GrantPhase, expires time.Time) *claiimv1.CrossOrgGrant {
 	e := metav1.NewTime(expires)
-	return &claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: "finance-to-engineering"},
+	g := &claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: "finance-to-engineering"},
 		Spec:   claiimv1.CrossOrgGrantSpec{GrantingOrg: "finance", ReceivingOrg: "engineering", Skills: []string{"ledger"}, Duration: &metav1.Duration{Duration: time.Hour}},
 		Status: claiimv1.CrossOrgGrantStatus{Phase: phase, ExpiresAt: &e}}
+	g.Status.Attestation = signer.Sign(attest.Grant(g))
+	return g
 }
 
 func TestAgentWebhook(t *testing.T) {

@@ -22,6 +22,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
@@ -36,6 +37,9 @@ const (
 )
 
 var t0 = time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+
+// signer is the manager's attestation key in these tests.
+var signer = attest.NewSigner(attest.NewKey())
 
 func testScheme(t testing.TB) *runtime.Scheme {
 	t.Helper()
@@ -99,16 +103,19 @@ func newFixture(t testing.TB, objs ...client.Object) *fixture {
 		},
 	}).Build()
 	reads := sessionReads{Reader: c, n: &f.sessions}
-	f.h = newHandlers(Options{Reader: reads, APIReader: reads, Client: c, Log: f.log, ManagerUsername: manager,
-		Clock: clocktesting.NewFakePassiveClock(t0), Scheme: s})
+	f.h = newHandlers(Options{Reader: reads, APIReader: reads, Client: c, Log: f.log, ManagerUsername: manager, Signer: signer,
+		ApproverServiceAccounts: []string{"system:serviceaccount:ops:approval-bot"},
+		Clock:                   clocktesting.NewFakePassiveClock(t0), Scheme: s})
 	return f
 }
 
 // session is a PIM session of user, approved by another a minute ago.
 func session(user string) *claiimv1.PIMRequest {
-	return &claiimv1.PIMRequest{ObjectMeta: metav1.ObjectMeta{Name: "pim-" + strings.Split(user, "@")[0], Annotations: map[string]string{
+	p := &claiimv1.PIMRequest{ObjectMeta: metav1.ObjectMeta{Name: "pim-" + strings.Split(user, "@")[0], Annotations: map[string]string{
 		claiimv1.AnnotationApprove: "ok", claiimv1.AnnotationApprovedBy: "approver@claiim.io", claiimv1.AnnotationApprovedAt: t0.Add(-time.Minute).Format(time.RFC3339)}},
 		Spec: claiimv1.PIMRequestSpec{Requester: claiimv1.Username(user), Subject: claiimv1.Username(user), Reason: "a reason long enough"}}
+	p.Annotations[claiimv1.AnnotationApprovalAttestation] = signer.Sign(attest.PIMApproval(p))
+	return p
 }
 
 // kindOf finds the registry entry of obj's kind.

@@ -320,7 +320,7 @@ var _ = Describe("Agents", Serial, func() {
 // what the apiserver holds now.
 func gateSays(a *claiimv1.Agent) string {
 	GinkgoHelper()
-	in := decide.Inputs{}
+	in := decide.Inputs{Keys: signer.Public()}
 	orgs, skills, pols, agents, grants := &claiimv1.AIOrgList{}, &claiimv1.SkillList{}, &claiimv1.PolicyList{}, &claiimv1.AgentList{}, &claiimv1.CrossOrgGrantList{}
 	for _, l := range []client.ObjectList{orgs, skills, pols, agents, grants} {
 		Expect(root.List(ctx, l)).To(Succeed())

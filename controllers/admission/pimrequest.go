@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
+	"strings"
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
@@ -11,6 +13,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
@@ -26,7 +29,8 @@ var (
 )
 
 // stamped are the annotations only admission writes.
-var stamped = []string{claiimv1.AnnotationApprovedBy, claiimv1.AnnotationApprovedAt, claiimv1.AnnotationDeniedBy, claiimv1.AnnotationRevokedBy}
+var stamped = []string{claiimv1.AnnotationApprovedBy, claiimv1.AnnotationApprovedAt, claiimv1.AnnotationDeniedBy, claiimv1.AnnotationRevokedBy,
+	claiimv1.AnnotationApprovalAttestation}
 
 // decisions pair what a person sets with what admission stamps for it.
 var decisions = []struct{ set, by string }{
@@ -80,6 +84,13 @@ func (w pimRequestWebhook) Default(ctx context.Context, p *claiimv1.PIMRequest) 
 				ann[d.by] = user
 				if d.set == claiimv1.AnnotationApprove {
 					ann[claiimv1.AnnotationApprovedAt] = w.h.now().UTC().Format(time.RFC3339)
+					p.SetAnnotations(ann)
+					// Signed only when the approval passes the checks the
+					// validating webhook makes: with that webhook gone, an
+					// approval nobody checked still elevates nobody.
+					if reason, _, err := w.approvalRefusal(ctx, req, old, p, "approve"); err == nil && reason == "" {
+						ann[claiimv1.AnnotationApprovalAttestation] = w.h.Signer.Sign(attest.PIMApproval(p))
+					}
 				}
 			}
 		}
@@ -142,8 +153,10 @@ func (w pimRequestWebhook) ValidateUpdate(ctx context.Context, old, p *claiimv1.
 			newDecision = &decisions[i]
 		}
 	}
+	approving := newDecision != nil && newDecision.set == claiimv1.AnnotationApprove
 	for _, k := range stamped {
-		if old.Annotations[k] != p.Annotations[k] && (newDecision == nil || (k != newDecision.by && k != claiimv1.AnnotationApprovedAt)) {
+		if old.Annotations[k] != p.Annotations[k] && (newDecision == nil || k != newDecision.by) &&
+			(!approving || (k != claiimv1.AnnotationApprovedAt && k != claiimv1.AnnotationApprovalAttestation)) {
 			return refuse("FORGED_IDENTITY", fmt.Sprintf("annotation %s is written by admission only", k))
 		}
 	}
@@ -175,20 +188,15 @@ func (w pimRequestWebhook) ValidateUpdate(ctx context.Context, old, p *claiimv1.
 	if newDecision.set == claiimv1.AnnotationDeny {
 		word = "deny"
 	}
-	if state.Phase != claiimv1.PIMPending {
-		return refuse("DECISION_FINAL", fmt.Sprintf("this request is already %s; a decision already made cannot change. Request elevation again with a new PIMRequest", state.Phase))
+	if reason, msg, err := w.approvalRefusal(ctx, req, old, p, word); err != nil || reason != "" {
+		if err != nil {
+			return nil, errored(http.StatusServiceUnavailable, err)
+		}
+		return refuse(reason, msg)
 	}
-	if user == requester || user == subject {
-		return refuse("SELF_APPROVAL", fmt.Sprintf(
-			"you cannot %s your own request: two-person control needs a second admin. Ask another approver (e.g. peer@claiim.io) to run: kubectl annotate pimrequest %s %s=\"<comment>\"", word, p.Name, newDecision.set))
-	}
-	ok, err := w.h.can(ctx, req, "approve", "pimrequests", p.Name)
-	if err != nil {
-		return nil, errored(http.StatusServiceUnavailable, err)
-	}
-	if !ok {
-		return refuse("NOT_AN_APPROVER", fmt.Sprintf(
-			"%s may not %s PIM requests: it needs the RBAC verb 'approve' on pimrequests.claiim.io (the claiim-approver ClusterRole)", user, word))
+	if approving && w.h.Signer.Verify(attest.PIMApproval(p), p.Annotations[claiimv1.AnnotationApprovalAttestation]) != nil {
+		return nil, errored(http.StatusServiceUnavailable, fmt.Errorf(
+			"the approval was not signed when it was stamped (the approver check failed there); retry the approval"))
 	}
 	kind, reason, msg := chron.KindPIMApproved, "PIM_APPROVED", fmt.Sprintf("%s approved elevation of %s for %s: %s", user, subject, durationOf(p), p.Annotations[newDecision.set])
 	if word == "deny" {
@@ -197,6 +205,37 @@ func (w pimRequestWebhook) ValidateUpdate(ctx context.Context, old, p *claiimv1.
 	return nil, w.h.admit(ctx, req, &chron.Record{Kind: kind, Reason: reason, Message: msg,
 		Context: map[string]any{"requester": requester, "subject": subject}})
 }
+
+// approvalRefusal says why user may not approve (or deny) the request,
+// or "" when they may: the request is still pending, it is not their own,
+// they are a person (or a ServiceAccount the manager was told to accept),
+// and RBAC gives them the verb approve.
+func (w pimRequestWebhook) approvalRefusal(ctx context.Context, req admission.Request, old, p *claiimv1.PIMRequest, word string) (string, string, error) {
+	user, requester, subject := req.UserInfo.Username, string(old.Spec.Requester), string(old.Spec.Subject)
+	if state := old.Session(w.h.now()); state.Phase != claiimv1.PIMPending {
+		return "DECISION_FINAL", fmt.Sprintf("this request is already %s; a decision already made cannot change. Request elevation again with a new PIMRequest", state.Phase), nil
+	}
+	if user == requester || user == subject {
+		return "SELF_APPROVAL", fmt.Sprintf(
+			"you cannot %s your own request: two-person control needs a second admin. Ask another approver (e.g. peer@claiim.io) to run: kubectl annotate pimrequest %s claiim.io/%s=\"<comment>\"", word, p.Name, word), nil
+	}
+	if word == "approve" && strings.HasPrefix(user, serviceAccountPrefix) && !slices.Contains(w.h.ApproverServiceAccounts, user) {
+		return "SERVICEACCOUNT_APPROVER", fmt.Sprintf(
+			"%s is a ServiceAccount, and PIM approvals come from people: a ServiceAccount approves only if the manager lists it in --pim-approver-serviceaccounts. Ask a person with the claiim-approver role to approve", user), nil
+	}
+	ok, err := w.h.can(ctx, req, "approve", "pimrequests", p.Name)
+	if err != nil {
+		return "", "", err
+	}
+	if !ok {
+		return "NOT_AN_APPROVER", fmt.Sprintf(
+			"%s may not %s PIM requests: it needs the RBAC verb 'approve' on pimrequests.claiim.io (the claiim-approver ClusterRole)", user, word), nil
+	}
+	return "", "", nil
+}
+
+// serviceAccountPrefix starts every ServiceAccount's username.
+const serviceAccountPrefix = "system:serviceaccount:"
 
 func durationOf(p *claiimv1.PIMRequest) string {
 	if p.Spec.Duration == nil {

@@ -16,7 +16,11 @@ func TestPIMRequestWebhook(t *testing.T) {
 		Spec: claiimv1.PIMRequestSpec{Requester: admin, Subject: admin, Reason: "Initial onboarding -- setting up first agent fleet"}}
 	forSA := pending.DeepCopy()
 	forSA.Spec.Subject = sa
-	// decide is p as the mutating webhook leaves it when user sets ann.
+	bot, allowedBot := "system:serviceaccount:ops:bot", "system:serviceaccount:ops:approval-bot"
+	approvers := map[string]bool{peer + " approve pimrequests/pim-1": true, bot + " approve pimrequests/pim-1": true,
+		allowedBot + " approve pimrequests/pim-1": true}
+	// decide is p as the mutating webhook leaves it when user sets ann
+	// (it signs an approval that passes the approver checks).
 	decide := func(p *claiimv1.PIMRequest, user, ann string) *claiimv1.PIMRequest {
 		n := p.DeepCopy()
 		if n.Annotations == nil {
@@ -24,6 +28,7 @@ func TestPIMRequestWebhook(t *testing.T) {
 		}
 		n.Annotations[ann] = "a comment"
 		f := newFixture(t)
+		f.may = approvers
 		return defaults(f, pimRequestWebhook{f.h}, admissionv1.Update, user, p, n)
 	}
 	with := func(p *claiimv1.PIMRequest, mutate func(*claiimv1.PIMRequest)) *claiimv1.PIMRequest {
@@ -35,7 +40,6 @@ func TestPIMRequestWebhook(t *testing.T) {
 	expired := with(active, func(p *claiimv1.PIMRequest) {
 		p.Annotations[claiimv1.AnnotationApprovedAt] = t0.Add(-2 * time.Hour).Format(time.RFC3339)
 	})
-	approvers := map[string]bool{peer + " approve pimrequests/pim-1": true}
 
 	cases := []struct {
 		name     string
@@ -54,6 +58,13 @@ func TestPIMRequestWebhook(t *testing.T) {
 		{"someone without the verb approves", cfo, admissionv1.Update, pending, decide(pending, cfo, claiimv1.AnnotationApprove), "NOT_AN_APPROVER",
 			[]string{"cfo@claiim.io may not approve PIM requests", "claiim-approver"}},
 		{"a second person approves", peer, admissionv1.Update, pending, active, "PIM_APPROVED", nil},
+		{"a ServiceAccount with the verb approves", bot, admissionv1.Update, pending, decide(pending, bot, claiimv1.AnnotationApprove), "SERVICEACCOUNT_APPROVER",
+			[]string{"PIM approvals come from people", "--pim-approver-serviceaccounts"}},
+		{"the ServiceAccount the manager was told to accept approves", allowedBot, admissionv1.Update, pending, decide(pending, allowedBot, claiimv1.AnnotationApprove), "PIM_APPROVED", nil},
+		{"a ServiceAccount denies (the safe side)", bot, admissionv1.Update, pending, decide(pending, bot, claiimv1.AnnotationDeny), "PIM_DENIED", nil},
+		{"an approval without admission's signature", peer, admissionv1.Update, pending, with(active, func(p *claiimv1.PIMRequest) {
+			delete(p.Annotations, claiimv1.AnnotationApprovalAttestation)
+		}), "", []string{"the approval was not signed"}},
 		{"a second person denies", peer, admissionv1.Update, pending, decide(pending, peer, claiimv1.AnnotationDeny), "PIM_DENIED", nil},
 		{"deny after approval", peer, admissionv1.Update, active, decide(active, peer, claiimv1.AnnotationDeny), "DECISION_FINAL", []string{"this request is already Active"}},
 		{"change a decision", peer, admissionv1.Update, active, with(active, func(p *claiimv1.PIMRequest) { p.Annotations[claiimv1.AnnotationApprove] = "other" }), "DECISION_FINAL",

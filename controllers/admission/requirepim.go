@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
@@ -101,7 +102,7 @@ func (h *handlers) activeSession(ctx context.Context, user string) (*claiimv1.PI
 		return nil, fmt.Errorf("reading PIM sessions: %w", err)
 	}
 	for i := range cached.Items {
-		if !cached.Items[i].Elevates(user, h.now()) {
+		if !h.elevates(&cached.Items[i], user) {
 			continue
 		}
 		live := &claiimv1.PIMRequest{}
@@ -112,7 +113,7 @@ func (h *handlers) activeSession(ctx context.Context, user string) (*claiimv1.PI
 		if err != nil {
 			return nil, fmt.Errorf("confirming PIM session %s: %w", cached.Items[i].Name, err)
 		}
-		if live.Elevates(user, h.now()) {
+		if h.elevates(live, user) {
 			return live, nil
 		}
 	}
@@ -121,11 +122,19 @@ func (h *handlers) activeSession(ctx context.Context, user string) (*claiimv1.PI
 		return nil, fmt.Errorf("reading PIM sessions: %w", err)
 	}
 	for i := range list.Items {
-		if list.Items[i].Elevates(user, h.now()) {
+		if h.elevates(&list.Items[i], user) {
 			return &list.Items[i], nil
 		}
 	}
 	return nil, nil
+}
+
+// elevates reports whether p gives user a session now: its approval must
+// carry admission's signature, so approval annotations written past the
+// webhooks (or by anyone the webhooks never saw) elevate nobody.
+func (h *handlers) elevates(p *claiimv1.PIMRequest, user string) bool {
+	return p.Elevates(user, h.now()) &&
+		h.Signer.Verify(attest.PIMApproval(p), p.Annotations[claiimv1.AnnotationApprovalAttestation]) == nil
 }
 
 // pimOnly is the webhook of a kind with no rules of its own beyond its

@@ -10,6 +10,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client/fake"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 )
 
 // The manager's cache can lag: a session it still shows active may have
@@ -34,7 +35,7 @@ func TestSessionConfirmedPastTheCache(t *testing.T) {
 			cache := fake.NewClientBuilder().WithScheme(s).WithObjects(session(admin)).Build()
 			live := fake.NewClientBuilder().WithScheme(s).WithObjects(c.live...).Build()
 			f.h = newHandlers(Options{Reader: cache, APIReader: live, Client: f.h.Client, Log: f.log,
-				ManagerUsername: manager, Clock: clocktesting.NewFakePassiveClock(t0), Scheme: s})
+				ManagerUsername: manager, Signer: signer, Clock: clocktesting.NewFakePassiveClock(t0), Scheme: s})
 			org := &claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: "engineering"}}
 			resp := f.validate(admissionv1.Create, admin, nil, org)
 			if resp.Allowed != c.admit {
@@ -49,5 +50,6 @@ func TestSessionConfirmedPastTheCache(t *testing.T) {
 
 func renamed(p *claiimv1.PIMRequest, name string) *claiimv1.PIMRequest {
 	p.Name = name
+	p.Annotations[claiimv1.AnnotationApprovalAttestation] = signer.Sign(attest.PIMApproval(p)) // approved under its own name
 	return p
 }

@@ -8,6 +8,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	clocktesting "k8s.io/utils/clock/testing"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/controllers/admission"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/test/pgtest"
 	"github.com/claiim/claiim-operator/test/testenv"
@@ -30,15 +32,20 @@ const (
 	outsiderUser = "outsider@claiim.io"
 	cfoUser      = "cfo@claiim.io"
 	managerUser  = "system:serviceaccount:claiim-system:claiim-manager"
+	// approverSA is the one ServiceAccount the manager accepts approvals from.
+	approverSA = "system:serviceaccount:ops:approval-bot"
+	botSA      = "system:serviceaccount:ops:ci-bot"
 )
 
 var (
 	ctx                        context.Context
 	root                       client.Client // system:masters, for setup and reading only
 	admin, peer, outsider, cfo client.Client
+	bot, approverBot           client.Client
 	pg                         *pgtest.Server
 	pool                       *pgxpool.Pool
 	clock                      *clocktesting.FakePassiveClock
+	signer                     *attest.Signer
 )
 
 func TestAdmission(t *testing.T) {
@@ -60,13 +67,18 @@ var _ = BeforeSuite(func() {
 		Webhooks: true,
 		RBAC:     []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml"},
 		// Org admins for grants: peer for engineering orgs, cfo for finance.
-		Objects: []client.Object{grantApprover("engineering"), grantApprover("finance")},
+		Objects: []client.Object{grantApprover("engineering"), grantApprover("finance"),
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}},
 		Users: []testenv.User{
 			{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-manager"}},
 			{Name: adminUser, ClusterRoles: []string{"claiim-admin"}},
 			{Name: peerUser, ClusterRoles: []string{"claiim-admin", "claiim-approver", "grant-approver-engineering"}},
 			{Name: outsiderUser, ClusterRoles: []string{"claiim-admin"}},
 			{Name: cfoUser, ClusterRoles: []string{"claiim-admin", "grant-approver-finance"}},
+			// ServiceAccounts with the verb approve: only the one the manager
+			// was told to accept may use it.
+			{Name: botSA, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
+			{Name: approverSA, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
 		},
 		Manager: &testenv.Manager{User: managerUser, Cache: controllers.CacheOptions(),
 			Setup: func(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
@@ -75,15 +87,21 @@ var _ = BeforeSuite(func() {
 					return err
 				}
 				env.OnStop(writer.Close)
-				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Clock: clock, Log: writer}); err != nil {
+				// The manager's key, as it loads it in production (as its own
+				// identity, under its own role).
+				if signer, err = controllers.LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), "claiim-system"); err != nil {
+					return err
+				}
+				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Clock: clock, Log: writer, Signer: signer}); err != nil {
 					return err
 				}
 				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: writer,
-					ManagerUsername: managerUser, Clock: clock})
+					ManagerUsername: managerUser, Clock: clock, Signer: signer, ApproverServiceAccounts: []string{approverSA}})
 			}},
 	})
 	ctx, root, pg, pool = env.Context(), env.Client, env.Postgres, env.Chron
 	admin, peer, outsider, cfo = env.As(adminUser), env.As(peerUser), env.As(outsiderUser), env.As(cfoUser)
+	bot, approverBot = env.As(botSA), env.As(approverSA)
 })
 
 // grantApprover lets its users approve grants for one org. RBAC

@@ -18,6 +18,8 @@ const (
 	KindAgentLifecycle Kind = "agent.lifecycle"
 	KindTokenIssued    Kind = "token.issued"
 	KindTokenRevoked   Kind = "token.revoked"
+	KindTokenRotated   Kind = "token.rotated" // a new token replaced the old one on request
+	KindTokenRefused   Kind = "token.refused" // a token Secret the manager did not write was refused
 
 	// PIM (admission and the manager).
 	KindPIMRequested Kind = "pim.requested"

@@ -51,7 +51,7 @@ func activeAgent(name, org, skill string) claiimv1.Agent {
 
 func decide(t *testing.T, in Inputs, agent, action string, ctx map[string]any, mutateReq ...func(*Request)) Decision {
 	t.Helper()
-	s := Build(in)
+	s := buildSigned(in)
 	a, ok := s.Agent("default", agent)
 	if !ok {
 		t.Fatalf("no agent %s", agent)
@@ -229,7 +229,7 @@ func TestRevokedTokenIsNotIndexed(t *testing.T) {
 	in := seedInputs()
 	rev := metav1.NewTime(now)
 	in.Agents[0].Status.Token.RevokedAt = &rev
-	s := Build(in)
+	s := buildSigned(in)
 	if _, ok := s.AgentByToken("id-bot"); ok {
 		t.Fatal("a revoked token still finds its agent")
 	}
@@ -258,7 +258,7 @@ func benchInputs(agents, policies int) Inputs {
 func BenchmarkDecide(b *testing.B) {
 	for _, size := range []struct{ agents, policies int }{{1, 1}, {1000, 100}, {10000, 1000}} {
 		b.Run(fmt.Sprintf("agents=%d/policies=%d", size.agents, size.policies), func(b *testing.B) {
-			s := Build(benchInputs(size.agents, size.policies))
+			s := buildSigned(benchInputs(size.agents, size.policies))
 			a, _ := s.AgentByToken("id-bot")
 			sv, _ := s.PinnedVersion(a)
 			ctx := map[string]any{"target": "eu-staging-1"}

@@ -53,7 +53,7 @@ func TestIndexMissesNoRule(t *testing.T) {
 				Spec: claiimv1.PolicySpec{Rules: []claiimv1.PolicyRule{{Name: "r", Effect: effect,
 					Actions: []claiimv1.ActionPattern{claiimv1.ActionPattern(p)}}}}})
 		}
-		s := Build(in)
+		s := buildSigned(in)
 		a, _ := s.Agent("default", "bot")
 		sv, _ := s.PinnedVersion(a)
 		for range 200 {

@@ -2,11 +2,14 @@ package decide
 
 import (
 	"sort"
+	"strconv"
 	"strings"
 
 	"k8s.io/apimachinery/pkg/labels"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
+	"github.com/claiim/claiim-operator/gate/token"
 )
 
 // Agent is what the gate knows of an agent.
@@ -47,9 +50,13 @@ type SkillVersion struct {
 // the hot path. Build one per change and swap it in atomically.
 type Snapshot struct {
 	byTokenID map[string]*Agent
-	byName    map[string]*Agent   // "namespace/name"
-	bySA      map[string][]*Agent // "namespace/serviceaccount"
-	versions  map[string]map[int32]*SkillVersion
+	// refused are tokens that exist but may not authenticate (an unsigned
+	// status, an id two agents claim), by id, with why: the holder of
+	// such a token hears what to fix rather than "unknown token".
+	refused  map[string][]refusal
+	byName   map[string]*Agent   // "namespace/name"
+	bySA     map[string][]*Agent // "namespace/serviceaccount"
+	versions map[string]map[int32]*SkillVersion
 	// ancestors[org] is the org and all its ancestors (a policy of any of
 	// them applies); an org in a broken tree maps to nil.
 	ancestors map[string][]string
@@ -70,6 +77,8 @@ type Snapshot struct {
 	Revision string // changes with any input; reported with decisions
 }
 
+type refusal struct{ hash, why string }
+
 type ruleRef struct {
 	policy *CompiledPolicy
 	rule   *Rule
@@ -83,17 +92,23 @@ type Inputs struct {
 	Agents   []claiimv1.Agent
 	Grants   []claiimv1.CrossOrgGrant
 	Revision string
+	// Keys verify the manager's attestations of agent and grant status;
+	// nothing in a status counts without one (nil: nothing counts).
+	Keys attest.Verifier
 	// Compile, if set, compiles a policy (a caller may memoize by
 	// generation: CEL compilation is the costly part of a rebuild).
 	Compile func(*claiimv1.Policy) *CompiledPolicy
 }
 
 // Build indexes in. It never fails: what can't be used fails closed (an
-// agent without a usable token can't authenticate, a broken Deny rule
-// matches everything in scope, a broken Allow rule is left out).
+// agent without a usable token can't authenticate, a status the manager
+// did not sign counts for nothing, a token id two agents claim
+// authenticates neither, a broken Deny rule matches everything in scope,
+// a broken Allow rule is left out).
 func Build(in Inputs) *Snapshot {
 	s := &Snapshot{
 		byTokenID: make(map[string]*Agent, len(in.Agents)),
+		refused:   map[string][]refusal{},
 		byName:    make(map[string]*Agent, len(in.Agents)),
 		bySA:      map[string][]*Agent{},
 		versions:  make(map[string]map[int32]*SkillVersion, len(in.Skills)),
@@ -118,8 +133,20 @@ func Build(in Inputs) *Snapshot {
 		}
 		s.versions[sk.Name] = vs
 	}
+	tokens := make(map[string][]*Agent, len(in.Agents))
 	for i := range in.Agents {
 		a := newAgent(&in.Agents[i])
+		if err := verify(in.Keys, attest.Agent(&in.Agents[i]), in.Agents[i].Status.Attestation); err != nil {
+			why := "the agent's status is not signed by the CLAIIM manager (" + err.Error() + "), so the gate trusts neither its phase nor its token. " +
+				"The manager signs status whenever it reconciles the agent: check that it runs, and that nothing else may write agents/status (docs/security.md)"
+			if a.Active {
+				a.Active, a.Inactive = false, why
+			}
+			if a.TokenID != "" && a.TokenHash != "" {
+				s.refused[a.TokenID] = append(s.refused[a.TokenID], refusal{hash: a.TokenHash, why: why})
+			}
+			a.TokenID, a.TokenHash = "", ""
+		}
 		if chain, ok := s.ancestors[a.Org]; a.Active && (!ok || chain == nil) {
 			// A broken tree would hide its ancestors' Deny policies.
 			a.Active, a.Inactive = false, "the agent's org "+a.Org+" does not resolve to a root (missing org or parent, or a cycle); fix the AIOrg tree"
@@ -129,7 +156,24 @@ func Build(in Inputs) *Snapshot {
 			s.bySA[a.Namespace+"/"+a.ServiceAccount] = append(s.bySA[a.Namespace+"/"+a.ServiceAccount], a)
 		}
 		if a.TokenID != "" && a.TokenHash != "" {
-			s.byTokenID[a.TokenID] = a
+			tokens[a.TokenID] = append(tokens[a.TokenID], a)
+		}
+	}
+	for id, as := range tokens {
+		if len(as) == 1 {
+			s.byTokenID[id] = as[0]
+			continue
+		}
+		// Never the wrong agent: a shared id authenticates nobody.
+		names := make([]string, len(as))
+		for i, a := range as {
+			names[i] = a.Namespace + "/" + a.Name
+		}
+		sort.Strings(names)
+		why := "token id " + id + " is claimed by " + strconv.Itoa(len(as)) + " agents (" + strings.Join(names, ", ") +
+			"), so it authenticates none of them. Rotate the token of each: kubectl annotate agent <name> " + claiimv1.AnnotationRotateToken + "=<a new value>"
+		for _, a := range as {
+			s.refused[id] = append(s.refused[id], refusal{hash: a.TokenHash, why: why})
 		}
 	}
 	pols := make([]*CompiledPolicy, 0, len(in.Policies))
@@ -163,6 +207,9 @@ func Build(in Inputs) *Snapshot {
 		}
 	}
 	for i := range in.Grants {
+		if verify(in.Keys, attest.Grant(&in.Grants[i]), in.Grants[i].Status.Attestation) != nil {
+			continue // a grant counts only as the manager recorded it
+		}
 		g := in.Grants[i].DeepCopy() // the snapshot is immutable; the inputs are the caller's
 		s.grants[string(g.Spec.ReceivingOrg)] = append(s.grants[string(g.Spec.ReceivingOrg)], g)
 	}
@@ -281,6 +328,25 @@ func orgAncestors(orgs []claiimv1.AIOrg) map[string][]string {
 func (s *Snapshot) AgentByToken(id string) (*Agent, bool) {
 	a, ok := s.byTokenID[id]
 	return a, ok
+}
+
+// RefusedToken says why tok, a token whose id found no agent, may not
+// authenticate, when it is a real token refused for a reason its holder
+// can fix; "" otherwise (nothing is told to a guess).
+func (s *Snapshot) RefusedToken(id, tok string) string {
+	for _, r := range s.refused[id] {
+		if token.Matches(tok, r.hash) {
+			return r.why
+		}
+	}
+	return ""
+}
+
+func verify(keys attest.Verifier, m attest.Message, att string) error {
+	if keys == nil {
+		return attest.ErrNoKeys
+	}
+	return keys.Verify(m, att)
 }
 
 // AgentsByServiceAccount finds the agents bound to a ServiceAccount.

@@ -47,6 +47,11 @@ func (s *Server) authenticate(ctx context.Context, snap *decide.Snapshot, r *htt
 			return caller{agent: a, actor: "token:" + id, source: src}
 		}
 		if !found {
+			// A real token the gate does not count (its status is not the
+			// manager's, or two agents share its id): its holder hears why.
+			if why := snap.RefusedToken(id, tok); why != "" {
+				return s.failed(caller{source: src, actor: "token:" + id, cause: causeRefusedToken, why: why}, "")
+			}
 			// A made-up id: naming it in Chron would only record noise,
 			// and a limiter per made-up id would only churn the real ids'.
 			return s.failed(caller{source: src, cause: causeUnknownToken}, "")

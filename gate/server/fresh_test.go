@@ -81,6 +81,7 @@ var _ = Describe("Fresh or closed", Ordered, func() {
 		src, err := server.NewSource(proxy.config(cfg), testenv.Scheme())
 		Expect(err).NotTo(HaveOccurred())
 		src.StaleAfter = staleAfter
+		src.KeysFrom = keysRef
 		sctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {

@@ -63,6 +63,7 @@ const (
 	causeMalformed    = "malformed-token" // neither an agent token nor a JWT
 	causeUnknownToken = "unknown-token"   // an agent token id nobody holds
 	causeWrongSecret  = "wrong-secret"    // a real agent's token id, another secret
+	causeRefusedToken = "refused-token"   // a real token the gate does not count (docs/security.md)
 	causeSARejected   = "sa-rejected"     // TokenReview said no (or another audience)
 	causeSAUnbound    = "sa-unbound"      // a ServiceAccount bound to no single agent
 	causeReviewFailed = "review-failed"   // TokenReview could not be asked in time

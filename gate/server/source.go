@@ -20,6 +20,7 @@ import (
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/decide"
 )
 
@@ -48,6 +49,13 @@ type Source struct {
 	// compiled memoizes compiled policies by UID and generation; only
 	// rebuild() touches it.
 	compiled map[types.UID]*decide.CompiledPolicy
+
+	// KeysFrom names the ConfigMap of the manager's public attestation
+	// keys (keys.go); set it before Run. No status counts without them.
+	KeysFrom types.NamespacedName
+	keys     atomic.Pointer[attest.PublicKeys]
+	cfg      *rest.Config
+	scheme   *runtime.Scheme
 }
 
 // Kinds a snapshot is built from, in the order of Source.kinds.
@@ -71,7 +79,7 @@ type kind struct {
 
 // NewSource makes a Source over the CLAIIM resources. It reads no Secrets.
 func NewSource(cfg *rest.Config, scheme *runtime.Scheme) (*Source, error) {
-	s := &Source{dirty: make(chan struct{}, 1), restart: make(chan int, numKinds), StaleAfter: 10 * time.Second}
+	s := &Source{dirty: make(chan struct{}, 1), restart: make(chan int, numKinds), StaleAfter: 10 * time.Second, cfg: cfg, scheme: scheme}
 	s.kinds = [numKinds]kind{
 		kindAIOrg:  {obj: &claiimv1.AIOrg{}, newList: func() client.ObjectList { return &claiimv1.AIOrgList{} }},
 		kindSkill:  {obj: &claiimv1.Skill{}, newList: func() client.ObjectList { return &claiimv1.SkillList{} }},
@@ -103,6 +111,11 @@ func NewSource(cfg *rest.Config, scheme *runtime.Scheme) (*Source, error) {
 func (s *Source) Run(ctx context.Context) error {
 	log := logf.FromContext(ctx).WithName("source")
 	s.probes.log = log
+	if s.KeysFrom.Name != "" {
+		if err := s.watchKeys(ctx, log); err != nil {
+			return fmt.Errorf("watching the attestation keys in ConfigMap %s: %w", s.KeysFrom, err)
+		}
+	}
 	for k := range s.kinds {
 		if err := s.watch(ctx, k, true); err != nil {
 			return err
@@ -203,6 +216,7 @@ func (s *Source) rebuild(ctx context.Context) error {
 	next.snap = decide.Build(decide.Inputs{
 		Orgs: orgs.Items, Skills: skills.Items, Policies: pols.Items, Agents: agents.Items, Grants: grants.Items,
 		Revision: strconv.FormatUint(s.rev.Add(1), 10),
+		Keys:     s.verifier(),
 		Compile: func(p *claiimv1.Policy) *decide.CompiledPolicy {
 			cp, ok := s.compiled[p.UID]
 			if !ok || cp.Version != p.Generation {

@@ -9,6 +9,9 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -20,6 +23,9 @@ import (
 	"github.com/claiim/claiim-operator/test/pgtest"
 	"github.com/claiim/claiim-operator/test/testenv"
 )
+
+// keysRef is where the manager publishes its attestation keys.
+var keysRef = types.NamespacedName{Namespace: "claiim-system", Name: controllers.AttestationKeysConfigMap}
 
 // The whole hot path with real parts: envtest's apiserver, the real
 // reconcilers, the gate's informers, a real PostgreSQL for Chron, and the
@@ -51,6 +57,8 @@ var _ = BeforeSuite(func() {
 	env := testenv.Setup(GinkgoT(), testenv.Options{
 		Log:   GinkgoWriter,
 		Chron: true,
+		// The manager's namespace: its attestation key and published keys.
+		Objects: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: keysRef.Namespace}}},
 		Manager: &testenv.Manager{Cache: controllers.CacheOptions(), Setup: func(ctx context.Context, mgr ctrl.Manager, _ *testenv.Env) error {
 			return controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v"})
 		}},
@@ -64,6 +72,7 @@ var _ = BeforeSuite(func() {
 
 	src, err = server.NewSource(cfg, testenv.Scheme())
 	Expect(err).NotTo(HaveOccurred())
+	src.KeysFrom = keysRef
 	go func() {
 		defer GinkgoRecover()
 		Expect(src.Run(ctx)).To(Succeed())

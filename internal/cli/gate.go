@@ -8,11 +8,13 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/client-go/rest"
+	"k8s.io/apimachinery/pkg/types"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -45,6 +47,7 @@ func RunGate(args []string) error {
 	staleAfter := fs.Duration("stale-after", 10*time.Second, "longest the gate answers from its view of the apiserver without proving it current (a live list its watches have caught up with); past it every answer is DENY NOT_READY")
 	certDir := fs.String("tls-cert-dir", "", "directory with tls.crt and tls.key: serve the API over TLS, reloading the pair when it changes (the manager mounts its gate certificate here); empty serves plain HTTP, for loopback only")
 	drain := fs.Duration("shutdown-drain", 5*time.Second, "on SIGTERM, how long /ready answers 503 while decisions are still answered, before the gate stops listening")
+	keys := fs.String("attestation-keys", podNamespace()+"/claiim-attestation-keys", "namespace/name of the ConfigMap where the manager publishes its public attestation keys; no agent or grant status counts without them")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -91,6 +94,11 @@ func RunGate(args []string) error {
 		return errors.New("--stale-after must be positive")
 	}
 	src.StaleAfter = *staleAfter
+	ns, name, ok := strings.Cut(*keys, "/")
+	if !ok || ns == "" || name == "" {
+		return errors.New("--attestation-keys must be <namespace>/<name>")
+	}
+	src.KeysFrom = types.NamespacedName{Namespace: ns, Name: name}
 	live, err := client.New(cfg, client.Options{Scheme: newScheme()})
 	if err != nil {
 		return err

@@ -8,6 +8,7 @@ import (
 	"flag"
 	"fmt"
 	"os"
+	"strings"
 
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -42,6 +43,7 @@ func RunManager(args []string) error {
 	mutatingCfg := fs.String("webhook-mutating-configuration", "claiim-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the manager keeps")
 	validatingCfg := fs.String("webhook-validating-configuration", "claiim-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the manager keeps")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
+	approverSAs := fs.String("pim-approver-serviceaccounts", "", "comma-separated ServiceAccount usernames (system:serviceaccount:<ns>:<name>) allowed to approve PIMRequests; PIM approvals come from people, so none by default")
 	manageGate := fs.Bool("manage-gate", false, "run the gate in-cluster: create and keep its Deployment, Service, RBAC, PDB and NetworkPolicy")
 	gate := controllers.GateConfig{}
 	fs.StringVar(&gate.Namespace, "gate-namespace", podNamespace(), "namespace of the gate's objects")
@@ -107,6 +109,12 @@ func RunManager(args []string) error {
 		}
 		opts.Log = mc
 	}
+	// The attestation key: created the first time, then read by every
+	// replica; its public half is published for the gate (docs/security.md).
+	if opts.Signer, err = controllers.LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), podNamespace()); err != nil {
+		return err
+	}
+	opts.Namespace = podNamespace()
 	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return err
 	}
@@ -138,7 +146,7 @@ func RunManager(args []string) error {
 	}
 	if *webhooks {
 		if err := admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: opts.Log,
-			ManagerUsername: *managerUser}); err != nil {
+			ManagerUsername: *managerUser, Signer: opts.Signer, ApproverServiceAccounts: splitList(*approverSAs)}); err != nil {
 			return err
 		}
 	}
@@ -165,6 +173,17 @@ func defaultManagerUsername() string {
 		return u
 	}
 	return "system:serviceaccount:" + podNamespace() + ":claiim-manager"
+}
+
+// splitList splits a comma-separated flag, dropping empty entries.
+func splitList(s string) []string {
+	var out []string
+	for _, v := range strings.Split(s, ",") {
+		if v = strings.TrimSpace(v); v != "" {
+			out = append(out, v)
+		}
+	}
+	return out
 }
 
 func podNamespace() string {

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -77,6 +78,11 @@ func devServe(f devFlags) (err error) {
 				return fmt.Errorf("binding %s to %s: %w", user, role, err)
 			}
 		}
+	}
+	// The manager's namespace: its attestation key and the public keys the
+	// gate reads live there, as in a cluster.
+	if err := root.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}); err != nil {
+		return err
 	}
 	// The seed shows the provisioner the agent's token once: here admin
 	// may read the token Secrets in the default namespace.

@@ -97,6 +97,8 @@ func newSystem(t *testing.T) *system {
 		Log:   mlog,
 		Chron: true,
 		RBAC:  []string{"config/rbac/gate_role.yaml"},
+		// The manager's namespace: its attestation key and the public keys the gates read.
+		Objects: []client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}},
 		Manager: &testenv.Manager{Cache: controllers.CacheOptions(), Setup: func(ctx context.Context, mgr ctrl.Manager, _ *testenv.Env) error {
 			// No Chron log: the manager is not under test here (test/ha is
 			// its suite), so a database fault must not stop it.
