@@ -43,6 +43,9 @@ type Options struct {
 	// Namespace is the manager's: where its attestation key lives.
 	// Default: the gate's namespace, else claiim-system.
 	Namespace string
+	// Protect, when set, makes the manager keep its CRDs and webhook
+	// configurations as built (selfprotect.go).
+	Protect *ProtectConfig
 }
 
 // Field indexes that let a change of one object find the others it affects.
@@ -123,6 +126,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", name, err)
+		}
+	}
+	if opts.Protect != nil {
+		r := &ProtectReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, Log: opts.Log, Config: *opts.Protect}
+		if err := r.SetupWithManager(mgr); err != nil {
+			return fmt.Errorf("setting up self-protection: %w", err)
 		}
 	}
 	if opts.Gate != nil {

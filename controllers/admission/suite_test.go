@@ -2,12 +2,15 @@ package admission_test
 
 import (
 	"context"
+	"net"
+	"strconv"
 	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -35,6 +38,9 @@ const (
 	// approverSA is the one ServiceAccount the manager accepts approvals from.
 	approverSA = "system:serviceaccount:ops:approval-bot"
 	botSA      = "system:serviceaccount:ops:ci-bot"
+	// The webhook configurations as envtest installs them (unprefixed).
+	mutatingConfig   = "mutating-webhook-configuration"
+	validatingConfig = "validating-webhook-configuration"
 )
 
 var (
@@ -92,7 +98,14 @@ var _ = BeforeSuite(func() {
 				if signer, err = controllers.LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), "claiim-system"); err != nil {
 					return err
 				}
-				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Clock: clock, Log: writer, Signer: signer}); err != nil {
+				wio := env.Environment.WebhookInstallOptions
+				protect := &controllers.ProtectConfig{URL: "https://" + net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort)) + "/",
+					Mutating: mutatingConfig, Validating: validatingConfig,
+					// As the manager's certificate Rotator does: the CA back into
+					// a re-created configuration.
+					CABundle: func(ctx context.Context) error { return injectCA(ctx, mgr.GetClient(), wio.LocalServingCAData) }}
+				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Clock: clock, Log: writer, Signer: signer,
+					Protect: protect}); err != nil {
 					return err
 				}
 				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: writer,
@@ -111,4 +124,26 @@ func grantApprover(org string) *rbacv1.ClusterRole {
 		{APIGroups: []string{"claiim.io"}, Resources: []string{"aiorgs"}, Verbs: []string{"approve-grant"}, ResourceNames: []string{org}},
 		{APIGroups: []string{"claiim.io"}, Resources: []string{"crossorggrants"}, Verbs: []string{"get", "list", "watch", "update", "patch"}},
 	}}
+}
+
+// injectCA sets every caBundle of the suite's webhook configurations.
+func injectCA(ctx context.Context, c client.Client, ca []byte) error {
+	m := &admissionregistrationv1.MutatingWebhookConfiguration{}
+	if err := c.Get(ctx, client.ObjectKey{Name: mutatingConfig}, m); err != nil {
+		return err
+	}
+	for i := range m.Webhooks {
+		m.Webhooks[i].ClientConfig.CABundle = ca
+	}
+	if err := c.Update(ctx, m); err != nil {
+		return err
+	}
+	v := &admissionregistrationv1.ValidatingWebhookConfiguration{}
+	if err := c.Get(ctx, client.ObjectKey{Name: validatingConfig}, v); err != nil {
+		return err
+	}
+	for i := range v.Webhooks {
+		v.Webhooks[i].ClientConfig.CABundle = ca
+	}
+	return c.Update(ctx, v)
 }

@@ -4,6 +4,7 @@
 package cli
 
 import (
+	"context"
 	"errors"
 	"flag"
 	"fmt"
@@ -42,6 +43,8 @@ func RunManager(args []string) error {
 	webhookService := fs.String("webhook-service", "claiim-webhook-service", "the webhook Service's name (the certificate's DNS name)")
 	mutatingCfg := fs.String("webhook-mutating-configuration", "claiim-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the manager keeps")
 	validatingCfg := fs.String("webhook-validating-configuration", "claiim-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the manager keeps")
+	protect := fs.Bool("protect-manifests", true, "with the webhooks: keep CLAIIM's CRDs and webhook configurations as built into this binary, restoring them when edited or deleted")
+	webhookURL := fs.String("webhook-url", "", "the webhook server's base URL, e.g. https://127.0.0.1:9443, when the manager runs outside the cluster; empty: the webhook Service")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
 	approverSAs := fs.String("pim-approver-serviceaccounts", "", "comma-separated ServiceAccount usernames (system:serviceaccount:<ns>:<name>) allowed to approve PIMRequests; PIM approvals come from people, so none by default")
 	manageGate := fs.Bool("manage-gate", false, "run the gate in-cluster: create and keep its Deployment, Service, RBAC, PDB and NetworkPolicy")
@@ -115,6 +118,14 @@ func RunManager(args []string) error {
 		return err
 	}
 	opts.Namespace = podNamespace()
+	var rot *certs.Rotator // the webhook certificate, when the manager keeps it
+	if *webhooks && *protect {
+		opts.Protect = &controllers.ProtectConfig{Namespace: podNamespace(), Service: *webhookService, URL: *webhookURL,
+			Mutating: *mutatingCfg, Validating: *validatingCfg}
+		if *certSecret != "" {
+			opts.Protect.CABundle = func(ctx context.Context) error { return rot.Ensure(ctx) }
+		}
+	}
 	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return err
 	}
@@ -124,7 +135,7 @@ func RunManager(args []string) error {
 		if err != nil {
 			return err
 		}
-		rot := &certs.Rotator{Client: direct, Namespace: podNamespace(), SecretName: *certSecret, Service: *webhookService,
+		rot = &certs.Rotator{Client: direct, Namespace: podNamespace(), SecretName: *certSecret, Service: *webhookService,
 			CertDir: *certDir, Mutating: []string{*mutatingCfg}, Validating: []string{*validatingCfg}}
 		// Tests shorten the lifetimes through the environment, deliberately
 		// not a flag; unset in production.

@@ -3,6 +3,7 @@ package devenv
 import (
 	"context"
 	"fmt"
+	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -173,7 +174,11 @@ func devServe(f devFlags) (err error) {
 	}
 	if err := start("manager", "kubeconfig-manager", dbURLs["manager"], "manager", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-host="+wio.LocalServingHost, "--webhook-port="+strconv.Itoa(wio.LocalServingPort), "--webhook-cert-dir="+wio.LocalServingCertDir,
-		"--manager-username="+devManager, "--gate-url="+f.gateURL()+"/v"); err != nil {
+		"--manager-username="+devManager, "--gate-url="+f.gateURL()+"/v",
+		// The configurations as envtest installed them: kept in place, as in a cluster.
+		"--webhook-url=https://"+net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))+"/",
+		"--webhook-mutating-configuration=mutating-webhook-configuration",
+		"--webhook-validating-configuration=validating-webhook-configuration"); err != nil {
 		return err
 	}
 	// No load balancer to leave locally: the gate stops without draining.
