@@ -91,8 +91,11 @@ type ProtectReconciler struct {
 // install's Service.
 func (r *ProtectReconciler) load() error {
 	files, err := fs.Glob(config.Manifests, "crd/bases/*.yaml")
-	if err != nil || len(files) == 0 {
-		return fmt.Errorf("self-protection: no CRDs built in (%v)", err)
+	if err != nil {
+		return fmt.Errorf("self-protection: reading the built-in CRDs: %w", err)
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("self-protection: no CRDs built in")
 	}
 	for _, f := range files {
 		b, _ := config.Manifests.ReadFile(f)

@@ -132,7 +132,9 @@ func TestTokenReviewConcurrencyCap(t *testing.T) {
 		t.Fatalf("a review beyond the cap: %v, want ErrReviewBusy", err)
 	}
 	close(release)
-	<-done
+	if err := <-done; err != nil {
+		t.Fatalf("the review within the cap: %v", err)
+	}
 	if _, _, _, found := r.Cached("ns:other"); found {
 		t.Fatal("a review that never ran was cached")
 	}
