@@ -105,7 +105,7 @@ func benchBatch(b *testing.B, m insertMethod, size int) {
 	pool := benchDB(b)
 	ctx := context.Background()
 	w := &Writer{pool: pool, opts: WriterOptions{Stream: "bench-" + randomSuffix(), method: m, CommitTimeout: time.Minute}}
-	w.prefix = streamPrefix(w.opts.Stream)
+	w.chain = newChainer(w.opts.Stream, nil)
 	if err := w.reload(ctx); err != nil {
 		b.Fatal(err)
 	}

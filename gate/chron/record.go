@@ -65,8 +65,8 @@ type Record struct {
 }
 
 // Row is a stored Record plus its chain fields. Hash covers the Record,
-// Stream and Seq, chained through PrevHash; CommittedAt is the database's
-// clock and is not hashed. Rows read back (List) carry it; the Row a Write
+// Stream and Seq (and in format v2 KeyID), chained through PrevHash;
+// CommittedAt is the database's clock and is not hashed. Rows read back (List) carry it; the Row a Write
 // returns doesn't: the batch's one statement doesn't read it back.
 type Row struct {
 	Record
@@ -75,6 +75,8 @@ type Row struct {
 	PrevHash    string
 	Hash        string
 	CommittedAt time.Time
+	Format      int16  // FormatV1 or FormatV2
+	KeyID       string // the chain key of a v2 row
 }
 
 // Outcomes of every row.
