@@ -123,7 +123,7 @@ func VerifyWith(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Ve
 		}
 		if cp, ok := cps[s]; ok && p == nil {
 			if err := cp.Verify(opts.PublicKeys); err != nil {
-				p = &Problem{Stream: s, Seq: cp.Seq, What: WhatCheckpoint + ": the checkpoint " + err.Error()}
+				p = &Problem{Stream: s, Seq: cp.Seq, What: WhatCheckpoint + ": " + err.Error()}
 			} else if p, err = checkpointProblem(ctx, pool, cp.Checkpoint); err != nil {
 				return rep, err
 			} else {
