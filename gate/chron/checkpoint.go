@@ -75,7 +75,7 @@ func (s SignedCheckpoint) Verify(keys PublicKeys) error {
 	}
 	sig, err := base64.StdEncoding.DecodeString(s.Sig)
 	if err != nil || !ed25519.Verify(k.Key, s.message(), sig) {
-		return errors.New("its signature does not match")
+		return errors.New("its signature does not match the published key")
 	}
 	return nil
 }

@@ -43,6 +43,15 @@ const DefaultInterval = 10 * time.Second
 // LeaseName is the i-th Lease of scope's set.
 func LeaseName(scope string, i int) string { return "claiim-chron-" + scope + "-" + strconv.Itoa(i) }
 
+// LeaseNames are the names of scope's set of size Leases (RBAC names them).
+func LeaseNames(scope string, size int) []string {
+	out := make([]string, size)
+	for i := range out {
+		out[i] = LeaseName(scope, i)
+	}
+	return out
+}
+
 // StreamOf is the stream a Lease of the set gives, "" for another Lease.
 func StreamOf(lease string) string {
 	rest, ok := strings.CutPrefix(lease, "claiim-chron-")

@@ -15,7 +15,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/runtime"
-	"sigs.k8s.io/controller-runtime/pkg/recorder"
+	"k8s.io/client-go/tools/events"
 
 	"github.com/claiim/claiim-operator/gate/chron"
 )
@@ -42,7 +42,7 @@ type Verifier struct {
 	Interval  time.Duration
 	FullEvery int
 	Log       Log
-	Recorder  recorder.EventRecorder
+	Recorder  events.EventRecorder
 	// Regarding is the object its Events are about (the manager's stream Lease).
 	Regarding func() runtime.Object
 	Metrics   *Metrics

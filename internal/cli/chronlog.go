@@ -103,6 +103,10 @@ func (c *migratingChron) Start(ctx context.Context) error {
 	}
 }
 
+// EventID forwards the writer's unpredictable, stable event ids
+// (controllers.recordEvent refuses a log without them).
+func (c *migratingChron) EventID(parts ...string) string { return c.writer.EventID(parts...) }
+
 // Stalled forwards the writer's wedge detection (the gate's liveness).
 func (c *migratingChron) Stalled(now time.Time) bool { return c.writer.Stalled(now) }
 

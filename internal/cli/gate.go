@@ -19,6 +19,7 @@ import (
 
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/gate/server"
+	"github.com/claiim/claiim-operator/internal/chronlease"
 )
 
 // RunGate runs the gate: the decision API agents ask before every action.
@@ -32,6 +33,7 @@ func RunGate(args []string) error {
 	writeTimeout := fs.Duration("write-timeout", 2*time.Second, "longest wait for a decision's Chron row; past it the answer is DENY")
 	staleAfter := fs.Duration("stale-after", 10*time.Second, "longest the gate answers from its view of the apiserver without proving it current (a live list its watches have caught up with); past it every answer is DENY NOT_READY")
 	drain := fs.Duration("shutdown-drain", 5*time.Second, "on SIGTERM, how long /ready answers 503 while decisions are still answered, before the gate stops listening")
+	cs := chronStreamFlags(fs, "gate", "/etc/claiim/chron-keys", 5)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -54,15 +56,31 @@ func RunGate(args []string) error {
 	reg := prometheus.NewRegistry()
 	reg.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	metrics := server.NewMetrics(reg)
-	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/" + *replica, OnCommit: metrics.ObserveCommit})
-	if err != nil {
-		return fmt.Errorf("opening the Chron writer: %w", err)
-	}
-
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("no Kubernetes configuration (set KUBECONFIG or run in a pod): %w", err)
 	}
+	direct, err := client.New(cfg, client.Options{Scheme: newScheme()})
+	if err != nil {
+		return err
+	}
+	// Chron's stream: a Lease of the gate's set, keyed and checkpointed
+	// (internal/chronlease); the gate is NOT_READY while it cannot publish.
+	chronMetrics := chronlease.NewMetrics(reg)
+	keys, err := cs.gateKeys(ctx, direct, log)
+	if err != nil {
+		return err
+	}
+	holder, writerOpts, err := cs.hold(ctx, direct, chron.ScopeGate, *replica, keys, chronMetrics, log.WithName("chron"))
+	if err != nil {
+		return err
+	}
+	writerOpts.OnCommit = metrics.ObserveCommit
+	writer, err := chron.NewWriter(ctx, pool, writerOpts)
+	if err != nil {
+		return fmt.Errorf("opening the Chron writer: %w", err)
+	}
+	holder.Head = writer.Head
 	src, err := server.NewSource(cfg, newScheme())
 	if err != nil {
 		return err
@@ -71,10 +89,7 @@ func RunGate(args []string) error {
 		return errors.New("--stale-after must be positive")
 	}
 	src.StaleAfter = *staleAfter
-	live, err := client.New(cfg, client.Options{Scheme: newScheme()})
-	if err != nil {
-		return err
-	}
+	live := direct
 	// PostgreSQL may be down at start: the gate serves (DENY
 	// CHRON_UNAVAILABLE) and migrates in the background (chronlog.go)
 	// rather than exiting into a crash-loop backoff.
@@ -84,7 +99,7 @@ func RunGate(args []string) error {
 		migration = newMigratingChron("gate", pool, writer, log.WithName("chron"))
 		chronLog = migration
 	}
-	srv := &server.Server{Snapshots: src, Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
+	srv := &server.Server{Snapshots: server.Require(src, holder.Ready), Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
 		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}}
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
@@ -95,6 +110,7 @@ func RunGate(args []string) error {
 	defer stopRun()
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return src.Run(gctx) })
+	g.Go(func() error { return holder.Run(gctx) })
 	if migration != nil {
 		g.Go(func() error { return migration.Start(gctx) })
 	}
@@ -131,7 +147,7 @@ func RunGate(args []string) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		err := api.Shutdown(sctx)
-		return errors.Join(err, writer.Close())
+		return errors.Join(err, writer.Close(), holder.Release(sctx)) // the last checkpoint is the writer's last head
 	})
 	return g.Wait()
 }
