@@ -89,7 +89,11 @@ func checkGolden(t *testing.T, name string) {
 			t.Fatalf("key %s: id %s, want %s (%v)", file.KeyHex, KeyID(secret), file.KeyID, err)
 		}
 		key = &ChainKey{ID: file.KeyID, Secret: secret}
-		sum = func(b []byte) string { m := hmac.New(sha256.New, secret); m.Write(b); return hex.EncodeToString(m.Sum(nil)) }
+		sum = func(b []byte) string {
+			m := hmac.New(sha256.New, secret)
+			m.Write(b)
+			return hex.EncodeToString(m.Sum(nil))
+		}
 	}
 	for i := range file.Vectors {
 		v := &file.Vectors[i]

@@ -19,6 +19,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"math"
 	"strconv"
 	"strings"
 	"sync"
@@ -210,7 +211,7 @@ func (h *Holder) try(ctx context.Context, i int, pubs chron.PublicKeys) (string,
 func (h *Holder) hold(l *coordinationv1.Lease, now time.Time, transition bool) {
 	t := metav1.NewMicroTime(now)
 	l.Spec.HolderIdentity = ptr.To(h.identity)
-	l.Spec.LeaseDurationSeconds = ptr.To(int32(h.duration().Seconds()))
+	l.Spec.LeaseDurationSeconds = ptr.To(int32(math.Ceil(h.duration().Seconds())))
 	l.Spec.RenewTime = &t
 	if transition {
 		l.Spec.AcquireTime = &t

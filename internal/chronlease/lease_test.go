@@ -351,7 +351,7 @@ func TestScheduledVerify(t *testing.T) {
 	b := events.NewBroadcaster(&events.EventSinkImpl{Interface: cs.EventsV1()})
 	b.StartRecordingToSink(f.ctx.Done())
 	defer b.Shutdown()
-	v := &Verifier{Pool: f.pool, Source: f.source(), Log: log, Recorder: b.NewRecorder(runtime.NewScheme(), "claiim-chron"),
+	v := &Verifier{Pool: f.pool, Source: f.source(), Log: log, Recorder: b.NewRecorder(testenv.Scheme(), "claiim-chron"),
 		Regarding: func() runtime.Object { return h.Lease() }, Logger: testr.New(t)}
 	v.Source.KeySecrets = append(v.Source.KeySecrets, SecretRef{Namespace: f.ns, Name: ManagerKeysSecret, Scope: chron.ScopeManager})
 	if p, err := v.Once(f.ctx); err != nil || len(p) > 0 {
