@@ -14,7 +14,7 @@ import (
 
 const chronUsage = `Usage:
   claiim chron list   [--agent NS/NAME] [--org ORG] [--outcome ALLOW|DENY] [--action A] [--since DUR|TIME] [--until TIME] [--limit N]
-  claiim chron verify
+  claiim chron verify [--namespace NS] [--gate-namespace NS] [--keys-from-secrets | --gate-keys DIR --manager-keys DIR] [--offline]
   claiim chron migrate [--grant-writer ROLE]
 Every command reads DATABASE_URL (or --database-url).
 `
@@ -30,6 +30,7 @@ func RunChron(args []string, out io.Writer) error {
 	var f chron.Filter
 	var since, until string
 	grant := ""
+	var vf *verifyOpts
 	switch args[0] {
 	case "list":
 		fs.StringVar(&f.Agent, "agent", "", "only this agent (NAME or NAMESPACE/NAME)")
@@ -41,6 +42,7 @@ func RunChron(args []string, out io.Writer) error {
 		fs.StringVar(&until, "until", "", "up to this time (RFC 3339)")
 		fs.IntVar(&f.Limit, "limit", 50, "at most this many rows, newest first")
 	case "verify":
+		vf = verifyFlags(fs)
 	case "migrate":
 		fs.StringVar(&grant, "grant-writer", "", "also grant this role INSERT and SELECT only (the gate's role)")
 	default:
@@ -79,18 +81,7 @@ func RunChron(args []string, out io.Writer) error {
 		}
 		chron.PrintTable(out, rows)
 	case "verify":
-		rep, err := chron.Verify(ctx, pool)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "checked %d rows in %d streams\n", rep.Rows, rep.Streams)
-		for _, p := range rep.Problems {
-			fmt.Fprintf(out, "TAMPERED stream %s seq %d (id %s): %s\n", p.Stream, p.Seq, p.ID, p.What)
-		}
-		if len(rep.Problems) > 0 {
-			return fmt.Errorf("Chron failed verification: %d problem(s)", len(rep.Problems))
-		}
-		fmt.Fprintln(out, "OK: every stream's hash chain is intact")
+		return runVerify(ctx, pool, vf, out)
 	case "migrate":
 		if err := chron.Migrate(ctx, pool); err != nil {
 			return err

@@ -12,6 +12,7 @@ import (
 	"syscall"
 	"time"
 
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -77,6 +78,24 @@ func devServe(f devFlags) (err error) {
 				return fmt.Errorf("binding %s to %s: %w", user, role, err)
 			}
 		}
+	}
+	// Chron's stream Leases and key Secrets live in claiim-system, as in a
+	// cluster. The local gate has no mounted Secret: it may read its own
+	// keys and hold the Leases of its set there.
+	if err := root.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}); err != nil {
+		return err
+	}
+	if err := root.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "claiim-gate-chron", Namespace: "claiim-system"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"claiim-chron-gate-keys"}, Verbs: []string{"get"}},
+		}}); err != nil {
+		return err
+	}
+	if err := root.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "claiim-gate-chron", Namespace: "claiim-system"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "claiim-gate-chron"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devGate}}}); err != nil {
+		return err
 	}
 	// The seed shows the provisioner the agent's token once: here admin
 	// may read the token Secrets in the default namespace.
