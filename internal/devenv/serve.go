@@ -97,6 +97,21 @@ func devServe(f devFlags) (err error) {
 		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devGate}}}); err != nil {
 		return err
 	}
+	// `claiim chron verify` checks the streams against their checkpoints:
+	// the people read the Leases and the public keys (no secret).
+	if err := root.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "claiim-chron-verifier", Namespace: "claiim-system"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"list"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"claiim-chron-public"}, Verbs: []string{"get"}},
+		}}); err != nil {
+		return err
+	}
+	if err := root.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "claiim-chron-verifier", Namespace: "claiim-system"},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "claiim-chron-verifier"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devAdmin},
+			{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devPeer}}}); err != nil {
+		return err
+	}
 	// The seed shows the provisioner the agent's token once: here admin
 	// may read the token Secrets in the default namespace.
 	if err := root.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "claiim-token-reader", Namespace: "default"},
