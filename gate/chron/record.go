@@ -1,11 +1,14 @@
 // Package chron is CLAIIM's audit log: an append-only, hash-chained table in
 // PostgreSQL. Every gate decision and every control-plane event is one row.
 //
-// Three layers keep it honest. A trigger refuses UPDATE, DELETE and TRUNCATE
+// Four layers keep it honest. A trigger refuses UPDATE, DELETE and TRUNCATE
 // for everyone; the writer role holds only SELECT and INSERT (GrantWriter);
-// and every row carries the SHA-256 of its predecessor in its writer's stream,
-// so Verify finds rows edited, deleted or reordered by someone who switched
-// the trigger off (Verify says what a chain alone cannot show).
+// every row carries an HMAC of its predecessor's hash and its content under
+// a chain key the database never sees (format v2; v1 rows, from before,
+// are unkeyed SHA-256), so Verify finds rows edited, deleted, reordered or
+// rechained by someone who switched the trigger off; and each stream's
+// head is signed and published outside the database (checkpoint.go), so a
+// cut tail or a removed stream is found too (VerifyWith says what remains).
 //
 // Writer batches concurrent records into one transaction (group commit) and
 // answers each caller only once its row has committed.
@@ -33,7 +36,8 @@ type PolicyMatch struct {
 // Record is one Chron row as the caller fills it. ID is client-generated (a
 // UUID string) so that a retried Write is idempotent: a second Write with a
 // known ID and the same identity (sameIdentity) stores nothing and returns
-// the row already stored; with other content it fails with ErrConflict.
+// the row already stored; with other content it fails with ErrConflict,
+// and the writer records a chron.conflict row.
 type Record struct {
 	ID             string
 	Time           time.Time
