@@ -37,7 +37,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/internal/chronlease"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 )
 
 // GateConfig is how the manager runs the gate in its cluster.

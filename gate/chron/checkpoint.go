@@ -5,7 +5,7 @@ package chron
 // stream's Kubernetes Lease). A database superuser can cut a stream's tail
 // or rechain it, but cannot move a checkpoint, so Verify finds both for
 // every row up to the last checkpoint. Encoding and signing live here; the
-// Kubernetes side is internal/chronlease.
+// Kubernetes side is gate/chronlease.
 
 import (
 	"context"

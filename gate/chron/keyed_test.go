@@ -167,7 +167,7 @@ func TestVerifyKeyed(t *testing.T) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			forged, err := l.cp.Checkpoint.Sign(other.SigningKey())
+			forged, err := l.cp.Sign(other.SigningKey())
 			if err != nil {
 				t.Fatal(err)
 			}

@@ -5,7 +5,7 @@ import "github.com/claiim/claiim-operator/gate/decide"
 // Require makes snaps ready only while check passes too: until it does,
 // decisions are DENY NOT_READY with check's reason, and /ready answers
 // 503. The gate requires that its Chron checkpoints are being published
-// (internal/chronlease): a gate that cannot publish them stops answering.
+// (gate/chronlease): a gate that cannot publish them stops answering.
 func Require(snaps Snapshots, check func() error) Snapshots {
 	return required{Snapshots: snaps, check: check}
 }

@@ -17,9 +17,9 @@ func (r readySnaps) Ready() error               { return nil }
 // snapshot is served again.
 func TestRequire(t *testing.T) {
 	snap := &decide.Snapshot{}
-	var why error = errors.New("no Chron checkpoint published for 25s")
+	why := errors.New("no Chron checkpoint published for 25s")
 	s := Require(readySnaps{snap}, func() error { return why })
-	if s.Snapshot() != nil || s.Ready() != why || notReady(s) != why.Error() {
+	if s.Snapshot() != nil || !errors.Is(s.Ready(), why) || notReady(s) != why.Error() {
 		t.Fatalf("failing requirement: snapshot %v, ready %v", s.Snapshot(), s.Ready())
 	}
 	why = nil

@@ -1,7 +1,7 @@
 package cli
 
 // A component's Chron stream: its keys, the Lease of its set it holds, and
-// the writer options that bind the writer to both (internal/chronlease).
+// the writer options that bind the writer to both (gate/chronlease).
 
 import (
 	"context"
@@ -15,7 +15,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/internal/chronlease"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 )
 
 type chronStreams struct {

@@ -1,7 +1,7 @@
 package cli
 
 // `claiim chron verify`: the rows, the keyed chain, and the signed
-// checkpoints published in the Kubernetes API (internal/chronlease).
+// checkpoints published in the Kubernetes API (gate/chronlease).
 
 import (
 	"context"
@@ -14,7 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/internal/chronlease"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 )
 
 type verifyOpts struct {

@@ -18,8 +18,8 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 
 	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 	"github.com/claiim/claiim-operator/gate/server"
-	"github.com/claiim/claiim-operator/internal/chronlease"
 )
 
 // RunGate runs the gate: the decision API agents ask before every action.
@@ -65,7 +65,7 @@ func RunGate(args []string) error {
 		return err
 	}
 	// Chron's stream: a Lease of the gate's set, keyed and checkpointed
-	// (internal/chronlease); the gate is NOT_READY while it cannot publish.
+	// (gate/chronlease); the gate is NOT_READY while it cannot publish.
 	chronMetrics := chronlease.NewMetrics(reg)
 	keys, err := cs.gateKeys(ctx, direct, log)
 	if err != nil {

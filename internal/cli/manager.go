@@ -23,7 +23,7 @@ import (
 	"github.com/claiim/claiim-operator/controllers/admission"
 	"github.com/claiim/claiim-operator/controllers/certs"
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/internal/chronlease"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 )
 
 // RunManager runs the operator: the reconcilers and the admission webhooks.

@@ -17,7 +17,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/metrics"
 
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/internal/chronlease"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 )
 
 // managerChron sets up the manager's Chron: both components' keys (made

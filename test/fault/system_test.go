@@ -33,7 +33,7 @@ import (
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/internal/chronlease"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 	"github.com/claiim/claiim-operator/test/pgtest"
 	"github.com/claiim/claiim-operator/test/testenv"
 )

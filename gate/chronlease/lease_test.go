@@ -184,7 +184,7 @@ func TestCheckpointsPublished(t *testing.T) {
 	eventually(t, "the checkpoint of seq 5", func() error {
 		sc, err := chron.ParseCheckpoint(f.lease(t, "claiim-chron-gate-0").Annotations[AnnotationCheckpoint])
 		if err != nil || sc.Seq != last.Seq || sc.Hash != last.Hash {
-			return fmt.Errorf("checkpoint %+v (%v)", sc, err)
+			return fmt.Errorf("checkpoint %+v (%w)", sc, err)
 		}
 		return nil
 	})
@@ -301,7 +301,7 @@ func TestNotReadyWithoutCheckpoints(t *testing.T) {
 	}
 	eventually(t, "not ready", func() error {
 		if err := h.Ready(); err == nil || !strings.Contains(err.Error(), "more than twice") {
-			return fmt.Errorf("ready: %v", err)
+			return fmt.Errorf("ready: %w", err)
 		}
 		return nil
 	})
