@@ -10,10 +10,12 @@ import (
 	"strings"
 
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
 	policyv1 "k8s.io/api/policy/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/types"
@@ -34,6 +36,9 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/reconcile"
 	"sigs.k8s.io/controller-runtime/pkg/recorder"
 	"sigs.k8s.io/controller-runtime/pkg/source"
+
+	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 )
 
 // GateConfig is how the manager runs the gate in its cluster.
@@ -52,6 +57,18 @@ type GateConfig struct {
 	// KeysNamespace holds the manager's published attestation keys, which
 	// the gate verifies status with (default: Namespace).
 	KeysNamespace string
+	// ChronStreams is the size of the gate's set of Chron stream Leases;
+	// zero means two per replica plus one (a rollout's surge, and pods
+	// still draining, hold theirs too).
+	ChronStreams int32
+}
+
+// chronStreams is the size of the gate's stream set.
+func (c GateConfig) chronStreams() int {
+	if c.ChronStreams > 0 {
+		return int(c.ChronStreams)
+	}
+	return int(2*c.Replicas + 1)
 }
 
 // Names and labels of the gate's objects.
@@ -62,6 +79,7 @@ const (
 	labelName        = "app.kubernetes.io/name"
 	labelManagedBy   = "app.kubernetes.io/managed-by"
 	annotationConfig = "claiim.io/gate-config-hash"
+	chronKeysDir     = "/etc/claiim/chron-keys"
 )
 
 // GateReconciler keeps the gate's Deployment, Service, ServiceAccount,
@@ -80,6 +98,8 @@ type GateReconciler struct {
 // +kubebuilder:rbac:groups=networking.k8s.io,resources=networkpolicies,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=clusterroles;clusterrolebindings,verbs=get;list;watch;create;update;patch;delete
 // +kubebuilder:rbac:groups=authentication.k8s.io,resources=tokenreviews,verbs=create
+// +kubebuilder:rbac:groups=rbac.authorization.k8s.io,resources=roles;rolebindings,verbs=get;list;watch;create;update;patch;delete
+// +kubebuilder:rbac:groups="",resources=configmaps,verbs=get;create;update
 
 func (r *GateReconciler) gateLabels() map[string]string {
 	return map[string]string{labelName: "claiim", labelComponent: "gate", labelManagedBy: gateFieldOwner}
@@ -110,6 +130,8 @@ func (r *GateReconciler) desired() []gateObject {
 	env := []*corev1ac.EnvVarApplyConfiguration{
 		corev1ac.EnvVar().WithName("POD_NAME").WithValueFrom(corev1ac.EnvVarSource().
 			WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.name"))),
+		corev1ac.EnvVar().WithName("POD_NAMESPACE").WithValueFrom(corev1ac.EnvVarSource().
+			WithFieldRef(corev1ac.ObjectFieldSelector().WithFieldPath("metadata.namespace"))),
 		corev1ac.EnvVar().WithName("DATABASE_URL").WithValueFrom(corev1ac.EnvVarSource().WithSecretKeyRef(dbSecret)),
 	}
 	if limit := goMemLimit(c.Resources); limit != "" {
@@ -117,8 +139,13 @@ func (r *GateReconciler) desired() []gateObject {
 	}
 	gate := corev1ac.Container().WithName("gate").WithImage(c.Image).
 		WithArgs("gate", fmt.Sprintf("--listen=:%d", c.Port), fmt.Sprintf("--metrics-bind-address=:%d", gateMetricPort),
-			fmt.Sprintf("--attestation-keys=%s/%s", cmp.Or(c.KeysNamespace, c.Namespace), AttestationKeysConfigMap)).
+			fmt.Sprintf("--attestation-keys=%s/%s", cmp.Or(c.KeysNamespace, c.Namespace), AttestationKeysConfigMap),
+			fmt.Sprintf("--chron-streams=%d", c.chronStreams()), "--chron-keys="+chronKeysDir).
 		WithEnv(env...).
+		// The chain and signing keys come as a mounted Secret: the gate's
+		// ServiceAccount may read no Secret through the API, and only
+		// this pod's kubelet reads this one.
+		WithVolumeMounts(corev1ac.VolumeMount().WithName("chron-keys").WithMountPath(chronKeysDir).WithReadOnly(true)).
 		WithPorts(corev1ac.ContainerPort().WithName("api").WithContainerPort(c.Port),
 			corev1ac.ContainerPort().WithName("metrics").WithContainerPort(gateMetricPort)).
 		WithLivenessProbe(corev1ac.Probe().WithHTTPGet(corev1ac.HTTPGetAction().WithPath("/health").WithPort(intstr.FromString("api")))).
@@ -128,6 +155,8 @@ func (r *GateReconciler) desired() []gateObject {
 		WithSecurityContext(corev1ac.SecurityContext().WithAllowPrivilegeEscalation(false).WithReadOnlyRootFilesystem(true).
 			WithCapabilities(corev1ac.Capabilities().WithDrop("ALL")))
 	pod := corev1ac.PodSpec().WithServiceAccountName(GateName).
+		WithVolumes(corev1ac.Volume().WithName("chron-keys").WithSecret(corev1ac.SecretVolumeSource().
+			WithSecretName(chronlease.GateKeysSecret).WithDefaultMode(0o440))).
 		WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
 	c.withTLS(gate, pod)
@@ -154,6 +183,15 @@ func (r *GateReconciler) desired() []gateObject {
 	binding := rbacv1ac.ClusterRoleBinding(GateName).WithLabels(l).
 		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("ClusterRole").WithName(GateName)).
 		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(GateName).WithNamespace(c.Namespace))
+	// The gate's Chron streams: it may read and renew the Leases of its
+	// set, by name, and nothing else of its namespace (Reconcile creates
+	// them: create cannot be limited to names).
+	leaseRole := rbacv1ac.Role(GateName, c.Namespace).WithLabels(l).WithRules(
+		rbacv1ac.PolicyRule().WithAPIGroups("coordination.k8s.io").WithResources("leases").
+			WithResourceNames(chronlease.LeaseNames(chron.ScopeGate, c.chronStreams())...).WithVerbs("get", "update"))
+	leaseBinding := rbacv1ac.RoleBinding(GateName, c.Namespace).WithLabels(l).
+		WithRoleRef(rbacv1ac.RoleRef().WithAPIGroup(rbacv1.GroupName).WithKind("Role").WithName(GateName)).
+		WithSubjects(rbacv1ac.Subject().WithKind(rbacv1.ServiceAccountKind).WithName(GateName).WithNamespace(c.Namespace))
 	svc := corev1ac.Service(GateName, c.Namespace).WithLabels(l).WithSpec(corev1ac.ServiceSpec().WithSelector(sel).
 		WithPorts(corev1ac.ServicePort().WithName("api").WithPort(c.Port).WithTargetPort(intstr.FromString("api"))))
 	pdb := policyv1ac.PodDisruptionBudget(GateName, c.Namespace).WithLabels(l).WithSpec(policyv1ac.PodDisruptionBudgetSpec().
@@ -177,6 +215,8 @@ func (r *GateReconciler) desired() []gateObject {
 		{sa, sa.ObjectMetaApplyConfiguration, &corev1.ServiceAccount{}},
 		{role, role.ObjectMetaApplyConfiguration, &rbacv1.ClusterRole{}},
 		{binding, binding.ObjectMetaApplyConfiguration, &rbacv1.ClusterRoleBinding{}},
+		{leaseRole, leaseRole.ObjectMetaApplyConfiguration, &rbacv1.Role{}},
+		{leaseBinding, leaseBinding.ObjectMetaApplyConfiguration, &rbacv1.RoleBinding{}},
 		{dep, dep.ObjectMetaApplyConfiguration, &appsv1.Deployment{}},
 		{svc, svc.ObjectMetaApplyConfiguration, &corev1.Service{}},
 		{pdb, pdb.ObjectMetaApplyConfiguration, &policyv1.PodDisruptionBudget{}},
@@ -236,11 +276,35 @@ func (r *GateReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Re
 			changed = append(changed, "restored "+kind)
 		}
 	}
+	made, err := r.ensureLeases(ctx)
+	if err != nil {
+		r.event(ctx, corev1.EventTypeWarning, "ApplyFailed", err.Error())
+		return ctrl.Result{}, err
+	}
+	changed = append(changed, made...)
 	if len(changed) > 0 {
 		ctrl.LoggerFrom(ctx).Info("gate objects applied", "changes", changed)
 		r.event(ctx, corev1.EventTypeNormal, "Reconciled", strings.Join(changed, ", "))
 	}
 	return ctrl.Result{}, nil
+}
+
+// ensureLeases creates the gate's Chron stream Leases that are missing;
+// it never touches one that exists (the gates renew them every few
+// seconds, and their checkpoints are evidence).
+func (r *GateReconciler) ensureLeases(ctx context.Context) ([]string, error) {
+	var made []string
+	for _, name := range chronlease.LeaseNames(chron.ScopeGate, r.Config.chronStreams()) {
+		l := &coordinationv1.Lease{ObjectMeta: metav1.ObjectMeta{Name: name, Namespace: r.Config.Namespace, Labels: r.gateLabels()}}
+		err := r.Client.Create(ctx, l)
+		switch {
+		case err == nil:
+			made = append(made, "created Lease "+name)
+		case !apierrors.IsAlreadyExists(err):
+			return made, fmt.Errorf("creating the gate's Chron stream Lease %s: %w", name, err)
+		}
+	}
+	return made, nil
 }
 
 func (r *GateReconciler) event(ctx context.Context, typ, reason, msg string) {
@@ -273,7 +337,7 @@ func (r *GateReconciler) SetupWithManager(mgr ctrl.Manager) error {
 	b := ctrl.NewControllerManagedBy(mgr).Named("gate").
 		WatchesRawSource(source.Channel(start, toGate))
 	for _, o := range []client.Object{&appsv1.Deployment{}, &corev1.Service{}, &corev1.ServiceAccount{}, &policyv1.PodDisruptionBudget{},
-		&networkingv1.NetworkPolicy{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRoleBinding{}} {
+		&networkingv1.NetworkPolicy{}, &rbacv1.ClusterRole{}, &rbacv1.ClusterRoleBinding{}, &rbacv1.Role{}, &rbacv1.RoleBinding{}} {
 		b = b.Watches(o, toGate, mine)
 	}
 	return b.Complete(r)

@@ -1,9 +1,12 @@
 package controllers_test
 
 import (
+	"fmt"
+
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
 	appsv1 "k8s.io/api/apps/v1"
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
 	eventsv1 "k8s.io/api/events/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -30,7 +33,7 @@ var _ = Describe("The gate's objects", Serial, func() {
 		return d
 	}
 
-	It("are created as configured: Deployment, Service, ServiceAccount, read-only RBAC, PDB, NetworkPolicy", func() {
+	It("are created as configured: Deployment, Service, ServiceAccount, read-only RBAC, PDB, NetworkPolicy, Chron stream Leases", func() {
 		Eventually(func(g Gomega) {
 			d := deployment(g)
 			g.Expect(*d.Spec.Replicas).To(BeEquivalentTo(2))
@@ -52,6 +55,21 @@ var _ = Describe("The gate's objects", Serial, func() {
 				g.Expect(rule.Verbs).NotTo(ContainElements("update", "patch", "delete"))
 			}
 			g.Expect(k8s.Get(ctx, key(false), &rbacv1.ClusterRoleBinding{})).To(Succeed())
+
+			// Chron: the keys come mounted, never through the API; the
+			// gate may get and renew the Leases of its stream set, by name,
+			// which the manager creates (two per replica plus one).
+			g.Expect(d.Spec.Template.Spec.Volumes).To(ContainElement(HaveField("VolumeSource.Secret.SecretName", "claiim-chron-gate-keys")))
+			g.Expect(c.Args).To(ContainElements("--chron-streams=5", "--chron-keys=/etc/claiim/chron-keys"))
+			leases := &rbacv1.Role{}
+			g.Expect(k8s.Get(ctx, key(true), leases)).To(Succeed())
+			g.Expect(leases.Rules).To(ConsistOf(And(HaveField("Resources", ConsistOf("leases")), HaveField("Verbs", ConsistOf("get", "update")),
+				HaveField("ResourceNames", HaveLen(5)))))
+			g.Expect(k8s.Get(ctx, key(true), &rbacv1.RoleBinding{})).To(Succeed())
+			for i := range 5 {
+				g.Expect(k8s.Get(ctx, client.ObjectKey{Namespace: gateNamespace, Name: fmt.Sprintf("claiim-chron-gate-%d", i)},
+					&coordinationv1.Lease{})).To(Succeed())
+			}
 		}).Should(Succeed())
 	})
 

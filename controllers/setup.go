@@ -169,5 +169,7 @@ func CacheOptions() cache.Options {
 		&networkingv1.NetworkPolicy{}:   gate,
 		&rbacv1.ClusterRole{}:           gate,
 		&rbacv1.ClusterRoleBinding{}:    gate,
+		&rbacv1.Role{}:                  gate,
+		&rbacv1.RoleBinding{}:           gate,
 	}}
 }

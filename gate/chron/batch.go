@@ -205,11 +205,17 @@ func (w *Writer) commit(batch []*pending) (inserted int, err error) {
 		w.settle(false, false, owed)
 		return 0, err
 	}
+	if err := w.guard(); err != nil {
+		return fail(err, false)
+	}
 	reread := w.stale
 	if w.stale {
 		if err := w.reload(ctx); err != nil {
 			return fail(err, false)
 		}
+	}
+	if err := w.checkCheckpoint(ctx); err != nil {
+		return fail(err, false)
 	}
 	carriedFixes, err := w.takeCarried(ctx, reread)
 	if err != nil {
@@ -239,12 +245,13 @@ func (w *Writer) commit(batch []*pending) (inserted int, err error) {
 				if p.isFix {
 					w.fixes.Add(1)
 				} else {
-					w.answerRivals(p, nil, nil)
+					owed = owe(owed, w.answerRivals(p, &storedRow{Row: p.row, ctxJSON: p.p.ctxJSON}, nil), "")
 					owed = owe(owed, p.answer(p.row, nil, false), "")
 				}
 			}
 			last := all[len(all)-1].row
 			w.lastSeq, w.lastHash = last.Seq, last.Hash
+			w.setHead(last.Seq, last.Hash)
 			w.rows.Add(int64(len(all)))
 			w.batches.Add(1)
 			w.settle(true, reread, owed)
@@ -311,12 +318,15 @@ func (w *Writer) withoutStored(ctx context.Context, all []*pending) ([]*pending,
 		case p.isFix: // a carried correction that landed with an unknown outcome
 		case sameIdentity(&p.p.rec, p.p.ctxJSON, &s.Record, s.ctxJSON):
 			w.dups.Add(1)
-			w.answerRivals(p, nil, nil)
+			owed = append(owed, w.answerRivals(p, &s, nil)...)
 			owed = append(owed, p.answer(s.Row, nil, false)...)
 		default:
 			w.conflicts.Add(int64(1 + len(p.followers)))
 			p.conflict = true
 			owed = append(owed, w.answerRivals(p, &s, nil)...)
+			if c, ok := w.conflictRow(&p.p, &s.Row); ok {
+				owed = append(owed, c)
+			}
 			p.answer(Row{}, conflict(p.p.rec.ID), false)
 		}
 	}
@@ -337,6 +347,13 @@ func (w *Writer) answerRivals(p *pending, stored *storedRow, err error) (owed []
 			owed = append(owed, r.answer(stored.Row, nil, false)...)
 		default:
 			w.conflicts.Add(1)
+			var st *Row
+			if stored != nil {
+				st = &stored.Row
+			}
+			if c, ok := w.conflictRow(&r.p, st); ok {
+				owed = append(owed, c)
+			}
 			r.answer(Row{}, conflict(r.p.rec.ID), false)
 		}
 	}

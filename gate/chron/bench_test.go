@@ -38,9 +38,43 @@ func benchDB(b *testing.B) *pgxpool.Pool {
 }
 
 // BenchmarkWriterParallel is many gate requests writing at once through one
-// writer: ns/op is the amortized cost of a committed row.
+// writer: ns/op is the amortized cost of a committed row, in hash format
+// v1 (SHA-256) and v2 (HMAC-SHA256 under a chain key, what the
+// components write).
 func BenchmarkWriterParallel(b *testing.B) {
-	benchParallel(b, WriterOptions{})
+	b.Run("format=v1", func(b *testing.B) { benchParallel(b, WriterOptions{}) })
+	b.Run("format=v2", func(b *testing.B) {
+		k := benchKey(b)
+		benchParallel(b, WriterOptions{Key: &k})
+	})
+}
+
+func benchKey(b *testing.B) ChainKey {
+	keys, err := NewKeySet(ScopeGate, false)
+	if err != nil {
+		b.Fatal(err)
+	}
+	return keys.ChainKey()
+}
+
+// BenchmarkChainHash is the hash of one row alone, as the writer's
+// goroutine computes it: what format v2 adds to each row's CPU cost.
+func BenchmarkChainHash(b *testing.B) {
+	p, err := prepare(decision(1))
+	if err != nil {
+		b.Fatal(err)
+	}
+	k := benchKey(b)
+	for name, key := range map[string]*ChainKey{"format=v1": nil, "format=v2": &k} {
+		b.Run(name, func(b *testing.B) {
+			c := newChainer("gate/0", key)
+			var buf []byte
+			b.ReportAllocs()
+			for i := range b.N {
+				_, buf = c.hash(buf, GenesisHash, int64(i), p.body)
+			}
+		})
+	}
 }
 
 // BenchmarkInsertMethod compares COPY with a multi-row INSERT from unnest,
@@ -72,7 +106,7 @@ func benchParallel(b *testing.B, opts WriterOptions) { benchParallelN(b, opts, 6
 func benchParallelN(b *testing.B, opts WriterOptions, par int) {
 	pool := benchDB(b)
 	ctx := context.Background()
-	opts.Stream = "bench-" + randomSuffix()
+	opts.Stream = "gate/bench-" + randomSuffix()
 	w, err := NewWriter(ctx, pool, opts)
 	if err != nil {
 		b.Fatal(err)
@@ -105,7 +139,7 @@ func benchBatch(b *testing.B, m insertMethod, size int) {
 	pool := benchDB(b)
 	ctx := context.Background()
 	w := &Writer{pool: pool, opts: WriterOptions{Stream: "bench-" + randomSuffix(), method: m, CommitTimeout: time.Minute}}
-	w.prefix = streamPrefix(w.opts.Stream)
+	w.chain = newChainer(w.opts.Stream, nil)
 	if err := w.reload(ctx); err != nil {
 		b.Fatal(err)
 	}

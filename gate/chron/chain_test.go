@@ -1,6 +1,7 @@
 package chron
 
 import (
+	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
@@ -52,21 +53,47 @@ func (v *goldenVector) record(t *testing.T) Record {
 		SkillDigest: r.SkillDigest, Replica: r.Replica, RequestID: r.RequestID}
 }
 
-// TestGoldenVectors computes every vector's hash both ways a row is hashed:
-// as Verify does, from the stored columns (JSON columns in any spelling),
-// and as Write does, from a Record through prepare. Both must give the
-// vector's bytes, and the hash must be the SHA-256 of those bytes.
+// TestGoldenVectors computes every vector's hash of both formats both
+// ways a row is hashed: as Verify does, from the stored columns (JSON
+// columns in any spelling), and as Write does, from a Record through
+// prepare. Both must give the vector's bytes, and the hash must be the
+// SHA-256 (v1) or the HMAC-SHA256 under the file's key (v2) of those bytes.
+// Other changes must keep this passing: stored chains depend on it.
 func TestGoldenVectors(t *testing.T) {
-	b, err := os.ReadFile(goldenFile)
+	for _, file := range []string{goldenFile, "testdata/hash-v2.json"} {
+		t.Run(file, func(t *testing.T) { checkGolden(t, file) })
+	}
+}
+
+func checkGolden(t *testing.T, name string) {
+	b, err := os.ReadFile(name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	var file struct{ Vectors []goldenVector }
+	var file struct {
+		KeyHex  string `json:"key_hex"`
+		KeyID   string `json:"key_id"`
+		Vectors []goldenVector
+	}
 	if err := json.Unmarshal(b, &file); err != nil {
 		t.Fatal(err)
 	}
 	if len(file.Vectors) == 0 {
 		t.Fatal("no vectors")
+	}
+	var key *ChainKey // v1 without, v2 with
+	sum := func(b []byte) string { s := sha256.Sum256(b); return hex.EncodeToString(s[:]) }
+	if file.KeyHex != "" {
+		secret, err := hex.DecodeString(file.KeyHex)
+		if err != nil || KeyID(secret) != file.KeyID {
+			t.Fatalf("key %s: id %s, want %s (%v)", file.KeyHex, KeyID(secret), file.KeyID, err)
+		}
+		key = &ChainKey{ID: file.KeyID, Secret: secret}
+		sum = func(b []byte) string {
+			m := hmac.New(sha256.New, secret)
+			m.Write(b)
+			return hex.EncodeToString(m.Sum(nil))
+		}
 	}
 	for i := range file.Vectors {
 		v := &file.Vectors[i]
@@ -75,18 +102,18 @@ func TestGoldenVectors(t *testing.T) {
 		}
 
 		// Verify's way: rowHash over the columns as read back.
+		chain := newChainer(v.Stream, key)
 		raw := rawRow{Row: Row{Record: v.record(t), Stream: v.Stream, Seq: v.Seq, PrevHash: v.PrevHash},
 			ctxJSON: string(v.Row.Context), polJSON: string(v.Row.Policies), rulesJSON: string(v.Row.SkillRules)}
-		fromColumns, preimage, err := rowHash(nil, streamPrefix(v.Stream), &raw)
+		fromColumns, preimage, err := rowHash(nil, &chain, &raw)
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
 		}
 		if string(preimage) != v.Preimage {
 			t.Errorf("%s: hashed bytes changed\ngot  %s\nwant %s", v.Name, preimage, v.Preimage)
 		}
-		sum := sha256.Sum256([]byte(v.Preimage))
-		if want := hex.EncodeToString(sum[:]); v.Hash != want {
-			t.Errorf("%s: the vector's hash is not the SHA-256 of its preimage (%s)", v.Name, want)
+		if want := sum([]byte(v.Preimage)); v.Hash != want {
+			t.Errorf("%s: the vector's hash is not the hash of its preimage (%s)", v.Name, want)
 		}
 		if fromColumns != v.Hash {
 			t.Errorf("%s: hash from the columns %s, want %s", v.Name, fromColumns, v.Hash)
@@ -107,7 +134,7 @@ func TestGoldenVectors(t *testing.T) {
 		if err != nil {
 			t.Fatalf("%s: %v", v.Name, err)
 		}
-		fromRecord, written := chainHash(nil, streamPrefix(v.Stream), v.PrevHash, v.Seq, p.body)
+		fromRecord, written := chain.hash(nil, v.PrevHash, v.Seq, p.body)
 		if string(written) != v.Preimage || fromRecord != v.Hash {
 			t.Errorf("%s: Write would hash\n%s\nto %s, want %s", v.Name, written, fromRecord, v.Hash)
 		}

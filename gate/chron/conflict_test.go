@@ -3,7 +3,9 @@ package chron
 import (
 	"context"
 	"errors"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -11,13 +13,17 @@ import (
 // TestDuplicateIDCompared: a Write whose ID is stored is compared, not
 // trusted. The same identity is an idempotent retry and gets the stored
 // row (its outcome, not the retry's); another identity is ErrConflict and
-// stores nothing, whether the stored row is older or in the same batch.
+// stores nothing, whether the stored row is older or in the same batch;
+// each refusal is counted, reported (OnConflict) and recorded in a
+// chron.conflict row of the writer's own stream, never a silent success.
 func TestDuplicateIDCompared(t *testing.T) {
 	for _, m := range methods {
 		t.Run(m.String(), func(t *testing.T) {
 			pool, _ := newDB(t)
 			ctx := context.Background()
-			w := newWriter(t, pool, WriterOptions{method: m, MaxWait: 20 * time.Millisecond})
+			var conflicted atomic.Int64
+			w := newWriter(t, pool, WriterOptions{method: m, MaxWait: 20 * time.Millisecond,
+				OnConflict: func(string) { conflicted.Add(1) }})
 			stored, err := w.Write(ctx, decision(1))
 			if err != nil {
 				t.Fatal(err)
@@ -84,11 +90,33 @@ func TestDuplicateIDCompared(t *testing.T) {
 			}
 
 			var n int
-			if err := pool.QueryRow(ctx, "SELECT count(*) FROM chron_records").Scan(&n); err != nil || n != 2 {
+			if err := pool.QueryRow(ctx, "SELECT count(*) FROM chron_records WHERE kind <> $1", KindConflict).Scan(&n); err != nil || n != 2 {
 				t.Fatalf("%d rows stored (%v), want 2", n, err)
 			}
 			if st := w.Stats(); st.Conflicts != 9 {
 				t.Errorf("stats %+v: want 9 conflicts", st)
+			}
+			if got := conflicted.Load(); got != 9 {
+				t.Errorf("OnConflict called %d times, want 9", got)
+			}
+			// Every refusal is a chron.conflict row in the writer's stream;
+			// the forged copy in the batch is the "action" edit again, so
+			// it adds no second row: 8.
+			eventually(t, "the chron.conflict rows", func() bool {
+				err := pool.QueryRow(ctx, "SELECT count(*) FROM chron_records WHERE kind = $1 AND stream = 'gate-0'", KindConflict).Scan(&n)
+				return err == nil && n == 8
+			})
+			rows, _, err = List(ctx, pool, Filter{Kind: string(KindConflict)})
+			if err != nil {
+				t.Fatal(err)
+			}
+			for _, r := range rows {
+				if r.Outcome != OutcomeDeny || r.Reason != ReasonIDConflict || !strings.Contains(r.Message, "already stored with different content") {
+					t.Errorf("conflict row %+v", r.Record)
+				}
+				if id := r.Context["id"]; id != stored.ID && id != fresh {
+					t.Errorf("conflict row names id %v", id)
+				}
 			}
 			rep, err := Verify(ctx, pool)
 			if err != nil || len(rep.Problems) > 0 {

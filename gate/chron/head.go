@@ -25,5 +25,6 @@ func (w *Writer) reload(ctx context.Context) error {
 		return fmt.Errorf("chron: reading the head of stream %q: %w", w.opts.Stream, err)
 	}
 	w.lastSeq, w.lastHash, w.stale = seq, hash, false
+	w.setHead(seq, hash)
 	return nil
 }

@@ -63,8 +63,9 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 	for _, p := range live {
 		seq++
 		var h string
-		h, w.buf = chainHash(w.buf, w.prefix, prev, seq, p.p.body)
-		p.row = Row{Record: p.p.rec, Stream: w.opts.Stream, Seq: seq, PrevHash: prev, Hash: h}
+		h, w.buf = w.chain.hash(w.buf, prev, seq, p.p.body)
+		p.row = Row{Record: p.p.rec, Stream: w.opts.Stream, Seq: seq, PrevHash: prev, Hash: h,
+			Format: w.chain.format, KeyID: w.chain.keyID}
 		prev = h
 	}
 	// A connection first, so that failing to get one (the database is
@@ -143,7 +144,7 @@ func copyRefusedByRLS(err error) bool {
 // database's.
 var insertColumns = []string{"id", "stream", "seq", "time", "kind", "actor", "agent_name", "agent_namespace",
 	"agent_uid", "org", "action", "context", "outcome", "reason", "message", "anchor", "skill_version_id",
-	"skill_digest", "policies", "skill_rules", "replica", "request_id", "prev_hash", "hash"}
+	"skill_digest", "policies", "skill_rules", "replica", "request_id", "prev_hash", "hash", "format", "key_id"}
 
 // copyValues lists a row's column values. Every text column is a plain
 // string (Kind too): unnestArgs sorts the values into arrays by their Go type.
@@ -151,7 +152,7 @@ func copyValues(r *Row, p *prepared) []any {
 	return []any{r.ID, r.Stream, r.Seq, r.Time, string(r.Kind), r.Actor, r.AgentName, r.AgentNamespace,
 		r.AgentUID, r.Org, r.Action, json.RawMessage(p.ctxJSON), r.Outcome, r.Reason, r.Message, r.Anchor,
 		r.SkillVersionID, r.SkillDigest, json.RawMessage(p.polJSON), json.RawMessage(p.rulesJSON),
-		r.Replica, r.RequestID, r.PrevHash, r.Hash}
+		r.Replica, r.RequestID, r.PrevHash, r.Hash, r.Format, r.KeyID}
 }
 
 // singleSQL is unnestSQL without ON CONFLICT, for autocommit.
@@ -169,6 +170,8 @@ var unnestSQL = func() string {
 			typ = "bigint[]"
 		case "time":
 			typ = "timestamptz[]"
+		case "format":
+			typ = "smallint[]"
 		}
 		params = append(params, fmt.Sprintf("$%d::%s", i+1, typ))
 		switch c {
@@ -195,6 +198,8 @@ func unnestArgs(live []*pending) []any {
 		switch v.(type) {
 		case int64:
 			args[i] = make([]int64, 0, n)
+		case int16:
+			args[i] = make([]int16, 0, n)
 		case time.Time:
 			args[i] = make([]time.Time, 0, n)
 		default:
@@ -206,6 +211,8 @@ func unnestArgs(live []*pending) []any {
 			switch x := v.(type) {
 			case int64:
 				args[i] = append(args[i].([]int64), x)
+			case int16:
+				args[i] = append(args[i].([]int16), x)
 			case time.Time:
 				args[i] = append(args[i].([]time.Time), x)
 			case string:

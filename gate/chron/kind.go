@@ -30,6 +30,12 @@ const (
 	KindPIMDeleted   Kind = "pim.deleted"
 	KindPIMRefused   Kind = "pim.refused"
 
+	// Chron itself: a writer refused a record whose id was taken by other
+	// content (pre-empted or forged), and the manager's scheduled verify
+	// found a problem.
+	KindConflict     Kind = "chron.conflict"
+	KindVerifyFailed Kind = "chron.verify.failed"
+
 	// Privileged changes (admission).
 	KindAdmissionAdmitted Kind = "admission.admitted"
 	KindAdmissionRefused  Kind = "admission.refused"

@@ -45,11 +45,12 @@ const rowColumns = `coalesce(id, ''), coalesce(stream, ''), coalesce(seq, 0), co
 	coalesce(outcome, ''), coalesce(reason, ''), coalesce(message, ''), coalesce(anchor, ''),
 	coalesce(skill_version_id, ''), coalesce(skill_digest, ''), coalesce(policies::text, '[]'),
 	coalesce(skill_rules::text, '[]'), coalesce(replica, ''), coalesce(request_id, ''),
-	coalesce(prev_hash, ''), coalesce(hash, ''), coalesce(committed_at, 'epoch')`
+	coalesce(prev_hash, ''), coalesce(hash, ''), coalesce(committed_at, 'epoch'), coalesce(format, 0),
+	coalesce(key_id, '')`
 
 const nullsColumn = `num_nulls(id, stream, seq, time, kind, actor, agent_name, agent_namespace, agent_uid, org,
 	action, context, outcome, reason, message, anchor, skill_version_id, skill_digest, policies, skill_rules,
-	replica, request_id, prev_hash, hash, committed_at)`
+	replica, request_id, prev_hash, hash, committed_at, format, key_id)`
 
 // rawRow is a row as read, JSON columns still as text.
 type rawRow struct {
@@ -61,7 +62,7 @@ func (r *rawRow) dest() []any {
 	return []any{&r.ID, &r.Stream, &r.Seq, &r.Time, &r.Kind, &r.Actor, &r.AgentName, &r.AgentNamespace,
 		&r.AgentUID, &r.Org, &r.Action, &r.ctxJSON, &r.Outcome, &r.Reason, &r.Message, &r.Anchor,
 		&r.SkillVersionID, &r.SkillDigest, &r.polJSON, &r.rulesJSON, &r.Replica, &r.RequestID,
-		&r.PrevHash, &r.Hash, &r.CommittedAt}
+		&r.PrevHash, &r.Hash, &r.CommittedAt, &r.Format, &r.KeyID}
 }
 
 // decode fills the typed JSON fields and puts times in UTC, the way Write

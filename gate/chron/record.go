@@ -1,11 +1,15 @@
 // Package chron is CLAIIM's audit log: an append-only, hash-chained table in
 // PostgreSQL. Every gate decision and every control-plane event is one row.
 //
-// Three layers keep it honest. A trigger refuses UPDATE, DELETE and TRUNCATE
-// for everyone; the writer roles hold only SELECT and INSERT, each on its
-// own streams (roles.go); and every row carries the SHA-256 of its predecessor in its writer's stream,
-// so Verify finds rows edited, deleted or reordered by someone who switched
-// the trigger off (Verify says what a chain alone cannot show).
+// Four layers keep it honest. A trigger refuses UPDATE, DELETE and TRUNCATE
+// for everyone; the writer roles hold only SELECT and INSERT, each on its own
+// streams (roles.go);
+// every row carries an HMAC of its predecessor's hash and its content under
+// a chain key the database never sees (format v2; v1 rows, from before,
+// are unkeyed SHA-256), so Verify finds rows edited, deleted, reordered or
+// rechained by someone who switched the trigger off; and each stream's
+// head is signed and published outside the database (checkpoint.go), so a
+// cut tail or a removed stream is found too (VerifyWith says what remains).
 //
 // Writer batches concurrent records into one transaction (group commit) and
 // answers each caller only once its row has committed.
@@ -33,7 +37,8 @@ type PolicyMatch struct {
 // Record is one Chron row as the caller fills it. ID is client-generated (a
 // UUID string) so that a retried Write is idempotent: a second Write with a
 // known ID and the same identity (sameIdentity) stores nothing and returns
-// the row already stored; with other content it fails with ErrConflict.
+// the row already stored; with other content it fails with ErrConflict,
+// and the writer records a chron.conflict row.
 type Record struct {
 	ID             string
 	Time           time.Time
@@ -65,8 +70,8 @@ type Record struct {
 }
 
 // Row is a stored Record plus its chain fields. Hash covers the Record,
-// Stream and Seq, chained through PrevHash; CommittedAt is the database's
-// clock and is not hashed. Rows read back (List) carry it; the Row a Write
+// Stream and Seq (and in format v2 KeyID), chained through PrevHash;
+// CommittedAt is the database's clock and is not hashed. Rows read back (List) carry it; the Row a Write
 // returns doesn't: the batch's one statement doesn't read it back.
 type Row struct {
 	Record
@@ -75,6 +80,8 @@ type Row struct {
 	PrevHash    string
 	Hash        string
 	CommittedAt time.Time
+	Format      int16  // FormatV1 or FormatV2
+	KeyID       string // the chain key of a v2 row
 }
 
 // Outcomes of every row.

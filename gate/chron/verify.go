@@ -23,40 +23,117 @@ func (p Problem) String() string {
 
 // VerifyReport summarizes a Verify run.
 type VerifyReport struct {
-	Streams  int
-	Rows     int64 // rows checked
-	Problems []Problem
+	Streams     int
+	Rows        int64 // rows checked
+	Unkeyed     int64 // v2 rows checked by their links only: no key of their component was given
+	Checkpoints int   // signed checkpoints compared with their streams
+	Problems    []Problem
+	// Heads is where each stream without a problem was verified up to;
+	// pass it as VerifyOptions.From to resume there.
+	Heads map[string]Verified
+}
+
+// Verified is a stream's head as verified.
+type Verified struct {
+	Seq    int64
+	Hash   string
+	Format int16
+}
+
+// VerifyOptions says what Verify may use beyond the rows.
+type VerifyOptions struct {
+	// Keys recomputes the HMAC of v2 rows. A component none of whose keys
+	// are given has its v2 rows checked by their links only (seq and
+	// prev_hash; VerifyReport.Unkeyed); with some of its keys, a row under
+	// an unknown key is a problem.
+	Keys Keyring
+	// Checkpoints are the streams' last signed checkpoints as published,
+	// checked with PublicKeys; each stream must reach its checkpoint with
+	// the checkpoint's hash.
+	Checkpoints []SignedCheckpoint
+	PublicKeys  PublicKeys
+	// From resumes streams after heads an earlier run verified, without
+	// reading their rows again (checkpoints are still checked whole).
+	From map[string]Verified
 }
 
 // verifyPage bounds the rows held in memory at once.
 const verifyPage = 1000
 
-// Verify walks every stream in seq order and recomputes each row's hash from
-// its stored columns. It reports the first problem of each stream: a row
-// whose hash does not match its contents (edited), a gap in seq (deleted),
-// or a prev_hash that is not its predecessor's hash (reordered, or an edit
-// whose hash was recomputed). A stream is read in pages, each its own query,
-// so memory stays bounded and no snapshot is held for the whole walk.
-//
-// What an unkeyed chain cannot show: rows removed from the end of a stream,
-// a whole stream removed, or an edit followed by recomputing every later
-// hash. Catching those needs the stream heads (seq, hash) kept somewhere the
-// database's superuser cannot write, and compared.
+// Verify is VerifyWith without keys or checkpoints: v1 rows are
+// recomputed, v2 rows checked by their links only.
 func Verify(ctx context.Context, pool *pgxpool.Pool) (VerifyReport, error) {
-	var rep VerifyReport
+	return VerifyWith(ctx, pool, VerifyOptions{})
+}
+
+// VerifyWith walks every stream in seq order and checks each row from its
+// stored columns. It reports the first problem of each stream: a row
+// whose hash does not match its contents (edited; for v2 rows, only with
+// the key), a gap in seq (deleted), a prev_hash that is not its
+// predecessor's hash (reordered, or an edit whose hash was recomputed), a
+// v2 row followed by a v1 one (rechained in the unkeyed format), and
+// against the signed checkpoints: rows cut from the tail, a stream
+// rewritten and rechained, a whole stream removed. A stream is read in
+// pages, each its own query, so memory stays bounded and no snapshot is
+// held for the whole walk.
+//
+// What remains unseen: rows cut from a stream's tail after its last
+// checkpoint (at most one checkpoint interval of rows, docs/security.md),
+// and, without the chain key, an edit of a v2 row's content that keeps
+// its hash column.
+func VerifyWith(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (VerifyReport, error) {
+	rep := VerifyReport{Heads: map[string]Verified{}}
 	streams, err := streamNames(ctx, pool)
 	if err != nil {
 		return rep, err
 	}
+	cps := map[string]SignedCheckpoint{}
+	for _, cp := range opts.Checkpoints {
+		if old, dup := cps[cp.Stream]; !dup || cp.Seq > old.Seq {
+			cps[cp.Stream] = cp
+		}
+	}
+	known := map[string]bool{}
+	for _, s := range streams {
+		known[s] = true
+	}
+	for s := range cps {
+		if !known[s] {
+			streams = append(streams, s)
+		}
+	}
+	scopes := map[string]bool{}
+	for _, k := range opts.Keys {
+		scopes[k.Scope] = true
+	}
 	for _, s := range streams {
 		rep.Streams++
-		n, p, err := verifyStream(ctx, pool, s)
-		rep.Rows += n
-		if err != nil {
-			return rep, err
+		var p *Problem
+		from := opts.From[s]
+		head := from
+		if known[s] {
+			var n, unkeyed int64
+			var err error
+			head, n, unkeyed, p, err = verifyStream(ctx, pool, s, from, opts.Keys, scopes[ScopeOf(s)])
+			rep.Rows += n
+			rep.Unkeyed += unkeyed
+			if err != nil {
+				return rep, err
+			}
+		}
+		if cp, ok := cps[s]; ok && p == nil {
+			if err := cp.Verify(opts.PublicKeys); err != nil {
+				p = &Problem{Stream: s, Seq: cp.Seq, What: WhatCheckpoint + ": " + err.Error()}
+			} else if p, err = checkpointProblem(ctx, pool, cp.Checkpoint); err != nil {
+				return rep, err
+			} else {
+				rep.Checkpoints++
+			}
 		}
 		if p != nil {
 			rep.Problems = append(rep.Problems, *p)
+		} else if head.Seq > 0 {
+			rep.Heads[s] = head
 		}
 	}
 	return rep, nil
@@ -82,62 +159,111 @@ func streamNames(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	return names, nil
 }
 
-func verifyStream(ctx context.Context, pool *pgxpool.Pool, stream string) (int64, *Problem, error) {
-	var checked int64
-	prefix := streamPrefix(stream)
-	prevSeq, prevHash := int64(0), GenesisHash
+// verifyStream walks one stream after from. keyed says the caller holds
+// keys of the stream's component, so a v2 row under an unknown key is a
+// problem rather than one checked by its links only.
+func verifyStream(ctx context.Context, pool *pgxpool.Pool, stream string, from Verified, keys Keyring, keyed bool) (
+	head Verified, checked, unkeyed int64, problem *Problem, err error) {
+	head = from
+	if head.Seq == 0 {
+		head.Hash = GenesisHash
+	}
+	chains := map[string]*chainer{} // by key id; "" is v1
+	chainFor := func(r *rawRow) (*chainer, string) {
+		switch r.Format {
+		case FormatV1:
+			r.KeyID = ""
+		case FormatV2:
+			k, ok := keys[r.KeyID]
+			switch {
+			case !ok && keyed:
+				return nil, fmt.Sprintf("%s: the row names chain key %q, which is not among this component's keys", WhatKey, r.KeyID)
+			case !ok:
+				return nil, ""
+			case k.Scope != ScopeOf(stream):
+				return nil, fmt.Sprintf("%s: the row names a %s key in a stream of another component", WhatKey, k.Scope)
+			}
+		default:
+			return nil, fmt.Sprintf("%s: unknown hash format %d", WhatRowChanged, r.Format)
+		}
+		c, ok := chains[r.KeyID]
+		if !ok {
+			var key *ChainKey
+			if r.Format == FormatV2 {
+				k := keys[r.KeyID]
+				key = &k
+			}
+			nc := newChainer(stream, key)
+			c = &nc
+			chains[r.KeyID] = c
+		}
+		return c, ""
+	}
 	var buf []byte
 	for {
 		rows, err := pool.Query(ctx, "SELECT "+rowColumns+", "+nullsColumn+
-			" FROM chron_records WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3", stream, prevSeq, verifyPage)
+			" FROM chron_records WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3", stream, head.Seq, verifyPage)
 		if err != nil {
-			return checked, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
+			return head, checked, unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
 		}
 		var raw rawRow
 		var nulls, inPage int
-		var problem *Problem
 		dest := append(raw.dest(), &nulls)
 		_, err = pgx.ForEachRow(rows, dest, func() error {
 			inPage++
 			checked++
 			what := ""
+			c, keyProblem := (*chainer)(nil), ""
 			switch {
 			case nulls > 0:
-				what = "row changed: a column is NULL"
-			case raw.Seq != prevSeq+1 && prevSeq == 0:
-				what = fmt.Sprintf("row missing: stream starts at seq %d", raw.Seq)
-			case raw.Seq != prevSeq+1:
-				what = fmt.Sprintf("row missing: sequence jumps from %d to %d", prevSeq, raw.Seq)
+				what = WhatRowChanged + ": a column is NULL"
+			case raw.Seq != head.Seq+1 && head.Seq == 0:
+				what = fmt.Sprintf("%s: stream starts at seq %d", WhatRowMissing, raw.Seq)
+			case raw.Seq != head.Seq+1:
+				what = fmt.Sprintf("%s: sequence jumps from %d to %d", WhatRowMissing, head.Seq, raw.Seq)
+			case raw.Format < head.Format:
+				what = fmt.Sprintf("%s: a format %d row after format %d rows (rechained without the key)", WhatDowngrade, raw.Format, head.Format)
 			default:
-				var computed string
+				c, keyProblem = chainFor(&raw)
+			}
+			switch {
+			case what != "":
+			case keyProblem != "":
+				what = keyProblem
+			default:
+				computed := raw.Hash
 				var herr error
-				computed, buf, herr = rowHash(buf, prefix, &raw)
+				if c != nil {
+					computed, buf, herr = rowHash(buf, c, &raw)
+				} else {
+					unkeyed++
+				}
 				switch {
 				case herr != nil:
-					what = "row changed: " + herr.Error()
+					what = WhatRowChanged + ": " + herr.Error()
 				case computed != raw.Hash:
-					what = "row changed: hash does not match its contents"
-				case raw.PrevHash != prevHash && prevSeq == 0:
-					what = "rows out of order: the first row's prev_hash is not the genesis hash"
-				case raw.PrevHash != prevHash:
-					what = fmt.Sprintf("rows out of order: prev_hash does not match row %d", prevSeq)
+					what = WhatRowChanged + ": hash does not match its contents"
+				case raw.PrevHash != head.Hash && head.Seq == 0:
+					what = WhatOutOfOrder + ": the first row's prev_hash is not the genesis hash"
+				case raw.PrevHash != head.Hash:
+					what = fmt.Sprintf("%s: prev_hash does not match row %d", WhatOutOfOrder, head.Seq)
 				}
 			}
 			if what != "" {
 				problem = &Problem{Stream: stream, Seq: raw.Seq, ID: raw.ID, What: what}
 				return errStop
 			}
-			prevSeq, prevHash = raw.Seq, raw.Hash
+			head = Verified{Seq: raw.Seq, Hash: raw.Hash, Format: raw.Format}
 			return nil
 		})
 		if problem != nil {
-			return checked, problem, nil
+			return head, checked, unkeyed, problem, nil
 		}
 		if err != nil {
-			return checked, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
+			return head, checked, unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
 		}
 		if inPage < verifyPage {
-			return checked, nil, nil
+			return head, checked, unkeyed, nil, nil
 		}
 	}
 }
@@ -146,7 +272,7 @@ var errStop = errors.New("stop at the first problem")
 
 // rowHash recomputes a stored row's hash from its columns alone, encoding
 // the JSON columns as Write did (canonFromJSON undoes jsonb's spelling).
-func rowHash(buf, prefix []byte, r *rawRow) (string, []byte, error) {
+func rowHash(buf []byte, c *chainer, r *rawRow) (string, []byte, error) {
 	ctxJSON, err := canonFromJSON([]byte(r.ctxJSON))
 	if err != nil {
 		return "", buf, fmt.Errorf("context is not JSON")
@@ -163,6 +289,6 @@ func rowHash(buf, prefix []byte, r *rawRow) (string, []byte, error) {
 	if err != nil {
 		return "", buf, err
 	}
-	h, buf := chainHash(buf, prefix, r.PrevHash, r.Seq, body)
+	h, buf := c.hash(buf, r.PrevHash, r.Seq, body)
 	return h, buf, nil
 }

@@ -43,6 +43,28 @@ type WriterOptions struct {
 	// metrics; it must not block.
 	OnCommit func(rows int, took time.Duration, err error)
 
+	// Key chains new rows in format v2 (HMAC-SHA256). Without it rows are
+	// format v1, unkeyed: for tests and benchmarks only; the components
+	// refuse to start without a key.
+	Key *ChainKey
+	// IDKey derives EventID's ids (the manager's event-id key).
+	IDKey []byte
+	// Guard, if set, is asked before every batch; an error fails the batch
+	// and nothing is written. The stream's lease holder uses it to stop
+	// writing the moment it can no longer be sure it holds the stream.
+	Guard func() error
+	// Checkpoint is the stream's last signed checkpoint, its signature
+	// already checked. Before its first row the writer checks the stream
+	// against it: rows cut below it, or a different hash at its seq, is
+	// tampering, and the writer refuses to write (ErrTampered) rather than
+	// chain new rows onto a doctored stream.
+	Checkpoint *Checkpoint
+	// OnTamper is called once when the check against Checkpoint fails.
+	OnTamper func(err error)
+	// OnConflict is called for each record refused with ErrConflict, after
+	// its chron.conflict row is queued. It must not block.
+	OnConflict func(id string)
+
 	method insertMethod // benchmarks compare the two; the default won
 }
 
@@ -69,17 +91,22 @@ var (
 	ErrClosed = errors.New("chron: writer closed")
 	// ErrConflict means the record's ID is already stored with a different
 	// identity (sameIdentity): a forged or pre-empted row, or an ID reused
-	// by mistake. Nothing was stored; it is never reported as success.
+	// by mistake. The record was not stored; it is never reported as
+	// success, and the writer records a chron.conflict row in its stream.
 	ErrConflict = errors.New("chron: id already stored with different content")
+	// ErrTampered means the stream does not match its last signed
+	// checkpoint: the writer will not continue it.
+	ErrTampered = errors.New("chron: stream does not match its signed checkpoint")
 )
 
 // Writer appends records to one stream with group commit: a single
 // goroutine takes queued records in batches, chains them and inserts each
 // batch in one transaction, then answers every caller of the batch.
 type Writer struct {
-	pool   *pgxpool.Pool
-	opts   WriterOptions
-	prefix []byte
+	pool  *pgxpool.Pool
+	opts  WriterOptions
+	chain chainer
+	ids   []byte // EventID's key
 
 	mu     sync.RWMutex // guards closed against sends on the closed queue
 	closed bool
@@ -97,6 +124,10 @@ type Writer struct {
 	carry      []carried     // corrections for a later batch (correction.go)
 	retryIn    time.Duration // how long carried corrections wait when no record comes
 	closeErr   error         // set before done closes: corrections Close could not store
+	cpChecked  bool          // the stream was checked against opts.Checkpoint
+
+	head     atomic.Pointer[Head] // the last committed head, for checkpoints
+	tampered atomic.Pointer[error]
 
 	rows, batches, failedBatches, failedRows, dups, conflicts, overloaded, fixes, inFlight, carriedN atomic.Int64
 	// busySince is when the loop took up its current batch (unix nanos; 0
@@ -125,13 +156,24 @@ func NewWriter(_ context.Context, pool *pgxpool.Pool, opts WriterOptions) (*Writ
 	if opts.CommitTimeout <= 0 {
 		opts.CommitTimeout = 5 * time.Second
 	}
+	if k := opts.Key; k != nil && (len(k.Secret) < 16 || k.ID == "" || ScopeOf(opts.Stream) != k.Scope) {
+		return nil, fmt.Errorf("chron: NewWriter: the chain key must be at least 16 bytes, named, and of the stream's component (key scope %q, stream %q)", k.Scope, opts.Stream)
+	}
+	if cp := opts.Checkpoint; cp != nil && cp.Stream != opts.Stream {
+		return nil, fmt.Errorf("chron: NewWriter: checkpoint of stream %q given for stream %q", cp.Stream, opts.Stream)
+	}
+	ids, err := idKey(&opts)
+	if err != nil {
+		return nil, err
+	}
 	w := &Writer{
-		pool:   pool,
-		opts:   opts,
-		prefix: streamPrefix(opts.Stream),
-		queue:  make(chan *pending, opts.QueueSize),
-		done:   make(chan struct{}),
-		stale:  true,
+		pool:  pool,
+		opts:  opts,
+		chain: newChainer(opts.Stream, opts.Key),
+		ids:   ids,
+		queue: make(chan *pending, opts.QueueSize),
+		done:  make(chan struct{}),
+		stale: true,
 	}
 	go w.run()
 	return w, nil

@@ -14,7 +14,7 @@ import (
 
 const chronUsage = `Usage:
   claiim chron list   [--agent NS/NAME] [--org ORG] [--outcome ALLOW|DENY] [--action A] [--since DUR|TIME] [--until TIME] [--limit N]
-  claiim chron verify
+  claiim chron verify [--namespace NS] [--gate-namespace NS] [--keys-from-secrets | --gate-keys DIR --manager-keys DIR] [--offline]
   claiim chron migrate [--gate-role NAME [--gate-password-file F]] [--manager-role ...] [--reader-role ...]
 Every command reads DATABASE_URL (or --database-url); migrate needs the owner's.
 migrate also creates or updates the components' login roles: each from its
@@ -33,6 +33,7 @@ func RunChron(args []string, out io.Writer) error {
 	var f chron.Filter
 	var since, until string
 	var logins []*loginFlags
+	var vf *verifyOpts
 	switch args[0] {
 	case "list":
 		fs.StringVar(&f.Agent, "agent", "", "only this agent (NAME or NAMESPACE/NAME)")
@@ -44,6 +45,7 @@ func RunChron(args []string, out io.Writer) error {
 		fs.StringVar(&until, "until", "", "up to this time (RFC 3339)")
 		fs.IntVar(&f.Limit, "limit", 50, "at most this many rows, newest first")
 	case "verify":
+		vf = verifyFlags(fs)
 	case "migrate":
 		logins = bindMigrateFlags(fs)
 	default:
@@ -82,18 +84,7 @@ func RunChron(args []string, out io.Writer) error {
 		}
 		chron.PrintTable(out, rows)
 	case "verify":
-		rep, err := chron.Verify(ctx, pool)
-		if err != nil {
-			return err
-		}
-		fmt.Fprintf(out, "checked %d rows in %d streams\n", rep.Rows, rep.Streams)
-		for _, p := range rep.Problems {
-			fmt.Fprintf(out, "TAMPERED stream %s seq %d (id %s): %s\n", p.Stream, p.Seq, p.ID, p.What)
-		}
-		if len(rep.Problems) > 0 {
-			return fmt.Errorf("Chron failed verification: %d problem(s)", len(rep.Problems))
-		}
-		fmt.Fprintln(out, "OK: every stream's hash chain is intact")
+		return runVerify(ctx, pool, vf, out)
 	case "migrate":
 		return runMigrate(ctx, pool, logins, out)
 	}

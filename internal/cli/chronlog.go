@@ -106,6 +106,10 @@ func (c *checkedChron) Start(ctx context.Context) error {
 	}
 }
 
+// EventID forwards the writer's unpredictable, stable event ids
+// (controllers.recordEvent refuses a log without them).
+func (c *checkedChron) EventID(parts ...string) string { return c.writer.EventID(parts...) }
+
 // Stalled forwards the writer's wedge detection (the gate's liveness).
 func (c *checkedChron) Stalled(now time.Time) bool { return c.writer.Stalled(now) }
 

@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
+	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -89,6 +90,10 @@ func TestManagerStartsWithoutPostgreSQL(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := testenv.ApplyFile(ctx, root, filepath.Join(testenv.RepoRoot(), "config", "rbac", "user_roles.yaml")); err != nil {
+		t.Fatal(err)
+	}
+	// The manager's namespace: its Chron keys and stream Leases live there.
+	if err := root.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}); err != nil {
 		t.Fatal(err)
 	}
 	const managerUser, alice = "claiim-test-manager", "alice@claiim.io"

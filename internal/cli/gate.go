@@ -22,6 +22,7 @@ import (
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 
 	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 	"github.com/claiim/claiim-operator/gate/server"
 )
 
@@ -47,7 +48,8 @@ func RunGate(args []string) error {
 	staleAfter := fs.Duration("stale-after", 10*time.Second, "longest the gate answers from its view of the apiserver without proving it current (a live list its watches have caught up with); past it every answer is DENY NOT_READY")
 	certDir := fs.String("tls-cert-dir", "", "directory with tls.crt and tls.key: serve the API over TLS, reloading the pair when it changes (the manager mounts its gate certificate here); empty serves plain HTTP, for loopback only")
 	drain := fs.Duration("shutdown-drain", 5*time.Second, "on SIGTERM, how long /ready answers 503 while decisions are still answered, before the gate stops listening")
-	keys := fs.String("attestation-keys", podNamespace()+"/claiim-attestation-keys", "namespace/name of the ConfigMap where the manager publishes its public attestation keys; no agent or grant status counts without them")
+	attKeys := fs.String("attestation-keys", podNamespace()+"/claiim-attestation-keys", "namespace/name of the ConfigMap where the manager publishes its public attestation keys; no agent or grant status counts without them")
+	cs := chronStreamFlags(fs, "gate", "/etc/claiim/chron-keys", 5)
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -77,15 +79,31 @@ func RunGate(args []string) error {
 		return err
 	}
 	metrics := server.NewMetrics(ctrlmetrics.Registry)
-	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/" + *replica, OnCommit: metrics.ObserveCommit})
-	if err != nil {
-		return fmt.Errorf("opening the Chron writer: %w", err)
-	}
-
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
 		return fmt.Errorf("no Kubernetes configuration (set KUBECONFIG or run in a pod): %w", err)
 	}
+	direct, err := client.New(cfg, client.Options{Scheme: newScheme()})
+	if err != nil {
+		return err
+	}
+	// Chron's stream: a Lease of the gate's set, keyed and checkpointed
+	// (gate/chronlease); the gate is NOT_READY while it cannot publish.
+	chronMetrics := chronlease.NewMetrics(ctrlmetrics.Registry)
+	keys, err := cs.gateKeys(ctx, direct, log)
+	if err != nil {
+		return err
+	}
+	holder, writerOpts, err := cs.hold(ctx, direct, chron.ScopeGate, *replica, keys, chronMetrics, log.WithName("chron"))
+	if err != nil {
+		return err
+	}
+	writerOpts.OnCommit = metrics.ObserveCommit
+	writer, err := chron.NewWriter(ctx, pool, writerOpts)
+	if err != nil {
+		return fmt.Errorf("opening the Chron writer: %w", err)
+	}
+	holder.Head = writer.Head
 	src, err := server.NewSource(cfg, newScheme())
 	if err != nil {
 		return err
@@ -94,22 +112,19 @@ func RunGate(args []string) error {
 		return errors.New("--stale-after must be positive")
 	}
 	src.StaleAfter = *staleAfter
-	ns, name, ok := strings.Cut(*keys, "/")
+	ns, name, ok := strings.Cut(*attKeys, "/")
 	if !ok || ns == "" || name == "" {
 		return errors.New("--attestation-keys must be <namespace>/<name>")
 	}
 	src.KeysFrom = types.NamespacedName{Namespace: ns, Name: name}
-	live, err := client.New(cfg, client.Options{Scheme: newScheme()})
-	if err != nil {
-		return err
-	}
+	live := direct
 	// PostgreSQL may be down, or Chron not yet migrated, at start: the
 	// gate serves (DENY CHRON_UNAVAILABLE) and checks the schema in the
 	// background (chronlog.go) rather than exiting into a crash-loop
 	// backoff.
 	chronLog := newCheckedChron("gate", pool, writer, log.WithName("chron"))
 	refusals := &server.Refusals{Log: chronLog, Replica: *replica, Logger: log.WithName("refusals"), Metrics: metrics}
-	srv := &server.Server{Snapshots: src, Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
+	srv := &server.Server{Snapshots: server.Require(src, holder.Ready), Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
 		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}, Limits: limits, Refusals: refusals}
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
@@ -132,6 +147,7 @@ func RunGate(args []string) error {
 	g, gctx := errgroup.WithContext(runCtx)
 	g.Go(func() error { return src.Run(gctx) })
 	g.Go(func() error { return chronLog.Start(gctx) })
+	g.Go(func() error { return holder.Run(gctx) })
 	if watcher != nil {
 		g.Go(func() error { return watcher.Start(gctx) })
 	}
@@ -169,8 +185,9 @@ func RunGate(args []string) error {
 		sctx, cancel := context.WithTimeout(context.Background(), 15*time.Second)
 		defer cancel()
 		err := api.Shutdown(sctx)
-		// The last interval's refused requests, before the writer goes.
-		return errors.Join(err, refusals.Flush(sctx), writer.Close())
+		// The last interval's refused requests, before the writer goes;
+		// the last checkpoint is the writer's last head.
+		return errors.Join(err, refusals.Flush(sctx), writer.Close(), holder.Release(sctx))
 	})
 	return g.Wait()
 }

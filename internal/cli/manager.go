@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"os"
 	"strings"
+	"time"
 
 	"k8s.io/client-go/kubernetes"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -22,6 +23,7 @@ import (
 	"github.com/claiim/claiim-operator/controllers/admission"
 	"github.com/claiim/claiim-operator/controllers/certs"
 	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 )
 
 // RunManager runs the operator: the reconcilers and the admission webhooks.
@@ -54,7 +56,11 @@ func RunManager(args []string) error {
 	gateReplicas := fs.Int("gate-replicas", 2, "gate replicas")
 	gatePort := fs.Int("gate-port", 8181, "the gate API's port")
 	fs.BoolVar(&gate.TLS, "gate-tls", true, "with --manage-gate: the gate serves HTTPS under a CA the manager keeps (Secret "+controllers.GateTLSSecret+"), published for agents in their token Secrets (CLAIIM_GATE_CA)")
+	gateStreams := fs.Int("gate-chron-streams", 0, "size of the gate's set of Chron stream Leases (default two per replica plus one)")
 	fs.StringVar(&gate.DatabaseSecret, "gate-database-secret", "claiim-database", "Secret (in the gate's namespace) whose DATABASE_URL key points the gate at Chron")
+	cs := chronStreamFlags(fs, "manager", "", 4)
+	verifyEvery := fs.Duration("chron-verify-interval", chronlease.DefaultVerifyInterval, "how often the leader verifies Chron "+
+		"(rows since the last clean run; the whole log every 12th run) and raises a metric, an Event and a Chron row on a problem")
 	zapOpts := zap.Options{}
 	zapOpts.BindFlags(fs)
 	if err := fs.Parse(args); err != nil {
@@ -88,7 +94,7 @@ func RunManager(args []string) error {
 		if gate.Image == "" {
 			return errors.New("--manage-gate needs the gate's image: --gate-image or $CLAIIM_IMAGE")
 		}
-		gate.Replicas, gate.Port = int32(*gateReplicas), int32(*gatePort)
+		gate.Replicas, gate.Port, gate.ChronStreams = int32(*gateReplicas), int32(*gatePort), int32(*gateStreams)
 		opts.Gate = &gate
 	}
 	if *dbURL != "" {
@@ -98,11 +104,16 @@ func RunManager(args []string) error {
 			return fmt.Errorf("Chron database URL: %w", err)
 		}
 		defer pool.Close()
-		w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "manager/" + defaultReplica()})
+		w, holder, err := managerChron(ctx, mgr, cfg, pool, cs, gate.Namespace, *verifyEvery)
 		if err != nil {
-			return fmt.Errorf("opening the Chron writer: %w", err)
+			return err
 		}
-		defer w.Close()
+		defer func() {
+			_ = w.Close()
+			rctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			defer cancel()
+			_ = holder.Release(rctx) // the last checkpoint is the writer's last head
+		}()
 		// PostgreSQL may be down, or Chron not yet migrated: the manager
 		// serves anyway and checks the schema in the background
 		// (chronlog.go).

@@ -80,9 +80,37 @@ func devServe(f devFlags) (err error) {
 			}
 		}
 	}
-	// The manager's namespace: its attestation key and the public keys the
-	// gate reads live there, as in a cluster.
+	// Chron's stream Leases and key Secrets live in claiim-system, as in a
+	// cluster. The local gate has no mounted Secret: it may read its own
+	// keys and hold the Leases of its set there.
 	if err := root.Create(ctx, &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}); err != nil {
+		return err
+	}
+	if err := root.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "claiim-gate-chron", Namespace: "claiim-system"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{"claiim-chron-gate-keys"}, Verbs: []string{"get"}},
+		}}); err != nil {
+		return err
+	}
+	if err := root.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "claiim-gate-chron", Namespace: "claiim-system"},
+		RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "claiim-gate-chron"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devGate}}}); err != nil {
+		return err
+	}
+	// `claiim chron verify` checks the streams against their checkpoints:
+	// the people read the Leases and the public keys (no secret).
+	if err := root.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "claiim-chron-verifier", Namespace: "claiim-system"},
+		Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"list"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, ResourceNames: []string{"claiim-chron-public"}, Verbs: []string{"get"}},
+		}}); err != nil {
+		return err
+	}
+	if err := root.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "claiim-chron-verifier", Namespace: "claiim-system"},
+		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "claiim-chron-verifier"},
+		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devAdmin},
+			{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devPeer}}}); err != nil {
 		return err
 	}
 	// The seed shows the provisioner the agent's token once: here admin

@@ -23,6 +23,7 @@ import (
 
 	"github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
 	ctrl "sigs.k8s.io/controller-runtime"
@@ -31,6 +32,8 @@ import (
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
+	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 	"github.com/claiim/claiim-operator/test/pgtest"
 	"github.com/claiim/claiim-operator/test/testenv"
 )
@@ -155,6 +158,27 @@ func (s *system) writeGateKubeconfig(t testing.TB) {
 		t.Fatal(err)
 	}
 	if err := testenv.Bind(s.ctx, s.env.Client, gateUser, "claiim-gate"); err != nil {
+		t.Fatal(err)
+	}
+	// Chron's keys and stream Leases, as the manager provides them in a
+	// cluster (the suite's manager runs without Chron): the gate reads its
+	// key Secret and holds Leases in claiim-system.
+	const ns = "claiim-system"
+	c := s.env.Client
+	for _, o := range []client.Object{
+		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gate-chron"}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
+			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{chronlease.GateKeysSecret}, Verbs: []string{"get"}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gate-chron"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "gate-chron"},
+			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: gateUser}}},
+	} {
+		if err := c.Create(s.ctx, o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if _, err := chronlease.EnsureKeySet(s.ctx, c, ns, chronlease.GateKeysSecret, chron.ScopeGate, false); err != nil {
 		t.Fatal(err)
 	}
 	kc, err := u.KubeConfig()
