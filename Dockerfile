@@ -12,6 +12,8 @@ COPY internal/ internal/
 COPY api/ api/
 COPY controllers/ controllers/
 COPY gate/ gate/
+# The CRDs and webhook configurations the manager keeps in place (embedded).
+COPY config/ config/
 # A static binary: no libc in the runtime image.
 RUN CGO_ENABLED=0 GOOS=linux go build -trimpath -ldflags="-s -w" -o /out/claiim ./cmd/claiim
 
