@@ -11,7 +11,6 @@ import (
 	"strings"
 	"time"
 
-	"github.com/prometheus/client_golang/prometheus/collectors"
 	"golang.org/x/sync/errgroup"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/rest"
@@ -74,10 +73,9 @@ func RunGate(args []string) error {
 		return fmt.Errorf("Chron database URL: %w", err)
 	}
 	defer pool.Close()
-	// controller-runtime's registry: its metrics server serves it.
-	if err := register(ctrlmetrics.Registry, collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{})); err != nil {
-		return err
-	}
+	// controller-runtime's registry: its metrics server serves it, and it
+	// holds the Go runtime and process collectors already (registered by
+	// controller-runtime when this binary starts).
 	metrics := server.NewMetrics(ctrlmetrics.Registry)
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

@@ -2,10 +2,8 @@ package cli
 
 import (
 	"crypto/tls"
-	"errors"
 	"flag"
 
-	"github.com/prometheus/client_golang/prometheus"
 	"sigs.k8s.io/controller-runtime/pkg/metrics/filters"
 	metricsserver "sigs.k8s.io/controller-runtime/pkg/metrics/server"
 )
@@ -34,15 +32,4 @@ func (m *metricsFlags) options(addr string) metricsserver.Options {
 		o.TLSOpts = []func(*tls.Config){func(c *tls.Config) { c.NextProtos = []string{"http/1.1"} }}
 	}
 	return o
-}
-
-// register adds collectors, tolerating ones already there (the Go and
-// process collectors controller-runtime registers in its registry).
-func register(reg prometheus.Registerer, cs ...prometheus.Collector) error {
-	for _, c := range cs {
-		if err := reg.Register(c); err != nil && !errors.As(err, new(prometheus.AlreadyRegisteredError)) {
-			return err
-		}
-	}
-	return nil
 }
