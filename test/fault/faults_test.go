@@ -6,11 +6,15 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
 
+	coordinationv1 "k8s.io/api/coordination/v1"
 	corev1 "k8s.io/api/core/v1"
+	"k8s.io/utils/ptr"
+	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/gate/api"
@@ -201,7 +205,7 @@ func gateRollout(t *testing.T, s *system, w *window) {
 		return nil
 	})
 	s.route(next)
-	w.healed, w.stream = w.start, "gate/"+next.replica
+	w.healed, w.stream = w.start, s.streamOf(t, next.replica)
 	old.waitExit(t, shutdownDrain+20*time.Second)
 	// The Python client's calls count like the Go load's: every ALLOW has
 	// its row, and none failed (noConnectionErrors), across the old
@@ -303,4 +307,26 @@ func (s *system) chronVerify(t *testing.T) {
 // ensureServing is a guard between faults: the gate answers A.
 func (s *system) ensureServing(t *testing.T) {
 	eventually(t, recoveryBound, "the gate answers agent A with ALLOW", func() error { return s.expect(s.a, true) })
+}
+
+// streamOf is the Chron stream the gate replica holds: the stream of the
+// Lease whose holder is that replica (chronlease: "<replica>_<suffix>").
+func (s *system) streamOf(t *testing.T, replica string) string {
+	t.Helper()
+	var stream string
+	eventually(t, 10*time.Second, "gate "+replica+" holds a Chron stream", func() error {
+		leases := &coordinationv1.LeaseList{}
+		if err := s.env.Client.List(s.ctx, leases, client.InNamespace("claiim-system")); err != nil {
+			return err
+		}
+		for _, l := range leases.Items {
+			i, ok := strings.CutPrefix(l.Name, "claiim-chron-gate-")
+			if ok && strings.HasPrefix(ptr.Deref(l.Spec.HolderIdentity, ""), replica+"_") {
+				stream = "gate/" + i
+				return nil
+			}
+		}
+		return fmt.Errorf("no Lease held by %s", replica)
+	})
+	return stream
 }

@@ -165,8 +165,7 @@ func (s *system) writeGateKubeconfig(t testing.TB) {
 	// key Secret and holds Leases in claiim-system.
 	const ns = "claiim-system"
 	c := s.env.Client
-	for _, o := range []client.Object{
-		&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: ns}},
+	for _, o := range []client.Object{ // the namespace is made with the environment
 		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "gate-chron"}, Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"get", "create", "update"}},
 			{APIGroups: []string{""}, Resources: []string{"secrets"}, ResourceNames: []string{chronlease.GateKeysSecret}, Verbs: []string{"get"}}}},
