@@ -96,6 +96,10 @@ func newCluster(t *testing.T, lifetimes string) *cluster {
 	if c.dbURL, err = pg.CreateDatabase(ctx, "claiim"); err != nil {
 		t.Fatal(err)
 	}
+	// What the install's migration Job does before the managers start.
+	if out, err := exec.Command(binary, "chron", "migrate", "--database-url="+c.dbURL).CombinedOutput(); err != nil {
+		t.Fatalf("claiim chron migrate: %v\n%s", err, out)
+	}
 	c.install(ctx)
 
 	u, err := env.AddUser(envtest.User{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:serviceaccounts:" + namespace, "system:authenticated"}}, cfg)
