@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io/fs"
 	"reflect"
+	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	admissionregistrationv1 "k8s.io/api/admissionregistration/v1"
@@ -85,6 +86,16 @@ type ProtectReconciler struct {
 	crds       []*unstructured.Unstructured
 	mutating   *admissionregistrationv1.MutatingWebhookConfiguration
 	validating *admissionregistrationv1.ValidatingWebhookConfiguration
+	// unrecorded are restorations made while Chron could not record them:
+	// the restoration is not held back for the record, and the record is
+	// retried until it is written (Reconcile runs one at a time).
+	unrecorded []restoration
+}
+
+// restoration is one put-back object, as Chron records it.
+type restoration struct {
+	obj *unstructured.Unstructured
+	msg string
 }
 
 // load reads the built-in manifests and points the webhooks at this
@@ -142,35 +153,44 @@ func ptrDeref(s *string) string {
 }
 
 func (r *ProtectReconciler) Reconcile(ctx context.Context, _ ctrl.Request) (ctrl.Result, error) {
+	err := r.restore(ctx)
+	if r.unrecorded = r.recordAll(ctx, r.unrecorded); len(r.unrecorded) > 0 && err == nil {
+		return ctrl.Result{RequeueAfter: 5 * time.Second}, nil // the records wait in memory
+	}
+	return ctrl.Result{}, err
+}
+
+// restore puts back every object that differs from the built-in manifests.
+func (r *ProtectReconciler) restore(ctx context.Context) error {
 	var restored bool
 	for _, crd := range r.crds {
 		did, err := r.keep(ctx, crd.DeepCopy(), func(live, want *unstructured.Unstructured) {
 			live.Object["spec"] = want.Object["spec"]
 		})
 		if err != nil {
-			return ctrl.Result{}, err
+			return err
 		}
 		restored = restored || did
 	}
 	for _, want := range []client.Object{r.mutating.DeepCopy(), r.validating.DeepCopy()} {
 		u, err := toUnstructured(want)
 		if err != nil {
-			return ctrl.Result{}, err
+			return err
 		}
 		did, err := r.keep(ctx, u, func(live, want *unstructured.Unstructured) {
 			live.Object["webhooks"] = withCABundles(want, live)
 		})
 		if err != nil {
-			return ctrl.Result{}, err
+			return err
 		}
 		restored = restored || did
 	}
 	if restored && r.Config.CABundle != nil {
 		if err := r.Config.CABundle(ctx); err != nil {
-			return ctrl.Result{}, fmt.Errorf("self-protection: re-injecting the webhook CA: %w", err)
+			return fmt.Errorf("self-protection: re-injecting the webhook CA: %w", err)
 		}
 	}
-	return ctrl.Result{}, nil
+	return nil
 }
 
 // keep makes the live object what want says (set copies the owned part),
@@ -188,7 +208,8 @@ func (r *ProtectReconciler) keep(ctx context.Context, want *unstructured.Unstruc
 		if err := r.Client.Create(ctx, want); err != nil {
 			return false, fmt.Errorf("self-protection: re-creating %s: %w", what, err)
 		}
-		return true, r.report(ctx, want, what+" was deleted; the manager re-created it from its built-in manifest")
+		r.report(ctx, want, what+" was deleted; the manager re-created it from its built-in manifest")
+		return true, nil
 	case err != nil:
 		return false, fmt.Errorf("self-protection: reading %s: %w", what, err)
 	}
@@ -204,7 +225,8 @@ func (r *ProtectReconciler) keep(ctx context.Context, want *unstructured.Unstruc
 	if err := r.Client.Update(ctx, live); err != nil {
 		return false, fmt.Errorf("self-protection: restoring %s: %w", what, err)
 	}
-	return true, r.report(ctx, live, what+" was edited; the manager restored it from its built-in manifest")
+	r.report(ctx, live, what+" was edited; the manager restored it from its built-in manifest")
+	return true, nil
 }
 
 // owned is the part of an object the manager keeps.
@@ -252,22 +274,33 @@ func toUnstructured(o client.Object) (*unstructured.Unstructured, error) {
 	return u, nil
 }
 
-// report records a restoration: Chron first (the evidence), then the
-// event and the metric.
-func (r *ProtectReconciler) report(ctx context.Context, obj *unstructured.Unstructured, msg string) error {
+// report tells of a restoration: the log, the metric and the event at
+// once; the Chron row when Reconcile ends (recordAll).
+func (r *ProtectReconciler) report(ctx context.Context, obj *unstructured.Unstructured, msg string) {
 	ctrl.LoggerFrom(ctx).Info("self-protection: "+msg, "kind", obj.GetKind(), "name", obj.GetName())
 	restoredTotal.WithLabelValues(obj.GetKind(), obj.GetName()).Inc()
-	if err := recordEvent(ctx, r.Log, obj.GetUID(), "restored/"+obj.GetResourceVersion(), &chron.Record{
-		Kind: KindManifestRestored, Action: string(KindManifestRestored), Outcome: chron.OutcomeDeny, Reason: "MANIFEST_RESTORED",
-		Message: msg + ". Find who changed it in the apiserver's audit log; changes made to CLAIIM objects meanwhile were not admitted under PIM.",
-		Context: map[string]any{"kind": obj.GetKind(), "name": obj.GetName()},
-	}); err != nil {
-		return err
-	}
 	if r.Recorder != nil {
 		r.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, "Restored", "SelfProtect", "%s", msg)
 	}
-	return nil
+	r.unrecorded = append(r.unrecorded, restoration{obj: obj.DeepCopy(), msg: msg})
+}
+
+// recordAll writes the restorations' Chron rows and returns those it could
+// not write, to try again at the next Reconcile (requeued until then).
+func (r *ProtectReconciler) recordAll(ctx context.Context, rs []restoration) []restoration {
+	var left []restoration
+	for _, x := range rs {
+		err := recordEvent(ctx, r.Log, x.obj.GetUID(), "restored/"+x.obj.GetResourceVersion(), &chron.Record{
+			Kind: KindManifestRestored, Action: string(KindManifestRestored), Outcome: chron.OutcomeDeny, Reason: "MANIFEST_RESTORED",
+			Message: x.msg + ". Find who changed it in the apiserver's audit log; changes made to CLAIIM objects meanwhile were not admitted under PIM.",
+			Context: map[string]any{"kind": x.obj.GetKind(), "name": x.obj.GetName()},
+		})
+		if err != nil {
+			ctrl.LoggerFrom(ctx).Error(err, "self-protection: recording a restoration in Chron; retrying", "kind", x.obj.GetKind(), "name", x.obj.GetName())
+			left = append(left, x)
+		}
+	}
+	return left
 }
 
 // SetupWithManager checks everything at start and whenever one of the
