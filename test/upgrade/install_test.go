@@ -219,8 +219,21 @@ func (c *cluster) startGate(name, bin, dbURL string, extra ...string) *gate {
 // agent's workload reads from its token Secret.
 func (c *cluster) seed() creds {
 	c.t.Helper()
-	samples := filepath.Join(oldTree, "config", "samples")
-	pim := c.decode(filepath.Join(samples, "claiim_v1alpha1_pimrequest.yaml"))
+	c.elevate()
+	for _, f := range []string{"aiorg", "skill", "policy", "agent"} {
+		o := c.decode(filepath.Join(oldTree, "config", "samples", "claiim_v1alpha1_"+f+".yaml"))
+		if err := c.as[adminUser].Create(c.ctx, o); err != nil {
+			c.t.Fatalf("admin creates %s: %v", f, err)
+		}
+	}
+	return c.readSecret(func(*corev1.Secret) error { return nil })
+}
+
+// elevate is the seed's steps 3-4: admin requests a PIM session (the
+// first release's sample), peer approves it, and it turns Active.
+func (c *cluster) elevate() {
+	c.t.Helper()
+	pim := c.decode(filepath.Join(oldTree, "config", "samples", "claiim_v1alpha1_pimrequest.yaml"))
 	admin, peer := c.as[adminUser], c.as[peerUser]
 	if err := admin.Create(c.ctx, pim); err != nil {
 		c.t.Fatalf("admin's PIMRequest: %v", err)
@@ -248,13 +261,6 @@ func (c *cluster) seed() creds {
 		}
 		return nil
 	})
-	for _, f := range []string{"aiorg", "skill", "policy", "agent"} {
-		o := c.decode(filepath.Join(samples, "claiim_v1alpha1_"+f+".yaml"))
-		if err := admin.Create(c.ctx, o); err != nil {
-			c.t.Fatalf("admin creates %s: %v", f, err)
-		}
-	}
-	return c.readSecret(func(*corev1.Secret) error { return nil })
 }
 
 // readSecret is the workload (re)starting: it reads the agent's token

@@ -128,6 +128,28 @@ func TestUpgradeUnderLoad(t *testing.T) {
 	c.everyAllowHasItsRow(calls)
 	c.tokenRotatedWithNotice(old, fresh, newGate)
 	c.bothFormatsVerify(urls["reader"], migrated)
+	c.sessionsFromBeforeElevateNobody()
+}
+
+// sessionsFromBeforeElevateNobody: the first release's admission stamped
+// approvals without a signature, so its sessions count for nothing under
+// the new one (docs/security.md); a session approved now does.
+func (c *cluster) sessionsFromBeforeElevateNobody() {
+	c.t.Helper()
+	pol := func() *claiimv1.Policy {
+		return &claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "after-upgrade"}, Spec: claiimv1.PolicySpec{Org: "engineering",
+			Rules: []claiimv1.PolicyRule{{Name: "no-prod", Actions: []claiimv1.ActionPattern{"deploy:production"}, Effect: claiimv1.PolicyEffectDeny}}}}
+	}
+	err := c.as[adminUser].Create(c.ctx, pol())
+	if err == nil || !strings.Contains(err.Error(), "PIM") {
+		c.t.Errorf("admin's change under the first release's session: %v; want a refusal naming PIM", err)
+	} else {
+		c.t.Logf("a session from before the upgrade: %v", err)
+	}
+	c.elevate()
+	if err := c.as[adminUser].Create(c.ctx, pol()); err != nil {
+		c.t.Errorf("admin's change under a session approved after the upgrade: %v", err)
+	}
 }
 
 // migrate runs `claiim chron migrate` as the chart's hook Job does.
@@ -230,6 +252,8 @@ func (c *cluster) tokenRotatedWithNotice(old, fresh creds, g *gate) {
 	h := httpClient()
 	if x := ask(g.base, old, h); x.allow || x.status != 401 || x.reason == "" {
 		c.t.Errorf("the first release's token at the new gate: allow=%t status=%d reason=%q %s; want a 401 DENY with a reason", x.allow, x.status, x.reason, x.err)
+	} else {
+		c.t.Logf("the first release's token at the new gate: DENY %s (%d)", x.reason, x.status)
 	}
 	if x := ask(g.base, fresh, h); !x.allow {
 		c.t.Errorf("the rotated token at the new gate: status=%d reason=%q %s", x.status, x.reason, x.err)
