@@ -59,6 +59,7 @@ type cluster struct {
 	owner       *pgxpool.Pool
 	webhookAddr string
 	gates       map[string]string // base URL → replica, for the summary
+	suffix      string            // of the database's and the login roles' names
 }
 
 func install(t *testing.T) *cluster {
@@ -121,7 +122,9 @@ func install(t *testing.T) *cluster {
 		t.Fatal(err)
 	}
 	t.Cleanup(pg.Stop)
-	if c.ownerURL, err = pg.CreateDatabase(c.ctx, "claiim"); err != nil {
+	// Names of their own: $CLAIIM_TEST_DATABASE_URL may be a shared server.
+	c.suffix = strconv.FormatInt(time.Now().UnixNano(), 36)
+	if c.ownerURL, err = pg.CreateDatabase(c.ctx, "claiim_upgrade_"+c.suffix); err != nil {
 		t.Fatal(err)
 	}
 	if c.owner, err = pgxpool.New(c.ctx, c.ownerURL); err != nil {
@@ -304,7 +307,7 @@ func (c *cluster) roleURLs() map[string]string {
 	out := map[string]string{}
 	for _, what := range []string{"gate", "manager", "reader"} {
 		ru := *u
-		ru.User = url.UserPassword("claiim_"+what, "upgrade-"+what+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
+		ru.User = url.UserPassword("claiim_"+what+"_"+c.suffix, "upgrade-"+what+"-"+strconv.FormatInt(time.Now().UnixNano(), 36))
 		out[what] = ru.String()
 	}
 	return out

@@ -19,6 +19,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/go-logr/logr"
@@ -64,10 +65,11 @@ func TestMain(m *testing.M) {
 func build(dir string) error {
 	newBinary, oldBinary, oldTree = filepath.Join(dir, "claiim"), filepath.Join(dir, "claiim-first"), filepath.Join(dir, "first")
 	root := testenv.RepoRoot()
-	if err := exec.Command("git", "-C", root, "cat-file", "-e", firstRelease+"^{commit}").Run(); err != nil {
+	if out, err := exec.Command("git", "-C", root, "cat-file", "-e", firstRelease+"^{commit}").CombinedOutput(); err != nil {
 		shallow, _ := exec.Command("git", "-C", root, "rev-parse", "--is-shallow-repository").Output()
-		return fmt.Errorf("the first release's commit %s is not in this clone (shallow: %s); the upgrade test builds it from history: "+
-			"run `git fetch --unshallow` (or clone without --depth) and try again", firstRelease, string(shallow))
+		return fmt.Errorf("the first release's commit %s is not in this clone (git: %v %s; shallow: %s); the upgrade test builds it "+
+			"from history: run `git fetch --unshallow` (or clone without --depth) and try again",
+			firstRelease, err, strings.TrimSpace(string(out)), strings.TrimSpace(string(shallow)))
 	}
 	if err := os.MkdirAll(oldTree, 0o755); err != nil {
 		return err
