@@ -91,6 +91,10 @@ fault: envtest ## The fault suite alone (it is part of make test), printing its 
 	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" FAULT_TABLE="$(if $(FAULT_TABLE),$(abspath $(FAULT_TABLE)))" \
 		go test ./test/fault/ -run 'TestFaults' -count=1 -v $(TESTFLAGS)
 
+.PHONY: upgrade-test
+upgrade-test: envtest ## The upgrade suite alone (it is part of make test): the first release (b457a29, built from git history) upgraded under load.
+	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" go test ./test/upgrade/ -count=1 -v $(TESTFLAGS)
+
 .PHONY: soak
 soak: envtest ## Not in make test: the fault harness for SOAK_DURATION at SOAK_RATE, a fault a minute; 0 ALLOW without its row; the gate's memory and goroutines.
 	SOAK=1 SOAK_DURATION="$(SOAK_DURATION)" SOAK_RATE="$(SOAK_RATE)" SOAK_FAULTS="$(SOAK_FAULTS)" \

@@ -154,6 +154,9 @@ func (r *AgentReconciler) recordChanges(ctx context.Context, before, a *claiimv1
 			kind, reason = chron.KindTokenRotated, "TOKEN_ROTATED"
 			msg = fmt.Sprintf("token %s replaced by token %s in Secret %s/%s (rotation %q); the old token no longer authenticates",
 				prev.ID, t.ID, a.Namespace, t.SecretName, a.Annotations[claiimv1.AnnotationTokenRotated])
+			if tok.upgraded {
+				reason, msg = "TOKEN_ROTATED_ON_UPGRADE", tok.msg
+			}
 		}
 		if err := recordEvent(ctx, r.Log, a.UID, "token-issued/"+t.ID, base(kind, reason, msg)); err != nil {
 			return err

@@ -45,7 +45,13 @@ type tokenOutcome struct {
 	// refused names the Secret version that was refused ("uid/rv"), so
 	// the refusal is recorded once per version.
 	refused string
+	// upgraded says the token replaced one an earlier, non-signing
+	// manager issued (legacyToken); msg then says so.
+	upgraded bool
 }
+
+// reasonTokenRotatedOnUpgrade is the Warning event of an upgrade's rotation.
+const reasonTokenRotatedOnUpgrade = "TokenRotatedOnUpgrade"
 
 // secretRecord is a token Secret the manager signed, read back.
 type secretRecord struct {
@@ -77,6 +83,9 @@ func (r *AgentReconciler) ensureToken(ctx context.Context, a *claiimv1.Agent, tr
 
 	var rec *secretRecord
 	if sec != nil {
+		if old := legacyToken(a, sec, epoch); old != "" {
+			return r.replaceLegacy(ctx, a, sec, old, now)
+		}
 		var problem string
 		if rec, problem = r.readSecret(a, sec); problem != "" {
 			// Never adopted, never written into: the manager writes only
@@ -145,6 +154,52 @@ func (r *AgentReconciler) readSecret(a *claiimv1.Agent, sec *corev1.Secret) (*se
 		return nil, fmt.Sprintf("the token in Secret %s is not the one the manager wrote for this agent (it was changed, or the Secret was copied from elsewhere), so it is refused. Delete the Secret", ref)
 	}
 	return &secretRecord{tok: tok, id: id, epoch: epoch, rotation: m.Rotation, issuedAt: metav1.NewTime(issued)}, ""
+}
+
+// legacyToken returns the id of the token in sec when sec is a token
+// Secret that a manager from before token Secrets were signed wrote for
+// this agent, "" otherwise. Such a Secret is controlled by the agent,
+// labelled as that manager labelled it, carries no signature, and holds
+// the token whose id and hash that manager put in the status, which is
+// unsigned; and this manager never issued a token for the agent (epoch
+// 0). Anyone able to plant all of that gains nothing: the token is
+// replaced, never adopted (replaceLegacy).
+func legacyToken(a *claiimv1.Agent, sec *corev1.Secret, epoch int64) string {
+	t := a.Status.Token
+	if epoch != 0 || a.Status.Attestation != "" || t == nil || t.Hash == "" || t.RevokedAt != nil ||
+		!metav1.IsControlledBy(sec, a) || sec.DeletionTimestamp != nil || len(sec.Finalizers) > 0 ||
+		sec.Labels[claiimv1.LabelAgentToken] != "true" || sec.Labels[claiimv1.LabelAgentName] != a.Name ||
+		sec.Annotations[claiimv1.AnnotationSecretAttestation] != "" {
+		return ""
+	}
+	tok := string(sec.Data[claiimv1.SecretKeyAgentToken])
+	if id, ok := token.ID(tok); ok && id == t.ID && token.Matches(tok, t.Hash) {
+		return id
+	}
+	return ""
+}
+
+// replaceLegacy rotates a legacy token on upgrade: the unsigned Secret is
+// deleted (that version only: a Secret changed since it was read is
+// looked at again) and a signed one with a new token is created in its
+// place. The old token stops working at once; the agent's workloads must
+// restart to read the new one, which the Warning event, the condition
+// and the token.rotated row in Chron say.
+func (r *AgentReconciler) replaceLegacy(ctx context.Context, a *claiimv1.Agent, sec *corev1.Secret, old string, now metav1.Time) (tokenOutcome, error) {
+	ref := fmt.Sprintf("%s/%s", sec.Namespace, sec.Name)
+	ctrl.LoggerFrom(ctx).Info("replacing an unsigned token Secret from an earlier version", "secret", ref, "tokenID", old)
+	if err := r.Delete(ctx, sec, client.Preconditions{UID: &sec.UID, ResourceVersion: &sec.ResourceVersion}); client.IgnoreNotFound(err) != nil {
+		return tokenOutcome{}, fmt.Errorf("deleting the unsigned token Secret %s: %w", ref, err)
+	}
+	out, err := r.issue(ctx, a, nil, 1, "", now)
+	if err != nil || !out.ok {
+		return out, err
+	}
+	out.upgraded = true
+	out.msg = fmt.Sprintf("token %s replaced token %s in Secret %s on upgrade: the earlier version of the manager did not sign its token Secrets, "+
+		"so the old token no longer authenticates. Restart the agent's workloads so they read the new token", a.Status.Token.ID, old, ref)
+	r.Recorder.Eventf(a, nil, corev1.EventTypeWarning, reasonTokenRotatedOnUpgrade, "RotateToken", out.msg)
+	return out, nil
 }
 
 // issue writes a new token into the agent's Secret (creating it, or
