@@ -17,6 +17,7 @@ package admission
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -116,6 +117,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 type handlers struct {
 	Options
 	decoder admission.Decoder
+
+	once   sync.Once
+	byKind map[string]admission.Handler // validators(): the stamp's dry run
 }
 
 func newHandlers(o Options) *handlers {

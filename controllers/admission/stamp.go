@@ -2,6 +2,8 @@ package admission
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"maps"
 	"net/http"
@@ -12,6 +14,7 @@ import (
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/client/apiutil"
 	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
@@ -27,16 +30,22 @@ import (
 // ReasonNotStamped: a write without the mutating webhook's stamp.
 const ReasonNotStamped = "NOT_STAMPED"
 
-// stamp is the last step of every control-plane kind's defaulter. A
-// write to an object that was changed past admission keeps its stale
-// stamp (the object stays reported and unused by the gate) unless the
-// writer holds a PIM session: otherwise a suspension, an anchor's
-// acceptance or the manager's own bookkeeping would re-admit whatever was
-// changed behind the webhooks' back.
+// stamp is the last step of every control-plane kind's defaulter. It
+// stamps only a write the validating webhook will admit (it asks the
+// kind's validator, recording nothing), so deleting the validating
+// configuration alone stamps nothing a person could not have done under
+// PIM. A write to an object that was already changed past admission keeps
+// its stale stamp (the object stays reported and unused by the gate)
+// unless the writer holds a PIM session: otherwise a suspension, an
+// anchor's acceptance or the manager's own bookkeeping would re-admit
+// whatever was changed behind the webhooks' back.
 func (h *handlers) stamp(ctx context.Context, obj client.Object) error {
 	req, err := requestFrom(ctx)
 	if err != nil {
 		return err
+	}
+	if previewing(ctx) {
+		return nil
 	}
 	ann := maps.Clone(obj.GetAnnotations())
 	if ann == nil {
@@ -47,15 +56,19 @@ func (h *handlers) stamp(ctx context.Context, obj client.Object) error {
 		if old, err = h.decodeOld(req); err != nil {
 			return err
 		}
-		fresh, err := h.mayStamp(ctx, req, old, ann[claiimv1.AnnotationAdmitted])
-		if err != nil {
-			return errored(http.StatusServiceUnavailable, err)
+	}
+	fresh, err := h.mayStamp(ctx, req, obj, old, ann[claiimv1.AnnotationAdmitted])
+	if err != nil {
+		return err
+	}
+	if !fresh {
+		prev := ""
+		if old != nil {
+			prev = old.GetAnnotations()[claiimv1.AnnotationAdmitted]
 		}
-		if !fresh {
-			setOrDelete(ann, claiimv1.AnnotationAdmitted, old.GetAnnotations()[claiimv1.AnnotationAdmitted])
-			obj.SetAnnotations(ann)
-			return nil
-		}
+		setOrDelete(ann, claiimv1.AnnotationAdmitted, prev)
+		obj.SetAnnotations(ann)
+		return nil
 	}
 	delete(ann, claiimv1.AnnotationAdmitted)
 	obj.SetAnnotations(ann)
@@ -70,20 +83,72 @@ func (h *handlers) stamp(ctx context.Context, obj client.Object) error {
 	return nil
 }
 
-// mayStamp reports whether an update of old gets a fresh stamp: when old
-// was admitted; when the manager stamps an object from before stamps
-// existed (once, at upgrade); or when the writer holds a PIM session.
-func (h *handlers) mayStamp(ctx context.Context, req admission.Request, old client.Object, asked string) (bool, error) {
-	if attest.VerifyStamp(h.Signer, old) == nil {
-		return true, nil
-	}
+// mayStamp reports whether the write of obj over old (nil: a creation)
+// gets a fresh stamp. The manager's own writes do while old was admitted,
+// and once for an object from before stamps existed (the upgrade step).
+// Anyone else's do when the validator admits the write and either old
+// was admitted or the writer holds a PIM session.
+func (h *handlers) mayStamp(ctx context.Context, req admission.Request, obj, old client.Object, asked string) (bool, error) {
+	admitted := old == nil || attest.VerifyStamp(h.Signer, old) == nil
 	user := req.UserInfo.Username
 	if user == h.ManagerUsername {
+		if admitted {
+			return true, nil
+		}
 		had := old.GetAnnotations()[claiimv1.AnnotationAdmitted]
 		return asked == claiimv1.AdmitExisting && (had == "" || had == claiimv1.AdmitExisting), nil
 	}
+	if ok, err := h.wouldAdmit(ctx, req, obj); err != nil || !ok {
+		return false, err
+	}
+	if admitted {
+		return true, nil
+	}
 	session, err := h.activeSession(ctx, user)
-	return session != nil, err
+	if err != nil {
+		return false, errored(http.StatusServiceUnavailable, err)
+	}
+	return session != nil, nil
+}
+
+type previewKey struct{}
+
+// previewing is true while the mutating webhook asks a validator: the
+// stamp is not there yet, and nothing is recorded.
+func previewing(ctx context.Context) bool { return ctx.Value(previewKey{}) != nil }
+
+// wouldAdmit asks the kind's validator about the write of obj, as a dry
+// run (no Chron record).
+func (h *handlers) wouldAdmit(ctx context.Context, req admission.Request, obj client.Object) (bool, error) {
+	raw, err := json.Marshal(obj)
+	if err != nil {
+		return false, errored(http.StatusInternalServerError, err)
+	}
+	dry := true
+	r := req
+	r.Object, r.DryRun = runtime.RawExtension{Raw: raw}, &dry
+	v, ok := h.validators()[req.Kind.Kind]
+	if !ok {
+		return false, errored(http.StatusBadRequest, fmt.Errorf("unexpected kind %s", req.Kind.Kind))
+	}
+	resp := v.Handle(context.WithValue(ctx, previewKey{}, true), r)
+	if !resp.Allowed && resp.Result != nil && resp.Result.Code >= http.StatusInternalServerError {
+		return false, errored(resp.Result.Code, errors.New(resp.Result.Message))
+	}
+	return resp.Allowed, nil
+}
+
+// validators are the control-plane kinds' validators, by kind.
+func (h *handlers) validators() map[string]admission.Handler {
+	h.once.Do(func() {
+		h.byKind = map[string]admission.Handler{}
+		for _, k := range h.kinds() {
+			if gvk, err := apiutil.GVKForObject(k.obj, h.Scheme); err == nil && k.privileged {
+				h.byKind[gvk.Kind] = k.validate
+			}
+		}
+	})
+	return h.byKind
 }
 
 // stamped refuses a create or update whose stored object would not carry
@@ -91,7 +156,7 @@ func (h *handlers) mayStamp(ctx context.Context, req admission.Request, old clie
 // mutating webhook did not run. Keeping the stale stamp of an object that
 // was already changed past admission is allowed (it stays reported).
 func (h *handlers) stamped(ctx context.Context, req admission.Request) error {
-	if req.Operation != admissionv1.Create && req.Operation != admissionv1.Update {
+	if previewing(ctx) || (req.Operation != admissionv1.Create && req.Operation != admissionv1.Update) {
 		return nil
 	}
 	obj, err := h.decodeAs(req, req.Object)
