@@ -50,7 +50,11 @@ var (
 type StaleStampError struct{ Prior, Now int64 }
 
 func (e StaleStampError) Error() string {
-	return fmt.Sprintf("it was admitted at generation %d and is now at generation %d", e.Prior+1, e.Now)
+	then := fmt.Sprintf("a write over generation %d", e.Prior)
+	if e.Prior == 0 {
+		then = "its creation"
+	}
+	return fmt.Sprintf("its generation %d moved on past the last write admission stamped (%s)", e.Now, then)
 }
 
 // stamp is the parsed annotation: "c<prior>.<unix>.<attestation>" for a
