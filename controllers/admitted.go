@@ -68,7 +68,10 @@ func (a *Admission) Check(ctx context.Context, obj client.Object, conds *[]metav
 	msg := fmt.Sprintf("%s %s generation %d was changed without admission (%v): the admission webhooks were bypassed or away, "+
 		"so the gate does not use it and denies what depends on it (NOT_ADMITTED). Re-apply it under a PIM session (kubectl apply -f <its manifest>), "+
 		"and find who changed it in the apiserver's audit log", kind, objName(obj), gen, err)
-	was := meta.FindStatusCondition(*conds, claiimv1.ConditionAdmitted)
+	var was metav1.Condition // a copy: setCondition changes the element in place
+	if c := meta.FindStatusCondition(*conds, claiimv1.ConditionAdmitted); c != nil {
+		was = *c
+	}
 	setCondition(conds, gen, claiimv1.ConditionAdmitted, false, claiimv1.ReasonChangedPastAdmission, msg)
 	// Once per generation and stamp: a status write or a retry is not a
 	// new finding, a new stale stamp (or none) is.
@@ -85,7 +88,7 @@ func (a *Admission) Check(ctx context.Context, obj client.Object, conds *[]metav
 	if err := recordEvent(ctx, a.Log, obj.GetUID(), fmt.Sprintf("bypassed/%d/%s", gen, hex.EncodeToString(sum[:8])), rec); err != nil {
 		return err
 	}
-	if a.Recorder != nil && (was == nil || was.Status != metav1.ConditionFalse || was.Message != msg) {
+	if a.Recorder != nil && (was.Status != metav1.ConditionFalse || was.Message != msg) {
 		a.Recorder.Eventf(obj, nil, corev1.EventTypeWarning, claiimv1.ReasonChangedPastAdmission, "Admission", "%s", msg)
 	}
 	return nil

@@ -283,7 +283,8 @@ func (r *ProtectReconciler) report(ctx context.Context, obj *unstructured.Unstru
 	restoredTotal.WithLabelValues(obj.GetKind(), obj.GetName()).Inc()
 	if err := recordEvent(ctx, r.Log, obj.GetUID(), "restored/"+obj.GetResourceVersion(), &chron.Record{
 		Kind: KindManifestRestored, Action: string(KindManifestRestored), Outcome: chron.OutcomeDeny, Reason: "MANIFEST_RESTORED",
-		Message: msg + ". Find who changed it in the apiserver's audit log; changes made to CLAIIM objects meanwhile were not admitted under PIM.",
+		Message: msg + ". Find who changed it in the apiserver's audit log; CLAIIM objects changed meanwhile were not admitted under PIM " +
+			"and are reported as such (condition Admitted=False, Chron admission.bypassed) until re-applied under a PIM session.",
 		Context: map[string]any{"kind": obj.GetKind(), "name": obj.GetName()},
 	}); err != nil {
 		return err
