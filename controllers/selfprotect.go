@@ -101,7 +101,7 @@ type ProtectReconciler struct {
 func (r *ProtectReconciler) load() error {
 	files, err := fs.Glob(config.Manifests, "crd/bases/*.yaml")
 	if err != nil || len(files) == 0 {
-		return fmt.Errorf("self-protection: no CRDs built in (%v)", err)
+		return fmt.Errorf("self-protection: no CRDs built in (%w)", err)
 	}
 	for _, f := range files {
 		b, _ := config.Manifests.ReadFile(f)
