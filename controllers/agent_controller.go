@@ -37,6 +37,8 @@ type AgentReconciler struct {
 	Log   Log
 	// Signer attests the status the gate trusts and the token Secrets.
 	Signer *attest.Signer
+	// Admission checks each generation against admission's stamp.
+	Admission *Admission
 }
 
 // +kubebuilder:rbac:groups=claiim.io,resources=agents,verbs=get;list;watch;patch
@@ -105,6 +107,9 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	agent.Status.Phase = phase
 	agent.Status.ObservedGeneration = agent.Generation
 	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionReady, phase == claiimv1.AgentActive, reason, msg)
+	if err := r.Admission.Check(ctx, agent, &agent.Status.Conditions); err != nil {
+		return ctrl.Result{}, err
+	}
 	agent.Status.Attestation = r.Signer.Sign(attest.Agent(agent))
 
 	if err := r.recordChanges(ctx, before, agent, tok); err != nil {

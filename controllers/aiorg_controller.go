@@ -24,6 +24,8 @@ import (
 type AIOrgReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
+	// Admission checks each generation against admission's stamp.
+	Admission *Admission
 }
 
 // +kubebuilder:rbac:groups=claiim.io,resources=aiorgs,verbs=get;list;watch
@@ -51,6 +53,9 @@ func (r *AIOrgReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	org.Status.ObservedGeneration = org.Generation
 	setCondition(&org.Status.Conditions, org.Generation, claiimv1.ConditionReady, ok, reason, msg)
+	if err := r.Admission.Check(ctx, org, &org.Status.Conditions); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := patchStatus(ctx, r.Client, before, org, before.Status, org.Status); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching AIOrg status: %w", err)
 	}

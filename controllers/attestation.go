@@ -51,29 +51,31 @@ func LoadSigner(ctx context.Context, reader client.Reader, c client.Client, ns s
 	if err != nil {
 		return nil, fmt.Errorf("attestation key Secret %s/%s: %w", ns, AttestationKeySecret, err)
 	}
-	if err := publishKeys(ctx, reader, c, ns, signer.Public()); err != nil {
+	if _, err := publishKeys(ctx, reader, c, ns, signer.Public()); err != nil {
 		return nil, err
 	}
 	return signer, nil
 }
 
-// publishKeys makes the ConfigMap hold exactly the signer's public keys.
-func publishKeys(ctx context.Context, reader client.Reader, c client.Client, ns string, keys attest.PublicKeys) error {
+// publishKeys makes the ConfigMap hold exactly the signer's public keys,
+// and says what it had to do: "created", "restored" or "" (nothing).
+func publishKeys(ctx context.Context, reader client.Reader, c client.Client, ns string, keys attest.PublicKeys) (string, error) {
 	want := keys.ConfigMapData()
 	cm := &corev1.ConfigMap{}
+	did := ""
 	err := reader.Get(ctx, client.ObjectKey{Namespace: ns, Name: AttestationKeysConfigMap}, cm)
 	switch {
 	case apierrors.IsNotFound(err):
 		cm = &corev1.ConfigMap{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: AttestationKeysConfigMap, Labels: map[string]string{labelName: "claiim"}},
 			Data: want}
-		err = c.Create(ctx, cm)
+		did, err = "created", c.Create(ctx, cm)
 	case err == nil && !maps.Equal(cm.Data, want):
 		patch := client.MergeFromWithOptions(cm.DeepCopy(), client.MergeFromWithOptimisticLock{})
 		cm.Data = want
-		err = c.Patch(ctx, cm, patch)
+		did, err = "restored", c.Patch(ctx, cm, patch)
 	}
 	if err != nil {
-		return fmt.Errorf("publishing the attestation keys in ConfigMap %s/%s: %w", ns, AttestationKeysConfigMap, err)
+		return "", fmt.Errorf("publishing the attestation keys in ConfigMap %s/%s: %w", ns, AttestationKeysConfigMap, err)
 	}
-	return nil
+	return did, nil
 }

@@ -25,6 +25,8 @@ type CrossOrgGrantReconciler struct {
 	Clock    clock.PassiveClock
 	Log      Log
 	Signer   *attest.Signer
+	// Admission checks each generation against admission's stamp.
+	Admission *Admission
 }
 
 // +kubebuilder:rbac:groups=claiim.io,resources=crossorggrants,verbs=get;list;watch
@@ -68,6 +70,9 @@ func (r *CrossOrgGrantReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	st.ObservedGeneration = g.Generation
 	setCondition(&st.Conditions, g.Generation, claiimv1.ConditionReady, st.Phase == claiimv1.GrantActive, string(st.Phase), msg)
+	if err := r.Admission.Check(ctx, g, &st.Conditions); err != nil {
+		return ctrl.Result{}, err
+	}
 	st.Attestation = r.Signer.Sign(attest.Grant(g))
 
 	if before.Status.Phase != st.Phase && st.Phase != claiimv1.GrantPending {

@@ -18,6 +18,8 @@ import (
 type PolicyReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
+	// Admission checks each generation against admission's stamp.
+	Admission *Admission
 }
 
 // +kubebuilder:rbac:groups=claiim.io,resources=policies,verbs=get;list;watch
@@ -56,6 +58,9 @@ func (r *PolicyReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctr
 	}
 	pol.Status.ObservedGeneration = pol.Generation
 	setCondition(&pol.Status.Conditions, pol.Generation, claiimv1.ConditionReady, ok, reason, msg)
+	if err := r.Admission.Check(ctx, pol, &pol.Status.Conditions); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := patchStatus(ctx, r.Client, before, pol, before.Status, pol.Status); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching Policy status: %w", err)
 	}

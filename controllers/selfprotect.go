@@ -14,12 +14,14 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/apis/meta/v1/unstructured"
+	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"k8s.io/apimachinery/pkg/types"
 	utilyaml "k8s.io/apimachinery/pkg/util/yaml"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/builder"
+	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/event"
 	"sigs.k8s.io/controller-runtime/pkg/handler"
@@ -30,6 +32,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/source"
 
 	"github.com/claiim/claiim-operator/config"
+	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
@@ -38,7 +41,8 @@ import (
 // watches CLAIIM's CRDs and webhook configurations and puts them back, from
 // the manifests built into its binary (package config), within seconds of
 // the change, recording each restoration in Chron, as an event and as a
-// metric.
+// metric. The published attestation keys too (ConfigMap
+// claiim-attestation-keys): a key added there could sign anything.
 
 // ProtectConfig names what the manager keeps in place.
 type ProtectConfig struct {
@@ -82,6 +86,11 @@ type ProtectReconciler struct {
 	Recorder  recorder.EventRecorder
 	Log       Log
 	Config    ProtectConfig
+	// Keys, when set, are the public keys the manager publishes in its
+	// ConfigMap in KeysNamespace: kept as they are too, since whoever can
+	// add a key there can sign anything the gate trusts.
+	Keys          attest.PublicKeys
+	KeysNamespace string
 
 	crds       []*unstructured.Unstructured
 	mutating   *admissionregistrationv1.MutatingWebhookConfiguration
@@ -184,6 +193,22 @@ func (r *ProtectReconciler) restore(ctx context.Context) error {
 			return err
 		}
 		restored = restored || did
+	}
+	if r.Keys != nil {
+		did, err := publishKeys(ctx, r.APIReader, r.Client, r.KeysNamespace, r.Keys)
+		if err != nil {
+			return fmt.Errorf("self-protection: %w", err)
+		}
+		if did != "" {
+			cm := &unstructured.Unstructured{}
+			cm.SetGroupVersionKind(corev1.SchemeGroupVersion.WithKind("ConfigMap"))
+			if err := r.APIReader.Get(ctx, types.NamespacedName{Namespace: r.KeysNamespace, Name: AttestationKeysConfigMap}, cm); err != nil {
+				return fmt.Errorf("self-protection: reading ConfigMap %s: %w", AttestationKeysConfigMap, err)
+			}
+			what := map[string]string{"created": "was deleted; the manager re-created it with its public keys",
+				"restored": "was edited; the manager put back exactly its public keys"}[did]
+			r.report(ctx, cm, "ConfigMap "+r.KeysNamespace+"/"+AttestationKeysConfigMap+" "+what)
+		}
 	}
 	if restored && r.Config.CABundle != nil {
 		if err := r.Config.CABundle(ctx); err != nil {
@@ -292,7 +317,8 @@ func (r *ProtectReconciler) recordAll(ctx context.Context, rs []restoration) []r
 	for _, x := range rs {
 		err := recordEvent(ctx, r.Log, x.obj.GetUID(), "restored/"+x.obj.GetResourceVersion(), &chron.Record{
 			Kind: KindManifestRestored, Action: string(KindManifestRestored), Outcome: chron.OutcomeDeny, Reason: "MANIFEST_RESTORED",
-			Message: x.msg + ". Find who changed it in the apiserver's audit log; changes made to CLAIIM objects meanwhile were not admitted under PIM.",
+			Message: x.msg + ". Find who changed it in the apiserver's audit log; CLAIIM objects changed meanwhile were not admitted under PIM " +
+				"and are reported as such (condition Admitted=False, Chron admission.bypassed) until re-applied under a PIM session.",
 			Context: map[string]any{"kind": x.obj.GetKind(), "name": x.obj.GetName()},
 		})
 		if err != nil {
@@ -326,6 +352,19 @@ func (r *ProtectReconciler) SetupWithManager(mgr ctrl.Manager) error {
 		m := &metav1.PartialObjectMetadata{}
 		m.SetGroupVersionKind(gvk)
 		b = b.WatchesMetadata(m, toKey, ours)
+	}
+	if r.Keys != nil {
+		// The manager's cache holds no such ConfigMap: a cache of this one.
+		keys, err := cache.New(mgr.GetConfig(), cache.Options{Scheme: mgr.GetScheme(), ByObject: map[client.Object]cache.ByObject{
+			&corev1.ConfigMap{}: {Namespaces: map[string]cache.Config{r.KeysNamespace: {}},
+				Field: fields.OneTermEqualSelector("metadata.name", AttestationKeysConfigMap)}}})
+		if err != nil {
+			return fmt.Errorf("self-protection: a cache of the published keys: %w", err)
+		}
+		if err := mgr.Add(keys); err != nil {
+			return err
+		}
+		b = b.WatchesRawSource(source.Kind[client.Object](keys, &corev1.ConfigMap{}, toKey))
 	}
 	return b.Complete(r)
 }

@@ -46,6 +46,10 @@ type Options struct {
 	// Protect, when set, makes the manager keep its CRDs and webhook
 	// configurations as built (selfprotect.go).
 	Protect *ProtectConfig
+	// AdmitExisting runs the upgrade step once (admitexisting.go): objects
+	// from before admission stamps existed are stamped as they are. Needs
+	// the webhooks. Off, objects without a stamp are reported at once.
+	AdmitExisting bool
 }
 
 // Field indexes that let a change of one object find the others it affects.
@@ -115,21 +119,28 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 
 	rec := mgr.GetEventRecorder("claiim-manager")
 	c := mgr.GetClient()
+	adm := NewAdmission(opts.Signer, opts.Log, rec, !opts.AdmitExisting)
+	if opts.AdmitExisting {
+		if err := mgr.Add(&admitExisting{Client: c, APIReader: mgr.GetAPIReader(), Namespace: opts.Namespace, Log: opts.Log, Admission: adm}); err != nil {
+			return fmt.Errorf("setting up the admission upgrade step: %w", err)
+		}
+	}
 	for name, r := range map[string]interface{ SetupWithManager(ctrl.Manager) error }{
-		"aiorg":  &AIOrgReconciler{Client: c, Recorder: rec},
-		"skill":  &SkillReconciler{Client: c, Recorder: rec},
-		"policy": &PolicyReconciler{Client: c, Recorder: rec},
+		"aiorg":  &AIOrgReconciler{Client: c, Recorder: rec, Admission: adm},
+		"skill":  &SkillReconciler{Client: c, Recorder: rec, Admission: adm},
+		"policy": &PolicyReconciler{Client: c, Recorder: rec, Admission: adm},
 		"agent": &AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, GateURL: opts.GateURL, Gate: opts.Gate, Clock: opts.Clock, Log: opts.Log,
-			Signer: opts.Signer},
+			Signer: opts.Signer, Admission: adm},
 		"pimrequest":    &PIMRequestReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log, Signer: opts.Signer},
-		"crossorggrant": &CrossOrgGrantReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log, Signer: opts.Signer},
+		"crossorggrant": &CrossOrgGrantReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log, Signer: opts.Signer, Admission: adm},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up the %s controller: %w", name, err)
 		}
 	}
 	if opts.Protect != nil {
-		r := &ProtectReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, Log: opts.Log, Config: *opts.Protect}
+		r := &ProtectReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, Log: opts.Log, Config: *opts.Protect,
+			Keys: opts.Signer.Public(), KeysNamespace: opts.Namespace}
 		if err := r.SetupWithManager(mgr); err != nil {
 			return fmt.Errorf("setting up self-protection: %w", err)
 		}

@@ -19,6 +19,8 @@ import (
 type SkillReconciler struct {
 	client.Client
 	Recorder recorder.EventRecorder
+	// Admission checks each generation against admission's stamp.
+	Admission *Admission
 }
 
 // ReasonInvalidAction: an action pattern of a skill version is invalid.
@@ -73,6 +75,9 @@ func (r *SkillReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	skill.Status.ObservedGeneration = skill.Generation
 	setCondition(&skill.Status.Conditions, skill.Generation, claiimv1.ConditionReady, ok, reason, msg)
+	if err := r.Admission.Check(ctx, skill, &skill.Status.Conditions); err != nil {
+		return ctrl.Result{}, err
+	}
 	if err := patchStatus(ctx, r.Client, before, skill, before.Status, skill.Status); err != nil {
 		return ctrl.Result{}, fmt.Errorf("patching Skill status: %w", err)
 	}

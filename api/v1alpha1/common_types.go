@@ -4,6 +4,10 @@ package v1alpha1
 // Argo CD and `kubectl wait --for=condition=Ready` read.
 const (
 	ConditionReady = "Ready"
+	// ConditionAdmitted says whether the object's current generation and
+	// content are what admission stamped (AnnotationAdmitted): False means
+	// it was changed past the webhooks, and the gate does not use it.
+	ConditionAdmitted = "Admitted"
 )
 
 // Reasons shared by several kinds. Reasons are CamelCase, stable API.
@@ -12,6 +16,13 @@ const (
 	ReasonOrgNotFound = "OrgNotFound"
 	ReasonOrgNotReady = "OrgNotReady"
 	ReasonPending     = "Pending"
+
+	// Reasons of the Admitted condition.
+	ReasonAdmitted             = "Admitted"
+	ReasonChangedPastAdmission = "ChangedPastAdmission"
+	// ReasonAwaitingAdmission: an object from before admission stamps
+	// existed, not yet stamped by the manager's one-time upgrade step.
+	ReasonAwaitingAdmission = "AwaitingAdmission"
 )
 
 // Well-known annotations and labels.
@@ -40,6 +51,17 @@ const (
 	AnnotationSecretTokenRotation = "claiim.io/token-rotation"
 	AnnotationSecretIssuedAt      = "claiim.io/token-issued-at"
 	AnnotationSecretAttestation   = "claiim.io/token-attestation"
+
+	// AnnotationAdmitted is admission's stamp on AIOrgs, Skills, Policies,
+	// Agents and CrossOrgGrants: the manager's signature over the object's
+	// identity, generation and content as a webhook admitted it. Only the
+	// mutating webhook writes it; the gate uses an object only while its
+	// stamp matches it (package gate/attest, docs/security.md).
+	AnnotationAdmitted = "claiim.io/admitted"
+	// AdmitExisting is the value the manager writes into AnnotationAdmitted
+	// of an object that has no stamp yet, once, at upgrade: the mutating
+	// webhook replaces it with a stamp only for the manager, only then.
+	AdmitExisting = "admit-existing"
 
 	// LabelAgentToken marks the Secrets that hold agent tokens, so the
 	// manager caches only those and no other Secret.

@@ -17,6 +17,7 @@ package admission
 import (
 	"context"
 	"fmt"
+	"sync"
 	"time"
 
 	authorizationv1 "k8s.io/api/authorization/v1"
@@ -67,13 +68,22 @@ const (
 	PathValidatePIM          = "/validate-pimrequest"
 	PathMutateAgent          = "/mutate-agent"
 	PathMutateGrant          = "/mutate-crossorggrant"
+	PathMutateAIOrg          = "/mutate-aiorg"
+	PathMutateSkill          = "/mutate-skill"
+	PathMutatePolicy         = "/mutate-policy"
 	PathValidateControlPlane = "/validate-controlplane"
 )
 
 // +kubebuilder:webhook:path=/mutate-pimrequest,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=pimrequests,verbs=create;update,versions=v1alpha1,name=mpimrequest.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
 // +kubebuilder:webhook:path=/validate-pimrequest,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=claiim.io,resources=pimrequests,verbs=create;update;delete,versions=v1alpha1,name=vpimrequest.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
-// +kubebuilder:webhook:path=/mutate-agent,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=agents,verbs=create;update,versions=v1alpha1,name=magent.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
-// +kubebuilder:webhook:path=/mutate-crossorggrant,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=crossorggrants,verbs=create;update,versions=v1alpha1,name=mcrossorggrant.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
+// The control-plane kinds' mutating webhooks stamp what they admit
+// (stamp.go); reinvoked after any other mutating webhook, so the stamp
+// covers the object as stored.
+// +kubebuilder:webhook:path=/mutate-agent,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=agents,verbs=create;update,versions=v1alpha1,name=magent.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=IfNeeded
+// +kubebuilder:webhook:path=/mutate-crossorggrant,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=crossorggrants,verbs=create;update,versions=v1alpha1,name=mcrossorggrant.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=IfNeeded
+// +kubebuilder:webhook:path=/mutate-aiorg,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=aiorgs,verbs=create;update,versions=v1alpha1,name=maiorg.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=IfNeeded
+// +kubebuilder:webhook:path=/mutate-skill,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=skills,verbs=create;update,versions=v1alpha1,name=mskill.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=IfNeeded
+// +kubebuilder:webhook:path=/mutate-policy,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=policies,verbs=create;update,versions=v1alpha1,name=mpolicy.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5,reinvocationPolicy=IfNeeded
 // +kubebuilder:webhook:path=/validate-controlplane,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=claiim.io,resources=aiorgs;skills;policies;agents;crossorggrants,verbs=create;update;delete,versions=v1alpha1,name=vcontrolplane.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
 
 // +kubebuilder:rbac:groups=authorization.k8s.io,resources=subjectaccessreviews,verbs=create
@@ -107,6 +117,9 @@ func Setup(mgr ctrl.Manager, o Options) error {
 type handlers struct {
 	Options
 	decoder admission.Decoder
+
+	once   sync.Once
+	byKind map[string]admission.Handler // validators(): the stamp's dry run
 }
 
 func newHandlers(o Options) *handlers {

@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"fmt"
+	"maps"
 
 	admissionv1 "k8s.io/api/admission/v1"
 	"k8s.io/apimachinery/pkg/api/equality"
@@ -26,11 +27,14 @@ var (
 
 // Default handles anchor acceptance at creation: when the creator is the
 // anchor, acceptance is implicit (the seed's onboarding); nobody else can
-// accept on the anchor's behalf.
+// accept on the anchor's behalf. Then it stamps.
 func (w agentWebhook) Default(ctx context.Context, a *claiimv1.Agent) error {
 	req, err := requestFrom(ctx)
-	if err != nil || req.Operation != admissionv1.Create {
+	if err != nil {
 		return err
+	}
+	if req.Operation != admissionv1.Create {
+		return w.h.stamp(ctx, a)
 	}
 	ann := a.GetAnnotations()
 	if ann == nil {
@@ -45,7 +49,7 @@ func (w agentWebhook) Default(ctx context.Context, a *claiimv1.Agent) error {
 		delete(ann, k)
 	}
 	a.SetAnnotations(ann)
-	return nil
+	return w.h.stamp(ctx, a)
 }
 
 func (w agentWebhook) ValidateCreate(ctx context.Context, a *claiimv1.Agent) (admission.Warnings, error) {
@@ -113,7 +117,8 @@ func (w agentWebhook) update(ctx context.Context, req admission.Request, old, a 
 	// What changed besides acceptance and lifecycle?
 	sameRest := equality.Semantic.DeepEqual(withoutLifecycle(a.Spec), withoutLifecycle(old.Spec)) &&
 		equality.Semantic.DeepEqual(a.Labels, old.Labels) &&
-		equality.Semantic.DeepEqual(withoutKey(a.Annotations, claiimv1.AnnotationAnchorAccepted), withoutKey(old.Annotations, claiimv1.AnnotationAnchorAccepted))
+		equality.Semantic.DeepEqual(withoutKeys(a.Annotations, claiimv1.AnnotationAnchorAccepted, claiimv1.AnnotationAdmitted),
+			withoutKeys(old.Annotations, claiimv1.AnnotationAnchorAccepted, claiimv1.AnnotationAdmitted))
 	if !sameRest {
 		return verdict{what: fmt.Sprintf("agent %s/%s changed", a.Namespace, a.Name)}, nil
 	}
@@ -164,12 +169,13 @@ func (w agentWebhook) skillProblem(ctx context.Context, a *claiimv1.Agent) (stri
 
 func withoutLifecycle(s claiimv1.AgentSpec) claiimv1.AgentSpec { s.Lifecycle = ""; return s }
 
-func withoutKey(m map[string]string, k string) map[string]string {
-	out := make(map[string]string, len(m))
-	for kk, v := range m {
-		if kk != k {
-			out[kk] = v
-		}
+func withoutKeys(m map[string]string, keys ...string) map[string]string {
+	out := maps.Clone(m)
+	if out == nil {
+		out = map[string]string{}
+	}
+	for _, k := range keys {
+		delete(out, k)
 	}
 	return out
 }

@@ -33,8 +33,9 @@ var grantDecisions = []struct {
 	{claiimv1.AnnotationApproveReceiving, claiimv1.AnnotationReceivingApprovedBy, func(s *claiimv1.CrossOrgGrantSpec) claiimv1.OrgName { return s.ReceivingOrg }},
 }
 
-// Default stamps who approved each side from the authenticated user; a
-// stamp in the request is replaced by the recorded one.
+// Default stamps who approved each side from the authenticated user (a
+// stamp in the request is replaced by the recorded one), then the
+// admission stamp.
 func (w grantWebhook) Default(ctx context.Context, g *claiimv1.CrossOrgGrant) error {
 	req, err := requestFrom(ctx)
 	if err != nil {
@@ -67,7 +68,7 @@ func (w grantWebhook) Default(ctx context.Context, g *claiimv1.CrossOrgGrant) er
 		}
 	}
 	g.SetAnnotations(ann)
-	return nil
+	return w.h.stamp(ctx, g)
 }
 
 func (w grantWebhook) ValidateCreate(ctx context.Context, _ *claiimv1.CrossOrgGrant) (admission.Warnings, error) {

@@ -79,6 +79,7 @@ func TestGrantDefaulter(t *testing.T) {
 	g := testGrant(claiimv1.GrantPending, t0.Add(time.Hour))
 	forged := g.DeepCopy()
 	forged.Annotations = map[string]string{claiimv1.AnnotationApproveGranting: "yes", claiimv1.AnnotationGrantingApprovedBy: cfo, "keep": "me"}
+	// (No session: the creation would be refused, so it is not stamped.)
 	if got := defaults(f, w, admissionv1.Create, admin, nil, forged); len(got.Annotations) != 1 || got.Annotations["keep"] != "me" {
 		t.Errorf("approvals come after creation, from each side; got %v", got.Annotations)
 	}

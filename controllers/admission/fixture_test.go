@@ -3,6 +3,7 @@ package admission
 import (
 	"context"
 	"encoding/json"
+	"maps"
 	"reflect"
 	"strings"
 	"testing"
@@ -166,8 +167,19 @@ func (f *fixture) request(op admissionv1.Operation, user string, old, obj client
 }
 
 // validate sends the request through the webhook the apiserver calls for
-// it (the path's router, the kind's typed validator).
+// it (the path's router, the kind's typed validator), the objects stored
+// and stamped as the apiserver and the mutating webhook would have.
 func (f *fixture) validate(op admissionv1.Operation, user string, old, obj client.Object) admission.Response {
+	f.t.Helper()
+	old, obj = admitted(f.t, old), admitted(f.t, obj)
+	if op == admissionv1.Update && obj != nil {
+		obj = stampedAfter(f.t, old, obj)
+	}
+	return f.validateAsIs(op, user, old, obj)
+}
+
+// validateAsIs sends the request with the objects exactly as given.
+func (f *fixture) validateAsIs(op admissionv1.Operation, user string, old, obj client.Object) admission.Response {
 	f.t.Helper()
 	req := f.request(op, user, old, obj)
 	k, _ := f.kindOf(obj0(old, obj))
@@ -176,6 +188,52 @@ func (f *fixture) validate(op admissionv1.Operation, user string, old, obj clien
 		f.t.Fatal(err)
 	}
 	return routes[k.validatePath].Handle(context.Background(), req)
+}
+
+// admitted is a copy of obj as stored after an admitted creation: UID,
+// generation, creation time and a stamp, unless it has a stamp already
+// (nil, and kinds that are not stamped, as they are).
+func admitted(t testing.TB, obj client.Object) client.Object {
+	t.Helper()
+	if obj == nil || obj.GetAnnotations()[claiimv1.AnnotationAdmitted] != "" {
+		return obj
+	}
+	out := obj.DeepCopyObject().(client.Object)
+	now := time.Now()
+	out.SetUID(types.UID("uid-" + out.GetName()))
+	out.SetGeneration(max(1, out.GetGeneration()))
+	out.SetCreationTimestamp(metav1.NewTime(now))
+	v, err := attest.NewStamp(signer, out, nil, now)
+	if err != nil {
+		return obj // a kind admission does not stamp
+	}
+	setAnnotation(out, claiimv1.AnnotationAdmitted, v)
+	return out
+}
+
+// stampedAfter is obj as an admitted update of old stores it.
+func stampedAfter(t testing.TB, old, obj client.Object) client.Object {
+	t.Helper()
+	out := obj.DeepCopyObject().(client.Object)
+	out.SetUID(old.GetUID())
+	out.SetGeneration(old.GetGeneration())
+	out.SetCreationTimestamp(old.GetCreationTimestamp())
+	setAnnotation(out, claiimv1.AnnotationAdmitted, "")
+	v, err := attest.NewStamp(signer, out, old, time.Now())
+	if err != nil {
+		return obj
+	}
+	setAnnotation(out, claiimv1.AnnotationAdmitted, v)
+	return out
+}
+
+func setAnnotation(o client.Object, k, v string) {
+	ann := maps.Clone(o.GetAnnotations())
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	setOrDelete(ann, k, v)
+	o.SetAnnotations(ann)
 }
 
 // defaults runs the kind's defaulter on obj, typed, as controller-runtime

@@ -17,7 +17,7 @@ type kind struct {
 	obj      client.Object // an empty object of the kind
 	resource string        // its plural, as in the webhook rules
 	// privileged kinds are the control plane: their validator calls
-	// requirePIM for every operation. PIMRequest alone is not: it is the
+	// requirePIM for every operation, and their defaulter stamps. PIMRequest alone is not: it is the
 	// elevation itself, under its own two-person control.
 	privileged   bool
 	validatePath string
@@ -38,11 +38,14 @@ func (h *handlers) kinds() []kind {
 	unpruned := admission.DefaulterRemoveUnknownOrOmitableFields
 	return []kind{
 		{obj: &claiimv1.AIOrg{}, resource: "aiorgs", privileged: true,
-			validatePath: PathValidateControlPlane, validate: admission.WithValidator(s, pimOnly[*claiimv1.AIOrg]{h}).Handler},
+			validatePath: PathValidateControlPlane, validate: admission.WithValidator(s, pimOnly[*claiimv1.AIOrg]{h}).Handler,
+			mutatePath: PathMutateAIOrg, mutate: admission.WithDefaulter(s, stampOnly[*claiimv1.AIOrg]{h}, unpruned).Handler},
 		{obj: &claiimv1.Policy{}, resource: "policies", privileged: true,
-			validatePath: PathValidateControlPlane, validate: admission.WithValidator(s, pimOnly[*claiimv1.Policy]{h}).Handler},
+			validatePath: PathValidateControlPlane, validate: admission.WithValidator(s, pimOnly[*claiimv1.Policy]{h}).Handler,
+			mutatePath: PathMutatePolicy, mutate: admission.WithDefaulter(s, stampOnly[*claiimv1.Policy]{h}, unpruned).Handler},
 		{obj: &claiimv1.Skill{}, resource: "skills", privileged: true,
-			validatePath: PathValidateControlPlane, validate: admission.WithValidator(s, skillWebhook{h}).Handler},
+			validatePath: PathValidateControlPlane, validate: admission.WithValidator(s, skillWebhook{h}).Handler,
+			mutatePath: PathMutateSkill, mutate: admission.WithDefaulter(s, stampOnly[*claiimv1.Skill]{h}, unpruned).Handler},
 		{obj: &claiimv1.Agent{}, resource: "agents", privileged: true,
 			validatePath: PathValidateControlPlane, validate: admission.WithValidator(s, agentWebhook{h}).Handler,
 			mutatePath: PathMutateAgent, mutate: admission.WithDefaulter(s, agentWebhook{h}, unpruned).Handler},

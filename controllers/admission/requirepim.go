@@ -56,7 +56,7 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 	}
 	user := req.UserInfo.Username
 	if user == h.ManagerUsername {
-		return nil, nil // the manager's own change
+		return nil, h.stamped(ctx, req) // the manager's own change
 	}
 	v, err := check(req)
 	if err != nil {
@@ -67,6 +67,9 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 		rec.AgentName, rec.AgentNamespace, rec.AgentUID, rec.Org, rec.Anchor = a.Name, a.Namespace, string(a.UID), string(a.Spec.Org), string(a.Spec.AccountabilityAnchor)
 	}
 	if v.noSession != "" && v.refuse == "" {
+		if err := h.stamped(ctx, req); err != nil {
+			return nil, err
+		}
 		rec.Reason = v.noSession
 		return nil, h.admit(ctx, req, rec)
 	}
@@ -83,6 +86,9 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 				"Request elevation with a PIMRequest stating your reason (kubectl create -f pimrequest.yaml) "+
 				"and have another approver approve it (kubectl annotate pimrequest <name> claiim.io/approve=\"<comment>\"); then retry",
 			verbing(string(req.Operation)), req.Kind.Kind, req.Name, user))
+	}
+	if err := h.stamped(ctx, req); err != nil {
+		return nil, err
 	}
 	rec.Reason = ReasonPIMSession
 	if rec.Message == "" {

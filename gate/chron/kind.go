@@ -39,6 +39,9 @@ const (
 	// Privileged changes (admission).
 	KindAdmissionAdmitted Kind = "admission.admitted"
 	KindAdmissionRefused  Kind = "admission.refused"
+	// An object the manager found changed past admission (the webhooks
+	// bypassed or away): once per generation and stamp.
+	KindAdmissionBypassed Kind = "admission.bypassed"
 )
 
 // GrantKind is the kind of a CrossOrgGrant's move to phase ("grant.active",

@@ -1,6 +1,7 @@
 package decide
 
 import (
+	"maps"
 	"strings"
 	"testing"
 	"time"
@@ -22,6 +23,7 @@ func buildSigned(in Inputs) *Snapshot {
 }
 
 func signed(in Inputs) Inputs {
+	in = stamped(in)
 	in.Agents = append([]claiimv1.Agent(nil), in.Agents...)
 	for i := range in.Agents {
 		in.Agents[i].Status.Attestation = testSigner.Sign(attest.Agent(&in.Agents[i]))
@@ -32,6 +34,44 @@ func signed(in Inputs) Inputs {
 	}
 	in.Keys = testSigner.Public()
 	return in
+}
+
+// stamped is in as admission admitted it: every object stamped for its
+// current generation and content.
+func stamped(in Inputs) Inputs {
+	in.Orgs = stampEach(in.Orgs)
+	in.Skills = stampEach(in.Skills)
+	in.Policies = stampEach(in.Policies)
+	in.Agents = stampEach(in.Agents)
+	in.Grants = stampEach(in.Grants)
+	return in
+}
+
+func stampEach[T any, P interface {
+	*T
+	metav1.Object
+}](objs []T) []T {
+	out := append([]T(nil), objs...)
+	for i := range out {
+		stamp(P(&out[i]))
+	}
+	return out
+}
+
+// stamp stamps o as an update admitted at its current generation.
+func stamp(o metav1.Object) {
+	ann := maps.Clone(o.GetAnnotations())
+	if ann == nil {
+		ann = map[string]string{}
+	}
+	delete(ann, claiimv1.AnnotationAdmitted)
+	o.SetAnnotations(ann)
+	v, err := attest.NewStamp(testSigner, o, o, time.Now())
+	if err != nil {
+		panic(err)
+	}
+	ann[claiimv1.AnnotationAdmitted] = v
+	o.SetAnnotations(ann)
 }
 
 // withToken gives the agent a real token, so a test can present it.

@@ -28,6 +28,8 @@ const (
 	ReasonCrossAIOrgGrant      = "CROSS_AIORG_GRANT"
 	ReasonPolicyAllow          = "POLICY_ALLOW"
 	ReasonNotPermitted         = "NOT_PERMITTED"
+	// ReasonNotAdmitted (admitted.go) is a decision that depends on an
+	// object changed past admission.
 )
 
 // Request is what an agent asks, after authentication. Agent is nil when
@@ -71,6 +73,8 @@ type Decision struct {
 // Decide answers a request. The order is the product's contract:
 //
 //  1. no agent (unknown or revoked token)     → DENY UNAUTHENTICATED
+//     an object the agent's decisions depend on
+//     was changed past admission              → DENY NOT_ADMITTED
 //  2. agent not Active                        → DENY AGENT_INACTIVE
 //  3. presented skill version ≠ pinned        → DENY SKILL_VERSION_MISMATCH
 //  4. any matching Deny policy                → DENY POLICY_DENY
@@ -92,6 +96,10 @@ func Decide(s *Snapshot, req Request) Decision {
 			Message: "unknown or revoked agent token; re-provision the agent to get a new token"}
 	}
 	d := Decision{Agent: a}
+	if a.NotAdmitted != "" {
+		d.Outcome, d.Reason, d.Message = Deny, ReasonNotAdmitted, a.NotAdmitted
+		return d
+	}
 	if !a.Active {
 		d.Outcome, d.Reason, d.Message = Deny, ReasonAgentInactive, a.Inactive
 		return d

@@ -28,6 +28,10 @@ type Agent struct {
 	// reconciled yet it is the recorded phase.
 	Phase    claiimv1.AgentPhase
 	Inactive string // why the agent is not Active, in words
+	// NotAdmitted, when set, says which object this agent's decisions
+	// depend on was changed past admission (admitted.go): every decision
+	// is DENY NOT_ADMITTED until it is re-applied under PIM.
+	NotAdmitted string
 
 	TokenID, TokenHash string
 
@@ -98,6 +102,10 @@ type Inputs struct {
 	// Compile, if set, compiles a policy (a caller may memoize by
 	// generation: CEL compilation is the costly part of a rebuild).
 	Compile func(*claiimv1.Policy) *CompiledPolicy
+	// IgnoreAdmission uses objects whatever their admission stamp. Only
+	// for a gate over a cluster without CLAIIM's admission webhooks (tests
+	// of the gate alone); the gate binary never sets it.
+	IgnoreAdmission bool
 }
 
 // Build indexes in. It never fails: what can't be used fails closed (an
@@ -133,6 +141,7 @@ func Build(in Inputs) *Snapshot {
 		}
 		s.versions[sk.Name] = vs
 	}
+	unadmitted := findUnadmitted(in)
 	tokens := make(map[string][]*Agent, len(in.Agents))
 	for i := range in.Agents {
 		a := newAgent(&in.Agents[i])
@@ -150,6 +159,9 @@ func Build(in Inputs) *Snapshot {
 		if chain, ok := s.ancestors[a.Org]; a.Active && (!ok || chain == nil) {
 			// A broken tree would hide its ancestors' Deny policies.
 			a.Active, a.Inactive = false, "the agent's org "+a.Org+" does not resolve to a root (missing org or parent, or a cycle); fix the AIOrg tree"
+		}
+		if why := unadmitted.affecting(s, &in.Agents[i]); why != "" {
+			a.NotAdmitted, a.Active, a.Inactive = why, false, why
 		}
 		s.byName[a.Namespace+"/"+a.Name] = a
 		if a.ServiceAccount != "" && a.Phase != claiimv1.AgentDecommissioned {
@@ -207,8 +219,8 @@ func Build(in Inputs) *Snapshot {
 		}
 	}
 	for i := range in.Grants {
-		if verify(in.Keys, attest.Grant(&in.Grants[i]), in.Grants[i].Status.Attestation) != nil {
-			continue // a grant counts only as the manager recorded it
+		if verify(in.Keys, attest.Grant(&in.Grants[i]), in.Grants[i].Status.Attestation) != nil || unadmitted.grants[&in.Grants[i]] != "" {
+			continue // a grant counts only as the manager recorded it, and as admitted
 		}
 		g := in.Grants[i].DeepCopy() // the snapshot is immutable; the inputs are the caller's
 		s.grants[string(g.Spec.ReceivingOrg)] = append(s.grants[string(g.Spec.ReceivingOrg)], g)

@@ -82,6 +82,7 @@ var _ = Describe("Fresh or closed", Ordered, func() {
 		Expect(err).NotTo(HaveOccurred())
 		src.StaleAfter = staleAfter
 		src.KeysFrom = keysRef
+		src.IgnoreAdmission = true
 		sctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {

@@ -53,9 +53,13 @@ type Source struct {
 	// KeysFrom names the ConfigMap of the manager's public attestation
 	// keys (keys.go); set it before Run. No status counts without them.
 	KeysFrom types.NamespacedName
-	keys     atomic.Pointer[attest.PublicKeys]
-	cfg      *rest.Config
-	scheme   *runtime.Scheme
+	// IgnoreAdmission uses objects whatever their admission stamp
+	// (decide.Inputs): only for a cluster without CLAIIM's admission
+	// webhooks, in tests of the gate alone. The gate binary never sets it.
+	IgnoreAdmission bool
+	keys            atomic.Pointer[attest.PublicKeys]
+	cfg             *rest.Config
+	scheme          *runtime.Scheme
 }
 
 // Kinds a snapshot is built from, in the order of Source.kinds.
@@ -215,8 +219,9 @@ func (s *Source) rebuild(ctx context.Context) error {
 	compiled := make(map[types.UID]*decide.CompiledPolicy, len(pols.Items))
 	next.snap = decide.Build(decide.Inputs{
 		Orgs: orgs.Items, Skills: skills.Items, Policies: pols.Items, Agents: agents.Items, Grants: grants.Items,
-		Revision: strconv.FormatUint(s.rev.Add(1), 10),
-		Keys:     s.verifier(),
+		Revision:        strconv.FormatUint(s.rev.Add(1), 10),
+		Keys:            s.verifier(),
+		IgnoreAdmission: s.IgnoreAdmission,
 		Compile: func(p *claiimv1.Policy) *decide.CompiledPolicy {
 			cp, ok := s.compiled[p.UID]
 			if !ok || cp.Version != p.Generation {

@@ -73,6 +73,7 @@ var _ = BeforeSuite(func() {
 	src, err = server.NewSource(cfg, testenv.Scheme())
 	Expect(err).NotTo(HaveOccurred())
 	src.KeysFrom = keysRef
+	src.IgnoreAdmission = true // no admission webhooks in this suite: nothing is stamped
 	go func() {
 		defer GinkgoRecover()
 		Expect(src.Run(ctx)).To(Succeed())

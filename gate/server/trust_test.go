@@ -172,6 +172,7 @@ var _ = Describe("Trust", func() {
 		src, err := server.NewSource(cfg, testenv.Scheme())
 		Expect(err).NotTo(HaveOccurred())
 		src.KeysFrom = types.NamespacedName{Namespace: keysRef.Namespace, Name: "no-such-keys"}
+		src.IgnoreAdmission = true
 		sctx, stop := context.WithCancel(ctx)
 		done := make(chan struct{})
 		go func() {

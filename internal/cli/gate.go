@@ -47,6 +47,8 @@ func RunGate(args []string) error {
 	staleAfter := fs.Duration("stale-after", 10*time.Second, "longest the gate answers from its view of the apiserver without proving it current (a live list its watches have caught up with); past it every answer is DENY NOT_READY")
 	certDir := fs.String("tls-cert-dir", "", "directory with tls.crt and tls.key: serve the API over TLS, reloading the pair when it changes (the manager mounts its gate certificate here); empty serves plain HTTP, for loopback only")
 	drain := fs.Duration("shutdown-drain", 5*time.Second, "on SIGTERM, how long /ready answers 503 while decisions are still answered, before the gate stops listening")
+	ignoreAdmission := fs.Bool("ignore-admission", false, "use CLAIIM objects whatever their admission stamp. Only for a cluster without CLAIIM's admission webhooks (tests of the gate alone): "+
+		"it lets changes made past admission count. Never set it in production (docs/security.md)")
 	attKeys := fs.String("attestation-keys", podNamespace()+"/claiim-attestation-keys", "namespace/name of the ConfigMap where the manager publishes its public attestation keys; no agent or grant status counts without them")
 	cs := chronStreamFlags(fs, "gate", "/etc/claiim/chron-keys", 5)
 	zapOpts := zap.Options{}
@@ -115,6 +117,9 @@ func RunGate(args []string) error {
 		return errors.New("--attestation-keys must be <namespace>/<name>")
 	}
 	src.KeysFrom = types.NamespacedName{Namespace: ns, Name: name}
+	if src.IgnoreAdmission = *ignoreAdmission; src.IgnoreAdmission {
+		log.Info("WARNING: --ignore-admission: objects changed past the admission webhooks count; never run a production gate like this")
+	}
 	live := direct
 	// PostgreSQL may be down, or Chron not yet migrated, at start: the
 	// gate serves (DENY CHRON_UNAVAILABLE) and checks the schema in the

@@ -45,6 +45,7 @@ func RunManager(args []string) error {
 	webhookService := fs.String("webhook-service", "claiim-webhook-service", "the webhook Service's name (the certificate's DNS name)")
 	mutatingCfg := fs.String("webhook-mutating-configuration", "claiim-mutating-webhook-configuration", "MutatingWebhookConfiguration whose caBundle the manager keeps")
 	validatingCfg := fs.String("webhook-validating-configuration", "claiim-validating-webhook-configuration", "ValidatingWebhookConfiguration whose caBundle the manager keeps")
+	admitExisting := fs.Bool("admit-existing", true, "with the webhooks: once per install (ConfigMap "+controllers.AdmissionUpgradeConfigMap+"), stamp the CLAIIM objects created before admission stamps existed, as they are (the upgrade step; docs/security.md)")
 	protect := fs.Bool("protect-manifests", true, "with the webhooks: keep CLAIIM's CRDs and webhook configurations as built into this binary, restoring them when edited or deleted")
 	webhookURL := fs.String("webhook-url", "", "the webhook server's base URL, e.g. https://127.0.0.1:9443, when the manager runs outside the cluster; empty: the webhook Service")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
@@ -129,6 +130,7 @@ func RunManager(args []string) error {
 		return err
 	}
 	opts.Namespace = podNamespace()
+	opts.AdmitExisting = *webhooks && *admitExisting
 	var rot *certs.Rotator // the webhook certificate, when the manager keeps it
 	if *webhooks && *protect {
 		opts.Protect = &controllers.ProtectConfig{Namespace: podNamespace(), Service: *webhookService, URL: *webhookURL,

@@ -58,7 +58,8 @@ func (s *system) startGate(t testing.TB, replica string, port int) *gateProc {
 	}
 	args := []string{"gate", fmt.Sprintf("--listen=127.0.0.1:%d", port), fmt.Sprintf("--metrics-bind-address=127.0.0.1:%d", mport), "--metrics-secure=false",
 		"--replica=" + replica, "--shutdown-drain=" + shutdownDrain.String(), "--stale-after=" + s.staleAfter.String(),
-		"--chron-streams=32"} // killed gates hold their stream's Lease until it expires
+		"--chron-streams=32", // killed gates hold their stream's Lease until it expires
+		"--ignore-admission"} // this environment runs no admission webhooks: nothing is stamped
 	g := &gateProc{replica: replica, port: port, base: fmt.Sprintf("http://127.0.0.1:%d", port),
 		metrics: fmt.Sprintf("http://127.0.0.1:%d/metrics", mport), exited: make(chan struct{}),
 		log: filepath.Join(s.dir, replica+".log")}
