@@ -263,20 +263,30 @@ func owned(u *unstructured.Unstructured) any {
 }
 
 // withCABundles is want's webhooks, each with the caBundle the live one of
-// the same name has: the CA is kept by the certificate's own machinery.
+// the same name has: the CA is kept by the certificate's own machinery. A
+// webhook new in this release gets the CA its siblings have: they all call
+// the same server.
 func withCABundles(want, live *unstructured.Unstructured) []any {
 	cas := map[string]any{}
+	var sibling any
 	lhooks, _, _ := unstructured.NestedSlice(live.Object, "webhooks")
 	for _, h := range lhooks {
 		m, _ := h.(map[string]any)
-		if ca, ok, _ := unstructured.NestedFieldNoCopy(m, "clientConfig", "caBundle"); ok {
+		if ca, ok, _ := unstructured.NestedFieldNoCopy(m, "clientConfig", "caBundle"); ok && ca != "" {
 			cas[fmt.Sprint(m["name"])] = ca
+			if sibling == nil {
+				sibling = ca
+			}
 		}
 	}
 	whooks, _, _ := unstructured.NestedSlice(want.Object, "webhooks")
 	for _, h := range whooks {
 		m := h.(map[string]any)
-		if ca, ok := cas[fmt.Sprint(m["name"])]; ok {
+		ca, ok := cas[fmt.Sprint(m["name"])]
+		if !ok {
+			ca = sibling
+		}
+		if ca != nil {
 			_ = unstructured.SetNestedField(m, ca, "clientConfig", "caBundle")
 		}
 	}
