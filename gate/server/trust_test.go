@@ -93,11 +93,7 @@ var _ = Describe("Trust", func() {
 
 	It("never lets a pending agent act on a phase written through agents/status", func() {
 		w := newWorld(worldOpts{accepted: true})
-		finance := uniq("finance")
-		Expect(k8s.Create(ctx, &claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: finance}})).To(Succeed())
-		ledger := uniq("ledger")
-		Expect(k8s.Create(ctx, &claiimv1.Skill{ObjectMeta: metav1.ObjectMeta{Name: ledger}, Spec: claiimv1.SkillSpec{Org: claiimv1.OrgName(finance),
-			Versions: []claiimv1.SkillVersion{{Version: 1, AgentEmail: "ledger@yourcompany.com", AllowedActions: []claiimv1.ActionPattern{"ledger:read"}}}}})).To(Succeed())
+		_, ledger := financeLedger()
 		// An org-wide Allow: an Active agent of the org may read the ledger.
 		Expect(k8s.Create(ctx, &claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: uniq("ledger-readers")}, Spec: claiimv1.PolicySpec{
 			Org: claiimv1.OrgName(w.org), Rules: []claiimv1.PolicyRule{{Name: "read", Effect: claiimv1.PolicyEffectAllow, Actions: []claiimv1.ActionPattern{"ledger:read"}}}}})).To(Succeed())
@@ -118,11 +114,7 @@ var _ = Describe("Trust", func() {
 
 	It("never counts a grant whose phase and expiry were written through crossorggrants/status", func() {
 		w := newWorld(worldOpts{accepted: true})
-		finance := uniq("finance")
-		Expect(k8s.Create(ctx, &claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: finance}})).To(Succeed())
-		ledger := uniq("ledger")
-		Expect(k8s.Create(ctx, &claiimv1.Skill{ObjectMeta: metav1.ObjectMeta{Name: ledger}, Spec: claiimv1.SkillSpec{Org: claiimv1.OrgName(finance),
-			Versions: []claiimv1.SkillVersion{{Version: 1, AgentEmail: "ledger@yourcompany.com", AllowedActions: []claiimv1.ActionPattern{"ledger:read"}}}}})).To(Succeed())
+		finance, ledger := financeLedger()
 		grant := &claiimv1.CrossOrgGrant{ObjectMeta: metav1.ObjectMeta{Name: uniq("grant")}, // nobody approved it
 			Spec: claiimv1.CrossOrgGrantSpec{GrantingOrg: claiimv1.OrgName(finance), ReceivingOrg: claiimv1.OrgName(w.org),
 				Skills: []string{ledger}, Duration: &metav1.Duration{Duration: time.Hour}}}
@@ -198,3 +190,14 @@ var _ = Describe("Trust", func() {
 		Expect(body["message"]).To(ContainSubstring("claiim-attestation-keys"))
 	})
 })
+
+// financeLedger makes another org, finance, with a skill that allows
+// ledger:read: what a trusted grant or status would let an agent use.
+func financeLedger() (finance, ledger string) {
+	GinkgoHelper()
+	finance, ledger = uniq("finance"), uniq("ledger")
+	Expect(k8s.Create(ctx, &claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: finance}})).To(Succeed())
+	Expect(k8s.Create(ctx, &claiimv1.Skill{ObjectMeta: metav1.ObjectMeta{Name: ledger}, Spec: claiimv1.SkillSpec{Org: claiimv1.OrgName(finance),
+		Versions: []claiimv1.SkillVersion{{Version: 1, AgentEmail: "ledger@yourcompany.com", AllowedActions: []claiimv1.ActionPattern{"ledger:read"}}}}})).To(Succeed())
+	return finance, ledger
+}
