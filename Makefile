@@ -8,6 +8,7 @@ GINKGO_VERSION ?= v2.34.0
 HELM_VERSION ?= v3.22.0
 OPA_VERSION ?= v1.22.3
 GOLANGCI_LINT_VERSION ?= v2.15.0
+COREDNS_VERSION ?= 1.15.0
 
 SHELL := /usr/bin/env bash -o pipefail
 .SHELLFLAGS := -ec
@@ -23,7 +24,7 @@ GOLANGCI_LINT ?= $(LOCALBIN)/golangci-lint-$(GOLANGCI_LINT_VERSION)
 # under go test too, so one runner prints one summary.
 TESTFLAGS ?=
 
-export K8S_VERSION ETCD_VERSION
+export K8S_VERSION ETCD_VERSION COREDNS_VERSION
 
 .PHONY: all
 all: build
@@ -155,6 +156,27 @@ docker-build: ## Build the image (needs a Docker engine; none runs on the CI mac
 .PHONY: run
 run: manifests generate ## Run the manager against the cluster in $KUBECONFIG.
 	go run ./cmd/claiim manager
+
+##@ A real cluster (root; docs/e2e.md)
+
+.PHONY: cluster-assets
+cluster-assets: image image-pause helm ## What the one-node cluster runs: kubelet & co. and CoreDNS from source, the images (cached in bin/).
+	@hack/cluster-assets.sh
+	@CGO_ENABLED=0 go build -trimpath -ldflags="-s -w" -o $(LOCALBIN)/linux/e2e-agent ./test/cluster/agent
+	@go run ./hack/image -o $(LOCALBIN)/images/e2e-agent.tar -ref docker.io/claiim/e2e-agent:dev \
+		-add $(LOCALBIN)/linux/e2e-agent:/agent -entrypoint /agent -user 65532:65532
+
+.PHONY: cluster-up
+cluster-up: cluster-assets ## Start a one-node cluster inside network namespace claiim-cluster; `hack/cluster.sh exec kubectl ...` reaches it.
+	hack/cluster.sh up
+
+.PHONY: cluster-down
+cluster-down: ## Stop the cluster and undo every change it made to the host.
+	hack/cluster.sh down
+
+.PHONY: e2e-cluster
+e2e-cluster: cluster-assets ## In a fresh cluster: helm and kustomize installs, the seed, an agent pod, faults under load; then the host is checked clean.
+	HELM=$(HELM) hack/e2e-cluster.sh
 
 ##@ Tools
 

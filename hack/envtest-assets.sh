@@ -21,12 +21,14 @@ fi
 
 dest="${root}/bin/k8s/${K8S_VERSION}"
 want=(kube-apiserver etcd)
-[[ "${WITH_KUBECTL:-0}" == 1 ]] && want+=(kubectl)
+[[ "${WITH_KUBECTL:-0}" == 1 || "${WITH_NODE:-0}" == 1 ]] && want+=(kubectl)
+# The one-node cluster's other parts (hack/cluster.sh), same recipe.
+[[ "${WITH_NODE:-0}" == 1 ]] && want+=(kube-controller-manager kube-scheduler kubelet kube-proxy)
 # Bump when the way the binaries are built changes, so caches rebuild.
 recipe=2
 
 missing=()
-[[ "$(cat "${dest}/.recipe" 2>/dev/null)" == "${recipe}" ]] || rm -f "${dest}/kube-apiserver" "${dest}/kubectl" "${dest}/etcd"
+[[ "$(cat "${dest}/.recipe" 2>/dev/null)" == "${recipe}" ]] || rm -f "${dest}"/{kube-apiserver,kubectl,etcd,kube-controller-manager,kube-scheduler,kubelet,kube-proxy}
 for b in "${want[@]}"; do [[ -x "${dest}/${b}" ]] || missing+=("$b"); done
 if [[ ${#missing[@]} -eq 0 ]]; then
   echo "${dest}"

@@ -77,6 +77,9 @@ type Options struct {
 	CPUs string
 	// Settings are extra server settings, "name=value".
 	Settings []string
+	// HBA are extra pg_hba.conf lines, for clients beyond loopback (pods
+	// of the one-node cluster).
+	HBA []string
 }
 
 // StartWith is Start with options.
@@ -116,6 +119,19 @@ func StartWith(ctx context.Context, o Options) (*Server, error) {
 	if out, err := s.run(ctx, "initdb", "-D", data, "-U", "postgres", "--auth=trust", "--no-sync", "-E", "UTF8").CombinedOutput(); err != nil {
 		s.Stop()
 		return nil, fmt.Errorf("initdb: %w: %s", err, out)
+	}
+	if len(o.HBA) > 0 {
+		f, err := os.OpenFile(filepath.Join(data, "pg_hba.conf"), os.O_APPEND|os.O_WRONLY, 0)
+		if err == nil {
+			_, err = f.WriteString(strings.Join(o.HBA, "\n") + "\n")
+			if cerr := f.Close(); err == nil {
+				err = cerr
+			}
+		}
+		if err != nil {
+			s.Stop()
+			return nil, fmt.Errorf("pg_hba.conf: %w", err)
+		}
 	}
 	// fsync stays on: Chron's durability is what these tests are about.
 	opts := s.options()
