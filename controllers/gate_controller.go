@@ -80,6 +80,9 @@ const (
 	labelManagedBy   = "app.kubernetes.io/managed-by"
 	annotationConfig = "claiim.io/gate-config-hash"
 	chronKeysDir     = "/etc/claiim/chron-keys"
+	// imageGroup is the group of the image's user (65532:65532, the
+	// Dockerfile's USER, distroless's nonroot).
+	imageGroup = 65532
 )
 
 // GateReconciler keeps the gate's Deployment, Service, ServiceAccount,
@@ -157,7 +160,10 @@ func (r *GateReconciler) desired() []gateObject {
 	pod := corev1ac.PodSpec().WithServiceAccountName(GateName).
 		WithVolumes(corev1ac.Volume().WithName("chron-keys").WithSecret(corev1ac.SecretVolumeSource().
 			WithSecretName(chronlease.GateKeysSecret).WithDefaultMode(0o440))).
-		WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).
+		// fsGroup: the kubelet gives the mounted keys (0440) to the image's
+		// group, else the non-root gate cannot read them (seen only with a
+		// real kubelet: test/cluster).
+		WithSecurityContext(corev1ac.PodSecurityContext().WithRunAsNonRoot(true).WithFSGroup(imageGroup).
 			WithSeccompProfile(corev1ac.SeccompProfile().WithType(corev1.SeccompProfileTypeRuntimeDefault)))
 	c.withTLS(gate, pod)
 	pod.WithContainers(gate)

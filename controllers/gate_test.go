@@ -44,6 +44,8 @@ var _ = Describe("The gate's objects", Serial, func() {
 			// The heap stays under the memory limit despite the gate's GOGC.
 			g.Expect(c.Env).To(ContainElement(corev1.EnvVar{Name: "GOMEMLIMIT", Value: "943718400"}))
 			g.Expect(*c.SecurityContext.ReadOnlyRootFilesystem).To(BeTrue())
+			// The non-root gate reads its mounted keys (0440) through its group.
+			g.Expect(d.Spec.Template.Spec.SecurityContext.FSGroup).To(HaveValue(BeEquivalentTo(65532)))
 			g.Expect(d.Spec.Template.Spec.ServiceAccountName).To(Equal(controllers.GateName))
 			for _, o := range []client.Object{&corev1.Service{}, &corev1.ServiceAccount{}, &policyv1.PodDisruptionBudget{}, &networkingv1.NetworkPolicy{}} {
 				g.Expect(k8s.Get(ctx, key(true), o)).To(Succeed())

@@ -36,7 +36,7 @@ CGROUP_NAMES=(kubepods kubepods.slice claiim-cluster)
 
 log() { echo "cluster: $*" >&2; }
 die() { log "$*"; exit 1; }
-in_ns() { nsenter --net="/run/netns/${NETNS}" --mount="/proc/$(cat "${STATE}/pids/holder")/ns/mnt" -- "$@"; }
+in_ns() { nsenter --net="/run/netns/${NETNS}" --mount="/proc/$(cat "${STATE}/pids/holder")/ns/mnt" --wd="${PWD}" -- "$@"; }
 kc() { in_ns "${K8S_BIN}/kubectl" --kubeconfig "${STATE}/admin.kubeconfig" "$@"; }
 
 snapshot() {
@@ -110,7 +110,8 @@ up() {
   # this cgroup or the kubelet's: down finds them by cgroup, not by memory.
   mkdir -p /sys/fs/cgroup/pids/claiim-cluster
   echo $$ >/sys/fs/cgroup/pids/claiim-cluster/cgroup.procs
-  ip netns exec "${NETNS}" unshare --mount --propagation private -- sh -c \
+  # (Not ip netns exec: its fresh /sys would hide the cgroup mounts.)
+  nsenter --net="/run/netns/${NETNS}" unshare --mount --propagation private -- sh -c \
     "mount --make-rshared / && exec sleep infinity" >"${STATE}/logs/holder.log" 2>&1 &
   echo $! >"${STATE}/pids/holder"
   wait_for "mount namespace" 10 in_ns findmnt -no PROPAGATION / 
@@ -253,6 +254,8 @@ down() {
   trap - ERR
   set +e
   local p
+  # Out of the cgroup about to be emptied (up's failure path runs from it).
+  [[ -d /sys/fs/cgroup/pids/claiim-cluster ]] && echo $$ >/sys/fs/cgroup/pids/cgroup.procs
   # Politely first, so containerd and the kubelet do not leave half state.
   for p in kubelet kube-proxy kube-scheduler kube-controller-manager kube-apiserver; do
     [[ -f "${STATE}/pids/${p}" ]] && kill "$(cat "${STATE}/pids/${p}")" 2>/dev/null
@@ -269,6 +272,18 @@ down() {
     done
   done
   ip netns del "${NETNS}" 2>/dev/null
+  # Pods' namespaces: containerd 1.6 names them under /run/netns whatever
+  # its state dir; their mounts died with the mount namespace, the names not.
+  if [[ -f "${STATE}/before" ]]; then
+    for n in $(ip netns list 2>/dev/null | awk '{print $1}'); do
+      sed -n '/^# netns/,/^# mounts/p' "${STATE}/before" | grep -qxF "${n}" || ip netns del "${n}" 2>/dev/null
+    done
+  fi
+  # ip netns add bind-mounts /run/netns on first use; undo it if it was ours.
+  if [[ -f "${STATE}/before" ]] && ! grep -qx "/run/netns .*" "${STATE}/before" && [[ -z "$(ip netns list)" ]]; then
+    umount /run/netns 2>/dev/null
+    grep -qxF /run/netns "${STATE}/before" || rmdir /run/netns 2>/dev/null
+  fi
   if [[ -f "${STATE}/sysctls" ]]; then
     while IFS= read -r kv; do sysctl -qw "${kv}"; done <"${STATE}/sysctls"
   fi

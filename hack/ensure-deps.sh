@@ -2,10 +2,20 @@
 # Installs what `make demo` and `make test` need beyond Go, when missing:
 # PostgreSQL's server binaries (unless DATABASE_URL points at your own
 # database) and python3 (the seed's agent program). Debian packages; needs
-# root. Idempotent.
+# root. Idempotent. With the argument `cluster`, also what the one-node
+# cluster of make e2e-cluster needs (docs/e2e.md).
 set -euo pipefail
 
 need=()
+if [[ "${1:-}" == cluster ]]; then
+  command -v containerd >/dev/null || need+=(containerd)
+  command -v runc >/dev/null || need+=(runc)
+  command -v nft >/dev/null || need+=(nftables)
+  command -v iptables >/dev/null || need+=(iptables)
+  command -v conntrack >/dev/null || need+=(conntrack)
+  command -v openssl >/dev/null || need+=(openssl)
+  [[ -x /usr/lib/cni/bridge ]] || need+=(containernetworking-plugins)
+fi
 if [[ -z "${DATABASE_URL:-}" ]] && ! compgen -G "/usr/lib/postgresql/*/bin/initdb" >/dev/null && ! command -v initdb >/dev/null; then
   need+=(postgresql)
 fi

@@ -14,6 +14,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/claiim/claiim-operator/gate/api"
 	"github.com/claiim/claiim-operator/gate/client"
 )
 
@@ -46,7 +47,10 @@ func (c *cluster) startLoad(t *testing.T, workers int) *load {
 	// The node has no cluster DNS: dial the Service's ClusterIP, verify the name.
 	var d net.Dialer
 	hc := &http.Client{Timeout: 15 * time.Second, Transport: &http.Transport{
-		TLSClientConfig: &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
+		// A connection per call: kube-proxy spreads calls over every gate
+		// pod, so a fault on any pod meets the load.
+		DisableKeepAlives: true,
+		TLSClientConfig:   &tls.Config{RootCAs: pool, MinVersion: tls.VersionTLS12},
 		DialContext: func(ctx context.Context, network, addr string) (net.Conn, error) {
 			_, port, _ := net.SplitHostPort(addr)
 			return d.DialContext(ctx, network, net.JoinHostPort(ip, port))
@@ -69,7 +73,7 @@ func (c *cluster) startLoad(t *testing.T, workers int) *load {
 				var den *client.Denied
 				switch {
 				case errors.As(err, &den) && den.Err == nil:
-					a = answer{outcome: "DENY", reason: den.Reason, chronID: den.ChronID}
+					a = answer{outcome: api.Deny, reason: den.Reason, chronID: den.ChronID}
 				case err == nil:
 					a = answer{outcome: r.Outcome, reason: r.Reason, chronID: r.ChronID}
 				default:
@@ -91,7 +95,7 @@ func (l *load) allows() int {
 	defer l.mu.Unlock()
 	n := 0
 	for _, a := range l.answers {
-		if a.outcome == "ALLOW" {
+		if a.outcome == api.Allow {
 			n++
 		}
 	}
@@ -113,7 +117,7 @@ func (c *cluster) finish(t *testing.T, l *load) {
 		switch {
 		case a.err != nil:
 			counts["error"]++
-		case a.outcome == "ALLOW":
+		case a.outcome == api.Allow:
 			counts["ALLOW"]++
 			if a.chronID == "" {
 				t.Errorf("an ALLOW without its Chron row id: %+v", a)

@@ -144,9 +144,9 @@ func (c *cluster) kustomizeInstall(t *testing.T) {
 	// The four Secrets docs/install.md has the user create first.
 	for _, s := range []struct{ name, url string }{
 		{"claiim-database", c.pgURL},
-		{"claiim-chron-gate", c.roleURL("claiim_gate", "gate-e2e")},
-		{"claiim-chron-manager", c.roleURL("claiim_manager", "manager-e2e")},
-		{"claiim-chron-reader", c.roleURL("claiim_reader", "reader-e2e")},
+		{"claiim-chron-gate", c.roleURL("claiim_gate", "gate-e2e-0123456789")},
+		{"claiim-chron-manager", c.roleURL("claiim_manager", "manager-e2e-0123456789")},
+		{"claiim-chron-reader", c.roleURL("claiim_reader", "reader-e2e-0123456789")},
 	} {
 		_, _ = c.as("", "-n", ns, "delete", "secret", s.name, "--ignore-not-found")
 		c.kubectl("-n", ns, "create", "secret", "generic", s.name, "--from-literal=DATABASE_URL="+s.url)

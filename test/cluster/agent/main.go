@@ -14,6 +14,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/claiim/claiim-operator/gate/api"
 	"github.com/claiim/claiim-operator/gate/client"
 )
 
@@ -59,7 +60,7 @@ func main() {
 			var d *client.Denied
 			switch {
 			case errors.As(err, &d) && d.Err == nil:
-				l.Outcome, l.Reason, l.ChronID = "Deny", d.Reason, d.ChronID
+				l.Outcome, l.Reason, l.ChronID = api.Deny, d.Reason, d.ChronID
 			case err != nil:
 				l.Error = err.Error()
 			default:
