@@ -307,7 +307,7 @@ case "${1:-}" in
     running || die "no cluster runs: make cluster-up"
     # Whatever CMD starts (a test's PostgreSQL) ends with the cluster at the latest.
     echo $$ >/sys/fs/cgroup/pids/claiim-cluster/cgroup.procs
-    KUBECONFIG=${STATE}/admin.kubeconfig in_ns "$@"
+    KUBECONFIG=${STATE}/admin.kubeconfig PATH=${K8S_BIN}:${PATH} in_ns "$@"
     ;;
   snapshot) snapshot ;;
   *) die "usage: $0 up|down|exec CMD...|snapshot" ;;

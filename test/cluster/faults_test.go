@@ -7,8 +7,12 @@ import (
 	"errors"
 	"net"
 	"net/http"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
 	"time"
 
@@ -165,17 +169,44 @@ func (c *cluster) gateRolled(t *testing.T) {
 	c.finish(t, l)
 }
 
-// gatePodKilled kills one gate pod outright, mid-load.
+// gatePodKilled crashes one gate pod mid-load: SIGKILL to its process, as
+// the OOM killer would, so calls in flight on it are cut. The kubelet
+// restarts the container; no answer given is without its row.
 func (c *cluster) gatePodKilled(t *testing.T) {
 	l := c.startLoad(t, 4)
-	pods := strings.Fields(c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=gate",
-		"-o", "jsonpath={.items[*].metadata.name}"))
-	if len(pods) == 0 {
-		t.Fatal("no gate pods")
+	pod := strings.Fields(c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=gate",
+		"-o", "jsonpath={.items[*].metadata.name}"))[0]
+	uid := c.kubectl("-n", ns, "get", "pod", pod, "-o", "jsonpath={.metadata.uid}")
+	pid := gateProcess(t, uid)
+	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
+		t.Fatal(err)
 	}
-	c.kubectl("-n", ns, "delete", "pod", pods[0], "--grace-period=0", "--force")
-	c.kubectl("-n", ns, "rollout", "status", "deploy/claiim-gate", "--timeout=3m")
+	eventually(t, func(g Gomega) {
+		out, err := c.as("", "-n", ns, "get", "pod", pod, "-o", "jsonpath={.status.containerStatuses[0].restartCount} {.status.containerStatuses[0].ready}")
+		g.Expect(err).NotTo(HaveOccurred())
+		g.Expect(out).To(Equal("1 true"))
+	}, 2*time.Minute)
 	c.finish(t, l)
+}
+
+// gateProcess finds the gate's process of the pod with this UID on the
+// node (the test shares the node's process namespace).
+func gateProcess(t *testing.T, podUID string) int {
+	t.Helper()
+	procs, _ := filepath.Glob("/proc/[0-9]*")
+	for _, p := range procs {
+		cg, err1 := os.ReadFile(filepath.Join(p, "cgroup"))
+		cmd, err2 := os.ReadFile(filepath.Join(p, "cmdline"))
+		if err1 != nil || err2 != nil || !strings.Contains(string(cg), "pod"+podUID) {
+			continue
+		}
+		if args := strings.Split(string(cmd), "\x00"); len(args) > 1 && args[0] == "/claiim" && args[1] == "gate" {
+			pid, _ := strconv.Atoi(filepath.Base(p))
+			return pid
+		}
+	}
+	t.Fatalf("no gate process of pod %s on the node", podUID)
+	return 0
 }
 
 // helmUpgrade changes values under load: the manager rolls, and the gate

@@ -172,6 +172,10 @@ patches:
 	c.kubectl("apply", "--server-side", "--force-conflicts", "-k", dir)
 	c.kubectl("-n", ns, "wait", "--for=condition=Complete", "job/claiim-chron-migrate", "--timeout=3m")
 	c.kubectl("-n", ns, "rollout", "status", "deploy/claiim-manager", "--timeout=3m")
+	// The kustomize install has the roles; who holds them is the user's call.
+	for _, role := range []string{"claiim-admin", "claiim-approver"} {
+		c.kubectl("create", "clusterrolebinding", "e2e-"+role, "--clusterrole="+role, "--user="+admin, "--user="+peer)
+	}
 	c.elevate(t)
 	eventually(t, func(g Gomega) {
 		img, err := c.as("", "-n", ns, "get", "deploy/claiim-gate", "-o", "jsonpath={.spec.template.spec.containers[0].image}")
