@@ -36,10 +36,8 @@ func (c *cluster) helmInstall(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(out).To(Equal("2"))
 	}, 3*time.Minute)
-	var managers int
-	fmt.Sscan(c.kubectl("-n", ns, "get", "deploy/claiim-manager", "-o", "jsonpath={.status.readyReplicas}"), &managers)
-	if managers != 2 {
-		t.Fatalf("want 2 ready manager replicas, have %d", managers)
+	if n := c.kubectl("-n", ns, "get", "deploy/claiim-manager", "-o", "jsonpath={.status.readyReplicas}"); n != "2" {
+		t.Fatalf("want 2 ready manager replicas, have %q", n)
 	}
 }
 
