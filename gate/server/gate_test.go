@@ -24,6 +24,7 @@ import (
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/gate/chron"
 	gateclient "github.com/claiim/claiim-operator/gate/client"
+	"github.com/claiim/claiim-operator/gate/token"
 	"github.com/claiim/claiim-operator/test/testenv"
 )
 
@@ -80,6 +81,16 @@ func newWorld(o worldOpts) *world {
 	Expect(k8s.Get(ctx, client.ObjectKey{Namespace: w.ns, Name: controllers.TokenSecretName(w.agent.Name)}, sec)).To(Succeed())
 	w.token, w.svID = string(sec.Data[claiimv1.SecretKeyAgentToken]), string(sec.Data[claiimv1.SecretKeySkillVersionID])
 	Expect(w.svID).NotTo(BeEmpty())
+	// The gate's informers, not only the apiserver, must know the token
+	// before a test calls with it (a loaded machine shows the lag).
+	id, ok := token.ID(w.token)
+	Expect(ok).To(BeTrue())
+	Eventually(func(g Gomega) {
+		snap := src.Snapshot()
+		g.Expect(snap).NotTo(BeNil())
+		_, found := snap.AgentByToken(id)
+		g.Expect(found).To(BeTrue(), "the gate does not know token %s yet", id)
+	}).Should(Succeed())
 	return w
 }
 
