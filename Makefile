@@ -143,9 +143,10 @@ demo: dev rehearsal ## make dev + make rehearsal; leaves everything running.
 ##@ Build
 
 .PHONY: build
-build: ## Build bin/claiim (the image's binary) and bin/claiim-dev (the local control plane).
+build: ## Build bin/claiim (the image's binary), bin/claiim-dev (the local control plane) and bin/kubectl-claiim (the kubectl plugin).
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/claiim ./cmd/claiim
 	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/claiim-dev ./cmd/claiim-dev
+	CGO_ENABLED=0 go build -trimpath -o $(LOCALBIN)/kubectl-claiim ./cmd/kubectl-claiim
 
 IMG ?= claiim:dev
 

@@ -1,0 +1,294 @@
+package kubectlclaiim_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/rest"
+	"k8s.io/client-go/tools/clientcmd"
+	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/controllers"
+	"github.com/claiim/claiim-operator/controllers/admission"
+	"github.com/claiim/claiim-operator/gate/api"
+	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/server"
+	"github.com/claiim/claiim-operator/internal/kubectlclaiim"
+	"github.com/claiim/claiim-operator/test/testenv"
+)
+
+// The plugin against real parts: envtest's apiserver with RBAC, the
+// manager's reconcilers and admission webhooks (running as the manager's
+// own identity), a real PostgreSQL for Chron, and the gate over HTTP. The
+// two people of the seed have their own client certificates and
+// kubeconfigs; every command runs as one of them.
+const (
+	adminUser   = "admin@claiim.io"
+	peerUser    = "peer@claiim.io"
+	managerUser = "system:serviceaccount:claiim-system:claiim-manager"
+	managerNS   = "claiim-system"
+)
+
+var (
+	env        *testenv.Env
+	ctx        context.Context
+	kubeconfig = map[string]string{} // user → kubeconfig file
+	cacheDir   string
+	gateURL    string
+	chronURL   string
+	pool       *pgxpool.Pool
+)
+
+func TestMain(m *testing.M) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("skipping: needs envtest and PostgreSQL")
+		os.Exit(0)
+	}
+	if err := testenv.Available(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(run(m))
+}
+
+func run(m *testing.M) int {
+	var err error
+	env, err = testenv.Launch(testenv.Options{
+		Chron:    true,
+		Webhooks: true,
+		RBAC:     []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml"},
+		Objects: append([]client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNS}}},
+			keysReader(adminUser)...),
+		Users: []testenv.User{{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-manager"}}},
+		Manager: &testenv.Manager{User: managerUser, Cache: controllers.CacheOptions(),
+			Setup: func(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
+				writer, err := chron.NewWriter(ctx, env.Chron, chron.WriterOptions{Stream: "manager/test"})
+				if err != nil {
+					return err
+				}
+				env.OnStop(writer.Close)
+				signer, err := controllers.LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), managerNS)
+				if err != nil {
+					return err
+				}
+				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer}); err != nil {
+					return err
+				}
+				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(),
+					Log: writer, ManagerUsername: managerUser, Signer: signer})
+			}},
+	})
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer func() { _ = env.Stop() }()
+	ctx, pool, chronURL = env.Context(), env.Chron, env.Chron.Config().ConnString()
+
+	dir, err := os.MkdirTemp("", "kubectl-claiim-test-")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	defer os.RemoveAll(dir)
+	cacheDir = filepath.Join(dir, "cache")
+	for user, roles := range map[string][]string{adminUser: {"claiim-admin"}, peerUser: {"claiim-admin", "claiim-approver"}} {
+		cfg, err := env.AddUser(testenv.User{Name: user, ClusterRoles: roles})
+		if err == nil {
+			kubeconfig[user], err = writeKubeconfig(dir, user, cfg)
+		}
+		if err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	if err := startGate(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
+	return m.Run()
+}
+
+// keysReader lets user read the manager's public attestation keys, so
+// explain verifies signatures as the gate does; peer has no such right.
+func keysReader(user string) []client.Object {
+	return []client.Object{
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: managerNS, Name: "attestation-keys-reader"},
+			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"},
+				ResourceNames: []string{controllers.AttestationKeysConfigMap}}}},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: managerNS, Name: "attestation-keys-reader"},
+			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "attestation-keys-reader"},
+			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}}},
+	}
+}
+
+// writeKubeconfig writes a kubeconfig holding only cfg's identity, as a
+// person's own kubeconfig would.
+func writeKubeconfig(dir, user string, cfg *rest.Config) (string, error) {
+	kc := clientcmdapi.NewConfig()
+	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
+	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
+	kc.Contexts[user] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: user, Namespace: "default"}
+	kc.CurrentContext = user
+	path := filepath.Join(dir, strings.ReplaceAll(user, "@", "-at-")+".kubeconfig")
+	return path, clientcmd.WriteToFile(*kc, path)
+}
+
+// startGate runs the gate over the same apiserver, verifying admission
+// stamps and the manager's signatures as in production.
+func startGate() error {
+	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/test", CommitTimeout: time.Second})
+	if err != nil {
+		return err
+	}
+	env.OnStop(writer.Close)
+	src, err := server.NewSource(env.Config, testenv.Scheme())
+	if err != nil {
+		return err
+	}
+	src.KeysFrom = types.NamespacedName{Namespace: managerNS, Name: controllers.AttestationKeysConfigMap}
+	go func() { _ = src.Run(ctx) }()
+	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: "test", Logger: logf.Log.WithName("gate"),
+		Refusals: &server.Refusals{Log: writer, Replica: "test", Interval: time.Hour}, Limits: server.AuthLimits{PerSource: 1000, Tarpit: -1}}
+	hs := httptest.NewServer(srv.Handler())
+	env.OnStop(func() error { hs.Close(); return nil })
+	gateURL = hs.URL
+	deadline := time.Now().Add(30 * time.Second)
+	for src.Ready() != nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the gate did not get ready: %w", src.Ready())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
+
+// result is one run of the plugin.
+type result struct {
+	out, err string
+	code     int
+}
+
+// kc runs `kubectl claiim args...` as user, in-process, through the same
+// entry point as the binary.
+func kc(user string, args ...string) result {
+	var out, errOut bytes.Buffer
+	all := append([]string{"--kubeconfig", kubeconfig[user], "--cache-dir", cacheDir}, args...)
+	code := kubectlclaiim.Execute(all, genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
+	return result{out: out.String(), err: errOut.String(), code: code}
+}
+
+// ok runs the plugin and fails the test unless it succeeds.
+func ok(t *testing.T, user string, args ...string) string {
+	t.Helper()
+	r := kc(user, args...)
+	if r.code != 0 {
+		t.Fatalf("kubectl claiim %s as %s: exit %d\n%s%s", strings.Join(args, " "), user, r.code, r.out, r.err)
+	}
+	return r.out
+}
+
+// okJSON runs the plugin with -o json and decodes what it printed.
+func okJSON(t *testing.T, into any, user string, args ...string) {
+	t.Helper()
+	out := ok(t, user, append(args, "-o", "json")...)
+	if err := json.Unmarshal([]byte(out), into); err != nil {
+		t.Fatalf("kubectl claiim %s -o json printed no JSON (%v):\n%s", strings.Join(args, " "), err, out)
+	}
+}
+
+var sessions sync.Map // user → the name of a session elevating them
+
+// elevate gives user an active PIM session, approved by the other person.
+func elevate(t *testing.T, user string) string {
+	t.Helper()
+	if name, ok := sessions.Load(user); ok {
+		return name.(string)
+	}
+	approver := peerUser // only admin is elevated in these tests; peer is the approver
+	var p claiimv1.PIMRequest
+	okJSON(t, &p, user, "pim", "request", "--reason", "Initial onboarding -- setting up first agent fleet", "--duration", "1h")
+	ok(t, approver, "pim", "approve", p.Name, "--reason", "ok")
+	NewWithT(t).Eventually(func(g Gomega) {
+		var id struct{ ActiveSessions []struct{ Name string } }
+		okJSON(t, &id, user, "whoami")
+		g.Expect(id.ActiveSessions).To(ContainElement(HaveField("Name", p.Name)))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+	sessions.Store(user, p.Name)
+	return p.Name
+}
+
+var seedOnce sync.Once
+
+// seed applies config/samples as admin under a session, once, and waits
+// for the seed's agent to be Active.
+func seed(t *testing.T) {
+	t.Helper()
+	elevate(t, adminUser)
+	seedOnce.Do(func() {
+		for _, f := range []string{"aiorg", "skill", "policy", "agent"} {
+			path := filepath.Join(testenv.RepoRoot(), "config", "samples", "claiim_v1alpha1_"+f+".yaml")
+			if err := testenv.ApplyFile(ctx, env.As(adminUser), path); err != nil {
+				t.Fatal(err)
+			}
+		}
+	})
+	waitPhase(t, "prod-deploy-bot", claiimv1.AgentActive)
+}
+
+func waitPhase(t *testing.T, agent string, phase claiimv1.AgentPhase) {
+	t.Helper()
+	NewWithT(t).Eventually(func(g Gomega) {
+		a := &claiimv1.Agent{}
+		g.Expect(env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: agent}, a)).To(Succeed())
+		g.Expect(a.Status.Phase).To(Equal(phase))
+		g.Expect(a.Status.ObservedGeneration).To(Equal(a.Generation))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+}
+
+// askGate asks the gate as the agent, with its token from its Secret.
+func askGate(t *testing.T, agent, action string) api.ValidateResponse {
+	t.Helper()
+	sec := &corev1.Secret{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: agent + "-claiim-token"}, sec); err != nil {
+		t.Fatal(err)
+	}
+	body, _ := json.Marshal(api.ValidateRequest{Action: action, SkillVersionID: string(sec.Data[claiimv1.SecretKeySkillVersionID])})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gateURL+"/v/validate", bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+string(sec.Data[claiimv1.SecretKeyAgentToken]))
+	req.Header.Set("Content-Type", "application/json")
+	req.Header.Set(api.IdempotencyKeyHeader, fmt.Sprintf("test-%d", time.Now().UnixNano()))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var r api.ValidateResponse
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		t.Fatalf("the gate's answer (HTTP %d) is not JSON: %v", resp.StatusCode, err)
+	}
+	return r
+}
