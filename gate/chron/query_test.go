@@ -93,7 +93,9 @@ func TestListPageFilters(t *testing.T) {
 		"reason and orgs": {Filter{Reason: "POLICY_DENY", Orgs: []string{"o0", "o1"}, NoOrg: true},
 			func(r Row) bool { return r.Reason == "POLICY_DENY" && in("o0", "o1", "")(r) }},
 		"time": {Filter{Since: base.Add(10 * time.Second), Until: base.Add(20 * time.Second)},
-			func(r Row) bool { return !r.Time.Before(base.Add(10*time.Second)) && r.Time.Before(base.Add(20*time.Second)) }},
+			func(r Row) bool {
+				return !r.Time.Before(base.Add(10*time.Second)) && r.Time.Before(base.Add(20*time.Second))
+			}},
 	} {
 		for _, limit := range []int{3, 1000} {
 			f := c.f
