@@ -142,9 +142,15 @@ func List(ctx context.Context, pool *pgxpool.Pool, f Filter) ([]Row, string, err
 // PrintTable writes rows as the seed's Chron view shows them: TIME, AGENT,
 // ACTION, OUTCOME, ANCHOR, POLICY VERSION, SKILL VERSION, plus REASON.
 // Control-plane rows have no agent; their AGENT column shows the actor.
-func PrintTable(w io.Writer, rows []Row) {
+func PrintTable(w io.Writer, rows []Row) { PrintTablePage(w, rows, true) }
+
+// PrintTablePage is PrintTable for one page of many: the header only on
+// the first, each page aligned by itself, so a long listing streams.
+func PrintTablePage(w io.Writer, rows []Row, first bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tAGENT\tACTION\tOUTCOME\tANCHOR\tPOLICY VERSION\tSKILL VERSION\tREASON")
+	if first {
+		fmt.Fprintln(tw, "TIME\tAGENT\tACTION\tOUTCOME\tANCHOR\tPOLICY VERSION\tSKILL VERSION\tREASON")
+	}
 	for _, r := range rows {
 		agent := r.AgentName
 		if agent == "" {
