@@ -57,8 +57,12 @@ END $$`
 // loadChron fills the table up to rows (whole batches), reporting progress,
 // and returns how long it took. Rows already there count.
 func loadChron(ctx context.Context, owner *pgxpool.Pool, rows int64) (time.Duration, error) {
+	// The loaded ids end in the row's number in hex: the greatest is the
+	// count, read with one probe of the primary key instead of a scan
+	// that would warm the cache before a cold measurement.
 	var have int64
-	if err := owner.QueryRow(ctx, "SELECT count(*) FROM chron_records").Scan(&have); err != nil {
+	if err := owner.QueryRow(ctx, `SELECT coalesce(('x' || lpad(right(max(id), 12), 16, '0'))::bit(64)::bigint, 0)
+		FROM chron_records WHERE id LIKE '00000000-0000-7000-8000-%'`).Scan(&have); err != nil {
 		return 0, err
 	}
 	if have%loadBatch != 0 {

@@ -15,6 +15,7 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -39,6 +40,7 @@ func chronPages(args []string) error {
 	pages := fs.Int("pages", 50, "next pages timed after each first page")
 	rounds := fs.Int("rounds", 5, "times each listing is read")
 	limit := fs.Int("limit", 100, "rows per page")
+	only := fs.String("only", "", "time only the listings whose name contains this")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -114,6 +116,9 @@ func chronPages(args []string) error {
 		*rows, *limit, *rounds, *pages)
 	fmt.Printf("%-38s %10s %10s %10s %10s %10s\n", "listing", "first p50", "first max", "next p50", "next p99", "next max")
 	for _, c := range cases {
+		if !strings.Contains(c.name, *only) {
+			continue
+		}
 		vis = c.vis
 		var first, next []time.Duration
 		for range *rounds {
