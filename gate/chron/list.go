@@ -2,9 +2,7 @@ package chron
 
 import (
 	"context"
-	"encoding/base64"
 	"encoding/json"
-	"errors"
 	"fmt"
 	"io"
 	"strconv"
@@ -16,24 +14,34 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
-// Filter selects rows for List. Empty fields match everything; Since is
-// inclusive, Until exclusive.
+// Filter selects rows for List and ListPage. Empty fields match
+// everything; Since is inclusive, Until exclusive.
 type Filter struct {
 	Agent     string // agent name
 	Namespace string // agent namespace
-	Org       string
-	Outcome   string // ALLOW | DENY
-	Action    string
-	Kind      string
-	Since     time.Time
-	Until     time.Time
-	Limit     int    // default 100, at most 1000
-	After     string // opaque cursor: the next value of a previous List
+	Org       string // one org; with Orgs, rows must match both
+	// Orgs, when not nil, restricts rows to these orgs, and to rows with
+	// no org (control-plane rows: PIM, admission, tokens) when NoOrg is
+	// set; an empty Orgs without NoOrg matches nothing. Nil Orgs (and
+	// NoOrg ignored) means every org and none.
+	Orgs    []string
+	NoOrg   bool
+	Outcome string // ALLOW | DENY
+	Action  string
+	Kind    string
+	Reason  string
+	Since   time.Time
+	Until   time.Time
+	Limit   int // default 100, at most 1000
+	// OldestFirst lists in commit order; the default is newest first.
+	OldestFirst bool
+	After       string // opaque cursor: a Next or Tail of an earlier page
 }
 
+// Page bounds.
 const (
-	defaultListLimit = 100
-	maxListLimit     = 1000
+	DefaultLimit = 100
+	MaxLimit     = 1000
 )
 
 // rowColumns reads a row back. coalesce keeps a NULL written by someone who
@@ -124,101 +132,25 @@ func lookup(ctx context.Context, pool *pgxpool.Pool, ids []string) (map[string]s
 	return out, err
 }
 
-type cursor struct {
-	T  int64  `json:"t"` // time, Unix microseconds
-	ID string `json:"i"`
-}
-
-func encodeCursor(r Row) string {
-	b, _ := json.Marshal(cursor{T: r.Time.UnixMicro(), ID: r.ID})
-	return base64.RawURLEncoding.EncodeToString(b)
-}
-
-func decodeCursor(s string) (cursor, error) {
-	var c cursor
-	b, err := base64.RawURLEncoding.DecodeString(s)
-	if err == nil {
-		err = json.Unmarshal(b, &c)
-	}
-	if err != nil || c.ID == "" {
-		return cursor{}, errors.New("chron: invalid cursor")
-	}
-	return c, nil
-}
-
-// List returns rows matching f, newest first (time, then id, descending),
-// and a cursor for the next page, empty on the last page. Keyset pagination:
-// a page costs the same however deep it is, and rows written meanwhile do
-// not shift it.
+// List returns one page of rows matching f (ListPage) and the cursor of
+// the next page, empty after the last.
 func List(ctx context.Context, pool *pgxpool.Pool, f Filter) ([]Row, string, error) {
-	var where []string
-	var args []any
-	add := func(cond string, v any) {
-		args = append(args, v)
-		where = append(where, strings.ReplaceAll(cond, "?", "$"+strconv.Itoa(len(args))))
-	}
-	for _, eq := range []struct{ col, v string }{
-		{"agent_name", f.Agent}, {"agent_namespace", f.Namespace}, {"org", f.Org},
-		{"outcome", strings.ToUpper(f.Outcome)}, {"action", f.Action}, {"kind", f.Kind},
-	} {
-		if eq.v != "" {
-			add(eq.col+" = ?", eq.v)
-		}
-	}
-	if !f.Since.IsZero() {
-		add("time >= ?", f.Since)
-	}
-	if !f.Until.IsZero() {
-		add("time < ?", f.Until)
-	}
-	if f.After != "" {
-		c, err := decodeCursor(f.After)
-		if err != nil {
-			return nil, "", err
-		}
-		args = append(args, time.UnixMicro(c.T).UTC(), c.ID)
-		where = append(where, fmt.Sprintf("(time, id) < ($%d, $%d)", len(args)-1, len(args)))
-	}
-	limit := f.Limit
-	if limit <= 0 {
-		limit = defaultListLimit
-	}
-	limit = min(limit, maxListLimit)
-	q := "SELECT " + rowColumns + " FROM chron_records"
-	if len(where) > 0 {
-		q += " WHERE " + strings.Join(where, " AND ")
-	}
-	q += " ORDER BY time DESC, id DESC LIMIT " + strconv.Itoa(limit+1)
-
-	rows, err := pool.Query(ctx, q, args...)
-	if err != nil {
-		return nil, "", fmt.Errorf("chron: list: %w", err)
-	}
-	var out []Row
-	var raw rawRow
-	if _, err := pgx.ForEachRow(rows, raw.dest(), func() error {
-		row, err := raw.decode()
-		if err == nil {
-			out = append(out, row)
-		}
-		return err
-	}); err != nil {
-		return nil, "", fmt.Errorf("chron: list: %w", err)
-	}
-	next := ""
-	if len(out) > limit {
-		out = out[:limit]
-		next = encodeCursor(out[limit-1])
-	}
-	return out, next, nil
+	p, err := ListPage(ctx, pool, f)
+	return p.Rows, p.Next, err
 }
 
 // PrintTable writes rows as the seed's Chron view shows them: TIME, AGENT,
 // ACTION, OUTCOME, ANCHOR, POLICY VERSION, SKILL VERSION, plus REASON.
 // Control-plane rows have no agent; their AGENT column shows the actor.
-func PrintTable(w io.Writer, rows []Row) {
+func PrintTable(w io.Writer, rows []Row) { PrintTablePage(w, rows, true) }
+
+// PrintTablePage is PrintTable for one page of many: the header only on
+// the first, each page aligned by itself, so a long listing streams.
+func PrintTablePage(w io.Writer, rows []Row, first bool) {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "TIME\tAGENT\tACTION\tOUTCOME\tANCHOR\tPOLICY VERSION\tSKILL VERSION\tREASON")
+	if first {
+		fmt.Fprintln(tw, "TIME\tAGENT\tACTION\tOUTCOME\tANCHOR\tPOLICY VERSION\tSKILL VERSION\tREASON")
+	}
 	for _, r := range rows {
 		agent := r.AgentName
 		if agent == "" {

@@ -64,7 +64,11 @@ func migrations() ([]migration, error) {
 // advisory lock makes concurrent callers (several replicas starting at once)
 // wait for each other; the later ones then find nothing to do. A migration
 // whose text changed after it was applied is an error, not a silent skip.
-func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
+func Migrate(ctx context.Context, pool *pgxpool.Pool) error { return migrateTo(ctx, pool, 0) }
+
+// migrateTo is Migrate up to version upTo (0: all), for tests that start
+// from an older schema.
+func migrateTo(ctx context.Context, pool *pgxpool.Pool, upTo int) error {
 	ms, err := migrations()
 	if err != nil {
 		return err
@@ -100,6 +104,9 @@ func Migrate(ctx context.Context, pool *pgxpool.Pool) error {
 		return fmt.Errorf("chron: migrate: reading schema_migrations: %w", err)
 	}
 	for _, m := range ms {
+		if upTo > 0 && m.version > upTo {
+			break
+		}
 		if sum, ok := applied[m.version]; ok {
 			if sum != m.checksum {
 				return fmt.Errorf("chron: migrate: migration %s changed after it was applied", m.name)

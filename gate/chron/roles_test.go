@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -69,6 +70,15 @@ func TestWriterRolesCannotTamper(t *testing.T) {
 		return "INSERT INTO chron_records (id, stream, seq, time, kind, outcome, prev_hash, hash) VALUES ('" +
 			NewID() + "', '" + stream + "', 99, now(), '" + kind + "', 'ALLOW', '', '')"
 	}
+	// The columns the database fills, which order readers' cursors.
+	txid := func(stream string) string {
+		return "INSERT INTO chron_records (id, stream, seq, time, kind, outcome, prev_hash, hash, txid) VALUES ('" +
+			NewID() + "', '" + stream + "', 99, now(), 'decision', 'ALLOW', '', '', '1')"
+	}
+	committedAt := func(stream string) string {
+		return "INSERT INTO chron_records (id, stream, seq, time, kind, outcome, prev_hash, hash, committed_at) VALUES ('" +
+			NewID() + "', '" + stream + "', 99, now(), 'decision', 'ALLOW', '', '', now())"
+	}
 	common := []string{
 		"UPDATE chron_records SET outcome = 'ALLOW'",
 		"DELETE FROM chron_records",
@@ -87,9 +97,9 @@ func TestWriterRolesCannotTamper(t *testing.T) {
 		role  string
 		extra []string
 	}{
-		{d.gate.Name, []string{insert("manager/x", "pim.approved"), insert("manager", "decision"), insert("gatex/1", "decision"), insert("", "decision"),
+		{d.gate.Name, []string{insert("manager/x", "pim.approved"), txid("gate/x"), committedAt("gate/x"), insert("manager", "decision"), insert("gatex/1", "decision"), insert("", "decision"),
 			"SET ROLE " + ManagerWriterRole, "GRANT " + GateWriterRole + " TO " + d.manager.Name}},
-		{d.manager.Name, []string{insert("gate/x", "decision"), insert("managers/x", "decision"), "SET ROLE " + GateWriterRole}},
+		{d.manager.Name, []string{insert("gate/x", "decision"), txid("manager/x"), insert("managers/x", "decision"), "SET ROLE " + GateWriterRole}},
 		{d.reader.Name, []string{insert("gate/x", "decision"), insert("manager/x", "pim.approved"),
 			"SET ROLE " + GateWriterRole, "SET ROLE " + ManagerWriterRole}},
 	} {
@@ -100,9 +110,29 @@ func TestWriterRolesCannotTamper(t *testing.T) {
 		}
 	}
 
-	// What the group roles hold, by the catalog.
+	// What the group roles hold, by the catalog: the writers insert every
+	// column but the two the database fills (0004_commit_order.sql).
+	for _, g := range []string{GateWriterRole, ManagerWriterRole, ReaderRole} {
+		rows, err := d.owner.Query(ctx, `SELECT column_name FROM information_schema.role_column_grants
+			WHERE grantee = $1 AND table_name = 'chron_records' AND privilege_type = 'INSERT' ORDER BY 1`, g)
+		if err != nil {
+			t.Fatal(err)
+		}
+		cols, err := pgx.CollectRows(rows, pgx.RowTo[string])
+		if err != nil {
+			t.Fatal(err)
+		}
+		want := []string{}
+		if g != ReaderRole {
+			want = slices.Sorted(slices.Values(insertColumns))
+		}
+		if !slices.Equal(cols, want) {
+			t.Errorf("%s may insert %v, want %v", g, cols, want)
+		}
+	}
+
 	for _, c := range []struct{ grantee, want string }{
-		{GateWriterRole, "INSERT,SELECT"}, {ManagerWriterRole, "INSERT,SELECT"}, {ReaderRole, "SELECT"},
+		{GateWriterRole, "SELECT"}, {ManagerWriterRole, "SELECT"}, {ReaderRole, "SELECT"},
 		{d.gate.Name, ""}, {d.manager.Name, ""}, {d.reader.Name, ""}, // through their group only
 	} {
 		rows, err := d.owner.Query(ctx, `SELECT privilege_type FROM information_schema.role_table_grants

@@ -114,7 +114,8 @@ func TestListFilters(t *testing.T) {
 		}
 	}
 
-	// Pages of 7 cover every row once, newest first, ties broken by id.
+	// Pages of 7 cover every row once, newest first: one writer commits in
+	// time order, and rows of one time in id order (UUIDv7).
 	var all []Row
 	f := Filter{Limit: 7}
 	pages := 0

@@ -5,6 +5,7 @@
 //	bench run [-quick]     everything: PostgreSQL, servers, load, the table
 //	bench abuse [-size 1k] agents at half the gate's peak under junk at ten times their rate
 //	bench gen -out DIR     the fixture as files: CRs, policy.rego, data.json, requests
+//	bench chron-pages      the Chron read API's pages over a large table (-rows 10000000)
 //	bench serve-gate ...   the gate over a fixture (run by `bench run`)
 //	bench serve-noop ...   the ceiling server (run by `bench run`)
 //
@@ -29,6 +30,8 @@ func main() {
 		err = abuse(os.Args[2:])
 	case "gen":
 		err = gen(os.Args[2:])
+	case "chron-pages":
+		err = chronPages(os.Args[2:])
 	case "serve-gate":
 		err = serveGate(os.Args[2:])
 	case "serve-noop":
@@ -43,7 +46,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench run [-quick] | abuse [-size 1k] | gen -out DIR | serve-gate | serve-noop (see -h of each)")
+	fmt.Fprintln(os.Stderr, "usage: bench run [-quick] | abuse [-size 1k] | gen -out DIR | chron-pages [-rows N] | serve-gate | serve-noop (see -h of each)")
 	os.Exit(2)
 }
 

@@ -9,11 +9,14 @@ import (
 	"os"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
+
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
 const chronUsage = `Usage:
-  claiim chron list   [--agent NS/NAME] [--org ORG] [--outcome ALLOW|DENY] [--action A] [--since DUR|TIME] [--until TIME] [--limit N]
+  claiim chron list   [--agent NS/NAME] [--org ORG] [--outcome ALLOW|DENY] [--action A] [--reason R] [--kind K]
+                      [--since DUR|TIME] [--until TIME] [--limit N] [--oldest-first]
   claiim chron verify [--namespace NS] [--gate-namespace NS] [--keys-from-secrets | --gate-keys DIR --manager-keys DIR] [--offline]
   claiim chron migrate [--gate-role NAME [--gate-password-file F]] [--manager-role ...] [--reader-role ...]
 Every command reads DATABASE_URL (or --database-url); migrate needs the owner's.
@@ -32,6 +35,7 @@ func RunChron(args []string, out io.Writer) error {
 	dbURL := fs.String("database-url", os.Getenv("DATABASE_URL"), "PostgreSQL URL of Chron (default $DATABASE_URL)")
 	var f chron.Filter
 	var since, until string
+	limit := 50
 	var logins []*loginFlags
 	var vf *verifyOpts
 	switch args[0] {
@@ -41,9 +45,11 @@ func RunChron(args []string, out io.Writer) error {
 		fs.StringVar(&f.Outcome, "outcome", "", "ALLOW or DENY")
 		fs.StringVar(&f.Action, "action", "", "only this action")
 		fs.StringVar(&f.Kind, "kind", "", "only this kind of record (decision, pim.approved, ...)")
+		fs.StringVar(&f.Reason, "reason", "", "only this reason code (POLICY_DENY, OWN_AIORG, ...)")
+		fs.BoolVar(&f.OldestFirst, "oldest-first", false, "in commit order, oldest first (default: newest first)")
 		fs.StringVar(&since, "since", "", "from this time (RFC 3339) or this long ago (e.g. 1h)")
 		fs.StringVar(&until, "until", "", "up to this time (RFC 3339)")
-		fs.IntVar(&f.Limit, "limit", 50, "at most this many rows, newest first")
+		fs.IntVar(&limit, "limit", limit, "at most this many rows; 0 lists every matching row")
 	case "verify":
 		vf = verifyFlags(fs)
 	case "migrate":
@@ -68,7 +74,12 @@ func RunChron(args []string, out io.Writer) error {
 	if ns, name, ok := cutAgent(f.Agent); ok {
 		f.Namespace, f.Agent = ns, name
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	// A listing of everything may take longer than any bound; each of its
+	// pages has its own (listAll).
+	ctx, cancel := context.Background(), context.CancelFunc(func() {})
+	if args[0] != "list" {
+		ctx, cancel = context.WithTimeout(ctx, 5*time.Minute)
+	}
 	defer cancel()
 	pool, err := chron.OpenPool(ctx, *dbURL, chron.PoolOptions{Application: "claiim-chron"})
 	if err != nil {
@@ -78,15 +89,40 @@ func RunChron(args []string, out io.Writer) error {
 
 	switch args[0] {
 	case "list":
-		rows, _, err := chron.List(ctx, pool, f)
-		if err != nil {
-			return err
-		}
-		chron.PrintTable(out, rows)
+		return listAll(ctx, pool, f, limit, out)
 	case "verify":
 		return runVerify(ctx, pool, vf, out)
 	case "migrate":
 		return runMigrate(ctx, pool, logins, out)
+	}
+	return nil
+}
+
+// listAll prints every matching row up to limit (0: all), page by page,
+// each page printed as it arrives.
+func listAll(ctx context.Context, pool *pgxpool.Pool, f chron.Filter, limit int, out io.Writer) error {
+	if limit < 0 {
+		return errors.New("--limit must be 0 (every row) or more")
+	}
+	for n := 0; limit == 0 || n < limit; {
+		f.Limit = chron.MaxLimit
+		if limit > 0 {
+			f.Limit = min(limit-n, chron.MaxLimit)
+		}
+		pctx, cancel := context.WithTimeout(ctx, time.Minute)
+		p, err := chron.ListPage(pctx, pool, f)
+		cancel()
+		if err != nil {
+			return err
+		}
+		if n == 0 || len(p.Rows) > 0 {
+			chron.PrintTablePage(out, p.Rows, n == 0)
+		}
+		n += len(p.Rows)
+		if p.Next == "" {
+			break
+		}
+		f.After = p.Next
 	}
 	return nil
 }

@@ -3,9 +3,11 @@ package cli
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -102,6 +104,40 @@ func TestChronCommands(t *testing.T) {
 	}
 	if out, err := run("list", "--outcome", "DENY"); err != nil || strings.Contains(out, "deploy:staging") {
 		t.Errorf("--outcome DENY listed an ALLOW (%v):\n%s", err, out)
+	}
+
+	// list pages through every row: past one page of 1,000, up to --limit.
+	w2, err := chron.NewWriter(ctx, gatePool, chron.WriterOptions{Stream: "gate/cli-many"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for g := range 10 {
+		wg.Go(func() {
+			for i := range 250 {
+				r := chron.Record{Kind: "decision", AgentName: "busy-bot", AgentNamespace: "default", Org: "engineering",
+					Action: fmt.Sprintf("read:%d", g*250+i), Outcome: "ALLOW", Reason: "OWN_AIORG"}
+				if _, err := w2.Write(ctx, &r); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	if err := w2.Close(); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		args []string
+		rows int
+	}{
+		{[]string{"--limit", "0"}, 2500}, {[]string{"--limit", "1200"}, 1200}, {nil, 50}, {[]string{"--limit", "0", "--oldest-first"}, 2500},
+	} {
+		out, err := run(append([]string{"list", "--agent", "default/busy-bot"}, c.args...)...)
+		if lines := strings.Count(out, "\n"); err != nil || lines != c.rows+1 || strings.Count(out, "TIME") != 1 {
+			t.Errorf("list %v: %d lines, want a header and %d rows (%v)", c.args, lines, c.rows, err)
+		}
 	}
 
 	// Without the Kubernetes API (and so without checkpoints) verify
