@@ -20,6 +20,7 @@ import (
 
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/internal/cli"
+	"github.com/claiim/claiim-operator/internal/console"
 )
 
 func newChronCommand(o *Options) *cobra.Command {
@@ -91,7 +92,7 @@ page by page: narrow them (--since, --agent) for an old row.`,
 				return fmt.Errorf("no Chron row %s among the rows selected (since %s); widen --since", args[0], f.since)
 			}
 			r := rows[0]
-			return o.print(rowView(r), func(w io.Writer) { rowTable(w, r) })
+			return o.print(console.NewEntry(&r), func(w io.Writer) { rowTable(w, r) })
 		},
 	}
 	f.bind(cmd.Flags(), "24h", 0)

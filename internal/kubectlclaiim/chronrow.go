@@ -9,55 +9,17 @@ import (
 	"time"
 
 	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/internal/console"
 )
 
-// chronRow is a Chron row as JSON and YAML print it, keyed by its column
-// names.
-type chronRow struct {
-	ID             string              `json:"id"`
-	Stream         string              `json:"stream"`
-	Seq            int64               `json:"seq"`
-	Time           time.Time           `json:"time"`
-	CommittedAt    time.Time           `json:"committed_at"`
-	Kind           string              `json:"kind"`
-	Actor          string              `json:"actor,omitempty"`
-	AgentName      string              `json:"agent_name,omitempty"`
-	AgentNamespace string              `json:"agent_namespace,omitempty"`
-	AgentUID       string              `json:"agent_uid,omitempty"`
-	Org            string              `json:"org,omitempty"`
-	Action         string              `json:"action,omitempty"`
-	Context        map[string]any      `json:"context,omitempty"`
-	Outcome        string              `json:"outcome"`
-	Reason         string              `json:"reason"`
-	Message        string              `json:"message,omitempty"`
-	Anchor         string              `json:"anchor,omitempty"`
-	SkillVersionID string              `json:"skill_version_id,omitempty"`
-	SkillDigest    string              `json:"skill_digest,omitempty"`
-	Policies       []chron.PolicyMatch `json:"policies,omitempty"`
-	SkillRules     []string            `json:"skill_rules,omitempty"`
-	Replica        string              `json:"replica,omitempty"`
-	RequestID      string              `json:"request_id,omitempty"`
-	PrevHash       string              `json:"prev_hash"`
-	Hash           string              `json:"hash"`
-	Format         int16               `json:"format"`
-	KeyID          string              `json:"key_id,omitempty"`
-}
-
-func rowView(r chron.Row) chronRow {
-	return chronRow{ID: r.ID, Stream: r.Stream, Seq: r.Seq, Time: r.Time, CommittedAt: r.CommittedAt, Kind: string(r.Kind),
-		Actor: r.Actor, AgentName: r.AgentName, AgentNamespace: r.AgentNamespace, AgentUID: r.AgentUID, Org: r.Org,
-		Action: r.Action, Context: r.Context, Outcome: r.Outcome, Reason: r.Reason, Message: r.Message, Anchor: r.Anchor,
-		SkillVersionID: r.SkillVersionID, SkillDigest: r.SkillDigest, Policies: r.Policies, SkillRules: r.SkillRules,
-		Replica: r.Replica, RequestID: r.RequestID, PrevHash: r.PrevHash, Hash: r.Hash, Format: r.Format, KeyID: r.KeyID}
-}
-
-// rowList is rows as one JSON document: {"items": [...]}.
-func rowList(rows []chron.Row) map[string][]chronRow {
-	items := make([]chronRow, 0, len(rows))
-	for _, r := range rows {
-		items = append(items, rowView(r))
+// rowList is rows as one JSON document, {"items": [...]}, each row as the
+// Chron read API shows it (console.Entry), so scripts see one shape.
+func rowList(rows []chron.Row) map[string][]console.Entry {
+	items := make([]console.Entry, 0, len(rows))
+	for i := range rows {
+		items = append(items, console.NewEntry(&rows[i]))
 	}
-	return map[string][]chronRow{"items": items}
+	return map[string][]console.Entry{"items": items}
 }
 
 // rowTable is one row, a field a line.
