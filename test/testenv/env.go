@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net"
+	"os"
 	"path/filepath"
 	"strconv"
 	"sync"
@@ -36,6 +37,9 @@ type Options struct {
 	Objects []client.Object
 	// Users get their own credentials and ClusterRoleBindings.
 	Users []User
+	// Tokens also gives each of Users a bearer token (Env.Token), for
+	// what logs people in with a token rather than a certificate.
+	Tokens bool
 	// Chron starts a throwaway PostgreSQL with a migrated Chron database.
 	Chron bool
 	// Webhooks installs config/webhook's configurations, pointed at the
@@ -84,6 +88,7 @@ type Env struct {
 
 	ctx      context.Context
 	cancel   context.CancelFunc
+	tokens   map[string]string
 	users    map[string]*rest.Config
 	clients  map[string]client.Client
 	mu       sync.Mutex
@@ -145,6 +150,16 @@ func Launch(opts Options) (_ *Env, err error) {
 	e.Environment = New()
 	if opts.Webhooks {
 		e.Environment.WebhookInstallOptions = envtest.WebhookInstallOptions{Paths: []string{filepath.Join(RepoRoot(), "config", "webhook")}}
+	}
+	if opts.Tokens {
+		dir, err := os.MkdirTemp("", "claiim-tokens-")
+		if err != nil {
+			return nil, err
+		}
+		e.OnStop(func() error { return os.RemoveAll(dir) })
+		if e.tokens, err = TokenFile(e.Environment, dir, opts.Users); err != nil {
+			return nil, err
+		}
 	}
 	if e.Config, err = Start(e.Environment); err != nil {
 		return nil, err
@@ -215,6 +230,16 @@ func (e *Env) As(user string) client.Client {
 		panic(fmt.Sprintf("testenv: no user %q; list it in Options.Users", user))
 	}
 	return c
+}
+
+// Token is the named user's bearer token (Options.Tokens); a user
+// without one is a mistake in the test: it panics.
+func (e *Env) Token(user string) string {
+	t, ok := e.tokens[user]
+	if !ok {
+		panic(fmt.Sprintf("testenv: user %q has no token; set Options.Tokens and list it in Options.Users", user))
+	}
+	return t
 }
 
 // OnStop runs f when the environment stops, before whatever was started
