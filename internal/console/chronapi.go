@@ -156,7 +156,11 @@ func (a *ChronAPI) visibility(w http.ResponseWriter, r *http.Request) (Visibilit
 		w.Header().Set("WWW-Authenticate", `Bearer realm="claiim"`)
 		writeError(w, http.StatusUnauthorized, "log in: send your Kubernetes bearer token")
 	case errors.Is(err, ErrForbidden):
-		writeError(w, http.StatusForbidden, "you may not read Chron")
+		msg := "you may not read Chron"
+		if why, ok := strings.CutPrefix(err.Error(), ErrForbidden.Error()+": "); ok {
+			msg = why
+		}
+		writeError(w, http.StatusForbidden, msg)
 	case err != nil:
 		a.Log.Error(err, "Deciding what a user may see of Chron failed; refusing")
 		writeError(w, http.StatusServiceUnavailable, "the console cannot tell what you may see now; try again")

@@ -29,9 +29,16 @@ var (
 	srvErr  error
 )
 
+// Cleanups run after every test of the binary: the external tests'
+// shared control plane registers its stop here.
+var Cleanups []func()
+
 func TestMain(m *testing.M) {
 	flag.Parse()
 	code := m.Run()
+	for _, f := range Cleanups {
+		f()
+	}
 	srv.Stop()
 	os.Exit(code)
 }

@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"embed"
 	"errors"
-	"fmt"
 	"html/template"
 	"io/fs"
 	"net/http"
@@ -195,11 +194,10 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 	http.Redirect(w, r, "/login", http.StatusSeeOther)
 }
 
-// registerPages adds the console's pages. Each file of pages adds its own.
+// registerPages adds the console's pages: the declared world (dashboard,
+// AIOrgs, Skills, Policies, CrossOrgGrants and their forms) and the
+// operations on it (Agents, PIM, the Chron explorer).
 func (c *Console) registerPages(mux *http.ServeMux) {
-	mux.HandleFunc("GET /{$}", c.page(c.dashboard))
-}
-
-func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *Session) {
-	c.render(w, http.StatusOK, "dashboard", newView(r, s, "Dashboard", "dashboard", fmt.Sprintf("Logged in as %s", s.Name())))
+	c.registerCatalog(mux)
+	c.registerOperations(mux)
 }

@@ -232,6 +232,18 @@ func (e *Env) As(user string) client.Client {
 	return c
 }
 
+// ConfigOf is the named user's config (a copy), for clients other than
+// As's; an unknown name panics, as in As.
+func (e *Env) ConfigOf(user string) *rest.Config {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	cfg, ok := e.users[user]
+	if !ok {
+		panic(fmt.Sprintf("testenv: no user %q; list it in Options.Users", user))
+	}
+	return rest.CopyConfig(cfg)
+}
+
 // Token is the named user's bearer token (Options.Tokens); a user
 // without one is a mistake in the test: it panics.
 func (e *Env) Token(user string) string {

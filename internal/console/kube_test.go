@@ -1,0 +1,276 @@
+package console_test
+
+import (
+	"context"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5/pgxpool"
+	. "github.com/onsi/gomega"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/controllers"
+	"github.com/claiim/claiim-operator/controllers/admission"
+	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/internal/console"
+	"github.com/claiim/claiim-operator/test/testenv"
+)
+
+// The console against real parts: envtest's apiserver with RBAC and a
+// static token for each person, the manager's reconcilers and admission
+// webhooks, a real PostgreSQL read as the Chron reader role, and the
+// console over TLS (its session cookie is Secure). Each person logs in
+// with their own token, as in a browser.
+const (
+	adminUser   = "admin@claiim.io"
+	peerUser    = "peer@claiim.io"
+	auditorUser = "auditor@claiim.io"
+	engUser     = "eng-auditor@claiim.io" // reads engineering's Chron only
+	nobodyUser  = "nobody@claiim.io"      // authenticated, no role
+	consoleUser = "system:serviceaccount:claiim-system:claiim-console"
+	managerUser = "system:serviceaccount:claiim-system:claiim-manager"
+	managerNS   = "claiim-system"
+)
+
+// world is the shared control plane and the console serving it.
+type world struct {
+	env     *testenv.Env
+	ctx     context.Context
+	console *console.Console
+	srv     *httptest.Server
+	reader  *pgxpool.Pool
+}
+
+var (
+	worldOnce sync.Once
+	theWorld  *world
+	worldErr  error
+)
+
+// kube starts the shared world on first use; it stops after every test.
+func kube(t *testing.T) *world {
+	t.Helper()
+	if testing.Short() {
+		t.Skip("needs envtest and PostgreSQL; skipped with -short")
+	}
+	worldOnce.Do(func() {
+		theWorld, worldErr = launch()
+		if theWorld != nil {
+			console.Cleanups = append(console.Cleanups, func() { theWorld.srv.Close(); _ = theWorld.env.Stop() })
+		}
+	})
+	if worldErr != nil {
+		t.Fatalf("starting the control plane: %v", worldErr)
+	}
+	return theWorld
+}
+
+func launch() (*world, error) {
+	sa := []string{"system:serviceaccounts", "system:serviceaccounts:" + managerNS, "system:authenticated"}
+	env, err := testenv.Launch(testenv.Options{
+		Chron: true, Webhooks: true, Tokens: true,
+		RBAC: []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml", "config/rbac/console_role.yaml"},
+		Objects: []client.Object{
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNS}},
+			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "chron-engineering"}, Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{claiimv1.GroupVersion.Group}, Resources: []string{"aiorgs/chron"}, ResourceNames: []string{"engineering"}, Verbs: []string{"get"}}}},
+		},
+		Users: []testenv.User{
+			{Name: managerUser, Groups: sa, ClusterRoles: []string{"claiim-manager"}},
+			{Name: consoleUser, Groups: sa, ClusterRoles: []string{"claiim-console"}},
+			{Name: adminUser, ClusterRoles: []string{"claiim-admin", "claiim-auditor"}},
+			{Name: peerUser, ClusterRoles: []string{"claiim-admin", "claiim-approver", "claiim-auditor"}},
+			{Name: auditorUser, ClusterRoles: []string{"claiim-auditor"}},
+			{Name: engUser, ClusterRoles: []string{"claiim-viewer", "chron-engineering"}},
+			{Name: nobodyUser},
+		},
+		Manager: &testenv.Manager{User: managerUser, Cache: controllers.CacheOptions(),
+			Setup: func(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
+				writer, err := chron.NewWriter(ctx, env.Chron, chron.WriterOptions{Stream: "manager/test"})
+				if err != nil {
+					return err
+				}
+				env.OnStop(writer.Close)
+				signer, err := controllers.LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), managerNS)
+				if err != nil {
+					return err
+				}
+				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer}); err != nil {
+					return err
+				}
+				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(),
+					Log: writer, ManagerUsername: managerUser, Signer: signer})
+			}},
+	})
+	if err != nil {
+		return nil, err
+	}
+	w := &world{env: env, ctx: env.Context()}
+	// The console reads Chron as a login of the reader role.
+	login := chron.Login{Group: chron.ReaderRole, Name: "console_reader", Password: "console-reader-password"}
+	if err := chron.SetupLogins(w.ctx, env.Chron, []chron.Login{login}); err != nil {
+		return nil, err
+	}
+	cfg := env.Chron.Config().Copy()
+	cfg.ConnConfig.User, cfg.ConnConfig.Password = login.Name, login.Password
+	if w.reader, err = pgxpool.NewWithConfig(w.ctx, cfg); err != nil {
+		return nil, err
+	}
+	env.OnStop(func() error { w.reader.Close(); return nil })
+
+	// The console's own identity reviews tokens and lists orgs; nothing else.
+	consoleCfg := env.ConfigOf(consoleUser)
+	cs, err := kubernetes.NewForConfig(consoleCfg)
+	if err != nil {
+		return nil, err
+	}
+	orgs, err := client.New(consoleCfg, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	w.console = &console.Console{
+		Auth:    &console.Auth{Config: rest.AnonymousClientConfig(env.Config), Reviews: cs.AuthenticationV1().TokenReviews(), Scheme: testenv.Scheme(), Orgs: orgs},
+		Chron:   &console.ChronAPI{Pool: w.reader, TailInterval: 50 * time.Millisecond},
+		GateURL: "http://gate.test/v",
+		Log:     logr.Discard(),
+	}
+	w.srv = httptest.NewTLSServer(w.console.Handler())
+	return w, nil
+}
+
+// browser is one person's browser: a cookie jar, same-origin requests.
+type browser struct {
+	t    *testing.T
+	w    *world
+	c    *http.Client
+	user string
+}
+
+// login opens a browser for user and logs in with their own token.
+func (w *world) login(t *testing.T, user string) *browser {
+	t.Helper()
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	c := *w.srv.Client()
+	c.Jar = jar
+	b := &browser{t: t, w: w, c: &c, user: user}
+	status, body := b.post("/login", url.Values{"token": {w.env.Token(user)}})
+	if status != http.StatusOK || !strings.Contains(body, user) {
+		t.Fatalf("logging in as %s: %d\n%s", user, status, body)
+	}
+	return b
+}
+
+// get loads path and returns the final status and body (after redirects).
+func (b *browser) get(path string) (int, string) {
+	b.t.Helper()
+	return b.do(http.MethodGet, path, nil)
+}
+
+// post submits a form to path from a page of the console itself.
+func (b *browser) post(path string, form url.Values) (int, string) {
+	b.t.Helper()
+	return b.do(http.MethodPost, path, form)
+}
+
+func (b *browser) do(method, path string, form url.Values) (int, string) {
+	b.t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequestWithContext(b.w.ctx, method, b.w.srv.URL+path, body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	// What a browser sends for its own pages' forms and links.
+	req.Header.Set("Sec-Fetch-Site", "same-origin")
+	req.Header.Set("Origin", b.w.srv.URL)
+	resp, err := b.c.Do(req)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	out, err := io.ReadAll(resp.Body)
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	return resp.StatusCode, string(out)
+}
+
+// eventually is gomega's Eventually with the console tests' patience.
+func eventually(t *testing.T, f func(g Gomega)) {
+	t.Helper()
+	NewWithT(t).Eventually(f).WithTimeout(20 * time.Second).WithPolling(100 * time.Millisecond).Should(Succeed())
+}
+
+var (
+	elevated sync.Map // user → their approved PIM request
+	orgsOnce sync.Once
+)
+
+// elevate gives user an active PIM session, approved by another person.
+func (w *world) elevate(t *testing.T, user string) string {
+	t.Helper()
+	if name, ok := elevated.Load(user); ok {
+		return name.(string)
+	}
+	approver := peerUser
+	if user == peerUser {
+		approver = adminUser
+	}
+	p := &claiimv1.PIMRequest{ObjectMeta: metav1.ObjectMeta{GenerateName: "pim-"},
+		Spec: claiimv1.PIMRequestSpec{Reason: "console tests: setting up orgs and agents"}}
+	if err := w.env.As(user).Create(w.ctx, p); err != nil {
+		t.Fatal(err)
+	}
+	patch := client.MergeFrom(p.DeepCopy())
+	p.Annotations = map[string]string{claiimv1.AnnotationApprove: "ok"}
+	if err := w.env.As(approver).Patch(w.ctx, p, patch); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, func(g Gomega) {
+		got := &claiimv1.PIMRequest{}
+		g.Expect(w.env.Client.Get(w.ctx, client.ObjectKeyFromObject(p), got)).To(Succeed())
+		g.Expect(got.Status.Phase).To(Equal(claiimv1.PIMActive))
+	})
+	elevated.Store(user, p.Name)
+	return p.Name
+}
+
+// orgs creates the tree engineering ← platform, and sales beside it.
+func (w *world) orgs(t *testing.T) {
+	t.Helper()
+	w.elevate(t, adminUser)
+	orgsOnce.Do(func() {
+		for _, o := range []*claiimv1.AIOrg{
+			{ObjectMeta: metav1.ObjectMeta{Name: "engineering"}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "platform"}, Spec: claiimv1.AIOrgSpec{Parent: "engineering"}},
+			{ObjectMeta: metav1.ObjectMeta{Name: "sales"}},
+		} {
+			if err := w.env.As(adminUser).Create(w.ctx, o); err != nil {
+				t.Fatalf("creating AIOrg %s: %v", o.Name, err)
+			}
+		}
+	})
+}
