@@ -3,11 +3,16 @@
 # PostgreSQL's server binaries (unless DATABASE_URL points at your own
 # database) and python3 (the seed's agent program). Debian packages; needs
 # root. Idempotent. With the argument `cluster`, also what the one-node
-# cluster of make e2e-cluster needs (docs/e2e.md).
+# cluster of make e2e-cluster needs (docs/e2e.md); with `browser`, the
+# Chromium the console's browser test drives (docs/console.md).
 set -euo pipefail
 
 need=()
-if [[ "${1:-}" == cluster ]]; then
+args=" $* "
+if [[ "$args" == *" browser "* ]]; then
+  command -v chromium >/dev/null || need+=(chromium)
+fi
+if [[ "$args" == *" cluster "* ]]; then
   command -v containerd >/dev/null || need+=(containerd)
   command -v runc >/dev/null || need+=(runc)
   command -v nft >/dev/null || need+=(nftables)

@@ -46,8 +46,8 @@ func TestLoginSetsAGuardedCookie(t *testing.T) {
 		t.Fatal(err)
 	}
 	resp.Body.Close()
-	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/" {
-		t.Errorf("login redirects to %q (%d); a next outside the console must fall back to /", resp.Header.Get("Location"), resp.StatusCode)
+	if resp.StatusCode != http.StatusSeeOther || resp.Header.Get("Location") != "/agents" {
+		t.Errorf("login redirects to %q (%d); a next outside the console must fall back to /agents", resp.Header.Get("Location"), resp.StatusCode)
 	}
 	set := resp.Header.Get("Set-Cookie")
 	for _, want := range []string{console.SessionCookie + "=", "Path=/", "HttpOnly", "Secure", "SameSite=Strict"} {

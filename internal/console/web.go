@@ -147,10 +147,11 @@ func apiMessage(err error) string {
 	return err.Error()
 }
 
-// safeNext is where a login returns to: a path on this console only.
+// safeNext is where a login returns to: a path on this console only;
+// by default the Agents page, where the onboarding guide lands.
 func safeNext(next string) string {
 	if !strings.HasPrefix(next, "/") || strings.HasPrefix(next, "//") || strings.HasPrefix(next, "/\\") || len(next) > 2048 {
-		return "/"
+		return "/agents"
 	}
 	return next
 }
