@@ -12,39 +12,26 @@ import (
 	"testing"
 	"time"
 
-	"github.com/go-logr/logr"
 	"github.com/jackc/pgx/v5/pgxpool"
 	. "github.com/onsi/gomega"
-	corev1 "k8s.io/api/core/v1"
-	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
-	"github.com/claiim/claiim-operator/controllers"
-	"github.com/claiim/claiim-operator/controllers/admission"
-	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/internal/console"
+	"github.com/claiim/claiim-operator/test/consoletest"
 	"github.com/claiim/claiim-operator/test/testenv"
 )
 
-// The console against real parts: envtest's apiserver with RBAC and a
-// static token for each person, the manager's reconcilers and admission
-// webhooks, a real PostgreSQL read as the Chron reader role, and the
-// console over TLS (its session cookie is Secure). Each person logs in
+// The console against real parts (test/consoletest): each person logs in
 // with their own token, as in a browser.
 const (
-	adminUser   = "admin@claiim.io"
-	peerUser    = "peer@claiim.io"
-	auditorUser = "auditor@claiim.io"
-	engUser     = "eng-auditor@claiim.io" // reads engineering's Chron only
-	nobodyUser  = "nobody@claiim.io"      // authenticated, no role
-	consoleUser = "system:serviceaccount:claiim-system:claiim-console"
-	managerUser = "system:serviceaccount:claiim-system:claiim-manager"
-	managerNS   = "claiim-system"
+	adminUser   = consoletest.Admin
+	peerUser    = consoletest.Peer
+	auditorUser = consoletest.Auditor
+	engUser     = consoletest.Eng    // reads engineering's Chron only
+	nobodyUser  = consoletest.Nobody // authenticated, no role
+	consoleUser = consoletest.Console
 )
 
 // world is the shared control plane and the console serving it.
@@ -69,88 +56,17 @@ func kube(t *testing.T) *world {
 		t.Skip("needs envtest and PostgreSQL; skipped with -short")
 	}
 	worldOnce.Do(func() {
-		theWorld, worldErr = launch()
-		if theWorld != nil {
-			console.Cleanups = append(console.Cleanups, func() { theWorld.srv.Close(); _ = theWorld.env.Stop() })
+		var cw *consoletest.World
+		if cw, worldErr = consoletest.Launch(consoletest.Options{}); worldErr != nil {
+			return
 		}
+		console.Cleanups = append(console.Cleanups, func() { _ = cw.Stop() })
+		theWorld = &world{env: cw.Env, ctx: cw.Ctx, console: cw.Console, srv: cw.Server, reader: cw.Reader}
 	})
 	if worldErr != nil {
 		t.Fatalf("starting the control plane: %v", worldErr)
 	}
 	return theWorld
-}
-
-func launch() (*world, error) {
-	sa := []string{"system:serviceaccounts", "system:serviceaccounts:" + managerNS, "system:authenticated"}
-	env, err := testenv.Launch(testenv.Options{
-		Chron: true, Webhooks: true, Tokens: true,
-		RBAC: []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml", "config/rbac/console_role.yaml"},
-		Objects: []client.Object{
-			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNS}},
-			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "chron-engineering"}, Rules: []rbacv1.PolicyRule{{
-				APIGroups: []string{claiimv1.GroupVersion.Group}, Resources: []string{"aiorgs/chron"}, ResourceNames: []string{"engineering"}, Verbs: []string{"get"}}}},
-		},
-		Users: []testenv.User{
-			{Name: managerUser, Groups: sa, ClusterRoles: []string{"claiim-manager"}},
-			{Name: consoleUser, Groups: sa, ClusterRoles: []string{"claiim-console"}},
-			{Name: adminUser, ClusterRoles: []string{"claiim-admin", "claiim-auditor"}},
-			{Name: peerUser, ClusterRoles: []string{"claiim-admin", "claiim-approver", "claiim-auditor"}},
-			{Name: auditorUser, ClusterRoles: []string{"claiim-auditor"}},
-			{Name: engUser, ClusterRoles: []string{"claiim-viewer", "chron-engineering"}},
-			{Name: nobodyUser},
-		},
-		Manager: &testenv.Manager{User: managerUser, Cache: controllers.CacheOptions(),
-			Setup: func(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
-				writer, err := chron.NewWriter(ctx, env.Chron, chron.WriterOptions{Stream: "manager/test"})
-				if err != nil {
-					return err
-				}
-				env.OnStop(writer.Close)
-				signer, err := controllers.LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), managerNS)
-				if err != nil {
-					return err
-				}
-				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer}); err != nil {
-					return err
-				}
-				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(),
-					Log: writer, ManagerUsername: managerUser, Signer: signer})
-			}},
-	})
-	if err != nil {
-		return nil, err
-	}
-	w := &world{env: env, ctx: env.Context()}
-	// The console reads Chron as a login of the reader role.
-	login := chron.Login{Group: chron.ReaderRole, Name: "console_reader", Password: "console-reader-password"}
-	if err := chron.SetupLogins(w.ctx, env.Chron, []chron.Login{login}); err != nil {
-		return nil, err
-	}
-	cfg := env.Chron.Config().Copy()
-	cfg.ConnConfig.User, cfg.ConnConfig.Password = login.Name, login.Password
-	if w.reader, err = pgxpool.NewWithConfig(w.ctx, cfg); err != nil {
-		return nil, err
-	}
-	env.OnStop(func() error { w.reader.Close(); return nil })
-
-	// The console's own identity reviews tokens and lists orgs; nothing else.
-	consoleCfg := env.ConfigOf(consoleUser)
-	cs, err := kubernetes.NewForConfig(consoleCfg)
-	if err != nil {
-		return nil, err
-	}
-	orgs, err := client.New(consoleCfg, client.Options{Scheme: testenv.Scheme()})
-	if err != nil {
-		return nil, err
-	}
-	w.console = &console.Console{
-		Auth:    &console.Auth{Config: rest.AnonymousClientConfig(env.Config), Reviews: cs.AuthenticationV1().TokenReviews(), Scheme: testenv.Scheme(), Orgs: orgs},
-		Chron:   &console.ChronAPI{Pool: w.reader, TailInterval: 50 * time.Millisecond},
-		GateURL: "http://gate.test/v",
-		Log:     logr.Discard(),
-	}
-	w.srv = httptest.NewTLSServer(w.console.Handler())
-	return w, nil
 }
 
 // browser is one person's browser: a cookie jar, same-origin requests.
@@ -171,7 +87,7 @@ func (w *world) login(t *testing.T, user string) *browser {
 	c := *w.srv.Client()
 	c.Jar = jar
 	b := &browser{t: t, w: w, c: &c, user: user}
-	status, body := b.post("/login", url.Values{"token": {w.env.Token(user)}})
+	status, body := b.post("/login", url.Values{"token": {w.env.Token(user)}, "next": {"/"}})
 	if status != http.StatusOK || !strings.Contains(body, user) {
 		t.Fatalf("logging in as %s: %d\n%s", user, status, body)
 	}

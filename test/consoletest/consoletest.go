@@ -1,0 +1,187 @@
+// Package consoletest runs the console against real parts for tests: an
+// envtest apiserver with RBAC and a static bearer token per person, the
+// manager's reconcilers and admission webhooks, PostgreSQL read as the
+// Chron reader role, optionally the gate, and the console over TLS (its
+// session cookie is Secure).
+package consoletest
+
+import (
+	"context"
+	"fmt"
+	"net/http/httptest"
+	"time"
+
+	"github.com/go-logr/logr"
+	"github.com/jackc/pgx/v5/pgxpool"
+	corev1 "k8s.io/api/core/v1"
+	rbacv1 "k8s.io/api/rbac/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	ctrl "sigs.k8s.io/controller-runtime"
+	"sigs.k8s.io/controller-runtime/pkg/client"
+
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/controllers"
+	"github.com/claiim/claiim-operator/controllers/admission"
+	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/server"
+	"github.com/claiim/claiim-operator/internal/console"
+	"github.com/claiim/claiim-operator/test/testenv"
+)
+
+// The people and identities of the world.
+const (
+	Admin   = "admin@claiim.io"
+	Peer    = "peer@claiim.io"        // an approver
+	Auditor = "auditor@claiim.io"     // claiim-auditor
+	Eng     = "eng-auditor@claiim.io" // reads engineering's Chron only
+	Nobody  = "nobody@claiim.io"      // authenticated, no role
+	Console = "system:serviceaccount:claiim-system:claiim-console"
+	Manager = "system:serviceaccount:claiim-system:claiim-manager"
+	// Namespace is the manager's.
+	Namespace = "claiim-system"
+)
+
+// Options say what else runs.
+type Options struct {
+	// Gate runs the gate over HTTP (World.GateURL) and sets the console's
+	// GateURL to it.
+	Gate bool
+}
+
+// World is the running set. Stop stops all of it.
+type World struct {
+	Env     *testenv.Env
+	Ctx     context.Context
+	Console *console.Console
+	Server  *httptest.Server
+	Reader  *pgxpool.Pool
+	GateURL string
+}
+
+// Launch starts a world; on error nothing is left running.
+func Launch(opts Options) (_ *World, err error) {
+	sa := []string{"system:serviceaccounts", "system:serviceaccounts:" + Namespace, "system:authenticated"}
+	env, err := testenv.Launch(testenv.Options{
+		Chron: true, Webhooks: true, Tokens: true,
+		RBAC: []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml", "config/rbac/console_role.yaml"},
+		Objects: []client.Object{
+			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}},
+			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "chron-engineering"}, Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{claiimv1.GroupVersion.Group}, Resources: []string{"aiorgs/chron"}, ResourceNames: []string{"engineering"}, Verbs: []string{"get"}}}},
+			// The seed's provisioner sees a new agent's token once.
+			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "token-reader"}, Rules: []rbacv1.PolicyRule{{
+				APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}}},
+		},
+		Users: []testenv.User{
+			{Name: Manager, Groups: sa, ClusterRoles: []string{"claiim-manager"}},
+			{Name: Console, Groups: sa, ClusterRoles: []string{"claiim-console"}},
+			{Name: Admin, ClusterRoles: []string{"claiim-admin", "claiim-auditor", "token-reader"}},
+			{Name: Peer, ClusterRoles: []string{"claiim-admin", "claiim-approver", "claiim-auditor"}},
+			{Name: Auditor, ClusterRoles: []string{"claiim-auditor"}},
+			{Name: Eng, ClusterRoles: []string{"claiim-viewer", "chron-engineering"}},
+			{Name: Nobody},
+		},
+		Manager: &testenv.Manager{User: Manager, Cache: controllers.CacheOptions(), Setup: setupManager},
+	})
+	if err != nil {
+		return nil, err
+	}
+	w := &World{Env: env, Ctx: env.Context()}
+	defer func() {
+		if err != nil {
+			_ = env.Stop()
+		}
+	}()
+	// The console reads Chron as a login of the reader role.
+	login := chron.Login{Group: chron.ReaderRole, Name: "console_reader", Password: "console-reader-password"}
+	if err := chron.SetupLogins(w.Ctx, env.Chron, []chron.Login{login}); err != nil {
+		return nil, err
+	}
+	cfg := env.Chron.Config().Copy()
+	cfg.ConnConfig.User, cfg.ConnConfig.Password = login.Name, login.Password
+	if w.Reader, err = pgxpool.NewWithConfig(w.Ctx, cfg); err != nil {
+		return nil, err
+	}
+	env.OnStop(func() error { w.Reader.Close(); return nil })
+	if opts.Gate {
+		if err := w.startGate(); err != nil {
+			return nil, err
+		}
+	}
+	// The console's own identity reviews tokens and lists orgs; nothing else.
+	self := env.ConfigOf(Console)
+	cs, err := kubernetes.NewForConfig(self)
+	if err != nil {
+		return nil, err
+	}
+	orgs, err := client.New(self, client.Options{Scheme: testenv.Scheme()})
+	if err != nil {
+		return nil, err
+	}
+	w.Console = &console.Console{
+		Auth:    &console.Auth{Config: rest.AnonymousClientConfig(env.Config), Reviews: cs.AuthenticationV1().TokenReviews(), Scheme: testenv.Scheme(), Orgs: orgs},
+		Chron:   &console.ChronAPI{Pool: w.Reader, TailInterval: 50 * time.Millisecond},
+		GateURL: "http://gate.test/v",
+		Log:     logr.Discard(),
+	}
+	if w.GateURL != "" {
+		w.Console.GateURL = w.GateURL + "/v"
+	}
+	w.Server = httptest.NewTLSServer(w.Console.Handler())
+	env.OnStop(func() error { w.Server.Close(); return nil })
+	return w, nil
+}
+
+// Stop stops the console, the gate, the manager, the apiserver and
+// PostgreSQL.
+func (w *World) Stop() error { return w.Env.Stop() }
+
+func setupManager(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
+	writer, err := chron.NewWriter(ctx, env.Chron, chron.WriterOptions{Stream: "manager/test"})
+	if err != nil {
+		return err
+	}
+	env.OnStop(writer.Close)
+	signer, err := controllers.LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), Namespace)
+	if err != nil {
+		return err
+	}
+	if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer}); err != nil {
+		return err
+	}
+	return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(),
+		Log: writer, ManagerUsername: Manager, Signer: signer})
+}
+
+// startGate runs the gate over the same apiserver, verifying admission
+// stamps and the manager's signatures as in production.
+func (w *World) startGate() error {
+	env := w.Env
+	writer, err := chron.NewWriter(w.Ctx, env.Chron, chron.WriterOptions{Stream: "gate/test", CommitTimeout: time.Second})
+	if err != nil {
+		return err
+	}
+	env.OnStop(writer.Close)
+	src, err := server.NewSource(env.Config, testenv.Scheme())
+	if err != nil {
+		return err
+	}
+	src.KeysFrom = types.NamespacedName{Namespace: Namespace, Name: controllers.AttestationKeysConfigMap}
+	go func() { _ = src.Run(w.Ctx) }()
+	srv := &server.Server{Snapshots: src, Log: writer, DB: env.Chron, Replica: "test", Logger: logr.Discard(),
+		Refusals: &server.Refusals{Log: writer, Replica: "test", Interval: time.Hour}, Limits: server.AuthLimits{PerSource: 1000, Tarpit: -1}}
+	hs := httptest.NewServer(srv.Handler())
+	env.OnStop(func() error { hs.Close(); return nil })
+	w.GateURL = hs.URL
+	deadline := time.Now().Add(30 * time.Second)
+	for src.Ready() != nil {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("the gate did not get ready: %w", src.Ready())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	return nil
+}
