@@ -1,7 +1,8 @@
 // Command claiim is the one production CLAIIM binary, the image's
 // entrypoint: `claiim manager` runs the operator, `claiim gate` the gate,
-// `claiim chron` reads and verifies the audit log. The commands live in
-// internal/cli; the local control plane is a separate binary, claiim-dev.
+// `claiim console` the web console, `claiim chron` reads and verifies the
+// audit log. The commands live in internal/cli; the local control plane is
+// a separate binary, claiim-dev.
 package main
 
 import (
@@ -16,6 +17,7 @@ const usage = `claiim governs AI agents in Kubernetes.
 Usage:
   claiim manager [flags]   run the operator (reconcilers)
   claiim gate [flags]      run the gate: agents ask it before every action
+  claiim console [flags]   run the web console and Chron's read API (people log in with their own token)
   claiim chron COMMAND     read and verify Chron, the audit log (list, verify, migrate)
 
 Run 'claiim <command> -h' for the flags of a command.
@@ -33,6 +35,8 @@ func main() {
 		err = cli.RunManager(os.Args[2:])
 	case "gate":
 		err = cli.RunGate(os.Args[2:])
+	case "console":
+		err = cli.RunConsole(os.Args[2:])
 	case "chron":
 		err = cli.RunChron(os.Args[2:], os.Stdout)
 	case "dev":

@@ -27,7 +27,8 @@ import (
 func devServe(f devFlags) (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
-	// The manager and the gate run from the production binary, as in a cluster.
+	// The manager, the gate and the console run from the production binary,
+	// as in a cluster.
 	claiim, err := f.claiimBinary()
 	if err != nil {
 		return err
@@ -45,6 +46,9 @@ func devServe(f devFlags) (err error) {
 	env.WebhookInstallOptions = envtest.WebhookInstallOptions{
 		Paths: []string{filepath.Join(testenv.RepoRoot(), "config", "webhook")}, LocalServingHost: "127.0.0.1",
 	}
+	if err := peopleTokens(env, f); err != nil {
+		return err
+	}
 	logf("starting etcd and kube-apiserver (RBAC on)")
 	cfg, err := testenv.Start(env)
 	if err != nil {
@@ -60,14 +64,14 @@ func devServe(f devFlags) (err error) {
 	if err != nil {
 		return err
 	}
-	for _, file := range []string{"role.yaml", "user_roles.yaml", "gate_role.yaml"} {
+	for _, file := range []string{"role.yaml", "user_roles.yaml", "gate_role.yaml", "console_role.yaml"} {
 		if err := testenv.ApplyFile(ctx, root, filepath.Join(testenv.RepoRoot(), "config", "rbac", file)); err != nil {
 			return err
 		}
 	}
 	bindings := map[string][]string{
-		devManager: {"claiim-manager"}, devGate: {"claiim-gate"},
-		devAdmin: {"claiim-admin"}, devPeer: {"claiim-admin", "claiim-approver"},
+		devManager: {"claiim-manager"}, devGate: {"claiim-gate"}, devConsole: {"claiim-console"},
+		devAdmin: {"claiim-admin", "claiim-auditor"}, devPeer: {"claiim-admin", "claiim-approver", "claiim-auditor"},
 	}
 	for user, roles := range bindings {
 		for _, role := range roles {
@@ -99,7 +103,8 @@ func devServe(f devFlags) (err error) {
 		return err
 	}
 	// `claiim chron verify` checks the streams against their checkpoints:
-	// the people read the Leases and the public keys (no secret).
+	// the people read the Leases and the public keys (no secret), and so
+	// does the console for its verify (the chart's Role claiim-console-chron).
 	if err := root.Create(ctx, &rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Name: "claiim-chron-verifier", Namespace: "claiim-system"},
 		Rules: []rbacv1.PolicyRule{
 			{APIGroups: []string{"coordination.k8s.io"}, Resources: []string{"leases"}, Verbs: []string{"list"}},
@@ -110,7 +115,8 @@ func devServe(f devFlags) (err error) {
 	if err := root.Create(ctx, &rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Name: "claiim-chron-verifier", Namespace: "claiim-system"},
 		RoleRef: rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "claiim-chron-verifier"},
 		Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devAdmin},
-			{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devPeer}}}); err != nil {
+			{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devPeer},
+			{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: devConsole}}}); err != nil {
 		return err
 	}
 	// The seed shows the provisioner the agent's token once: here admin
@@ -129,6 +135,7 @@ func devServe(f devFlags) (err error) {
 		"kubeconfig-peer":    {Name: devPeer, Groups: []string{"system:authenticated"}},
 		"kubeconfig-manager": {Name: devManager, Groups: []string{"system:serviceaccounts", "system:authenticated"}},
 		"kubeconfig-gate":    {Name: devGate, Groups: []string{"system:serviceaccounts", "system:authenticated"}},
+		"kubeconfig-console": {Name: devConsole, Groups: []string{"system:serviceaccounts", "system:authenticated"}},
 		"kubeconfig-root":    {Name: "dev-root", Groups: []string{"system:masters"}},
 	}
 	for file, u := range kubeconfigs {
@@ -183,7 +190,7 @@ func devServe(f devFlags) (err error) {
 			}
 		}
 	}()
-	exited := make(chan string, 2)
+	exited := make(chan string, 3)
 	start := func(name, kubeconfig, dbURL string, args ...string) error {
 		lf, err := os.Create(f.path(name + ".log"))
 		if err != nil {
@@ -214,6 +221,12 @@ func devServe(f devFlags) (err error) {
 		"--shutdown-drain=0"); err != nil {
 		return err
 	}
+	// The console reads Chron as the reader role and acts for people with
+	// their own tokens (.dev/token-admin, .dev/token-peer).
+	if err := start("console", "kubeconfig-console", dbURLs["reader"], "console", fmt.Sprintf("--listen=127.0.0.1:%d", f.consolePort),
+		"--gate-url="+f.gateURL()+"/v", "--chron-namespace=claiim-system"); err != nil {
+		return err
+	}
 
 	envFile := fmt.Sprintf(`# Written by 'claiim-dev up'. Source it: . %[1]s/env
 export KUBECONFIG=%[1]s/kubeconfig-admin
@@ -225,8 +238,10 @@ export CLAIIM_ROOT_KUBECONFIG=%[1]s/kubeconfig-root
 export DATABASE_URL=%[2]q
 export CLAIIM_CHRON_OWNER_URL=%[5]q
 export CLAIIM_GATE_URL=%[3]s/v
+# The console: log in with the token in %[1]s/token-admin or token-peer.
+export CLAIIM_CONSOLE_URL=%[6]s
 export PATH=%[4]q:"$PATH"
-`, f.dir, dbURLs["reader"], f.gateURL(), os.Getenv("KUBEBUILDER_ASSETS")+":"+filepath.Dir(claiim), ownerURL)
+`, f.dir, dbURLs["reader"], f.gateURL(), os.Getenv("KUBEBUILDER_ASSETS")+":"+filepath.Dir(claiim), ownerURL, f.consoleURL())
 	if err := os.WriteFile(f.path("env"), []byte(envFile), 0o600); err != nil {
 		return err
 	}

@@ -36,7 +36,10 @@ func devUp(f devFlags) error {
 	if err != nil {
 		return err
 	}
-	if err := portFree(f.gatePort); err != nil {
+	if err := portFree(f.gatePort, "the gate's", "--gate-port"); err != nil {
+		return err
+	}
+	if err := portFree(f.consolePort, "the console's", "--console-port"); err != nil {
 		return err
 	}
 	if err := os.MkdirAll(f.dir, 0o700); err != nil {
@@ -52,7 +55,8 @@ func devUp(f devFlags) error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(exe, "serve", "--dir", f.dir, "--gate-port", strconv.Itoa(f.gatePort), "--claiim-binary", claiim)
+	cmd := exec.Command(exe, "serve", "--dir", f.dir, "--gate-port", strconv.Itoa(f.gatePort), "--console-port", strconv.Itoa(f.consolePort),
+		"--claiim-binary", claiim)
 	cmd.Env = append(os.Environ(), "DATABASE_URL="+f.dbURL) // not on a command line: it may carry a password
 	cmd.Stdout, cmd.Stderr = logf, logf
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true} // outlives this command
@@ -62,7 +66,7 @@ func devUp(f devFlags) error {
 	exited := make(chan error, 1)
 	go func() { exited <- cmd.Wait() }()
 
-	fmt.Println("Starting the local control plane: etcd, kube-apiserver, PostgreSQL, the manager with its webhooks, the gate...")
+	fmt.Println("Starting the local control plane: etcd, kube-apiserver, PostgreSQL, the manager with its webhooks, the gate, the console...")
 	deadline := time.After(3 * time.Minute)
 	for {
 		select {
@@ -75,14 +79,21 @@ func devUp(f devFlags) error {
 		if _, err := os.Stat(f.path("env")); err != nil {
 			continue
 		}
-		if resp, err := http.Get(f.gateURL() + "/ready"); err == nil {
-			resp.Body.Close()
-			if resp.StatusCode == http.StatusOK {
-				printDevSummary(f)
-				return nil
-			}
+		if answersOK(f.gateURL()+"/ready") && answersOK(f.consoleURL()+"/healthz") {
+			printDevSummary(f)
+			return nil
 		}
 	}
+}
+
+// answersOK says whether url answers 200.
+func answersOK(url string) bool {
+	resp, err := http.Get(url)
+	if err != nil {
+		return false
+	}
+	resp.Body.Close()
+	return resp.StatusCode == http.StatusOK
 }
 
 func printDevSummary(f devFlags) {
@@ -95,15 +106,19 @@ func printDevSummary(f devFlags) {
 	fmt.Printf(`
 CLAIIM is running.
   gate:          %[1]s  (curl %[1]s/health)
+  console:       %[3]s  log in by pasting a person's token:
+                   admin@claiim.io  %[2]s/token-admin
+                   peer@claiim.io   %[2]s/token-peer
+                 (curl: curl -si %[3]s/login --data-urlencode token@%[2]s/token-admin)
   kubeconfigs:   %[2]s/kubeconfig-admin (admin@claiim.io), %[2]s/kubeconfig-peer (peer@claiim.io)
   logs:          %[2]s/*.log
 
 Next:
-  source %[2]s/env                 # KUBECONFIG (admin), CLAIIM_PEER_KUBECONFIG, DATABASE_URL, CLAIIM_GATE_URL, kubectl on PATH
+  source %[2]s/env                 # KUBECONFIG (admin), CLAIIM_PEER_KUBECONFIG, DATABASE_URL, CLAIIM_GATE_URL, CLAIIM_CONSOLE_URL, kubectl on PATH
   kubectl get aiorg,skill,pol,agent,pim
   make rehearsal                  # the seed's onboarding, steps 3-11
   make dev-down                   # stop everything
-`, f.gateURL(), rel)
+`, f.gateURL(), rel, f.consoleURL())
 }
 
 func devDown(f devFlags) error {
@@ -126,8 +141,9 @@ func devDown(f devFlags) error {
 	return fmt.Errorf("the local control plane (pid %d) did not stop in 60s and was killed; see %s", pid, f.path("dev.log"))
 }
 
-// portFree says which port is taken, and by what when ss can tell.
-func portFree(port int) error {
+// portFree says which port is taken (whose, and the flag to move it), and
+// by what when ss can tell.
+func portFree(port int, whose, flag string) error {
 	l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", port))
 	if err == nil {
 		return l.Close()
@@ -136,7 +152,7 @@ func portFree(port int) error {
 	if out, err := exec.Command("ss", "-H", "-ltnp", fmt.Sprintf("sport = :%d", port)).Output(); err == nil && len(out) > 0 {
 		by = ": " + strings.TrimSpace(string(out))
 	}
-	return fmt.Errorf("port %d (the gate's) is taken%s; stop that process or use --gate-port", port, by)
+	return fmt.Errorf("port %d (%s) is taken%s; stop that process or use %s", port, whose, by, flag)
 }
 
 func tail(path string, n int) string {

@@ -82,6 +82,7 @@ func TestRenderedObjectsDryRun(t *testing.T) {
 		nil,
 		{"webhook.certManager.enabled=true"},
 		{"postgresql.bundled.enabled=true"},
+		{"console.tls.secretName=console-tls", "console.service.type=LoadBalancer"},
 		{"rbac.bindings.admins[0].kind=Group", "rbac.bindings.admins[0].name=platform-admins",
 			"rbac.bindings.viewers[0].kind=ServiceAccount", "rbac.bindings.viewers[0].name=ci", "rbac.bindings.viewers[0].namespace=ci"},
 	} {
@@ -105,7 +106,8 @@ func TestRenderedObjectsDryRun(t *testing.T) {
 					t.Errorf("server-side dry-run of %s %s/%s: %v", o.GetKind(), o.GetNamespace(), o.GetName(), err)
 				}
 			}
-			if kinds["CustomResourceDefinition"] != 6 || kinds["Deployment"] != 1 || kinds["MutatingWebhookConfiguration"] != 1 || kinds["ValidatingWebhookConfiguration"] != 1 {
+			// Two Deployments: the manager's and the console's.
+			if kinds["CustomResourceDefinition"] != 6 || kinds["Deployment"] != 2 || kinds["MutatingWebhookConfiguration"] != 1 || kinds["ValidatingWebhookConfiguration"] != 1 {
 				t.Errorf("unexpected set of objects: %v", kinds)
 			}
 		})

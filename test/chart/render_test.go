@@ -104,6 +104,10 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{[]string{"rbac.bindings.viewers[0].kind=ServiceAccount", "rbac.bindings.viewers[0].name=ci"}, "namespace"},
 		{[]string{"rbac.bindings.owners[0].kind=User", "rbac.bindings.owners[0].name=me"}, "owners"},
 		{[]string{"webhook.certManager.issuerRef.kind=Vault", "webhook.certManager.issuerRef.name=v"}, "kind"},
+		{[]string{"console.replicas=-1"}, "replicas"},
+		{[]string{"console.service.type=ExternalName"}, "type"},
+		{[]string{"console.tls.secretName=Not_A_Name"}, "secretName"},
+		{[]string{"console.sessions=redis"}, "sessions"},
 		{[]string{"unknownTopLevel=1"}, "unknownTopLevel"},
 	} {
 		out, err := helm(t, templateArgs(c.set...)...)
@@ -116,7 +120,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		}
 	}
 	// The same keys with good values render.
-	render(t, "manager.replicas=1", "gate.replicas=3", "gate.port=9000", "image.pullPolicy=Always", "manager.logLevel=debug",
+	render(t, "manager.replicas=1", "gate.replicas=3", "console.replicas=2", "console.service.type=LoadBalancer", "console.tls.secretName=console-tls", "gate.port=9000", "image.pullPolicy=Always", "manager.logLevel=debug",
 		"rbac.bindings.viewers[0].kind=ServiceAccount", "rbac.bindings.viewers[0].name=ci", "rbac.bindings.viewers[0].namespace=ci",
 		"webhook.certManager.enabled=true", "webhook.certManager.issuerRef.kind=ClusterIssuer", "webhook.certManager.issuerRef.name=v")
 }
@@ -146,17 +150,27 @@ func TestRBACMatchesConfig(t *testing.T) {
 		g.Expect(got.Rules).To(Equal(want.Rules),
 			"ClusterRole %s in charts/claiim/templates/user-roles.yaml differs from config/rbac/user_roles.yaml", want.Name)
 	}
-	g.Expect(userRoles).To(Equal(4))
+	g.Expect(userRoles).To(Equal(5))
+
+	// The console's own identity, and what its verify reads.
+	var consoleRole rbacv1.ClusterRole
+	readYAML(t, filepath.Join("config", "rbac", "console_role.yaml"), &consoleRole)
+	g.Expect(convert[rbacv1.ClusterRole](t, find(t, objs, "ClusterRole", consoleRole.Name)).Rules).To(Equal(consoleRole.Rules),
+		"ClusterRole claiim-console in charts/claiim/templates/console.yaml differs from config/rbac/console_role.yaml")
+	var consoleChron rbacv1.Role
+	g.Expect(yaml.Unmarshal(splitYAML(t, filepath.Join("config", "console", "chron_role.yaml"))[0], &consoleChron)).To(Succeed())
+	g.Expect(convert[rbacv1.Role](t, find(t, objs, "Role", consoleChron.Name)).Rules).To(Equal(consoleChron.Rules),
+		"Role claiim-console-chron in charts/claiim/templates/console.yaml differs from config/console/chron_role.yaml")
 
 	var reader rbacv1.ClusterRole
 	readYAML(t, filepath.Join("config", "rbac", "metrics_reader_role.yaml"), &reader)
 	g.Expect(convert[rbacv1.ClusterRole](t, find(t, objs, "ClusterRole", reader.Name)).Rules).To(Equal(reader.Rules),
 		"ClusterRole claiim-metrics-reader in charts/claiim/templates/metrics-reader.yaml differs from config/rbac/metrics_reader_role.yaml")
 
-	// Only the manager is bound by default; the people's bindings come from values.
-	crbs := ofKind(objs, "ClusterRoleBinding")
-	g.Expect(crbs).To(HaveLen(1))
-	crb := convert[rbacv1.ClusterRoleBinding](t, crbs[0])
+	// Only the manager and the console are bound by default; the people's
+	// bindings come from values.
+	g.Expect(ofKind(objs, "ClusterRoleBinding")).To(HaveLen(2))
+	crb := convert[rbacv1.ClusterRoleBinding](t, find(t, objs, "ClusterRoleBinding", "claiim-manager"))
 	g.Expect(crb.RoleRef.Name).To(Equal("claiim-manager"))
 	g.Expect(crb.Subjects).To(Equal([]rbacv1.Subject{{Kind: "ServiceAccount", Name: "claiim-manager", Namespace: releaseNS}}))
 
@@ -177,7 +191,7 @@ func TestRBACMatchesConfig(t *testing.T) {
 	}
 
 	// Without user roles nothing of them renders.
-	g.Expect(ofKind(render(t, "rbac.createUserRoles=false", "rbac.createMetricsReaderRole=false"), "ClusterRole")).To(HaveLen(1))
+	g.Expect(ofKind(render(t, "rbac.createUserRoles=false", "rbac.createMetricsReaderRole=false", "console.enabled=false"), "ClusterRole")).To(HaveLen(1))
 }
 
 func TestUserRoleBindings(t *testing.T) {
@@ -188,6 +202,7 @@ func TestUserRoleBindings(t *testing.T) {
 		"rbac.bindings.approvers[0].kind=User", "rbac.bindings.approvers[0].name=admin@claiim.io",
 		"rbac.bindings.approvers[1].kind=User", "rbac.bindings.approvers[1].name=peer@claiim.io",
 		"rbac.bindings.viewers[0].kind=ServiceAccount", "rbac.bindings.viewers[0].name=argocd", "rbac.bindings.viewers[0].namespace=argocd",
+		"rbac.bindings.auditors[0].kind=Group", "rbac.bindings.auditors[0].name=auditors",
 	)
 	for _, c := range []struct {
 		name, role string
@@ -197,13 +212,14 @@ func TestUserRoleBindings(t *testing.T) {
 		{"claiim-approvers", "claiim-approver", []rbacv1.Subject{
 			{Kind: "User", APIGroup: rbacv1.GroupName, Name: "admin@claiim.io"}, {Kind: "User", APIGroup: rbacv1.GroupName, Name: "peer@claiim.io"}}},
 		{"claiim-viewers", "claiim-viewer", []rbacv1.Subject{{Kind: "ServiceAccount", Name: "argocd", Namespace: "argocd"}}},
+		{"claiim-auditors", "claiim-auditor", []rbacv1.Subject{{Kind: "Group", APIGroup: rbacv1.GroupName, Name: "auditors"}}},
 	} {
 		crb := convert[rbacv1.ClusterRoleBinding](t, find(t, objs, "ClusterRoleBinding", c.name))
 		g.Expect(crb.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: c.role}))
 		g.Expect(crb.Subjects).To(Equal(c.subjects), c.name)
 	}
-	// Nobody is bound to grant approvals.
-	g.Expect(ofKind(objs, "ClusterRoleBinding")).To(HaveLen(4))
+	// Nobody is bound to grant approvals; the manager and the console are.
+	g.Expect(ofKind(objs, "ClusterRoleBinding")).To(HaveLen(6))
 }
 
 // The webhook configurations are config/webhook/manifests.yaml's, pointed

@@ -156,3 +156,13 @@ service:
 caBundle: {{ . }}
 {{- end }}
 {{- end -}}
+
+{{/* The console's Deployment, Service and ServiceAccount. */}}
+{{- define "claiim.consoleName" -}}
+{{- printf "%s-console" (include "claiim.fullname" .) | trunc 63 | trimSuffix "-" -}}
+{{- end -}}
+
+{{- define "claiim.consoleSelectorLabels" -}}
+{{ include "claiim.selectorLabels" . }}
+app.kubernetes.io/component: console
+{{- end -}}
