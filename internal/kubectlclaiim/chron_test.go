@@ -10,6 +10,7 @@ import (
 // tests: the table is `claiim chron list`'s, JSON every field.
 func TestChron(t *testing.T) {
 	g := NewWithT(t)
+	t.Setenv("CLAIIM_CONSOLE_URL", "")
 	seed(t)
 	askGate(t, "prod-deploy-bot", "deploy:production")
 
@@ -41,7 +42,11 @@ func TestChron(t *testing.T) {
 	g.Expect(missing.err).To(ContainSubstring("widen --since"))
 
 	g.Expect(ok(t, peerUser, "chron", "verify", "--offline", "--database-url", chronURL)).To(ContainSubstring("hash chain is intact"))
+	for _, cmd := range []string{"tail", "export"} {
+		g.Expect(kc(peerUser, "chron", cmd, "--database-url", chronURL).err).To(ContainSubstring("pass --console URL"))
+	}
 	t.Setenv("DATABASE_URL", "")
 	none := kc(peerUser, "chron", "ls")
 	g.Expect(none.code).To(Equal(1))
+	g.Expect(none.err).To(And(ContainSubstring("--console"), ContainSubstring("--database-url")))
 }

@@ -8,22 +8,102 @@ import (
 	"strings"
 	"time"
 
+	"k8s.io/cli-runtime/pkg/printers"
+
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/internal/console"
 )
 
-// rowList is rows as one JSON document, {"items": [...]}, each row as the
-// Chron read API shows it (console.Entry), so scripts see one shape.
-func rowList(rows []chron.Row) map[string][]console.Entry {
-	items := make([]console.Entry, 0, len(rows))
-	for i := range rows {
-		items = append(items, console.NewEntry(&rows[i]))
+// Rows travel as console.Entry, the Chron read API's shape, whichever way
+// they were read: scripts see one shape with -o json|yaml, and the
+// tables are drawn from it.
+
+// entryPrinter prints rows as they are read. A table gets its header once
+// and each batch as it comes (chron.PrintTablePage: `claiim chron list`'s
+// table); JSON and YAML either gather every row into one {"items": [...]}
+// (ls) or print each row as its own document as it comes (tail).
+type entryPrinter struct {
+	o      *Options
+	p      printers.ResourcePrinter // nil: a table
+	each   bool
+	header bool // printed
+	items  []console.Entry
+}
+
+func (o *Options) entryPrinter(each bool) (*entryPrinter, error) {
+	p, err := o.printer()
+	if err != nil {
+		return nil, err
 	}
-	return map[string][]console.Entry{"items": items}
+	return &entryPrinter{o: o, p: p, each: each}, nil
+}
+
+// start prints the table's header, if it is a table and not done yet.
+func (e *entryPrinter) start() {
+	if e.p == nil && !e.header {
+		chron.PrintTablePage(e.o.Out, nil, true)
+		e.header = true
+	}
+}
+
+// batch prints rows read together.
+func (e *entryPrinter) batch(rows []console.Entry) error {
+	switch {
+	case e.p == nil:
+		if len(rows) > 0 || !e.header {
+			conv := make([]chron.Row, len(rows))
+			for i := range rows {
+				conv[i] = entryRow(&rows[i])
+			}
+			chron.PrintTablePage(e.o.Out, conv, !e.header)
+			e.header = true
+		}
+	case e.each:
+		for i := range rows {
+			if err := e.o.printWith(e.p, rows[i]); err != nil {
+				return err
+			}
+		}
+	default:
+		e.items = append(e.items, rows...)
+	}
+	return nil
+}
+
+// end prints what was gathered.
+func (e *entryPrinter) end() error {
+	if e.p == nil || e.each {
+		return nil
+	}
+	items := e.items
+	if items == nil {
+		items = []console.Entry{}
+	}
+	return e.o.printWith(e.p, map[string][]console.Entry{"items": items})
+}
+
+// entries is rows as the API shows them.
+func entries(rows []chron.Row) []console.Entry {
+	out := make([]console.Entry, len(rows))
+	for i := range rows {
+		out[i] = console.NewEntry(&rows[i])
+	}
+	return out
+}
+
+// entryRow is e back as a chron.Row, for chron's table.
+func entryRow(e *console.Entry) chron.Row {
+	return chron.Row{
+		Record: chron.Record{ID: e.ID, Time: e.Time, Kind: chron.Kind(e.Kind), Actor: e.Actor, AgentName: e.AgentName,
+			AgentNamespace: e.AgentNamespace, AgentUID: e.AgentUID, Org: e.Org, Action: e.Action, Context: e.Context,
+			Outcome: e.Outcome, Reason: e.Reason, Message: e.Message, Anchor: e.Anchor, SkillVersionID: e.SkillVersionID,
+			SkillDigest: e.SkillDigest, Policies: e.Policies, SkillRules: e.SkillRules, Replica: e.Replica, RequestID: e.RequestID},
+		Stream: e.Stream, Seq: e.Seq, PrevHash: e.PrevHash, Hash: e.Hash, CommittedAt: e.CommittedAt, Format: e.Format, KeyID: e.KeyID,
+	}
 }
 
 // rowTable is one row, a field a line.
-func rowTable(w io.Writer, r chron.Row) {
+func rowTable(w io.Writer, r *console.Entry) {
 	agent := r.AgentName
 	if agent != "" && r.AgentNamespace != "" {
 		agent = r.AgentNamespace + "/" + agent
@@ -35,7 +115,7 @@ func rowTable(w io.Writer, r chron.Row) {
 	rows(w,
 		[]string{"ID", r.ID},
 		[]string{"TIME", r.Time.UTC().Format(time.RFC3339Nano)},
-		[]string{"KIND", string(r.Kind)},
+		[]string{"KIND", r.Kind},
 		[]string{"ACTOR", orDash(r.Actor)},
 		[]string{"AGENT", orDash(agent)},
 		[]string{"ORG", orDash(r.Org)},
@@ -53,6 +133,33 @@ func rowTable(w io.Writer, r chron.Row) {
 		[]string{"HASH", orDash(r.Hash)},
 		[]string{"COMMITTED", r.CommittedAt.UTC().Format(time.RFC3339Nano)},
 	)
+}
+
+// verifyReport writes the console's verification as `claiim chron
+// verify` writes its own, and fails when the log is not intact.
+func verifyReport(w io.Writer, r *console.VerifyResponse) error {
+	fmt.Fprintf(w, "checked %d rows in %d streams against %d signed checkpoints\n", r.Rows, r.Streams, r.Checkpoints)
+	if r.Unkeyed > 0 {
+		fmt.Fprintf(w, "note: %d keyed rows were checked by their links only (the console has no chain key for them)\n", r.Unkeyed)
+	}
+	if r.Offline {
+		fmt.Fprintln(w, "note: offline: the console verifies the database alone; rows cut from a stream's tail, and streams rewritten whole, cannot be seen without the checkpoints")
+	}
+	for _, p := range r.Problems {
+		fmt.Fprintf(w, "TAMPERED stream %s seq %d (id %s): %s\n", p.Stream, p.Seq, p.ID, p.What)
+	}
+	return verifyResult(w, r)
+}
+
+// verifyResult is the verdict, for any output format.
+func verifyResult(w io.Writer, r *console.VerifyResponse) error {
+	if !r.OK {
+		return fmt.Errorf("Chron failed verification: %d problem(s); see docs/security.md, Verifying Chron", len(r.Problems))
+	}
+	if w != nil {
+		fmt.Fprintln(w, "OK: every stream's hash chain is intact and reaches its signed checkpoint")
+	}
+	return nil
 }
 
 func contextText(m map[string]any) string {

@@ -16,19 +16,33 @@ import (
 // JSON or YAML through cli-runtime's printers. Kubernetes objects get
 // their apiVersion and kind; any other value is printed as its JSON.
 func (o *Options) print(v any, table func(w io.Writer)) error {
-	var p printers.ResourcePrinter
-	switch strings.ToLower(o.Output) {
-	case "", "table":
+	p, err := o.printer()
+	if err != nil {
+		return err
+	}
+	if p == nil {
 		tw := printers.GetNewTabWriter(o.Out)
 		table(tw)
 		return tw.Flush()
-	case "json":
-		p = &printers.JSONPrinter{}
-	case "yaml":
-		p = &printers.YAMLPrinter{}
-	default:
-		return fmt.Errorf("unknown output format %q: use table, json or yaml", o.Output)
 	}
+	return o.printWith(p, v)
+}
+
+// printer is the JSON or YAML printer -o asks for, nil for a table. One
+// printer used for several values separates YAML documents with "---".
+func (o *Options) printer() (printers.ResourcePrinter, error) {
+	switch strings.ToLower(o.Output) {
+	case "", "table":
+		return nil, nil
+	case "json":
+		return &printers.JSONPrinter{}, nil
+	case "yaml":
+		return &printers.YAMLPrinter{}, nil
+	}
+	return nil, fmt.Errorf("unknown output format %q: use table, json or yaml", o.Output)
+}
+
+func (o *Options) printWith(p printers.ResourcePrinter, v any) error {
 	if obj, ok := v.(runtime.Object); ok {
 		return printers.NewTypeSetter(o.scheme).ToPrinter(p).PrintObj(obj, o.Out)
 	}

@@ -7,6 +7,7 @@
 package kubectlclaiim
 
 import (
+	"context"
 	"fmt"
 	"time"
 
@@ -60,9 +61,15 @@ CLAIIM admission webhooks see you, never a privileged intermediary.`,
 // Execute runs the plugin with args and returns its exit status: 0, or 1
 // with the error on ErrOut, an apiserver's refusal in its own words.
 func Execute(args []string, streams genericiooptions.IOStreams) int {
+	return ExecuteContext(context.Background(), args, streams)
+}
+
+// ExecuteContext is Execute until ctx ends: a command that runs until
+// interrupted (chron tail) stops then.
+func ExecuteContext(ctx context.Context, args []string, streams genericiooptions.IOStreams) int {
 	cmd := NewCommand(streams)
 	cmd.SetArgs(args)
-	if err := cmd.Execute(); err != nil {
+	if err := cmd.ExecuteContext(ctx); err != nil {
 		fmt.Fprintln(streams.ErrOut, errorText(err))
 		return 1
 	}

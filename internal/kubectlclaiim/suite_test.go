@@ -22,11 +22,11 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/rest"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
@@ -41,20 +41,28 @@ import (
 
 // The plugin against real parts: envtest's apiserver with RBAC, the
 // manager's reconcilers and admission webhooks (running as the manager's
-// own identity), a real PostgreSQL for Chron, and the gate over HTTP. The
-// two people of the seed have their own client certificates and
-// kubeconfigs; every command runs as one of them.
+// own identity), a real PostgreSQL for Chron, the gate over HTTP and the
+// console over HTTPS. The two people of the seed have their own client
+// certificates and kubeconfigs; every command runs as one of them. They,
+// and the people who read Chron through the console, also have bearer
+// tokens (the apiserver's static tokens, as an OIDC id token would be)
+// and a kubeconfig holding only the token.
 const (
 	adminUser   = "admin@claiim.io"
 	peerUser    = "peer@claiim.io"
+	auditorUser = "auditor@claiim.io"     // claiim-auditor: every org's Chron
+	engUser     = "eng-auditor@claiim.io" // org engineering's Chron only
+	nobodyUser  = "nobody@claiim.io"      // no role at all
 	managerUser = "system:serviceaccount:claiim-system:claiim-manager"
+	consoleUser = "system:serviceaccount:claiim-system:claiim-console"
 	managerNS   = "claiim-system"
 )
 
 var (
 	env        *testenv.Env
 	ctx        context.Context
-	kubeconfig = map[string]string{} // user → kubeconfig file
+	kubeconfig = map[string]string{} // user → kubeconfig file with their client certificate
+	tokenConf  = map[string]string{} // user → kubeconfig file with their bearer token
 	cacheDir   string
 	gateURL    string
 	chronURL   string
@@ -71,18 +79,19 @@ func TestMain(m *testing.M) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
-	os.Exit(run(m))
+	os.Exit(launch(m))
 }
 
-func run(m *testing.M) int {
+func launch(m *testing.M) int {
 	var err error
 	env, err = testenv.Launch(testenv.Options{
 		Chron:    true,
 		Webhooks: true,
-		RBAC:     []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml"},
-		Objects: append([]client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNS}}},
+		RBAC:     []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml", "config/rbac/console_role.yaml"},
+		Objects: append([]client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNS}}, orgChronReader("engineering")},
 			keysReader(adminUser)...),
-		Users: []testenv.User{{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-manager"}}},
+		Users:  users,
+		Tokens: true,
 		Manager: &testenv.Manager{User: managerUser, Cache: controllers.CacheOptions(),
 			Setup: func(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
 				writer, err := chron.NewWriter(ctx, env.Chron, chron.WriterOptions{Stream: "manager/test"})
@@ -115,10 +124,18 @@ func run(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	cacheDir = filepath.Join(dir, "cache")
-	for user, roles := range map[string][]string{adminUser: {"claiim-admin"}, peerUser: {"claiim-admin", "claiim-approver"}} {
-		cfg, err := env.AddUser(testenv.User{Name: user, ClusterRoles: roles})
+	for _, u := range users[2:] { // the people
+		if tokenConf[u.Name], err = writeKubeconfig(dir, u.Name, &clientcmdapi.AuthInfo{Token: env.Token(u.Name)}); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			return 1
+		}
+	}
+	for _, user := range []string{adminUser, peerUser} {
+		// A second certificate for the same name: envtest signs one per call.
+		au, err := env.Environment.AddUser(envtest.User{Name: user, Groups: []string{"system:authenticated"}}, env.Config)
 		if err == nil {
-			kubeconfig[user], err = writeKubeconfig(dir, user, cfg)
+			cfg := au.Config()
+			kubeconfig[user], err = writeKubeconfig(dir, user, &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData})
 		}
 		if err != nil {
 			fmt.Fprintln(os.Stderr, err)
@@ -129,7 +146,31 @@ func run(m *testing.M) int {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
+	if err := startConsole(dir); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		return 1
+	}
 	return m.Run()
+}
+
+// users are the suite's identities: the two components first, then the
+// people.
+var users = []testenv.User{
+	{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-manager"}},
+	{Name: consoleUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-console"}},
+	{Name: adminUser, ClusterRoles: []string{"claiim-admin"}},
+	{Name: peerUser, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
+	{Name: auditorUser, ClusterRoles: []string{"claiim-auditor"}},
+	{Name: engUser, ClusterRoles: []string{"chron-reader-engineering"}},
+	{Name: nobodyUser},
+}
+
+// orgChronReader lets its holder read one org's Chron rows, as an org's
+// own auditors would be granted.
+func orgChronReader(org string) client.Object {
+	return &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "chron-reader-" + org},
+		Rules: []rbacv1.PolicyRule{{APIGroups: []string{claiimv1.GroupVersion.Group}, Resources: []string{"aiorgs/chron"},
+			Verbs: []string{"get"}, ResourceNames: []string{org}}}}
 }
 
 // keysReader lets user read the manager's public attestation keys, so
@@ -145,15 +186,19 @@ func keysReader(user string) []client.Object {
 	}
 }
 
-// writeKubeconfig writes a kubeconfig holding only cfg's identity, as a
-// person's own kubeconfig would.
-func writeKubeconfig(dir, user string, cfg *rest.Config) (string, error) {
+// writeKubeconfig writes a kubeconfig holding only the identity auth, as
+// a person's own kubeconfig would.
+func writeKubeconfig(dir, user string, auth *clientcmdapi.AuthInfo) (string, error) {
 	kc := clientcmdapi.NewConfig()
-	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: cfg.Host, CertificateAuthorityData: cfg.CAData}
-	kc.AuthInfos[user] = &clientcmdapi.AuthInfo{ClientCertificateData: cfg.CertData, ClientKeyData: cfg.KeyData}
+	kc.Clusters["envtest"] = &clientcmdapi.Cluster{Server: env.Config.Host, CertificateAuthorityData: env.Config.CAData}
+	kc.AuthInfos[user] = auth
 	kc.Contexts[user] = &clientcmdapi.Context{Cluster: "envtest", AuthInfo: user, Namespace: "default"}
 	kc.CurrentContext = user
-	path := filepath.Join(dir, strings.ReplaceAll(user, "@", "-at-")+".kubeconfig")
+	kind := "cert"
+	if auth.Token != "" {
+		kind = "token"
+	}
+	path := filepath.Join(dir, strings.ReplaceAll(user, "@", "-at-")+"."+kind+".kubeconfig")
 	return path, clientcmd.WriteToFile(*kc, path)
 }
 
@@ -194,9 +239,12 @@ type result struct {
 
 // kc runs `kubectl claiim args...` as user, in-process, through the same
 // entry point as the binary.
-func kc(user string, args ...string) result {
+func kc(user string, args ...string) result { return run(kubeconfig[user], args...) }
+
+// run runs the plugin with a kubeconfig file.
+func run(kubeconfigFile string, args ...string) result {
 	var out, errOut bytes.Buffer
-	all := append([]string{"--kubeconfig", kubeconfig[user], "--cache-dir", cacheDir}, args...)
+	all := append([]string{"--kubeconfig", kubeconfigFile, "--cache-dir", cacheDir}, args...)
 	code := kubectlclaiim.Execute(all, genericiooptions.IOStreams{In: strings.NewReader(""), Out: &out, ErrOut: &errOut})
 	return result{out: out.String(), err: errOut.String(), code: code}
 }
@@ -204,7 +252,11 @@ func kc(user string, args ...string) result {
 // ok runs the plugin and fails the test unless it succeeds.
 func ok(t *testing.T, user string, args ...string) string {
 	t.Helper()
-	r := kc(user, args...)
+	return must(t, kc(user, args...), user, args)
+}
+
+func must(t *testing.T, r result, user string, args []string) string {
+	t.Helper()
 	if r.code != 0 {
 		t.Fatalf("kubectl claiim %s as %s: exit %d\n%s%s", strings.Join(args, " "), user, r.code, r.out, r.err)
 	}

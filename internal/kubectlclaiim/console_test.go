@@ -1,0 +1,143 @@
+package kubectlclaiim_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/pem"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/jackc/pgx/v5/pgxpool"
+	"k8s.io/cli-runtime/pkg/genericiooptions"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/rest"
+	logf "sigs.k8s.io/controller-runtime/pkg/log"
+
+	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/internal/console"
+	"github.com/claiim/claiim-operator/internal/kubectlclaiim"
+	"github.com/claiim/claiim-operator/test/testenv"
+)
+
+// The console as it runs: people's tokens reviewed by the console's own
+// identity (claiim-console), Chron read as a login of the reader role,
+// over HTTPS with a certificate no system trusts (hence --console-ca).
+var (
+	consoleURL string
+	consoleCA  string // PEM file
+	// resumed counts tails opened with Last-Event-ID: reconnections.
+	resumed atomic.Int64
+)
+
+func startConsole(dir string) error {
+	login := chron.Login{Group: chron.ReaderRole, Name: "kubectl_claiim_console", Password: "kubectl-claiim-console-reader"}
+	if err := chron.SetupLogins(ctx, pool, []chron.Login{login}); err != nil {
+		return err
+	}
+	cfg, err := pgxpool.ParseConfig(chronURL)
+	if err != nil {
+		return err
+	}
+	cfg.ConnConfig.User = login.Name // the test server trusts local connections
+	reader, err := pgxpool.NewWithConfig(ctx, cfg)
+	if err != nil {
+		return err
+	}
+	env.OnStop(func() error { reader.Close(); return nil })
+
+	self := rest.AnonymousClientConfig(env.Config)
+	self.BearerToken = env.Token(consoleUser)
+	cs, err := kubernetes.NewForConfig(self)
+	if err != nil {
+		return err
+	}
+	c := &console.Console{
+		Auth: &console.Auth{Config: rest.AnonymousClientConfig(env.Config), Reviews: cs.AuthenticationV1().TokenReviews(),
+			Scheme: testenv.Scheme(), Orgs: env.As(consoleUser)},
+		// A short lifetime makes every tail reconnect within the test.
+		Chron: &console.ChronAPI{Pool: reader, TailInterval: 50 * time.Millisecond, TailLifetime: time.Second, Log: logf.Log.WithName("chron-api")},
+		Log:   logf.Log.WithName("console"),
+	}
+	h := c.Handler()
+	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if strings.HasSuffix(r.URL.Path, "/chron/tail") && r.Header.Get("Last-Event-ID") != "" {
+			resumed.Add(1)
+		}
+		h.ServeHTTP(w, r)
+	}))
+	env.OnStop(func() error { srv.Close(); return nil })
+	consoleURL = srv.URL
+	consoleCA = filepath.Join(dir, "console-ca.pem")
+	return os.WriteFile(consoleCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
+}
+
+// viaConsole runs the plugin as user with their bearer token kubeconfig,
+// reading Chron through the console.
+func viaConsole(user string, args ...string) result {
+	return run(tokenConf[user], append(args, "--console", consoleURL, "--console-ca", consoleCA)...)
+}
+
+func okViaConsole(t *testing.T, user string, args ...string) string {
+	t.Helper()
+	return must(t, viaConsole(user, args...), user, args)
+}
+
+// lockedBuffer is an output written by a running command and read by the
+// test meanwhile.
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  bytes.Buffer
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+// start runs the plugin as user through the console until ctx ends; the
+// channel gets its exit status.
+func start(ctx context.Context, user string, out, errOut *lockedBuffer, args ...string) <-chan int {
+	all := append([]string{"--kubeconfig", tokenConf[user], "--cache-dir", cacheDir}, args...)
+	all = append(all, "--console", consoleURL, "--console-ca", consoleCA)
+	done := make(chan int, 1)
+	go func() {
+		done <- kubectlclaiim.ExecuteContext(ctx, all, genericiooptions.IOStreams{In: strings.NewReader(""), Out: out, ErrOut: errOut})
+	}()
+	return done
+}
+
+// writer writes rows into Chron as a component would, on its own stream.
+func writer(t *testing.T, stream string) *chron.Writer {
+	t.Helper()
+	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: stream})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = w.Close() })
+	return w
+}
+
+// decision writes one decision row of an agent of org.
+func decision(t *testing.T, w *chron.Writer, agent, org, action string) chron.Row {
+	t.Helper()
+	row, err := w.Write(ctx, &chron.Record{Kind: chron.KindDecision, AgentName: agent, AgentNamespace: "default", Org: org,
+		Action: action, Outcome: chron.OutcomeAllow, Reason: "OWN_AIORG", Anchor: adminUser, Replica: "test"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return row
+}
