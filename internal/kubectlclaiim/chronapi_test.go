@@ -106,7 +106,8 @@ func TestChronConsoleVisibility(t *testing.T) {
 
 	none := viaConsole(nobodyUser, "chron", "ls")
 	g.Expect(none.code).To(Equal(1))
-	g.Expect(none.err).To(Equal("error: you may not read Chron\n"))
+	g.Expect(none.err).To(Equal("error: nobody@claiim.io may read no AIOrg's Chron rows; ask for the claiim-auditor ClusterRole (every org) " +
+		"or a role allowing get on aiorgs/chron for the orgs you audit (docs/console.md)\n"))
 }
 
 // The token: the kubeconfig's, --token, or --token-file; never a client
@@ -124,7 +125,7 @@ func TestChronConsoleCredentials(t *testing.T) {
 	g.Expect(os.WriteFile(file, []byte(env.Token(auditorUser)+"\n"), 0o600)).To(Succeed())
 	must(t, run(kubeconfig[adminUser], append(flags, "--token-file", file)...), adminUser, flags)
 	viaFlag := run(kubeconfig[adminUser], append(flags, "--token", env.Token(nobodyUser))...)
-	g.Expect(viaFlag.err).To(ContainSubstring("you may not read Chron")) // the token's owner, not the certificate's
+	g.Expect(viaFlag.err).To(ContainSubstring(nobodyUser + " may read no AIOrg's Chron rows")) // the token's owner, not the certificate's
 	g.Expect(viaFlag.err + viaFlag.out).NotTo(ContainSubstring(env.Token(nobodyUser)))
 
 	bad := run(kubeconfig[adminUser], append(flags, "--token", "not-a-token-the-apiserver-knows")...)
