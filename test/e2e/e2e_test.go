@@ -36,13 +36,14 @@ Action 2: deploy to prod-eu-1
 `
 
 type system struct {
-	t        *testing.T
-	root     string // repository
-	bin      string // holds the claiim and claiim-dev binaries, as bin/ after make build
-	dir      string // the dev state dir
-	work     string // a working directory that looks like the repository with .dev in it
-	env      map[string]string
-	gatePort int
+	t           *testing.T
+	root        string // repository
+	bin         string // holds the claiim and claiim-dev binaries, as bin/ after make build
+	dir         string // the dev state dir
+	work        string // a working directory that looks like the repository with .dev in it
+	env         map[string]string
+	gatePort    int
+	consolePort int
 }
 
 func TestOnboarding(t *testing.T) {
@@ -57,12 +58,13 @@ func TestOnboarding(t *testing.T) {
 	}
 	s := &system{t: t, root: testenv.RepoRoot(), bin: t.TempDir(), dir: t.TempDir(), work: t.TempDir()}
 	s.build()
-	s.gatePort = freePort(t)
+	s.gatePort, s.consolePort = freePort(t), freePort(t)
 	s.up()
 
 	t.Run("docs/onboarding.md, every command", s.docs)
 	t.Run("docs/install.md, every command", s.install)
 	t.Run("rehearsal, twice", s.rehearsal)
+	t.Run("the console reads Chron as the person", s.console)
 	t.Run("troubleshooting", s.troubleshooting)
 	t.Run("dev down leaves nothing behind", s.down)
 }
@@ -98,7 +100,8 @@ func (s *system) dev(args ...string) (string, error) {
 }
 
 func (s *system) up() {
-	out, err := s.dev("up", "--dir", s.dir, "--gate-port", fmt.Sprint(s.gatePort))
+	ports := []string{"--gate-port", fmt.Sprint(s.gatePort), "--console-port", fmt.Sprint(s.consolePort)}
+	out, err := s.dev(append([]string{"up", "--dir", s.dir}, ports...)...)
 	if err != nil {
 		s.t.Fatalf("claiim-dev up: %v\n%s", err, out)
 	}
@@ -106,7 +109,7 @@ func (s *system) up() {
 	if !strings.Contains(out, "CLAIIM is running") {
 		s.t.Fatalf("dev up did not say it is running:\n%s", out)
 	}
-	out, err = s.dev("up", "--dir", s.dir, "--gate-port", fmt.Sprint(s.gatePort))
+	out, err = s.dev(append([]string{"up", "--dir", s.dir}, ports...)...)
 	if err != nil || !strings.Contains(out, "already running") {
 		s.t.Fatalf("a second dev up is not idempotent (%v):\n%s", err, out)
 	}
@@ -239,6 +242,20 @@ func (s *system) rehearsal(t *testing.T) {
 	}
 }
 
+// console reads the rehearsal's decisions through the Chron API with the
+// admin's own token from .dev/token-admin, as the printed summary says.
+func (s *system) console(t *testing.T) {
+	out, err := s.bash(`curl -sf -H "Authorization: Bearer $(cat .dev/token-admin)" ` +
+		`"$CLAIIM_CONSOLE_URL/api/v1/chron/entries?agent=default/prod-deploy-bot&kind=decision&limit=100" | grep -o '"outcome":"[A-Z]*"' | sort | uniq -c`)
+	if err != nil || !regexp.MustCompile(`3 "outcome":"ALLOW"\s+3 "outcome":"DENY"`).MatchString(out) {
+		t.Fatalf("the console's Chron API as admin: want the 6 decisions (3 ALLOW, 3 DENY), got %q (%v)", out, err)
+	}
+	out, err = s.bash(`curl -s -o /dev/null -w '%{http_code}' -H "Authorization: Bearer not-a-token" "$CLAIIM_CONSOLE_URL/api/v1/chron/entries"`)
+	if err != nil || out != "401" {
+		t.Fatalf("the console's Chron API with a forged token: %q (%v), want 401", out, err)
+	}
+}
+
 func (s *system) troubleshooting(t *testing.T) {
 	// 401: a wrong token.
 	out, err := s.bash(`curl -s -w ' %{http_code}' -X POST "$CLAIIM_GATE_URL/validate" -H "Authorization: Bearer wrong" -d '{"action":"deploy:staging"}'`)
@@ -277,7 +294,7 @@ func (s *system) down(t *testing.T) {
 	if err != nil || !strings.Contains(out, "stopped") {
 		t.Fatalf("dev down: %v\n%s", err, out)
 	}
-	for _, addr := range []string{fmt.Sprintf("127.0.0.1:%d", s.gatePort), apiserver, dbURL.Host} {
+	for _, addr := range []string{fmt.Sprintf("127.0.0.1:%d", s.gatePort), fmt.Sprintf("127.0.0.1:%d", s.consolePort), apiserver, dbURL.Host} {
 		if c, err := net.DialTimeout("tcp", addr, time.Second); err == nil {
 			c.Close()
 			t.Errorf("%s still accepts connections after dev down", addr)
