@@ -98,7 +98,7 @@ func pimRowOf(ctx context.Context, s *Session, p *claiimv1.PIMRequest, now time.
 		Requester: p.Spec.Requester, Subject: ses.Subject, Phase: pimPhase(p, ses), ApprovedBy: ses.ApprovedBy,
 		ApprovedAt: ses.ApprovedAt, Expires: ses.ExpiresAt, Created: p.CreationTimestamp.Time}
 	if p.Spec.Duration != nil {
-		row.Duration = p.Spec.Duration.Duration.String()
+		row.Duration = shortDuration(p.Spec.Duration.Duration)
 	}
 	me := claiimv1.Username(s.Name())
 	row.Mine = row.Requester == me || row.Subject == me
@@ -125,6 +125,18 @@ func pimRowOf(ctx context.Context, s *Session, p *claiimv1.PIMRequest, now time.
 			"only the requester or an approver (RBAC verb approve on pimrequests) can revoke a PIM session")
 	}
 	return row
+}
+
+// shortDuration is d as people write it: 1h, 30m, 1h30m.
+func shortDuration(d time.Duration) string {
+	s := d.String()
+	if strings.HasSuffix(s, "m0s") {
+		s = strings.TrimSuffix(s, "0s")
+	}
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return s
 }
 
 // pimPhase is the phase to show: the manager's, which alone checked the

@@ -51,7 +51,7 @@ window.claiimChron = function () {
     td.colSpan = 7;
     const details = document.createElement("details");
     const summary = document.createElement("summary");
-    summary.textContent = "Whole decision";
+    summary.textContent = e.kind === "decision" ? "Whole decision" : "Whole row";
     const pre = document.createElement("pre");
     pre.className = "context";
     pre.textContent = JSON.stringify(e, null, 2);
