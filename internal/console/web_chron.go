@@ -130,16 +130,7 @@ func (c *Console) chron(w http.ResponseWriter, r *http.Request, s *Session) {
 		tail.Set("cursor", p.Tail)
 		d.TailURL = "/api/v1/chron/tail?" + tail.Encode()
 	}
-	for _, format := range []string{"ndjson", "csv"} {
-		e := filterQuery(q)
-		e.Set("format", format)
-		link := "/api/v1/chron/export?" + e.Encode()
-		if format == "csv" {
-			d.CSV = link
-		} else {
-			d.NDJSON = link
-		}
-	}
+	d.NDJSON, d.CSV = exportLink(q, "ndjson"), exportLink(q, "csv")
 	c.render(w, http.StatusOK, "chron", v)
 }
 
@@ -155,6 +146,13 @@ func filterQuery(q url.Values) url.Values {
 		}
 	}
 	return out
+}
+
+// exportLink exports what the page lists, in format.
+func exportLink(q url.Values, format string) string {
+	e := filterQuery(q)
+	e.Set("format", format)
+	return "/api/v1/chron/export?" + e.Encode()
 }
 
 // chronVisibility is what s may see of Chron; ErrForbidden when nothing.
