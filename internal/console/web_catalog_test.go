@@ -154,10 +154,21 @@ func TestOrgTreeNestsChildren(t *testing.T) {
 	if eng < 0 || plat < eng {
 		t.Fatalf("engineering at %d, platform at %d:\n%s", eng, plat, body)
 	}
-	// platform is in a list inside engineering's item, not a sibling.
-	between := body[eng:plat]
-	if !strings.Contains(between, `<ul class="tree">`) || strings.Contains(between, "</li>") {
-		t.Errorf("platform is not nested under engineering:\n%s", between)
+	// platform is in a list inside engineering's item (other tests add
+	// more children), not a sibling: find where that item ends.
+	depth, end := 1, -1
+	for i := eng; i < len(body) && end < 0; i++ {
+		switch {
+		case strings.HasPrefix(body[i:], "<li>"):
+			depth++
+		case strings.HasPrefix(body[i:], "</li>"):
+			if depth--; depth == 0 {
+				end = i
+			}
+		}
+	}
+	if plat > end || !strings.Contains(body[eng:plat], `<ul class="tree">`) {
+		t.Errorf("platform (at %d) is not nested under engineering (%d to %d):\n%s", plat, eng, end, body)
 	}
 }
 
@@ -175,10 +186,17 @@ func TestSkillDiffShowsAnAddedRule(t *testing.T) {
 	if form := b.mustGet("/skills/" + name + "/versions/new"); !strings.Contains(form, "deploy:staging\n</textarea>") {
 		t.Errorf("the new-version form does not start from version 1:\n%s", form)
 	}
-	status, loc, body = b.submit("/skills/"+name+"/versions/new", url.Values{"agentEmail": {"diff-bot@example.com"},
-		"allowedActions": {"deploy:staging\r\ndeploy:qa\r\n"}, "forbiddenActions": {"deploy:production"}, "do": {"create"}})
+	v2 := url.Values{"agentEmail": {"diff-bot@example.com"}, "allowedActions": {"deploy:staging\r\ndeploy:qa\r\n"},
+		"forbiddenActions": {"deploy:production"}, "generation": {"1"}, "do": {"create"}}
+	status, loc, body = b.submit("/skills/"+name+"/versions/new", v2)
 	if status != http.StatusSeeOther || !strings.Contains(loc, "version+2+published") {
 		t.Fatalf("publishing version 2: %d %s\n%s", status, loc, body)
+	}
+	// The same form again, opened before version 2: it does not build
+	// on a version its author has not seen.
+	if status, _, body := b.submit("/skills/"+name+"/versions/new", v2); status != http.StatusConflict ||
+		!strings.Contains(body, "changed since this form was opened (its latest version is now 2)") {
+		t.Errorf("a form opened before version 2 was published: %d\n%s", status, body)
 	}
 	diff := b.mustGet("/skills/" + name + "/diff?from=1&to=2")
 	// html/template writes "+" as "&#43;".

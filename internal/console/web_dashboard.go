@@ -3,7 +3,6 @@ package console
 import (
 	"context"
 	"net/http"
-	"strconv"
 	"time"
 
 	"k8s.io/apimachinery/pkg/api/meta"
@@ -126,12 +125,4 @@ func (p pimState) Summary() string {
 		return "Your PIM request " + p.Pending[0] + " is waiting for another person's approval; until then the apiserver refuses changes."
 	}
 	return "You have no active PIM session: the apiserver will refuse this until another person approves one (request it at /pim)."
-}
-
-// itoa is strconv.Itoa for int32 form values.
-func itoa(n int32) string {
-	if n == 0 {
-		return ""
-	}
-	return strconv.Itoa(int(n))
 }

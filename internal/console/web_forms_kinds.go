@@ -2,11 +2,15 @@ package console
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"net/http"
 	"net/url"
 	"strconv"
 
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/util/retry"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
@@ -96,12 +100,18 @@ func (c *Console) newSkill(w http.ResponseWriter, r *http.Request, s *Session) {
 type skillVersionForm struct {
 	Skill *claiimv1.Skill
 	Next  int32
+	// Generation is the skill's when the form was opened, so a version
+	// someone else published meanwhile is not silently built upon.
+	Generation int64
 	versionFields
 }
 
 func (k *skillVersionForm) parse(v url.Values) error {
 	f := fields{v: v}
 	k.versionFields.parse(&f)
+	if g, err := strconv.ParseInt(f.text("generation", "Generation", 20), 10, 64); err == nil {
+		k.Generation = g
+	}
 	return f.err()
 }
 
@@ -117,7 +127,7 @@ func (c *Console) newSkillVersion(w http.ResponseWriter, r *http.Request, s *Ses
 	if !c.fetch(w, r, s, "skills", client.ObjectKey{Name: name}, sk) {
 		return
 	}
-	f := &skillVersionForm{Skill: sk, Next: latestVersion(sk) + 1}
+	f := &skillVersionForm{Skill: sk, Next: latestVersion(sk) + 1, Generation: sk.Generation}
 	if latest := sk.Version(latestVersion(sk)); latest != nil {
 		// Start from the latest version: most new versions change a little.
 		f.AgentEmail, f.SystemPrompt = latest.AgentEmail, latest.SystemPrompt
@@ -128,13 +138,37 @@ func (c *Console) newSkillVersion(w http.ResponseWriter, r *http.Request, s *Ses
 	c.serveForm(w, r, s, formSpec{page: "skill_version_new", title: title, nav: "skills",
 		submit: can(r.Context(), s, "update", "skills", ""),
 		apply: func(ctx context.Context, obj client.Object) (string, string, error) {
-			// An update of the skill as read: if someone published a
-			// version meanwhile, the apiserver refuses it as a conflict.
-			if err := s.Client().Update(ctx, obj); err != nil {
+			if err := appendVersion(ctx, s, obj.(*claiimv1.Skill), f.Generation); err != nil {
 				return "", "", err
 			}
 			return "/skills/" + name, "Skill " + name + " version " + strconv.Itoa(int(f.Next)) + " published", nil
 		}}, f, formOptions{})
+}
+
+// appendVersion appends want's last version to the skill, as it stood at
+// generation (when the person opened the form): the manager's status
+// writes in between are retried over, but a spec someone changed
+// meanwhile (another version published) is not built upon unseen.
+func appendVersion(ctx context.Context, s *Session, want *claiimv1.Skill, generation int64) error {
+	v := want.Spec.Versions[len(want.Spec.Versions)-1]
+	var stale error
+	err := retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		cur := &claiimv1.Skill{}
+		if err := s.Client().Get(ctx, client.ObjectKeyFromObject(want), cur); err != nil {
+			return err
+		}
+		if cur.Generation != generation || cur.UID != want.UID || latestVersion(cur)+1 != v.Version {
+			stale = fmt.Errorf("skill %s changed since this form was opened (its latest version is now %d); open the form again",
+				want.Name, latestVersion(cur))
+			return stale
+		}
+		cur.Spec.Versions = append(cur.Spec.Versions, v)
+		return s.Client().Update(ctx, cur)
+	})
+	if err != nil && errors.Is(err, stale) {
+		return apierrors.NewConflict(claiimv1.GroupVersion.WithResource("skills").GroupResource(), want.Name, stale)
+	}
+	return err
 }
 
 func joinLines(ps []claiimv1.ActionPattern) string {
@@ -207,7 +241,7 @@ func (p *policyForm) parse(v url.Values) error {
 
 func (p *policyForm) object() (client.Object, any) {
 	pol := &claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: p.Name}, Spec: claiimv1.PolicySpec{Org: claiimv1.OrgName(p.Org),
-		DisplayName: p.DisplayName, Description: p.Description}}
+		DisplayName: p.DisplayName, Description: p.Description, Rules: []claiimv1.PolicyRule{}}}
 	for i := range p.Rules {
 		rf := &p.Rules[i]
 		if rf.blank() {
