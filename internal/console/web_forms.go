@@ -73,17 +73,20 @@ type skillOption struct {
 // formSpec is how one kind's form is shown and applied.
 type formSpec struct {
 	page, title, nav string
-	submit           permit
+	// verb and resource are what RBAC must allow for Create to be
+	// enabled, asked in the form's namespace if it has one.
+	verb, resource string
 	// apply writes obj as the person; it says where to go after and what
 	// was done.
 	apply func(ctx context.Context, obj client.Object) (to, what string, err error)
 }
 
 func (c *Console) serveForm(w http.ResponseWriter, r *http.Request, s *Session, spec formSpec, f form, opts formOptions) {
-	d := &formData{Path: r.URL.Path, Form: f, Submit: spec.submit, PIM: myPIM(r.Context(), s).Summary(), Options: opts}
+	d := &formData{Path: r.URL.Path, Form: f, PIM: myPIM(r.Context(), s).Summary(), Options: opts}
 	show := func(status int, msg string) {
 		obj, sp := f.object()
 		d.YAML = c.manifestYAML(obj, sp)
+		d.Submit = can(r.Context(), s, spec.verb, spec.resource, namespaceOf(f))
 		v := newView(r, s, spec.title, spec.nav, d)
 		v.Error = msg
 		c.render(w, status, spec.page, v)
@@ -113,6 +116,19 @@ func (c *Console) serveForm(w http.ResponseWriter, r *http.Request, s *Session, 
 	}
 	c.Log.Info("created from the console", "user", s.Name(), "kind", c.kindOf(obj), "name", obj.GetName(), "namespace", obj.GetNamespace())
 	done(w, r, to, what)
+}
+
+// namespaced is a form for a namespaced kind.
+type namespaced interface {
+	// namespace is where the object goes, for the RBAC question.
+	namespace() string
+}
+
+func namespaceOf(f form) string {
+	if n, ok := f.(namespaced); ok {
+		return n.namespace()
+	}
+	return ""
 }
 
 // options lists what the forms offer, as the person sees it; a list they

@@ -56,6 +56,13 @@ func (a *agentForm) version() int32 {
 	return a.latest[a.Skill]
 }
 
+func (a *agentForm) namespace() string {
+	if a.Namespace == "" || len(a.Namespace) > 63 {
+		return defaultAgentNamespace
+	}
+	return a.Namespace
+}
+
 func (a *agentForm) object() (client.Object, any) {
 	ag := &claiimv1.Agent{ObjectMeta: metav1.ObjectMeta{Namespace: a.Namespace, Name: a.Name},
 		Spec: claiimv1.AgentSpec{Org: claiimv1.OrgName(a.Org), DisplayName: a.DisplayName, AccountabilityAnchor: claiimv1.Username(a.Anchor),
@@ -81,15 +88,8 @@ func (c *Console) newAgent(w http.ResponseWriter, r *http.Request, s *Session) {
 			f.Anchor = s.Name()
 		}
 	}
-	ns := f.Namespace
-	if r.Method == http.MethodPost {
-		ns = r.PostFormValue("namespace")
-	}
-	if ns == "" || len(ns) > 63 {
-		ns = defaultAgentNamespace
-	}
 	c.serveForm(w, r, s, formSpec{page: "agent_new", title: "New agent", nav: "agents",
-		submit: can(ctx, s, "create", "agents", ns),
+		verb: "create", resource: "agents",
 		apply: func(ctx context.Context, obj client.Object) (string, string, error) {
 			if err := s.Client().Create(ctx, obj); err != nil {
 				return "", "", err

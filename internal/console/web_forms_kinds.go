@@ -42,7 +42,7 @@ func (c *Console) newOrg(w http.ResponseWriter, r *http.Request, s *Session) {
 		_ = f.parse(r.URL.Query())
 	}
 	c.serveForm(w, r, s, formSpec{page: "org_new", title: "New AIOrg", nav: "orgs",
-		submit: can(r.Context(), s, "create", "aiorgs", ""), apply: created(s, "AIOrg", "/orgs/")}, f, options(r.Context(), s))
+		verb: "create", resource: "aiorgs", apply: created(s, "AIOrg", "/orgs/")}, f, options(r.Context(), s))
 }
 
 // versionFields are one skill version's, as typed.
@@ -91,7 +91,7 @@ func (c *Console) newSkill(w http.ResponseWriter, r *http.Request, s *Session) {
 		_ = f.parse(r.URL.Query())
 	}
 	c.serveForm(w, r, s, formSpec{page: "skill_new", title: "New skill", nav: "skills",
-		submit: can(r.Context(), s, "create", "skills", ""), apply: created(s, "Skill", "/skills/")}, f, options(r.Context(), s))
+		verb: "create", resource: "skills", apply: created(s, "Skill", "/skills/")}, f, options(r.Context(), s))
 }
 
 // skillVersionForm publishes the next version of an existing skill: the
@@ -136,7 +136,7 @@ func (c *Console) newSkillVersion(w http.ResponseWriter, r *http.Request, s *Ses
 	}
 	title := "Skill " + name + ": publish version " + strconv.Itoa(int(f.Next))
 	c.serveForm(w, r, s, formSpec{page: "skill_version_new", title: title, nav: "skills",
-		submit: can(r.Context(), s, "update", "skills", ""),
+		verb: "update", resource: "skills",
 		apply: func(ctx context.Context, obj client.Object) (string, string, error) {
 			if err := appendVersion(ctx, s, obj.(*claiimv1.Skill), f.Generation); err != nil {
 				return "", "", err
@@ -262,5 +262,5 @@ func (c *Console) newPolicy(w http.ResponseWriter, r *http.Request, s *Session) 
 		_ = f.parse(r.URL.Query())
 	}
 	c.serveForm(w, r, s, formSpec{page: "policy_new", title: "New policy", nav: "policies",
-		submit: can(r.Context(), s, "create", "policies", ""), apply: created(s, "Policy", "/policies/")}, f, options(r.Context(), s))
+		verb: "create", resource: "policies", apply: created(s, "Policy", "/policies/")}, f, options(r.Context(), s))
 }
