@@ -71,14 +71,11 @@ func Launch(opts Options) (_ *World, err error) {
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}},
 			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "chron-engineering"}, Rules: []rbacv1.PolicyRule{{
 				APIGroups: []string{claiimv1.GroupVersion.Group}, Resources: []string{"aiorgs/chron"}, ResourceNames: []string{"engineering"}, Verbs: []string{"get"}}}},
-			// The seed's provisioner sees a new agent's token once.
-			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "token-reader"}, Rules: []rbacv1.PolicyRule{{
-				APIGroups: []string{""}, Resources: []string{"secrets"}, Verbs: []string{"get"}}}},
 		},
 		Users: []testenv.User{
 			{Name: Manager, Groups: sa, ClusterRoles: []string{"claiim-manager"}},
 			{Name: Console, Groups: sa, ClusterRoles: []string{"claiim-console"}},
-			{Name: Admin, ClusterRoles: []string{"claiim-admin", "claiim-auditor", "token-reader"}},
+			{Name: Admin, ClusterRoles: []string{"claiim-admin", "claiim-auditor"}},
 			{Name: Peer, ClusterRoles: []string{"claiim-admin", "claiim-approver", "claiim-auditor"}},
 			{Name: Auditor, ClusterRoles: []string{"claiim-auditor"}},
 			{Name: Eng, ClusterRoles: []string{"claiim-viewer", "chron-engineering"}},
