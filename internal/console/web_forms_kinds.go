@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"net/url"
 	"strconv"
+	"strings"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -247,13 +248,50 @@ func (p *policyForm) object() (client.Object, any) {
 		if rf.blank() {
 			continue
 		}
-		rule := claiimv1.PolicyRule{Name: rf.Name, Effect: claiimv1.PolicyEffect(rf.Effect), Actions: patterns(rf.actions), Condition: rf.Condition}
+		name := rf.Name
+		if name == "" {
+			name = ruleName(rf.Effect, rf.actions, i)
+		}
+		rule := claiimv1.PolicyRule{Name: name, Effect: claiimv1.PolicyEffect(rf.Effect), Actions: patterns(rf.actions), Condition: rf.Condition}
 		if len(rf.agents) > 0 {
 			rule.Agents = &claiimv1.AgentSelector{Names: rf.agents}
 		}
 		pol.Spec.Rules = append(pol.Spec.Rules, rule)
 	}
 	return pol, pol.Spec
+}
+
+// ruleName names a rule left unnamed, as the onboarding guide's form has
+// no name field: its effect and first action ("deny-deploy-production"),
+// else its position; always a valid, per-policy unique name.
+func ruleName(effect string, actions []string, i int) string {
+	base := strings.ToLower(effect)
+	if len(actions) > 0 {
+		base += "-" + actions[0]
+	}
+	var b strings.Builder
+	dash := false
+	for _, c := range strings.ToLower(base) {
+		if c >= 'a' && c <= 'z' || c >= '0' && c <= '9' {
+			b.WriteRune(c)
+			dash = false
+		} else if !dash && b.Len() > 0 {
+			b.WriteByte('-')
+			dash = true
+		}
+	}
+	suffix := "-" + strconv.Itoa(i+1)
+	name := strings.Trim(b.String(), "-")
+	if len(name)+len(suffix) > 63 {
+		name = strings.Trim(name[:63-len(suffix)], "-")
+	}
+	if name == "" {
+		return "rule" + suffix
+	}
+	if i == 0 {
+		return name
+	}
+	return name + suffix
 }
 
 func (c *Console) newPolicy(w http.ResponseWriter, r *http.Request, s *Session) {

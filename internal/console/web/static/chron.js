@@ -43,12 +43,15 @@ window.claiimChron = function () {
     outcome.textContent = e.outcome;
     cell(row, "").appendChild(outcome);
     cell(row, e.reason, "mono");
+    cell(row, e.anchor || "—");
+    cell(row, (e.policies || []).map((p) => `${p.name}@${p.version}`).join(", ") || "—", "mono");
+    cell(row, e.skill_version_id || "—", "mono");
 
     const detail = document.createElement("tr");
     detail.className = "detail new";
     detail.dataset.id = e.id;
     const td = cell(detail, "");
-    td.colSpan = 7;
+    td.colSpan = 10;
     const details = document.createElement("details");
     const summary = document.createElement("summary");
     summary.textContent = e.kind === "decision" ? "Whole decision" : "Whole row";
