@@ -136,9 +136,16 @@ dev-down: ## Stop everything `make dev` started.
 rehearsal: ## Run the seed's steps 3-11 against the local control plane.
 	@PATH="$(LOCALBIN):$$PATH" hack/rehearsal.sh
 
+.PHONY: screenshots
+screenshots: envtest ## Walk the onboarding in the web console with Chromium and save its pages to docs/images (docs/console.md).
+	@hack/ensure-deps.sh browser
+	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" CLAIIM_SCREENSHOTS="$(CURDIR)/docs/images" CLAIIM_BROWSER_REQUIRED=1 \
+		go test ./test/browser/ -run TestOnboardingInTheConsole -count=1
+
 .PHONY: demo
 demo: dev rehearsal ## make dev + make rehearsal; leaves everything running.
 	@echo; echo "CLAIIM keeps running: 'source .dev/env' to explore with kubectl; 'make dev-down' stops it."
+	@echo "The web console: http://localhost:3001 -- log in with the token in .dev/token-admin (admin@claiim.io) or .dev/token-peer (peer@claiim.io)."
 
 ##@ Build
 
