@@ -263,10 +263,15 @@ var _ = Describe("The gate", func() {
 					Skills: []string{ledger}, Duration: &metav1.Duration{Duration: time.Hour}}}
 			Expect(k8s.Create(ctx, grant)).To(Succeed())
 			w.update(func(a *claiimv1.Agent) { a.Spec.SkillRef.Name = ledger })
+			var granted map[string]any
 			Eventually(func(g Gomega) {
-				_, body := validate(w.token, map[string]any{"action": "ledger:read", "skill_version_id": ledgerID(g, ledger)})
-				g.Expect(body).To(HaveKeyWithValue("reason", "CROSS_AIORG_GRANT"))
+				_, granted = validate(w.token, map[string]any{"action": "ledger:read", "skill_version_id": ledgerID(g, ledger)})
+				g.Expect(granted).To(HaveKeyWithValue("reason", "CROSS_AIORG_GRANT"))
 			}).Should(Succeed())
+			// The row belongs to the agent's own org, not the granting one:
+			// whose Chron rows an auditor reads (docs/chron-api.md).
+			Expect(w.rows()).To(ContainElement(And(HaveField("ID", granted["decision_id"]), HaveField("Org", w.org),
+				HaveField("SkillVersionID", ContainSubstring(ledger)))))
 
 			// The skill is lent with its owner's Denies, and a Deny of
 			// "ledger" covers the sub-action "ledger:read".
