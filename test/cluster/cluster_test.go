@@ -72,6 +72,7 @@ func TestCluster(t *testing.T) {
 		{"helm install: two managers and the gate they create, running", c.helmInstall},
 		{"the seed's steps 3-11 through the real apiserver", c.seed},
 		{"an agent pod calls the gate Service with both credentials", c.agentPod},
+		{"the console shows an auditor the agent's decisions, with their own token", c.console},
 		{"pods run non-root on a read-only root filesystem", c.podSecurity},
 		{"the gate's NetworkPolicy, as the manager writes it", c.networkPolicy},
 		{"manager leader pod deleted: the other replica leads, admissions go on", c.leaderDeleted},

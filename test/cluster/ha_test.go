@@ -81,7 +81,7 @@ func (c *cluster) certRenewed(t *testing.T) {
 // non-root (runAsNonRoot without a runAsUser: the kubelet starts them only
 // because the image's user is not root) on a read-only root filesystem.
 func (c *cluster) podSecurity(t *testing.T) {
-	for _, component := range []string{"manager", "gate"} {
+	for _, component := range []string{"manager", "gate", "console"} {
 		var pods corev1.PodList
 		if err := json.Unmarshal([]byte(c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component="+component, "-o", "json")), &pods); err != nil {
 			t.Fatal(err)

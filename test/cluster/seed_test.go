@@ -69,11 +69,18 @@ func (c *cluster) seed(t *testing.T) {
 // (seed steps 3-4); returns when it is Active.
 func (c *cluster) elevate(t *testing.T) {
 	t.Helper()
-	name, err := c.as(admin, "create", "-f", "config/samples/claiim_v1alpha1_pimrequest.yaml", "-o", "name")
-	if err != nil {
-		t.Fatal(err)
-	}
-	name = strings.TrimSpace(name)
+	// Right after an install or a rollout the webhook Service may not
+	// route yet (the endpoints and kube-proxy's rules follow the pods'
+	// readiness): the apiserver fails closed until it does.
+	var name string
+	eventually(t, func(g Gomega) {
+		out, err := c.as(admin, "create", "-f", "config/samples/claiim_v1alpha1_pimrequest.yaml", "-o", "name")
+		if err != nil && !strings.Contains(out+err.Error(), "failed calling webhook") {
+			StopTrying("creating the PIM request").Wrap(err).Now()
+		}
+		g.Expect(err).NotTo(HaveOccurred(), "the PIM webhook is not reachable yet")
+		name = strings.TrimSpace(out)
+	}, time.Minute)
 	// Nobody approves their own request.
 	if _, err := c.as(admin, "annotate", name, "claiim.io/approve=self"); err == nil {
 		t.Fatal("admin approved their own PIM request")
