@@ -262,30 +262,6 @@ func fill(resp *api.ValidateResponse, rec *chron.Record, d decide.Decision) {
 	rec.SkillRules = resp.SkillRules
 }
 
-func (s *Server) init(w http.ResponseWriter, r *http.Request) {
-	snap := s.Snapshots.Snapshot()
-	if snap == nil {
-		writeJSON(w, http.StatusServiceUnavailable, api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: notReady(s.Snapshots)})
-		return
-	}
-	who := s.authenticate(r.Context(), snap, r)
-	agent := who.agent
-	if agent == nil {
-		s.refuse(w, r, snap, who)
-		return
-	}
-	var body api.InitRequest
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	_ = json.NewDecoder(r.Body).Decode(&body) // an empty body is fine here
-	out := api.InitResponse{Agent: agent.Namespace + "/" + agent.Name, UID: agent.UID, DisplayName: agent.DisplayName,
-		Org: agent.Org, Anchor: agent.Anchor, Phase: string(agent.Phase), Active: agent.Active, Message: agent.Inactive}
-	if sv, ok := snap.PinnedVersion(agent); ok {
-		out.SkillVersionID, out.SkillDigest = sv.ID, sv.Digest
-		out.SkillVersionOK = body.SkillVersionID == sv.ID
-	}
-	writeJSON(w, http.StatusOK, out)
-}
-
 // requestID takes the caller's X-Request-Id when it is sane.
 func requestID(r *http.Request, fallback string) string {
 	v := r.Header.Get("X-Request-Id")
