@@ -67,6 +67,10 @@ type Server struct {
 	// aggregated (refusals.go); nil: one over Log, whose last interval
 	// is lost at exit unless Flush is called.
 	Refusals *Refusals
+	// PublicURL is the gate's base URL as clients reach it, e.g.
+	// https://claiim-gate.claiim-system.svc:8181: the AuthZEN metadata
+	// names its endpoints under it. Empty: the address each caller used.
+	PublicURL string
 
 	draining atomic.Bool
 	limits   *authLimiter
@@ -101,6 +105,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ready", s.ready)
 	mux.HandleFunc("POST /v/init", s.init)
 	mux.HandleFunc("POST /v/validate", s.validate)
+	mux.HandleFunc("POST "+api.AuthZENEvaluationPath, s.authzenEvaluation) // authzen.go
+	mux.HandleFunc("POST "+api.AuthZENEvaluationsPath, s.authzenEvaluations)
+	mux.HandleFunc("GET "+api.AuthZENMetadataPath, s.authzenMetadata)
 	return mux
 }
 
