@@ -100,6 +100,9 @@ var _ = Describe("The Python package", func() {
 			return string(out)
 		}
 		env := cleanEnv()
+		if out, err := exec.CommandContext(ctx, py, "-c", "import ensurepip, venv").CombinedOutput(); err != nil {
+			Fail("python3 cannot make a venv with pip (Debian: python3-venv); hack/ensure-deps.sh installs it: " + string(out))
+		}
 		run(env, py, "-m", "venv", venv)
 		// --no-index: no package index is reachable here, and none is needed
 		// (the build backend is in the tree, standard library only).
