@@ -57,14 +57,19 @@ func (a *Admission) Check(ctx context.Context, obj client.Object, conds *[]metav
 	}
 	gen := obj.GetGeneration()
 	err := attest.VerifyStamp(a.Keys, obj)
-	if herr := a.History.record(ctx, obj, err == nil); herr != nil {
-		return herr
+	// An object from before stamps is kept once the upgrade step stamped
+	// it, not as a change past admission.
+	awaiting := errors.Is(err, attest.ErrNotStamped) && !a.upgraded.Load()
+	if !awaiting {
+		if herr := a.History.record(ctx, obj, err == nil); herr != nil {
+			return herr
+		}
 	}
 	switch {
 	case err == nil:
 		setCondition(conds, gen, claiimv1.ConditionAdmitted, true, claiimv1.ReasonAdmitted, "the current generation is as admission admitted it")
 		return nil
-	case errors.Is(err, attest.ErrNotStamped) && !a.upgraded.Load():
+	case awaiting:
 		meta.SetStatusCondition(conds, metav1.Condition{Type: claiimv1.ConditionAdmitted, Status: metav1.ConditionUnknown,
 			Reason: claiimv1.ReasonAwaitingAdmission, ObservedGeneration: gen,
 			Message: "the object predates admission stamps; the manager stamps such objects once, at upgrade"})

@@ -70,16 +70,18 @@ func (h *History) record(ctx context.Context, obj client.Object, admitted bool) 
 	if stored.Digest != g.Digest {
 		return h.conflict(ctx, obj, g, stored)
 	}
-	what := fmt.Sprintf("%s %s generation %d stored (spec %s)", kind, objName(obj), gen, g.Digest)
+	// From the stored row only: a restart or another replica derives the
+	// same record under the same id, whatever it sees now.
+	what := fmt.Sprintf("%s %s generation %d stored (spec %s)", kind, objName(obj), gen, stored.Digest)
 	switch {
-	case !admitted:
+	case !stored.Admitted:
 		what += ", changed past admission: who changed it is not known"
-	case g.ChangedBy == "":
+	case stored.ChangedBy == "":
 		what += ", by someone admission did not name (stored before changes were attributed)"
-	case g.PIMSession != "":
-		what += fmt.Sprintf(", changed by %s under PIM session %s", g.ChangedBy, g.PIMSession)
+	case stored.PIMSession != "":
+		what += fmt.Sprintf(", changed by %s under PIM session %s", stored.ChangedBy, stored.PIMSession)
 	default:
-		what += fmt.Sprintf(", changed by %s without a PIM session", g.ChangedBy)
+		what += fmt.Sprintf(", changed by %s without a PIM session", stored.ChangedBy)
 	}
 	rec := historyRecord(obj, kind, chron.KindObjectChanged, "object:changed", what)
 	rec.Actor = stored.ChangedBy
