@@ -37,6 +37,9 @@ type History struct {
 	done map[types.UID]int64
 }
 
+// maxDone bounds History.done: far more objects than a cluster holds.
+const maxDone = 1 << 16
+
 // record keeps obj's current generation; admitted says admission's stamp
 // covers it. Idempotent: a retry, a restart or another replica stores
 // nothing twice (the row's key, the Chron rows' keyed ids).
@@ -91,8 +94,8 @@ func (h *History) record(ctx context.Context, obj client.Object, admitted bool) 
 		return err
 	}
 	h.mu.Lock()
-	if h.done == nil {
-		h.done = map[types.UID]int64{}
+	if h.done == nil || len(h.done) >= maxDone {
+		h.done = map[types.UID]int64{} // deleted objects' entries go too; the rest re-check once
 	}
 	h.done[uid] = gen
 	h.mu.Unlock()
