@@ -282,6 +282,7 @@ var _ = Describe("Agents", Serial, func() {
 		clock.SetTime(clock.Now().Add(2 * time.Hour)) // the session is over
 		Expect(edit(admin, a, func() { a.Spec.Lifecycle = claiimv1.LifecycleSuspended })).To(Succeed())
 		Expect(chronRows("admission.admitted")).To(ContainElement(And(HaveField("Reason", "SAFETY_ACTION"), HaveField("AgentNamespace", ns))))
+		Expect(changedBy(a)).To(Equal(claiimv1.ChangedBy{User: adminUser}), "the suspension is admin's, under no session")
 		expectRefused(edit(admin, a, func() { a.Spec.Lifecycle = claiimv1.LifecycleActive }), "needs an active PIM session")
 
 		elevate(admin)
