@@ -20,7 +20,7 @@ import (
 	"github.com/claiim/claiim-operator/internal/linediff"
 )
 
-// historyKinds are the names KIND may be given as.
+// kinds are the names KIND may be given as.
 var kinds = map[string]string{
 	"aiorg": "AIOrg", "aiorgs": "AIOrg",
 	"skill": "Skill", "skills": "Skill",
@@ -66,7 +66,7 @@ func ParseTarget(s string, q *chron.HistoryQuery) error {
 	switch {
 	case !ok:
 		return fmt.Errorf("%q: the history is kept for aiorg, skill, policy and agent (KIND/NAME)", parts[0])
-	case len(parts) == 3 && kind == "Agent":
+	case len(parts) == 3 && kind == "Agent" && parts[1] != "" && parts[2] != "":
 		if q.Namespace != "" && q.Namespace != parts[1] {
 			return fmt.Errorf("agent %s is in namespace %s, not -n %s", parts[2], parts[1], q.Namespace)
 		}
