@@ -10,6 +10,7 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/internal/pimview"
 )
 
 // identity is what whoami prints: who the apiserver says you are and what
@@ -39,8 +40,7 @@ type sessionView struct {
 	ApprovedBy claiimv1.Username `json:"approvedBy,omitempty"`
 	ExpiresAt  string            `json:"expiresAt,omitempty"`
 	Reason     string            `json:"reason"`
-	request    *claiimv1.PIMRequest
-	session    claiimv1.PIMSession
+	view       pimview.Request
 }
 
 func newWhoamiCommand(o *Options) *cobra.Command {
