@@ -6,7 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
 	"os"
 	"path/filepath"
 	"strings"
@@ -59,7 +58,7 @@ var (
 	kubeconfig = map[string]string{} // user → kubeconfig file with their client certificate
 	tokenConf  = map[string]string{} // user → kubeconfig file with their bearer token
 	cacheDir   string
-	gateURL    string
+	world      *consoletest.World
 	chronURL   string
 	pool       *pgxpool.Pool
 )
@@ -78,7 +77,8 @@ func TestMain(m *testing.M) {
 }
 
 func launch(m *testing.M) int {
-	world, err := consoletest.Launch(consoletest.Options{Gate: true, History: true, Objects: keysReader(adminUser),
+	var err error
+	world, err = consoletest.Launch(consoletest.Options{Gate: true, History: true, Objects: keysReader(adminUser),
 		// A short lifetime makes every tail reconnect within the test.
 		TailLifetime: time.Second, Wrap: countResumed})
 	if err != nil {
@@ -86,7 +86,7 @@ func launch(m *testing.M) int {
 		return 1
 	}
 	defer func() { _ = world.Stop() }()
-	env, ctx, gateURL = world.Env, world.Ctx, world.GateURL
+	env, ctx = world.Env, world.Ctx
 	pool, chronURL = env.Chron, env.Chron.Config().ConnString()
 
 	dir, err := os.MkdirTemp("", "kubectl-claiim-test-")
@@ -247,19 +247,10 @@ func askGate(t *testing.T, agent, action string) api.ValidateResponse {
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: agent + "-claiim-token"}, sec); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(api.ValidateRequest{Action: action, SkillVersionID: string(sec.Data[claiimv1.SecretKeySkillVersionID])})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gateURL+"/v/validate", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+string(sec.Data[claiimv1.SecretKeyAgentToken]))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(api.IdempotencyKeyHeader, fmt.Sprintf("test-%d", time.Now().UnixNano()))
-	resp, err := http.DefaultClient.Do(req)
+	r, err := world.Validate(string(sec.Data[claiimv1.SecretKeyAgentToken]),
+		api.ValidateRequest{Action: action, SkillVersionID: string(sec.Data[claiimv1.SecretKeySkillVersionID])})
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var r api.ValidateResponse
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatalf("the gate's answer (HTTP %d) is not JSON: %v", resp.StatusCode, err)
 	}
 	return r
 }

@@ -6,7 +6,9 @@
 package consoletest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
 	"net/http"
 	"net/http/httptest"
@@ -26,6 +28,7 @@ import (
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/controllers/admission"
+	"github.com/claiim/claiim-operator/gate/api"
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/gate/server"
 	"github.com/claiim/claiim-operator/internal/console"
@@ -202,4 +205,30 @@ func (w *World) startGate() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
+}
+
+// Validate asks the gate (Options.Gate) to decide req as the agent whose
+// token this is, as the agent's client would.
+func (w *World) Validate(token string, req api.ValidateRequest) (api.ValidateResponse, error) {
+	var r api.ValidateResponse
+	body, err := json.Marshal(req)
+	if err != nil {
+		return r, err
+	}
+	hr, err := http.NewRequestWithContext(w.Ctx, http.MethodPost, w.GateURL+"/v/validate", bytes.NewReader(body))
+	if err != nil {
+		return r, err
+	}
+	hr.Header.Set("Authorization", "Bearer "+token)
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(api.IdempotencyKeyHeader, fmt.Sprintf("test-%d", time.Now().UnixNano()))
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		return r, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return r, fmt.Errorf("the gate's answer (HTTP %d) is not JSON: %w", resp.StatusCode, err)
+	}
+	return r, nil
 }
