@@ -1,7 +1,6 @@
 package kubectlclaiim_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/pem"
 	"net/http"
@@ -9,7 +8,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
 
@@ -17,6 +15,7 @@ import (
 
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/internal/kubectlclaiim"
+	"github.com/claiim/claiim-operator/test/testenv"
 )
 
 // The console as it runs (test/consoletest): people's tokens reviewed by
@@ -58,28 +57,9 @@ func okViaConsole(t *testing.T, user string, args ...string) string {
 	return must(t, viaConsole(user, args...), user, args)
 }
 
-// lockedBuffer is an output written by a running command and read by the
-// test meanwhile.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // start runs the plugin as user through the console until ctx ends; the
 // channel gets its exit status.
-func start(ctx context.Context, user string, out, errOut *lockedBuffer, args ...string) <-chan int {
+func start(ctx context.Context, user string, out, errOut *testenv.Output, args ...string) <-chan int {
 	all := append([]string{"--kubeconfig", tokenConf[user], "--cache-dir", cacheDir}, args...)
 	all = append(all, "--console", consoleURL, "--console-ca", consoleCA)
 	done := make(chan int, 1)
