@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -20,6 +21,15 @@ const (
 	DefaultLimit = 10000
 	MaxLimit     = 100000
 )
+
+// Window names a window reaching back d: "the last 24h".
+func Window(d time.Duration) string {
+	s := strings.TrimSuffix(d.String(), "0s")
+	if strings.HasSuffix(s, "h0m") {
+		s = strings.TrimSuffix(s, "0m")
+	}
+	return "the last " + s
+}
 
 // ListWorld reads the current objects.
 func ListWorld(ctx context.Context, c client.Reader) (World, error) {

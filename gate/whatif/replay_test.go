@@ -52,7 +52,7 @@ func world() World {
 		Agents: []claiimv1.Agent{agent}, Grants: nil, Keys: manager.Public()}
 }
 
-func requests(w World) []Request {
+func recorded(w World) []Request {
 	snap := decide.Build(w.inputs(w.Keys))
 	a, _ := snap.Agent("team", "bot")
 	sv, _ := snap.PinnedVersion(a)
@@ -86,7 +86,7 @@ func TestMarkersMatchChron(t *testing.T) {
 
 func TestReplayPolicyFlipsKnownRequests(t *testing.T) {
 	w := world()
-	r, err := Replay(context.Background(), w, Change{{Object: denyPolicy("")}}, requests(w), Options{})
+	r, err := Replay(context.Background(), w, Change{{Object: denyPolicy("")}}, recorded(w), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -109,7 +109,7 @@ func TestReplayPolicyFlipsKnownRequests(t *testing.T) {
 
 func TestReplayConditionMakesMaskedContextUndecidable(t *testing.T) {
 	w := world()
-	r, err := Replay(context.Background(), w, Change{{Object: denyPolicy("context.amount > 1000.0")}}, requests(w), Options{})
+	r, err := Replay(context.Background(), w, Change{{Object: denyPolicy("context.amount > 1000.0")}}, recorded(w), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -128,7 +128,7 @@ func TestReplayConditionMakesMaskedContextUndecidable(t *testing.T) {
 func TestReplayNoOpChangeReportsNothing(t *testing.T) {
 	w := world()
 	same := w.Policies[0].DeepCopy()
-	r, err := Replay(context.Background(), w, Change{{Object: same}}, requests(w), Options{})
+	r, err := Replay(context.Background(), w, Change{{Object: same}}, recorded(w), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -136,7 +136,7 @@ func TestReplayNoOpChangeReportsNothing(t *testing.T) {
 		t.Fatalf("a no-op changed %d: %+v", r.Changed, r.Flips)
 	}
 	// Deleting the only policy touches nothing these requests use either.
-	r, err = Replay(context.Background(), w, Change{{Object: same, Delete: true}}, requests(w), Options{})
+	r, err = Replay(context.Background(), w, Change{{Object: same, Delete: true}}, recorded(w), Options{})
 	if err != nil || r.Changed != 0 {
 		t.Fatalf("delete: %v %+v", err, r)
 	}
@@ -147,7 +147,7 @@ func TestReplayAgentChangeDerivesStatus(t *testing.T) {
 	suspended := w.Agents[0].DeepCopy()
 	suspended.Spec.Lifecycle = claiimv1.LifecycleSuspended
 	suspended.Status = claiimv1.AgentStatus{} // ignored: the manager's
-	r, err := Replay(context.Background(), w, Change{{Object: suspended, Apply: true}}, requests(w), Options{})
+	r, err := Replay(context.Background(), w, Change{{Object: suspended, Apply: true}}, recorded(w), Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -162,7 +162,7 @@ func TestReplayAgentChangeDerivesStatus(t *testing.T) {
 	// A re-pin to a version that is not published: the agent goes Pending.
 	repin := w.Agents[0].DeepCopy()
 	repin.Spec.SkillRef.Version = 2
-	r, err = Replay(context.Background(), w, Change{{Object: repin}}, requests(w), Options{})
+	r, err = Replay(context.Background(), w, Change{{Object: repin}}, recorded(w), Options{})
 	if err != nil || r.Changed != 4 {
 		t.Fatalf("re-pin: %v %+v", err, r)
 	}
@@ -172,7 +172,7 @@ func TestReplayBudgetSamples(t *testing.T) {
 	w := world()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	r, err := Replay(ctx, w, Change{{Object: denyPolicy("")}}, requests(w), Options{More: true})
+	r, err := Replay(ctx, w, Change{{Object: denyPolicy("")}}, recorded(w), Options{More: true})
 	if err != nil {
 		t.Fatal(err)
 	}

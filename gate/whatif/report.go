@@ -165,18 +165,21 @@ func (r *Report) Warnings(max int) []string {
 		out = append(out, "what-if: "+f.Summary())
 	}
 	if len(out) < max && r.Undecidable > 0 && len(r.Undecided) > 0 {
-		out = append(out, fmt.Sprintf("what-if: %s requests cannot be decided: %s", count(r.Undecidable), r.Undecided[0].Why))
+		out = append(out, fmt.Sprintf("what-if: %s cannot be decided: %s", requests(r.Undecidable), r.Undecided[0].Why))
 	}
 	return out
 }
 
 // Summary is one flip in words.
 func (f Flip) Summary() string {
-	n := "1 request"
-	if f.Count != 1 {
-		n = count(f.Count) + " requests"
+	return fmt.Sprintf("%s of agent %s would flip %s→%s (action %s, %s → %s)", requests(f.Count), f.Agent, f.From.Outcome, f.To.Outcome, f.Action, f.From.Reason, f.To.Reason)
+}
+
+func requests(n int) string {
+	if n == 1 {
+		return "1 request"
 	}
-	return fmt.Sprintf("%s of agent %s would flip %s→%s (action %s, %s → %s)", n, f.Agent, f.From.Outcome, f.To.Outcome, f.Action, f.From.Reason, f.To.Reason)
+	return count(n) + " requests"
 }
 
 // Summary is the report in a few sentences, for a status field.
