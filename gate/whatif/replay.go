@@ -6,6 +6,7 @@ import (
 	"time"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/gate/api"
 	"github.com/claiim/claiim-operator/gate/attest"
 	"github.com/claiim/claiim-operator/gate/decide"
 )
@@ -84,7 +85,7 @@ func Replay(ctx context.Context, w World, c Change, reqs []Request, o Options) (
 		}
 		q := &reqs[i]
 		r.Replayed++
-		if q.AgentName == "" || decide.ValidateAction(q.Action) != nil {
+		if q.AgentName == "" || q.Reason == api.ReasonBadRequest || decide.ValidateAction(q.Action) != nil {
 			r.Skipped++
 			continue
 		}
