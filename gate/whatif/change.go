@@ -308,9 +308,9 @@ func (p *proposal) agentStatuses(w World) []claiimv1.Agent {
 }
 
 // agentPhase is the phase the manager's reconciler records: the agent's
-// own lifecycle phase (claiimv1.Agent.LifecyclePhase), Pending while the
-// skill version it is pinned to is missing or another org's without an
-// active grant.
+// own lifecycle phase (claiimv1.Agent.LifecyclePhase), Pending while its
+// pinned skill version does not resolve (claiimv1.Agent.PinProblem). An
+// org that does not resolve the decision function denies by itself.
 func agentPhase(a *claiimv1.Agent, w World, now time.Time, keys attest.Verifier) claiimv1.AgentPhase {
 	switch p := a.LifecyclePhase(); p {
 	case claiimv1.AgentDecommissioned, claiimv1.AgentSuspended:
@@ -322,10 +322,7 @@ func agentPhase(a *claiimv1.Agent, w World, now time.Time, keys attest.Verifier)
 			skill = &w.Skills[i]
 		}
 	}
-	if skill == nil || skill.Version(a.Spec.SkillRef.Version) == nil {
-		return claiimv1.AgentPending
-	}
-	if skill.Spec.Org != a.Spec.Org && !granted(w, skill, a.Spec.Org, now, keys) {
+	if reason, _ := a.PinProblem(skill, skill != nil && granted(w, skill, a.Spec.Org, now, keys)); reason != "" {
 		return claiimv1.AgentPending
 	}
 	return a.LifecyclePhase()
