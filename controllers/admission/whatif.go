@@ -44,7 +44,7 @@ var whatIfKinds = map[string]bool{"Policy": true, "Skill": true, "Agent": true}
 // whatIf runs the change's what-if as warnings, and hands the summary to
 // the session's status. session is nil for a change admitted without one.
 func (h *handlers) whatIf(ctx context.Context, req admission.Request, session *claiimv1.PIMRequest) admission.Warnings {
-	o := h.Options.WhatIf
+	o := h.WhatIf
 	if o == nil || previewing(ctx) || !whatIfKinds[req.Kind.Kind] {
 		return nil
 	}

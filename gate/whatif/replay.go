@@ -105,7 +105,7 @@ func Replay(ctx context.Context, w World, c Change, reqs []Request, o Options) (
 		}
 		now := decide.Decide(before, decide.Request{Agent: a, Action: q.Action, Context: q.Context, SkillVersionID: presented, Now: o.Now})
 		then := decide.Decide(after, decide.Request{Agent: b, Action: q.Action, Context: q.Context, SkillVersionID: presented, Now: o.Now})
-		if !known && !(earlyReason(now.Reason) && earlyReason(then.Reason)) {
+		if !known && (!earlyReason(now.Reason) || !earlyReason(then.Reason)) {
 			r.undecided(q, WhyVersionLost)
 			continue
 		}
