@@ -92,11 +92,18 @@ func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request) (*
 	// tells more than a complete read never replayed.
 	rctx, rcancel := context.WithTimeout(ctx, budget*6/10)
 	reqs, more, err := whatif.ReadRequests(rctx, o.Chron, whatif.Source{Since: now.Add(-since), Limit: limit, Orgs: whatif.Scope(w, change)})
+	stopped := ""
+	switch {
+	case more && rctx.Err() != nil:
+		stopped = fmt.Sprintf("the time budget (%s)", budget)
+	case more:
+		stopped = fmt.Sprintf("the cap of %d rows", max(limit, len(reqs)))
+	}
 	rcancel()
 	if err != nil {
 		return nil, fmt.Errorf("reading Chron: %w", err)
 	}
-	return whatif.Replay(ctx, w, change, reqs, whatif.Options{Now: now, More: more, Window: whatif.Window(since)})
+	return whatif.Replay(ctx, w, change, reqs, whatif.Options{Now: now, Stopped: stopped, Window: whatif.Window(since)})
 }
 
 // recordWhatIf adds the report to the session's status.whatIf, as the

@@ -4,6 +4,7 @@ import (
 	"context"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	admissionv1 "k8s.io/api/admission/v1"
@@ -36,6 +37,14 @@ func TestWhatIfNeverRefuses(t *testing.T) {
 	}
 	if resp = f.validate(admissionv1.Create, manager, nil, pol); !resp.Allowed || len(resp.Warnings) != 0 {
 		t.Errorf("the manager's own change: allowed %v, warnings %q", resp.Allowed, resp.Warnings)
+	}
+	// Out of time before anything was read: admitted, and the warning says so.
+	f.h.WhatIf = &WhatIf{Chron: pool, Budget: time.Nanosecond}
+	pol.Name = "no-prod-2"
+	resp = f.validate(admissionv1.Create, admin, nil, pol)
+	if !resp.Allowed || len(resp.Warnings) != 1 ||
+		!strings.HasSuffix(resp.Warnings[0], "no request could be read: reading stopped at the time budget (1ns)") {
+		t.Errorf("past the budget: allowed %v, warnings %q", resp.Allowed, resp.Warnings)
 	}
 	// An AIOrg is not a kind a what-if runs for.
 	org := &claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: "engineering"}}

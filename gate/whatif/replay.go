@@ -50,9 +50,10 @@ const (
 type Options struct {
 	// Now is the time both worlds decide at (grants and expiries).
 	Now time.Time
-	// More says the source holds more requests than were read (a cap or
-	// a deadline stopped the read); the report says it sampled.
-	More bool
+	// Stopped says why reading stopped before the window's end ("the
+	// cap of 10,000 rows", "the time budget"); "" when everything was
+	// read. The report then says it sampled.
+	Stopped string
 	// Window describes where the requests came from, for the report
 	// ("the last 24h").
 	Window string

@@ -173,7 +173,7 @@ func TestReplayBudgetSamples(t *testing.T) {
 	w := world()
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	r, err := Replay(ctx, w, Change{{Object: denyPolicy("")}}, recorded(w), Options{More: true})
+	r, err := Replay(ctx, w, Change{{Object: denyPolicy("")}}, recorded(w), Options{Stopped: "the cap of 8 rows"})
 	if err != nil {
 		t.Fatal(err)
 	}

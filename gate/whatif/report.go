@@ -61,8 +61,9 @@ type Report struct {
 	Undecided   []Undecided `json:"undecided"`
 	Notes       []string    `json:"notes,omitempty"`
 
-	flips map[flipKey]int
-	byWhy map[string]int
+	stopped string // why reading stopped (Options.Stopped)
+	flips   map[flipKey]int
+	byWhy   map[string]int
 }
 
 type flipKey struct {
@@ -71,7 +72,7 @@ type flipKey struct {
 }
 
 func newReport(change []string, read int, o Options) *Report {
-	return &Report{Change: change, Window: o.Window, Read: read, More: o.More, Flips: []Flip{}, Undecided: []Undecided{},
+	return &Report{Change: change, Window: o.Window, Read: read, More: o.Stopped != "", stopped: o.Stopped, Flips: []Flip{}, Undecided: []Undecided{},
 		flips: map[flipKey]int{}, byWhy: map[string]int{}}
 }
 
@@ -122,8 +123,10 @@ func (r *Report) finish() {
 	switch {
 	case r.Replayed < r.Read:
 		r.Sampled = fmt.Sprintf("sampled %s of %s requests (the newest): the time budget ran out", count(r.Replayed), of)
+	case r.More && r.Read == 0:
+		r.Sampled = "no request could be read: reading stopped at " + r.stopped
 	case r.More:
-		r.Sampled = fmt.Sprintf("sampled the newest %s of %s requests: the read was capped", count(r.Replayed), of)
+		r.Sampled = fmt.Sprintf("sampled the newest %s of %s requests: reading stopped at %s", count(r.Replayed), of, r.stopped)
 	}
 }
 

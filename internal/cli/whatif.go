@@ -120,7 +120,11 @@ func RunWhatIf(args []string, out io.Writer) error {
 	if err != nil {
 		return err
 	}
-	rep, err := whatif.Replay(ctx, w, change, reqs, whatif.Options{More: more, Window: window})
+	stopped := ""
+	if more {
+		stopped = fmt.Sprintf("the cap of %d rows (--limit)", *limit)
+	}
+	rep, err := whatif.Replay(ctx, w, change, reqs, whatif.Options{Stopped: stopped, Window: window})
 	if err != nil {
 		return err
 	}
