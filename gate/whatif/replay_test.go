@@ -3,8 +3,10 @@ package whatif
 import (
 	"context"
 	"maps"
+	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
@@ -205,6 +207,23 @@ func TestCount(t *testing.T) {
 	for n, want := range map[int]string{0: "0", 999: "999", 1000: "1,000", 9000: "9,000", 1234567: "1,234,567"} {
 		if got := count(n); got != want {
 			t.Errorf("count(%d) = %q", n, got)
+		}
+	}
+}
+
+func TestSummaryIsBoundedAndValid(t *testing.T) {
+	w := world()
+	r, err := Replay(context.Background(), w, Change{{Object: denyPolicy("")}}, recorded(w), Options{Window: "the last 24h"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	full := r.Summary(4096)
+	if !strings.Contains(full, "3 requests of agent team/bot would flip ALLOW→DENY (action payments:send, OWN_AIORG → POLICY_DENY)") {
+		t.Fatalf("summary %q", full)
+	}
+	for n := 20; n < len(full); n++ {
+		if s := r.Summary(n); len(s) > n || !utf8.ValidString(s) {
+			t.Fatalf("Summary(%d) = %q (%d bytes)", n, s, len(s))
 		}
 	}
 }

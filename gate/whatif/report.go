@@ -190,7 +190,8 @@ func (r *Report) Summary(max int) string {
 	s := strings.Join(r.Warnings(4), "; ")
 	s = strings.ReplaceAll(s, "; what-if: ", "; ")
 	if len(s) > max {
-		s = s[:max-len("…")] + "…"
+		// Cut on a rune boundary: the arrows are multi-byte.
+		s = strings.ToValidUTF8(s[:max-len("…")], "") + "…"
 	}
 	return s
 }
