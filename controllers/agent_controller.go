@@ -233,9 +233,8 @@ func (r *AgentReconciler) resolve(ctx context.Context, a *claiimv1.Agent) (*pinn
 	if reason, msg := a.PinProblem(skill, grantExpiry != nil); reason != "" {
 		return nil, reason, msg, nil
 	}
-	v := skill.Version(ref.Version)
-	d := v.Digest()
-	return &pinned{id: claiimv1.SkillVersionID(skill.Name, v.Version, d), digest: d, grantExpiry: grantExpiry}, "", "", nil
+	id, d, _ := skill.VersionID(ref.Version) // published: PinProblem said so
+	return &pinned{id: id, digest: d, grantExpiry: grantExpiry}, "", "", nil
 }
 
 // activeGrant returns the expiry of the longest-lived active grant that

@@ -297,6 +297,7 @@ func (p *proposal) agentStatuses(w World) []claiimv1.Agent {
 		b := a.DeepCopy()
 		b.Status.Phase = agentPhase(b, w, p.now, p.keys)
 		b.Status.ObservedGeneration = b.Generation
+		b.Status.SkillVersionID, b.Status.SkillDigest = pinnedVersion(b, w)
 		if b.Status.Phase == claiimv1.AgentDecommissioned && b.Status.Token != nil && b.Status.Token.RevokedAt == nil {
 			at := metav1.NewTime(p.now)
 			b.Status.Token.RevokedAt = &at
@@ -326,6 +327,18 @@ func agentPhase(a *claiimv1.Agent, w World, now time.Time, keys attest.Verifier)
 		return claiimv1.AgentPending
 	}
 	return a.LifecyclePhase()
+}
+
+// pinnedVersion is the id and digest of the skill version a is pinned
+// to, as the manager records them in status; empty when it is missing.
+func pinnedVersion(a *claiimv1.Agent, w World) (string, string) {
+	for i := range w.Skills {
+		if sk := &w.Skills[i]; sk.Name == a.Spec.SkillRef.Name {
+			id, d, _ := sk.VersionID(a.Spec.SkillRef.Version)
+			return id, d
+		}
+	}
+	return "", ""
 }
 
 func granted(w World, skill *claiimv1.Skill, org claiimv1.OrgName, now time.Time, keys attest.Verifier) bool {

@@ -162,6 +162,14 @@ func TestReplayAgentChangeDerivesStatus(t *testing.T) {
 			t.Errorf("flip to %v", f.To)
 		}
 	}
+	next, err := w.with(Change{{Object: suspended, Apply: true}}, time.Now(), attest.NewSigner(attest.NewKey()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if st := next.Agents[0].Status; st.Phase != claiimv1.AgentSuspended || st.ObservedGeneration != 2 ||
+		st.SkillVersionID != claiimv1.SkillVersionID("payer", 1, w.Skills[0].Spec.Versions[0].Digest()) || st.Token == nil {
+		t.Errorf("derived status %+v", st)
+	}
 	// A re-pin to a version that is not published: the agent goes Pending.
 	repin := w.Agents[0].DeepCopy()
 	repin.Spec.SkillRef.Version = 2
