@@ -119,5 +119,23 @@ var _ = Describe("What-if", Serial, func() {
 		got = seen.take()
 		Expect(got).To(ContainElement(
 			"what-if: 2 requests of agent "+ns+"/prod-deploy-bot would flip DENY→ALLOW (action deploy:staging, POLICY_DENY → OWN_AIORG)"), "%q", got)
+
+		By("a server-side dry run warns the same and records nothing")
+		dry := &claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: uniq("no-deploys")}, Spec: claiimv1.PolicySpec{Org: claiimv1.OrgName(orgName),
+			Rules: []claiimv1.PolicyRule{{Name: "all", Effect: claiimv1.PolicyEffectDeny, Actions: []claiimv1.ActionPattern{"deploy:staging"}}}}}
+		Expect(c.Create(ctx, dry, client.DryRunAll)).To(Succeed())
+		got = seen.take()
+		Expect(got).To(ContainElement(
+			"what-if: 4 requests of agent "+ns+"/prod-deploy-bot would flip ALLOW→DENY (action deploy:staging, OWN_AIORG → POLICY_DENY)"), "%q", got)
+		Consistently(func(g Gomega) {
+			g.Expect(root.Get(ctx, client.ObjectKeyFromObject(session), session)).To(Succeed())
+			g.Expect(session.Status.WhatIf).NotTo(ContainElement(HaveField("Object", "create Policy/"+dry.Name)))
+		}, "1s").Should(Succeed())
+
+		By("suspending the agent, a safety action without a session, flips all four as the manager would record it")
+		Expect(edit(c, a, func() { a.Spec.Lifecycle = claiimv1.LifecycleSuspended })).To(Succeed())
+		got = seen.take()
+		Expect(got).To(ContainElement(
+			"what-if: 4 requests of agent "+ns+"/prod-deploy-bot would flip ALLOW→DENY (action deploy:staging, OWN_AIORG → AGENT_INACTIVE)"), "%q", got)
 	})
 })
