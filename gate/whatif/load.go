@@ -125,7 +125,10 @@ func Scope(w World, c Change) []string {
 	for _, e := range c {
 		switch o := e.Object.(type) {
 		case *claiimv1.Policy:
-			scopes := []string{string(o.Spec.Org)}
+			var scopes []string // the policy's orgs before and after
+			if !e.Delete {
+				scopes = append(scopes, string(o.Spec.Org))
+			}
 			if i := index(w.Policies, o); i >= 0 {
 				scopes = append(scopes, string(w.Policies[i].Spec.Org))
 			}
@@ -142,7 +145,9 @@ func Scope(w World, c Change) []string {
 		case *claiimv1.Skill:
 			add(func(a *claiimv1.Agent) bool { return a.Spec.SkillRef.Name == o.Name })
 		case *claiimv1.Agent:
-			orgs = append(orgs, string(o.Spec.Org))
+			if !e.Delete {
+				orgs = append(orgs, string(o.Spec.Org))
+			}
 			if i := index(w.Agents, o); i >= 0 {
 				orgs = append(orgs, string(w.Agents[i].Spec.Org))
 			}

@@ -209,6 +209,15 @@ func TestScope(t *testing.T) {
 	if got := Scope(w, Change{{Object: other}}); got != nil {
 		t.Errorf("unscoped policy: %v", got)
 	}
+	// A deletion names no spec: the stored object's org counts.
+	stub := &claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "reports"}}
+	if got := Scope(w, Change{{Object: stub, Delete: true}}); len(got) != 1 || got[0] != "payments" {
+		t.Errorf("deleting a policy of payments: %v", got)
+	}
+	gone := &claiimv1.Agent{ObjectMeta: metav1.ObjectMeta{Name: "bot", Namespace: "team"}}
+	if got := Scope(w, Change{{Object: gone, Delete: true}}); len(got) != 1 || got[0] != "payments" {
+		t.Errorf("deleting an agent of payments: %v", got)
+	}
 }
 
 func TestCount(t *testing.T) {
