@@ -145,6 +145,18 @@ spec:
 	if rep.Read != 0 || rep.Changed != 0 || len(rep.Flips) != 0 {
 		t.Fatalf("no-op: %+v", rep)
 	}
+	// Deleting a stored policy: the sends flip back.
+	create(&claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "no-sends"}, Spec: claiimv1.PolicySpec{Org: "payments",
+		Rules: []claiimv1.PolicyRule{{Name: "send", Effect: claiimv1.PolicyEffectDeny, Actions: []claiimv1.ActionPattern{"payments:send"}}}}})
+	var del bytes.Buffer
+	must(RunWhatIf([]string{"--delete", "Policy/no-sends", "--kubeconfig", kubeconfig, "--database-url", env.Chron.Config().ConnString(), "-o", "json"}, &del))
+	rep = whatif.Report{}
+	must(json.Unmarshal(del.Bytes(), &rep))
+	if rep.Change[0] != "delete Policy/no-sends" || rep.Changed != 3 || rep.Flips[0].To != (whatif.Answer{Outcome: "ALLOW", Reason: "OWN_AIORG"}) {
+		t.Fatalf("delete: %+v", rep)
+	}
+	must(c.Delete(ctx, &claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: "no-sends"}}))
+
 	// Text output and --limit.
 	file := filepath.Join(dir, "change.yaml")
 	must(os.WriteFile(file, []byte(strings.Replace(deny, "%s", "payments", 1)), 0o600))
@@ -153,6 +165,23 @@ spec:
 	for _, want := range []string{"What-if: create Policy/no-payments", "sampled the newest 2 of more than 2 requests", "team/bot", "ALLOW OWN_AIORG", "DENY POLICY_DENY"} {
 		if !strings.Contains(out.String(), want) {
 			t.Errorf("text output lacks %q:\n%s", want, out.String())
+		}
+	}
+}
+
+func TestWhatIfDeletionRefs(t *testing.T) {
+	for ref, want := range map[string]string{
+		"Policy/no-prod": "Policy/no-prod", "skill/deploy": "Skill/deploy", "Agent/team/bot": "Agent/team/bot",
+		"AIOrg/hr": "AIOrg/hr", "CrossOrgGrant/g": "CrossOrgGrant/g",
+	} {
+		o, err := deletion(ref)
+		if err != nil || whatif.Ref(o) != want {
+			t.Errorf("--delete %s: %v, %v", ref, o, err)
+		}
+	}
+	for _, bad := range []string{"Agent/bot", "Policy", "Policy/", "Secret/x", "Policy/a/b"} {
+		if _, err := deletion(bad); err == nil {
+			t.Errorf("--delete %s was accepted", bad)
 		}
 	}
 }
