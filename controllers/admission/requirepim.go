@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -51,6 +52,7 @@ func noRules(admission.Request) (verdict, error) { return verdict{}, nil }
 // comes first, and the kind's refusals then hold even for an elevated
 // user. Every answer is in Chron before it is given.
 func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warnings, error) {
+	arrived := time.Now()
 	req, err := requestFrom(ctx)
 	if err != nil {
 		return nil, err
@@ -75,7 +77,7 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 		if err := h.admit(ctx, req, rec); err != nil {
 			return nil, err
 		}
-		return h.whatIf(ctx, req, nil), nil
+		return h.whatIf(ctx, req, nil, arrived), nil
 	}
 	session, err := h.activeSession(ctx, user)
 	if err != nil {
@@ -102,7 +104,7 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 	if err := h.admit(ctx, req, rec); err != nil {
 		return nil, err
 	}
-	return h.whatIf(ctx, req, session), nil
+	return h.whatIf(ctx, req, session, arrived), nil
 }
 
 // activeSession finds a PIMRequest that elevates user now. A session the

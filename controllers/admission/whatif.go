@@ -34,6 +34,11 @@ type WhatIf struct {
 	Limit int
 }
 
+// answerWithin is how long after a request arrived its what-if must be
+// done: the webhooks' timeout is 5 s (admission.go), and a what-if must
+// never make the answer late, whatever the checks before it took.
+const answerWithin = 4 * time.Second
+
 // maxWarnings bounds the warnings of one answer (the apiserver bounds
 // their total size too).
 const maxWarnings = 5
@@ -43,12 +48,13 @@ var whatIfKinds = map[string]bool{"Policy": true, "Skill": true, "Agent": true}
 
 // whatIf runs the change's what-if as warnings, and hands the summary to
 // the session's status. session is nil for a change admitted without one.
-func (h *handlers) whatIf(ctx context.Context, req admission.Request, session *claiimv1.PIMRequest) admission.Warnings {
+// arrived is when the request came in.
+func (h *handlers) whatIf(ctx context.Context, req admission.Request, session *claiimv1.PIMRequest, arrived time.Time) admission.Warnings {
 	o := h.WhatIf
 	if o == nil || previewing(ctx) || !whatIfKinds[req.Kind.Kind] {
 		return nil
 	}
-	rep, err := o.run(ctx, h, req)
+	rep, err := o.run(ctx, h, req, time.Until(arrived.Add(answerWithin)))
 	if err != nil {
 		return admission.Warnings{"what-if: could not run, so nothing is known about which decisions this change would flip: " + err.Error()}
 	}
@@ -58,13 +64,23 @@ func (h *handlers) whatIf(ctx context.Context, req admission.Request, session *c
 	return rep.Warnings(maxWarnings)
 }
 
-func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request) (*whatif.Report, error) {
+// run runs the what-if within its budget and at most left.
+func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request, left time.Duration) (*whatif.Report, error) {
 	budget, since, limit := o.Budget, o.Since, o.Limit
 	if budget <= 0 {
 		budget = 2 * time.Second
 	}
 	if since <= 0 {
 		since = whatif.DefaultSince
+	}
+	if limit <= 0 {
+		limit = whatif.DefaultLimit
+	}
+	if left < budget {
+		if left <= 0 {
+			return nil, fmt.Errorf("the admission's own checks took its time (%s)", answerWithin)
+		}
+		budget = left
 	}
 	ctx, cancel := context.WithTimeout(ctx, budget)
 	defer cancel()
@@ -97,7 +113,7 @@ func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request) (*
 	case more && rctx.Err() != nil:
 		stopped = fmt.Sprintf("the time budget (%s)", budget)
 	case more:
-		stopped = fmt.Sprintf("the cap of %d rows", max(limit, len(reqs)))
+		stopped = fmt.Sprintf("the cap of %d rows", limit)
 	}
 	rcancel()
 	if err != nil {

@@ -9,6 +9,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 	admissionv1 "k8s.io/api/admission/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"sigs.k8s.io/controller-runtime/pkg/webhook/admission"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 )
@@ -50,5 +51,15 @@ func TestWhatIfNeverRefuses(t *testing.T) {
 	org := &claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: "engineering"}}
 	if resp = f.validate(admissionv1.Create, admin, nil, org); !resp.Allowed || len(resp.Warnings) != 0 {
 		t.Errorf("an AIOrg: allowed %v, warnings %q", resp.Allowed, resp.Warnings)
+	}
+}
+
+// A request whose own checks used up the webhook's time gets no what-if,
+// and hears why.
+func TestWhatIfKeepsTheAnswerOnTime(t *testing.T) {
+	f := newFixture(t)
+	o := &WhatIf{}
+	if _, err := o.run(context.Background(), f.h, admission.Request{}, 0); err == nil || !strings.Contains(err.Error(), "took its time") {
+		t.Errorf("no time left: %v", err)
 	}
 }
