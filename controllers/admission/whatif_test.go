@@ -132,6 +132,11 @@ var _ = Describe("What-if", Serial, func() {
 			g.Expect(session.Status.WhatIf).NotTo(ContainElement(HaveField("Object", "create Policy/"+dry.Name)))
 		}, "1s").Should(Succeed())
 
+		By("renaming the agent flips nothing: its status, as the manager would re-sign it, still counts")
+		Expect(edit(c, a, func() { a.Spec.DisplayName = "Staging Deploy Bot" })).To(Succeed())
+		got = seen.take()
+		Expect(got).To(ContainElement("what-if: replayed 4 requests of the last 24h: 0 would change, 4 would not, 0 cannot be decided"), "%q", got)
+
 		By("suspending the agent, a safety action without a session, flips all four as the manager would record it")
 		Expect(edit(c, a, func() { a.Spec.Lifecycle = claiimv1.LifecycleSuspended })).To(Succeed())
 		got = seen.take()

@@ -170,6 +170,13 @@ func TestReplayAgentChangeDerivesStatus(t *testing.T) {
 		st.SkillVersionID != claiimv1.SkillVersionID("payer", 1, w.Skills[0].Spec.Versions[0].Digest()) || st.Token == nil {
 		t.Errorf("derived status %+v", st)
 	}
+	// A rename changes the spec, not the answers: the status the manager
+	// would sign for the new generation counts.
+	renamed := w.Agents[0].DeepCopy()
+	renamed.Spec.DisplayName = "Payer"
+	if r, err = Replay(context.Background(), w, Change{{Object: renamed}}, recorded(w), Options{}); err != nil || r.Changed != 0 || r.Unchanged != 4 {
+		t.Fatalf("rename: %v %+v", err, r)
+	}
 	// A re-pin to a version that is not published: the agent goes Pending.
 	repin := w.Agents[0].DeepCopy()
 	repin.Spec.SkillRef.Version = 2
