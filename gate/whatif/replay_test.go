@@ -251,3 +251,23 @@ func TestSummaryIsBoundedAndValid(t *testing.T) {
 		}
 	}
 }
+
+// Without the manager's keys (a reader who may not read them), present
+// attestations are taken as they are, and the report says so.
+func TestReplayWithoutKeys(t *testing.T) {
+	w := world()
+	reqs := recorded(w)
+	w.Keys = nil
+	r, err := Replay(context.Background(), w, Change{{Object: denyPolicy("")}}, reqs, Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r.Changed != 3 || len(r.Notes) != 1 || !strings.Contains(r.Notes[0], "attestation keys were not available") {
+		t.Fatalf("changed %d, notes %q", r.Changed, r.Notes)
+	}
+	// A status nobody signed still counts for nothing.
+	w.Agents[0].Status.Attestation = ""
+	if r, err = Replay(context.Background(), w, Change{{Object: denyPolicy("")}}, reqs, Options{}); err != nil || r.Changed != 0 || r.Undecidable != 6 {
+		t.Fatalf("unsigned: %v changed %d undecidable %d", err, r.Changed, r.Undecidable)
+	}
+}
