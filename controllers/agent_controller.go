@@ -217,33 +217,24 @@ func (r *AgentReconciler) resolve(ctx context.Context, a *claiimv1.Agent) (*pinn
 	}
 	ref := a.Spec.SkillRef
 	skill := &claiimv1.Skill{}
-	if err := r.Get(ctx, types.NamespacedName{Name: ref.Name}, skill); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, claiimv1.ReasonSkillNotFound, fmt.Sprintf("Skill %q does not exist; create it or point spec.skillRef at an existing skill", ref.Name), nil
-		}
+	if err := r.Get(ctx, types.NamespacedName{Name: ref.Name}, skill); apierrors.IsNotFound(err) {
+		skill = nil
+	} else if err != nil {
 		return nil, "", "", fmt.Errorf("reading Skill %q: %w", ref.Name, err)
 	}
 	var grantExpiry *time.Time
-	if skill.Spec.Org != a.Spec.Org {
+	if skill != nil && skill.Spec.Org != a.Spec.Org {
 		exp, err := r.activeGrant(ctx, skill, a.Spec.Org)
 		if err != nil {
 			return nil, "", "", err
 		}
-		if exp == nil {
-			return nil, claiimv1.ReasonSkillOrgMismatch, fmt.Sprintf(
-				"Skill %q belongs to org %q, not %q; use a skill of the agent's own org, or have both orgs approve a CrossOrgGrant",
-				ref.Name, skill.Spec.Org, a.Spec.Org), nil
-		}
 		grantExpiry = exp
 	}
-	v := skill.Version(ref.Version)
-	if v == nil {
-		return nil, claiimv1.ReasonSkillVersionNotFound, fmt.Sprintf(
-			"Skill %q has no version %d (it has versions 1 to %d); pin a published version",
-			ref.Name, ref.Version, len(skill.Spec.Versions)), nil
+	if reason, msg := a.PinProblem(skill, grantExpiry != nil); reason != "" {
+		return nil, reason, msg, nil
 	}
-	d := v.Digest()
-	return &pinned{id: claiimv1.SkillVersionID(skill.Name, v.Version, d), digest: d, grantExpiry: grantExpiry}, "", "", nil
+	id, d, _ := skill.VersionID(ref.Version) // published: PinProblem said so
+	return &pinned{id: id, digest: d, grantExpiry: grantExpiry}, "", "", nil
 }
 
 // activeGrant returns the expiry of the longest-lived active grant that

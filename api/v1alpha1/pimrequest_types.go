@@ -106,6 +106,41 @@ type PIMRequestStatus struct {
 	// ExpiresAt is when an approved session stops working.
 	// +optional
 	ExpiresAt *metav1.Time `json:"expiresAt,omitempty"`
+
+	// WhatIf is, for each change made under the session, which of the
+	// agents' recent decisions it would answer differently (a replay of
+	// Chron through the gate's decision function), newest last; the
+	// oldest drop off past MaxPIMWhatIf. The manager writes it when it
+	// admits the change.
+	// +optional
+	// +listType=atomic
+	// +kubebuilder:validation:MaxItems=16
+	WhatIf []PIMWhatIf `json:"whatIf,omitempty"`
+}
+
+// MaxPIMWhatIf bounds status.whatIf (its MaxItems says the same).
+const MaxPIMWhatIf = 16
+
+// PIMWhatIf is the what-if of one change made under a PIM session.
+type PIMWhatIf struct {
+	// Object is the change: "update Policy/no-prod-deploys".
+	// +kubebuilder:validation:MaxLength=512
+	Object string `json:"object"`
+	// Summary says which recent decisions would flip, by agent and
+	// action, how many cannot be decided, and whether it sampled.
+	// +kubebuilder:validation:MaxLength=2048
+	Summary string `json:"summary"`
+	// At is when the what-if ran.
+	At metav1.Time `json:"at"`
+	// Changed is how many replayed requests would get another answer.
+	// +optional
+	Changed int32 `json:"changed,omitempty"`
+	// Undecidable is how many could not be replayed faithfully.
+	// +optional
+	Undecidable int32 `json:"undecidable,omitempty"`
+	// Sampled is true when not every request of the window was replayed.
+	// +optional
+	Sampled bool `json:"sampled,omitempty"`
 }
 
 // PIMRequest is a request for an elevated control-plane session; a second

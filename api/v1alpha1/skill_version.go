@@ -32,3 +32,14 @@ func SkillVersionID(skill string, version int32, digest string) string {
 	}
 	return fmt.Sprintf("%s-v%d-%s", skill, version, short)
 }
+
+// VersionID is the id and digest of published version n, as the manager
+// records them on agents pinned to it; ok is false when n is not published.
+func (s *Skill) VersionID(n int32) (id, digest string, ok bool) {
+	v := s.Version(n)
+	if v == nil {
+		return "", "", false
+	}
+	digest = v.Digest()
+	return SkillVersionID(s.Name, v.Version, digest), digest, true
+}

@@ -24,3 +24,16 @@ func TestSkillVersionDigestAndID(t *testing.T) {
 		t.Fatalf("id %q", id)
 	}
 }
+
+func TestSkillVersionID(t *testing.T) {
+	s := &Skill{}
+	s.Name = "deploy-bot"
+	s.Spec.Versions = []SkillVersion{{Version: 1, AgentEmail: "a@b.c"}}
+	id, d, ok := s.VersionID(1)
+	if !ok || d != s.Spec.Versions[0].Digest() || id != SkillVersionID("deploy-bot", 1, d) {
+		t.Errorf("VersionID(1) = %q %q %v", id, d, ok)
+	}
+	if id, d, ok := s.VersionID(2); ok || id != "" || d != "" {
+		t.Errorf("VersionID(2) = %q %q %v", id, d, ok)
+	}
+}

@@ -58,8 +58,11 @@ type Options struct {
 	// a PIMRequest (full usernames, system:serviceaccount:<ns>:<name>).
 	// Approvals come from people: empty by default.
 	ApproverServiceAccounts []string
-	Clock                   clock.PassiveClock
-	Scheme                  *runtime.Scheme
+	// WhatIf, when set, replays recent decisions against every admitted
+	// Policy, Skill and Agent change and warns what would flip.
+	WhatIf *WhatIf
+	Clock  clock.PassiveClock
+	Scheme *runtime.Scheme
 }
 
 // Webhook paths; the markers below generate config/webhook/manifests.yaml.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,10 +47,12 @@ func noRules(admission.Request) (verdict, error) { return verdict{}, nil }
 // kind's own rules. The manager's own changes pass (before any rule runs);
 // a change the rules call a safety action or the person's own act passes
 // without a session; anything else needs an active PIM session whose
-// subject is the requesting user. No session, no business: that refusal
+// subject is the requesting user, and its what-if comes back as warnings
+// (whatif.go). No session, no business: that refusal
 // comes first, and the kind's refusals then hold even for an elevated
 // user. Every answer is in Chron before it is given.
 func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warnings, error) {
+	arrived := time.Now()
 	req, err := requestFrom(ctx)
 	if err != nil {
 		return nil, err
@@ -71,7 +74,10 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 			return nil, err
 		}
 		rec.Reason = v.noSession
-		return nil, h.admit(ctx, req, rec)
+		if err := h.admit(ctx, req, rec); err != nil {
+			return nil, err
+		}
+		return h.whatIf(ctx, req, nil, arrived), nil
 	}
 	session, err := h.activeSession(ctx, user)
 	if err != nil {
@@ -95,7 +101,10 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 		rec.Message = fmt.Sprintf("%s %s %q under PIM session %s", verbing(string(req.Operation)), req.Kind.Kind, req.Name, session.Name)
 	}
 	rec.Context = map[string]any{"pim_session": session.Name, "approved_by": session.Annotations[claiimv1.AnnotationApprovedBy]}
-	return nil, h.admit(ctx, req, rec)
+	if err := h.admit(ctx, req, rec); err != nil {
+		return nil, err
+	}
+	return h.whatIf(ctx, req, session, arrived), nil
 }
 
 // activeSession finds a PIMRequest that elevates user now. A session the

@@ -52,6 +52,7 @@ var (
 	pool                       *pgxpool.Pool
 	clock                      *clocktesting.FakePassiveClock
 	signer                     *attest.Signer
+	env                        *testenv.Env
 )
 
 func TestAdmission(t *testing.T) {
@@ -67,7 +68,7 @@ var _ = BeforeSuite(func() {
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	clock = clocktesting.NewFakePassiveClock(time.Now())
 
-	env := testenv.Setup(GinkgoT(), testenv.Options{
+	env = testenv.Setup(GinkgoT(), testenv.Options{
 		Log:      GinkgoWriter,
 		Chron:    true,
 		Webhooks: true,
@@ -109,7 +110,8 @@ var _ = BeforeSuite(func() {
 					return err
 				}
 				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: writer,
-					ManagerUsername: managerUser, Clock: clock, Signer: signer, ApproverServiceAccounts: []string{approverSA}})
+					ManagerUsername: managerUser, Clock: clock, Signer: signer, ApproverServiceAccounts: []string{approverSA},
+					WhatIf: &admission.WhatIf{Chron: env.Chron}})
 			}},
 	})
 	ctx, root, pg, pool = env.Context(), env.Client, env.Postgres, env.Chron

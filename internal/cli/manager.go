@@ -50,6 +50,9 @@ func RunManager(args []string) error {
 	webhookURL := fs.String("webhook-url", "", "the webhook server's base URL, e.g. https://127.0.0.1:9443, when the manager runs outside the cluster; empty: the webhook Service")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
 	approverSAs := fs.String("pim-approver-serviceaccounts", "", "comma-separated ServiceAccount usernames (system:serviceaccount:<ns>:<name>) allowed to approve PIMRequests; PIM approvals come from people, so none by default")
+	whatIfURL := fs.String("what-if-database-url", os.Getenv("CLAIIM_WHATIF_DATABASE_URL"), "with the webhooks: PostgreSQL URL of a Chron role that may read the gate's decisions "+
+		"(the reader role; the manager's own role reads only its own streams), for the what-if of every admitted Policy, Skill or Agent change; empty disables it (default $CLAIIM_WHATIF_DATABASE_URL)")
+	whatIfBudget := fs.Duration("what-if-budget", 2*time.Second, "how long a what-if may take, reading Chron included; past it, it reports a sample")
 	manageGate := fs.Bool("manage-gate", false, "run the gate in-cluster: create and keep its Deployment, Service, RBAC, PDB and NetworkPolicy")
 	gate := controllers.GateConfig{}
 	fs.StringVar(&gate.Namespace, "gate-namespace", podNamespace(), "namespace of the gate's objects")
@@ -98,6 +101,7 @@ func RunManager(args []string) error {
 		gate.Replicas, gate.Port, gate.ChronStreams = int32(*gateReplicas), int32(*gatePort), int32(*gateStreams)
 		opts.Gate = &gate
 	}
+	var whatIf *admission.WhatIf
 	if *dbURL != "" {
 		pool, err := chron.OpenPool(ctx, *dbURL, chron.PoolOptions{Application: "claiim-manager",
 			StatementTimeout: chron.ComponentStatementTimeout, IdleInTxTimeout: chron.ComponentIdleInTxTimeout})
@@ -123,6 +127,16 @@ func RunManager(args []string) error {
 			return err
 		}
 		opts.Log, opts.History = mc, mc
+	}
+	if *webhooks && *whatIfURL != "" {
+		// Its own pool: a slow what-if never takes the connections that
+		// record admissions.
+		pool, err := chron.OpenPool(ctx, *whatIfURL, chron.PoolOptions{Application: "claiim-manager-whatif", StatementTimeout: *whatIfBudget})
+		if err != nil {
+			return fmt.Errorf("--what-if-database-url: %w", err)
+		}
+		defer pool.Close()
+		whatIf = &admission.WhatIf{Chron: pool, Budget: *whatIfBudget}
 	}
 	// The attestation key: created the first time, then read by every
 	// replica; its public half is published for the gate (docs/security.md).
@@ -170,7 +184,7 @@ func RunManager(args []string) error {
 	}
 	if *webhooks {
 		if err := admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: opts.Log,
-			ManagerUsername: *managerUser, Signer: opts.Signer, ApproverServiceAccounts: splitList(*approverSAs)}); err != nil {
+			ManagerUsername: *managerUser, Signer: opts.Signer, ApproverServiceAccounts: splitList(*approverSAs), WhatIf: whatIf}); err != nil {
 			return err
 		}
 	}

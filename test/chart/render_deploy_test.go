@@ -69,6 +69,10 @@ func TestManagerDeployment(t *testing.T) {
 			corev1.EnvVar{Name: "DATABASE_URL", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: c.db}, Key: "DATABASE_URL"}}},
 			corev1.EnvVar{Name: "CLAIIM_MANAGER_USERNAME", Value: "system:serviceaccount:" + releaseNS + ":claiim-manager"},
+			// The what-if of admitted changes reads the gate's decisions,
+			// which the manager's own role may not: the reader role.
+			corev1.EnvVar{Name: "CLAIIM_WHATIF_DATABASE_URL", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "claiim-chron-reader"}, Key: "DATABASE_URL"}}},
 		))
 		g.Expect(m.Ports).To(ContainElements(
 			And(HaveField("Name", "metrics"), HaveField("ContainerPort", int32(8080))),
