@@ -50,13 +50,9 @@ func unix(t *metav1.Time) string {
 // it (another person, with the verb approve): who asked, for whom, who
 // approved, when, for how long.
 func PIMApproval(p *claiimv1.PIMRequest) Message {
-	d := claiimv1.DefaultPIMDuration
-	if p.Spec.Duration != nil {
-		d = p.Spec.Duration.Duration.String()
-	}
 	a := p.Annotations
 	return message("PIMApproval", p.Name, string(p.UID), string(p.Spec.Requester), string(p.Spec.Subject),
-		a[claiimv1.AnnotationApprovedBy], a[claiimv1.AnnotationApprovedAt], d)
+		a[claiimv1.AnnotationApprovedBy], a[claiimv1.AnnotationApprovedAt], pimDuration(p))
 }
 
 // TokenSecret is what the manager writes into an agent's token Secret.

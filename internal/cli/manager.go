@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/controllers/admission"
 	"github.com/claiim/claiim-operator/controllers/certs"
@@ -50,6 +51,7 @@ func RunManager(args []string) error {
 	webhookURL := fs.String("webhook-url", "", "the webhook server's base URL, e.g. https://127.0.0.1:9443, when the manager runs outside the cluster; empty: the webhook Service")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
 	approverSAs := fs.String("pim-approver-serviceaccounts", "", "comma-separated ServiceAccount usernames (system:serviceaccount:<ns>:<name>) allowed to approve PIMRequests; PIM approvals come from people, so none by default")
+	pendingTTL := fs.Duration("pim-pending-ttl", claiimv1.DefaultPIMPendingTTL, "how long a PIMRequest may wait for its approvals; past it the request expires (Chron PIM_PENDING_EXPIRED) and can no longer be approved. Between 1m and 8760h")
 	manageGate := fs.Bool("manage-gate", false, "run the gate in-cluster: create and keep its Deployment, Service, RBAC, PDB and NetworkPolicy")
 	gate := controllers.GateConfig{}
 	fs.StringVar(&gate.Namespace, "gate-namespace", podNamespace(), "namespace of the gate's objects")
@@ -68,6 +70,9 @@ func RunManager(args []string) error {
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if *pendingTTL < time.Minute || *pendingTTL > 8760*time.Hour {
+		return fmt.Errorf("--pim-pending-ttl=%s: give a duration between 1m and 8760h (a year)", *pendingTTL)
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -90,7 +95,7 @@ func RunManager(args []string) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	opts := controllers.Options{GateURL: *gateURL}
+	opts := controllers.Options{GateURL: *gateURL, PIMPendingTTL: *pendingTTL}
 	if *manageGate {
 		if gate.Image == "" {
 			return errors.New("--manage-gate needs the gate's image: --gate-image or $CLAIIM_IMAGE")
@@ -170,7 +175,8 @@ func RunManager(args []string) error {
 	}
 	if *webhooks {
 		if err := admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: opts.Log,
-			ManagerUsername: *managerUser, Signer: opts.Signer, ApproverServiceAccounts: splitList(*approverSAs)}); err != nil {
+			ManagerUsername: *managerUser, Signer: opts.Signer, ApproverServiceAccounts: splitList(*approverSAs),
+			PIMPendingTTL: *pendingTTL}); err != nil {
 			return err
 		}
 	}
