@@ -60,7 +60,7 @@ func (r *PIMRequestReconciler) Reconcile(ctx context.Context, req ctrl.Request) 
 		at, exp := metav1.NewTime(s.ApprovedAt), metav1.NewTime(s.ExpiresAt)
 		st.ApprovedAt, st.ExpiresAt = &at, &exp
 	}
-	if d := p.PendingDeadline(r.PendingTTL); !d.IsZero() && st.ApprovedAt == nil {
+	if d := p.PendingDeadline(r.PendingTTL); !d.IsZero() && (s.Phase == claiimv1.PIMPending || s.PendingExpired) {
 		t := metav1.NewTime(d)
 		st.PendingExpiresAt = &t
 	}
