@@ -103,33 +103,16 @@ func Decide(s *Snapshot, req Request) (d Decision) {
 		return Decision{Outcome: Deny, Reason: ReasonUnauthenticated,
 			Message: "unknown or revoked agent token; re-provision the agent to get a new token"}
 	}
-	d = Decision{Agent: a}
-	if a.NotAdmitted != "" {
-		d.Outcome, d.Reason, d.Message = Deny, ReasonNotAdmitted, a.NotAdmitted
+	var ok bool
+	if d, ok = s.standing(a); !ok {
 		return d
 	}
-	if !a.Active {
-		d.Outcome, d.Reason, d.Message = Deny, ReasonAgentInactive, a.Inactive
-		return d
-	}
-	sv, ok := s.PinnedVersion(a)
-	if !ok {
-		d.Outcome, d.Reason = Deny, ReasonAgentInactive
-		d.Message = fmt.Sprintf("skill %q version %d is not published; the agent cannot act", a.SkillName, a.SkillVersion)
-		return d
-	}
-	d.SkillVersion, d.PinnedVersionID = sv, sv.ID
-	if sv.Org != a.Org && s.ancestors[sv.Org] == nil {
-		// A broken tree would hide the Denies of the skill's org's ancestors.
-		d.Outcome, d.Reason = Deny, ReasonAgentInactive
-		d.Message = fmt.Sprintf("skill %q belongs to org %s, which does not resolve to a root (missing org or parent, or a cycle); fix the AIOrg tree", sv.Skill, sv.Org)
-		return d
-	}
+	sv := d.SkillVersion
 	pinned := sv
 	if req.SkillVersionID != sv.ID {
 		prev := s.previousVersion(a, req.SkillVersionID, req.Now)
 		if prev == nil {
-			d.Outcome, d.Reason, d.Message = Deny, ReasonSkillVersionMismatch, mismatch(a, req.SkillVersionID, sv)
+			d.Outcome, d.Reason, d.Message = Deny, ReasonSkillVersionMismatch, repinMismatch(a, req.SkillVersionID, sv)
 			return d
 		}
 		sv, d.SkillVersion, d.Previous = prev, prev, true

@@ -41,14 +41,14 @@ func (s *Snapshot) previousVersion(a *Agent, id string, now time.Time) *SkillVer
 	return sv
 }
 
-// mismatch says why a presented skill version is refused, and what the
-// agent does about it: re-init with the version it is pinned to now.
-func mismatch(a *Agent, presented string, pinned *SkillVersion) string {
-	msg := fmt.Sprintf("skill version %q presented, but the agent is pinned to %s (%s version %d)", presented, pinned.ID, pinned.Skill, pinned.Version)
+// repinMismatch says why a presented skill version is refused, and what
+// the agent does about it: re-init with the version it is pinned to now.
+func repinMismatch(a *Agent, presented string, pinned *SkillVersion) string {
+	msg := mismatch(presented, pinned)
 	if p := a.previous; p != nil && p.id == presented {
 		msg += fmt.Sprintf("; %s was its previous version, accepted after the re-pin only until %s", p.id, p.until.UTC().Format(time.RFC3339))
 	}
-	return msg + "; re-init the agent with the SKILL_VERSION_ID from its token Secret (restart its pods, or call /v/init with " + pinned.ID + ")"
+	return msg + "; re-init the agent (restart its pods, or call /v/init with " + pinned.ID + ")"
 }
 
 // onPrevious is what an answer decided under the previous version adds.

@@ -87,3 +87,13 @@ func TestRepinGraceNeedsTheManagersSignature(t *testing.T) {
 		t.Error("a previous version that is no longer published as recorded must not be accepted")
 	}
 }
+
+func TestRepinInitSaysPrevious(t *testing.T) {
+	in, v1, v2 := repinned(now.Add(10 * time.Minute))
+	s := buildSigned(in)
+	a, _ := s.Agent("default", "bot")
+	d := Init(s, a, v1)
+	if d.Outcome != Allow || !strings.Contains(d.Message, "previous skill version") || !strings.Contains(d.Message, "re-init with "+v2) || d.PinnedVersionID != v2 {
+		t.Errorf("init with the previous version: %s %q pinned=%s", d.Outcome, d.Message, d.PinnedVersionID)
+	}
+}
