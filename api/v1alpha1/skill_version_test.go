@@ -37,3 +37,20 @@ func TestSkillVersionID(t *testing.T) {
 		t.Errorf("VersionID(2) = %q %q %v", id, d, ok)
 	}
 }
+
+func TestParseSkillVersionID(t *testing.T) {
+	for _, c := range []struct {
+		skill   string
+		version int32
+	}{{"deploy-bot", 1}, {"a-v2-b", 12}, {"x", 64}} {
+		id := SkillVersionID(c.skill, c.version, "sha256:0123456789abcdef")
+		if s, v, ok := ParseSkillVersionID(id); !ok || s != c.skill || v != c.version {
+			t.Errorf("%s: got %q %d %v", id, s, v, ok)
+		}
+	}
+	for _, bad := range []string{"", "deploy-bot", "deploy-bot-v-1234", "-v1-abcd", "deploy-bot-vx-12345678"} {
+		if _, _, ok := ParseSkillVersionID(bad); ok {
+			t.Errorf("%q parsed", bad)
+		}
+	}
+}

@@ -61,8 +61,11 @@ type Options struct {
 	// WhatIf, when set, replays recent decisions against every admitted
 	// Policy, Skill and Agent change and warns what would flip.
 	WhatIf *WhatIf
-	Clock  clock.PassiveClock
-	Scheme *runtime.Scheme
+	// PIMPendingTTL is how long a PIMRequest may wait for its approvals;
+	// past it, approving it is refused (file a new one). Default 24h.
+	PIMPendingTTL time.Duration
+	Clock         clock.PassiveClock
+	Scheme        *runtime.Scheme
 }
 
 // Webhook paths; the markers below generate config/webhook/manifests.yaml.
@@ -126,6 +129,9 @@ type handlers struct {
 }
 
 func newHandlers(o Options) *handlers {
+	if o.PIMPendingTTL <= 0 {
+		o.PIMPendingTTL = claiimv1.DefaultPIMPendingTTL
+	}
 	return &handlers{Options: o, decoder: admission.NewDecoder(o.Scheme)}
 }
 

@@ -145,11 +145,11 @@ func (h *handlers) activeSession(ctx context.Context, user string) (*claiimv1.PI
 }
 
 // elevates reports whether p gives user a session now: its approval must
-// carry admission's signature, so approval annotations written past the
+// carry admission's signature (and, when it needs several approvers, as
+// many signed approvals), so approval annotations written past the
 // webhooks (or by anyone the webhooks never saw) elevate nobody.
 func (h *handlers) elevates(p *claiimv1.PIMRequest, user string) bool {
-	return p.Elevates(user, h.now()) &&
-		h.Signer.Verify(attest.PIMApproval(p), p.Annotations[claiimv1.AnnotationApprovalAttestation]) == nil
+	return p.Elevates(user, h.now()) && attest.PIMApproved(p, h.Signer) == nil
 }
 
 // pimOnly is the webhook of a kind with no rules of its own beyond its

@@ -62,6 +62,7 @@ func TestManagerDeployment(t *testing.T) {
 			"--webhook-service=claiim-webhook-service",
 			"--webhook-mutating-configuration=claiim-mutating-webhook-configuration",
 			"--webhook-validating-configuration=claiim-validating-webhook-configuration",
+			"--pim-pending-ttl=24h",
 			"--zap-log-level=info",
 		}), "%v", c.set)
 		g.Expect(m.Env).To(ContainElements(
