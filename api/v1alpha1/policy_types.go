@@ -18,6 +18,22 @@ const (
 	PolicyEffectDeny  PolicyEffect = "Deny"
 )
 
+// PolicyEnforcement is whether a policy's rules decide or are only
+// recorded.
+// +kubebuilder:validation:Enum=Enforce;Audit
+type PolicyEnforcement string
+
+const (
+	// PolicyEnforce: matching rules decide (the default, also when empty).
+	PolicyEnforce PolicyEnforcement = "Enforce"
+	// PolicyAudit: rules are evaluated and a would-be deny is recorded in
+	// Chron and in the gate's answer, but no rule changes the answer.
+	PolicyAudit PolicyEnforcement = "Audit"
+)
+
+// Audit reports whether the policy only records what it would deny.
+func (p *Policy) Audit() bool { return p.Spec.Enforcement == PolicyAudit }
+
 // AgentSelector chooses the agents a rule applies to. Empty means every
 // agent in the policy's scope.
 // +kubebuilder:validation:XValidation:rule="!(has(self.names) && has(self.selector))",message="set names or selector, not both"
@@ -87,6 +103,14 @@ type PolicySpec struct {
 	// +kubebuilder:validation:MaxLength=1024
 	Description string `json:"description,omitempty"`
 
+	// Enforcement is Enforce (when empty) or Audit. An Audit policy is
+	// evaluated on every decision and a rule that would deny is recorded
+	// in Chron and the gate's answer as a would-deny, but it never changes
+	// the answer: try a new Deny policy in Audit before enforcing it. No
+	// schema default, so existing objects' stored form stays as it was.
+	// +optional
+	Enforcement PolicyEnforcement `json:"enforcement,omitempty"`
+
 	// Rules of the policy.
 	// +required
 	// +listType=map
@@ -123,6 +147,7 @@ type PolicyStatus struct {
 // +kubebuilder:resource:scope=Cluster,shortName=pol,categories=claiim
 // +kubebuilder:printcolumn:name="Display Name",type=string,JSONPath=`.spec.displayName`
 // +kubebuilder:printcolumn:name="Org",type=string,JSONPath=`.spec.org`
+// +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.spec.enforcement`
 // +kubebuilder:printcolumn:name="Rules",type=integer,JSONPath=`.status.rules`
 // +kubebuilder:printcolumn:name="Version",type=integer,JSONPath=`.metadata.generation`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`
