@@ -30,7 +30,9 @@ func TestAuditNeverChangesTheAnswer(t *testing.T) {
 		{name: "an Audit Deny does not deny an allowed action", audit: auditPolicy("no-staging", claiimv1.PolicyEffectDeny, "deploy:staging"),
 			action: "deploy:staging", outcome: Allow, reason: ReasonOwnAIOrg, wouldDeny: []string{"no-staging/r"}},
 		{name: "an Audit Deny of a parent action is recorded for the sub-action", audit: auditPolicy("no-deploys", claiimv1.PolicyEffectDeny, "deploy"),
-			base:   func(in *Inputs) { in.Policies = []claiimv1.Policy{rulePolicy("allow-sub", "", claiimv1.PolicyEffectAllow, "deploy:staging:*")} },
+			base: func(in *Inputs) {
+				in.Policies = []claiimv1.Policy{rulePolicy("allow-sub", "", claiimv1.PolicyEffectAllow, "deploy:staging:*")}
+			},
 			action: "deploy:staging:eu-1", outcome: Allow, reason: ReasonPolicyAllow, wouldDeny: []string{"no-deploys/r"}},
 		{name: "an enforced Deny still wins, and the Audit match is recorded beside it", audit: auditPolicy("audit-prod", claiimv1.PolicyEffectDeny, "deploy:*"),
 			action: "deploy:production", outcome: Deny, reason: ReasonPolicyDeny, wouldDeny: []string{"audit-prod/r"}},
