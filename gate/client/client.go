@@ -55,6 +55,9 @@ type Denied struct {
 	Message string
 	ChronID string
 	Err     error // the transport or decoding error, if any
+	// Audit lists rules of Audit policies that would have denied; they
+	// did not change the answer (an ALLOW's are in Result.Audit).
+	Audit []api.PolicyMatch
 }
 
 func (d *Denied) Error() string {
@@ -132,7 +135,14 @@ func denied(status int, body []byte) *Denied {
 	if r.Reason == "" {
 		r.Reason = api.ReasonBadResponse
 	}
-	return &Denied{Status: status, Reason: r.Reason, Message: r.Message, ChronID: r.ChronID}
+	d := &Denied{Status: status, Reason: r.Reason, Message: r.Message, ChronID: r.ChronID}
+	var audit struct {
+		Audit []api.PolicyMatch `json:"audit"`
+	}
+	if json.Unmarshal(body, &audit) == nil { // malformed: none, it never changes the answer
+		d.Audit = audit.Audit
+	}
+	return d
 }
 
 // post sends v, trying again only when the connection was never made.
