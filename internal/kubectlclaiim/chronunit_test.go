@@ -66,3 +66,15 @@ func TestConsoleURL(t *testing.T) {
 		g.Expect(err == nil).To(Equal(ok), raw)
 	}
 }
+
+// explain's table marks an Audit policy's match as a would-deny that
+// decided nothing.
+func TestExplainTableShowsAudit(t *testing.T) {
+	ex := &explanation{Agent: "agents/bot", Outcome: "ALLOW", Reason: "OWN_AIORG", Policies: []policyMatch{
+		{Policy: "freeze", Version: 2, Rule: "all", Effect: "Deny", Enforcement: "Audit"}}}
+	var b strings.Builder
+	ex.table(&b)
+	if !strings.Contains(b.String(), "freeze/all (v2) Deny (Audit: would deny, not enforced)") {
+		t.Fatalf("explain does not mark the Audit match:\n%s", b.String())
+	}
+}
