@@ -100,7 +100,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionTokenIssued, tok.ok, tok.reason, tok.msg)
 
-	phase, reason, msg := agentPhase(agent, pendReason, pendMsg)
+	phase, reason, msg := agent.ResolvedPhase(pendReason, pendMsg)
 	if phase == claiimv1.AgentDecommissioned && agent.Status.DecommissionedAt == nil {
 		agent.Status.DecommissionedAt = &now
 	}
@@ -183,32 +183,6 @@ func orNone(s string) string {
 	return s
 }
 
-// agentPhase decides the phase: the agent's own lifecycle phase, with
-// Pending in place of Inactive or Active while a reference is missing (a
-// person's explicit decommission or suspension shows over it). It must be
-// called before the status phase is overwritten: a recorded
-// decommissioning is terminal.
-func agentPhase(a *claiimv1.Agent, pendReason, pendMsg string) (claiimv1.AgentPhase, string, string) {
-	switch p := a.LifecyclePhase(); {
-	case p == claiimv1.AgentDecommissioned:
-		return claiimv1.AgentDecommissioned, claiimv1.ReasonDecommissioned,
-			"the agent is decommissioned and its token revoked for good; its Chron trail is kept. Provision a new agent to act again"
-	case p == claiimv1.AgentSuspended:
-		return claiimv1.AgentSuspended, claiimv1.ReasonSuspended,
-			"the agent is suspended: the gate denies every action until spec.lifecycle is set back to Active"
-	case pendReason != "":
-		return claiimv1.AgentPending, pendReason, pendMsg
-	case p == claiimv1.AgentInactive:
-		return claiimv1.AgentInactive, claiimv1.ReasonAnchorNotAccepted, fmt.Sprintf(
-			"waiting for the accountability anchor %q to accept the assignment: they annotate the agent with %s=%s",
-			a.Spec.AccountabilityAnchor, claiimv1.AnnotationAnchorAccepted, a.Spec.AccountabilityAnchor)
-	default:
-		return claiimv1.AgentActive, claiimv1.ReasonReconciled, fmt.Sprintf(
-			"active on skill %s version %d (%s), accountable: %s",
-			a.Spec.SkillRef.Name, a.Spec.SkillRef.Version, a.Status.SkillVersionID, a.Spec.AccountabilityAnchor)
-	}
-}
-
 // resolve finds the pinned skill version. A non-empty reason says why the
 // agent must stay Pending.
 func (r *AgentReconciler) resolve(ctx context.Context, a *claiimv1.Agent) (*pinned, string, string, error) {
@@ -218,30 +192,23 @@ func (r *AgentReconciler) resolve(ctx context.Context, a *claiimv1.Agent) (*pinn
 	ref := a.Spec.SkillRef
 	skill := &claiimv1.Skill{}
 	if err := r.Get(ctx, types.NamespacedName{Name: ref.Name}, skill); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, claiimv1.ReasonSkillNotFound, fmt.Sprintf("Skill %q does not exist; create it or point spec.skillRef at an existing skill", ref.Name), nil
+		if !apierrors.IsNotFound(err) {
+			return nil, "", "", fmt.Errorf("reading Skill %q: %w", ref.Name, err)
 		}
-		return nil, "", "", fmt.Errorf("reading Skill %q: %w", ref.Name, err)
+		skill = nil
 	}
 	var grantExpiry *time.Time
-	if skill.Spec.Org != a.Spec.Org {
+	if skill != nil && skill.Spec.Org != a.Spec.Org {
 		exp, err := r.activeGrant(ctx, skill, a.Spec.Org)
 		if err != nil {
 			return nil, "", "", err
 		}
-		if exp == nil {
-			return nil, claiimv1.ReasonSkillOrgMismatch, fmt.Sprintf(
-				"Skill %q belongs to org %q, not %q; use a skill of the agent's own org, or have both orgs approve a CrossOrgGrant",
-				ref.Name, skill.Spec.Org, a.Spec.Org), nil
-		}
 		grantExpiry = exp
 	}
-	v := skill.Version(ref.Version)
-	if v == nil {
-		return nil, claiimv1.ReasonSkillVersionNotFound, fmt.Sprintf(
-			"Skill %q has no version %d (it has versions 1 to %d); pin a published version",
-			ref.Name, ref.Version, len(skill.Spec.Versions)), nil
+	if reason, msg := a.PinProblem(skill, grantExpiry != nil); reason != "" {
+		return nil, reason, msg, nil
 	}
+	v := skill.Version(ref.Version)
 	d := v.Digest()
 	return &pinned{id: claiimv1.SkillVersionID(skill.Name, v.Version, d), digest: d, grantExpiry: grantExpiry}, "", "", nil
 }
