@@ -68,36 +68,58 @@ func Run(s *Suite, opts Options) ([]Result, Assumed) {
 func runCase(snap *decide.Snapshot, c *Case, now time.Time) Result {
 	ns, name := agentRef(c.Agent)
 	a, _ := snap.Agent(ns, name) // checked by Load
-	req := decide.Request{Agent: a, Action: c.Action, Context: c.Context, SkillVersionID: c.SkillVersion, Now: now}
+	presented := c.SkillVersion
 	if sv, ok := snap.PinnedVersion(a); ok {
-		switch c.SkillVersion {
-		case "", idWithoutDigest(sv):
-			req.SkillVersionID = sv.ID // what a correctly configured agent presents
-		}
+		presented = c.Presents(sv.ID)
 	}
-	d := decide.Decide(snap, req)
-	r := Result{Message: d.Message}
-	if string(d.Outcome) != c.Expect.Outcome || d.Reason != c.Expect.Reason {
-		r.Diffs = append(r.Diffs, fmt.Sprintf("got %s %s, want %s %s", d.Outcome, d.Reason, c.Expect.Outcome, c.Expect.Reason))
+	d := decide.Decide(snap, decide.Request{Agent: a, Action: c.Action, Context: c.Context, SkillVersionID: presented, Now: now})
+	diffs := c.Diff(AnswerOf(d))
+	return Result{Message: d.Message, Diffs: diffs, Pass: len(diffs) == 0}
+}
+
+// Presents is the skill version id the case's agent presents, given the
+// id of the version it is pinned to: that id when the case names none or
+// names it without its digest ("deploy-bot-v1"), else what it names.
+func (c *Case) Presents(pinnedID string) string {
+	if c.SkillVersion == "" {
+		return pinnedID // what a correctly configured agent presents
 	}
-	var enforced, audit []string
+	if i := strings.LastIndexByte(pinnedID, '-'); i > 0 && c.SkillVersion == pinnedID[:i] {
+		return pinnedID
+	}
+	return c.SkillVersion
+}
+
+// Answer is a decision in the terms a case checks: rules as
+// "policy/rule", enforced ones apart from Audit ones.
+type Answer struct {
+	Outcome, Reason string
+	Policies, Audit []string
+}
+
+// AnswerOf is d as an Answer.
+func AnswerOf(d decide.Decision) Answer {
+	a := Answer{Outcome: string(d.Outcome), Reason: d.Reason}
 	for _, m := range d.Policies {
 		ref := m.Policy + "/" + m.Rule
 		if m.Enforcement == claiimv1.PolicyAudit {
-			audit = append(audit, ref)
+			a.Audit = append(a.Audit, ref)
 		} else {
-			enforced = append(enforced, ref)
+			a.Policies = append(a.Policies, ref)
 		}
 	}
-	r.Diffs = append(r.Diffs, compare("policies", enforced, c.Expect.Policies)...)
-	r.Diffs = append(r.Diffs, compare("audit", audit, c.Expect.Audit)...)
-	r.Pass = len(r.Diffs) == 0
-	return r
+	return a
 }
 
-// idWithoutDigest is sv's id without its digest: "deploy-bot-v1".
-func idWithoutDigest(sv *decide.SkillVersion) string {
-	return fmt.Sprintf("%s-v%d", sv.Skill, sv.Version)
+// Diff says how a differs from what the case expects; nil when it does
+// not.
+func (c *Case) Diff(a Answer) []string {
+	var diffs []string
+	if a.Outcome != c.Expect.Outcome || a.Reason != c.Expect.Reason {
+		diffs = append(diffs, fmt.Sprintf("got %s %s, want %s %s", a.Outcome, a.Reason, c.Expect.Outcome, c.Expect.Reason))
+	}
+	diffs = append(diffs, compare("policies", a.Policies, c.Expect.Policies)...)
+	return append(diffs, compare("audit", a.Audit, c.Expect.Audit)...)
 }
 
 // compare says how the rules that matched differ from the wanted ones
