@@ -18,22 +18,6 @@ const (
 	PolicyEffectDeny  PolicyEffect = "Deny"
 )
 
-// PolicyEnforcement is whether a policy's rules decide or are only
-// recorded.
-// +kubebuilder:validation:Enum=Enforce;Audit
-type PolicyEnforcement string
-
-const (
-	// PolicyEnforce: matching rules decide (the default, also when empty).
-	PolicyEnforce PolicyEnforcement = "Enforce"
-	// PolicyAudit: rules are evaluated and a would-be deny is recorded in
-	// Chron and in the gate's answer, but no rule changes the answer.
-	PolicyAudit PolicyEnforcement = "Audit"
-)
-
-// Audit reports whether the policy only records what it would deny.
-func (p *Policy) Audit() bool { return p.Spec.Enforcement == PolicyAudit }
-
 // AgentSelector chooses the agents a rule applies to. Empty means every
 // agent in the policy's scope.
 // +kubebuilder:validation:XValidation:rule="!(has(self.names) && has(self.selector))",message="set names or selector, not both"
@@ -119,6 +103,22 @@ type PolicySpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	Rules []PolicyRule `json:"rules"`
 }
+
+// PolicyEnforcement is whether a policy's rules decide or are only
+// recorded.
+// +kubebuilder:validation:Enum=Enforce;Audit
+type PolicyEnforcement string
+
+const (
+	// PolicyEnforce: matching rules decide (the default, also when empty).
+	PolicyEnforce PolicyEnforcement = "Enforce"
+	// PolicyAudit: rules are evaluated and a would-be deny is recorded in
+	// Chron and in the gate's answer, but no rule changes the answer.
+	PolicyAudit PolicyEnforcement = "Audit"
+)
+
+// Audit reports whether the policy only records what it would deny.
+func (p *Policy) Audit() bool { return p.Spec.Enforcement == PolicyAudit }
 
 // PolicyStatus is the observed state of a Policy.
 type PolicyStatus struct {
