@@ -63,6 +63,11 @@ var _ = Describe("An Audit policy", func() {
 			Expect(p.Stream).NotTo(Equal("gate/test"), "rows with audit matches verify from their stored columns: %s", p)
 		}
 
+		key := "audit-" + uniq("key")
+		status, keyed := w.askKeyed(key, "deploy:staging")
+		Expect(status).To(Equal(http.StatusOK))
+		Expect(keyed["audit"]).To(HaveLen(1))
+
 		By("the Go client exposes it")
 		c := gateclient.New(gateURL+"/v", w.token, w.svID)
 		res, err := c.Validate(ctx, "deploy:staging", nil)
@@ -88,5 +93,12 @@ var _ = Describe("An Audit policy", func() {
 			g.Expect(body).To(HaveKeyWithValue("reason", "POLICY_DENY"))
 			g.Expect(body).NotTo(HaveKey("audit"))
 		}).Should(Succeed())
+
+		By("a retry of the first decision's key gets that decision, its would-deny included, from its row")
+		status, again := w.askKeyed(key, "deploy:staging")
+		Expect(status).To(Equal(http.StatusOK))
+		Expect(again).To(HaveKeyWithValue("decision_id", keyed["decision_id"]))
+		Expect(again["audit"]).To(ConsistOf(HaveKeyWithValue("name", freeze.Name)))
+		Expect(again).NotTo(HaveKey("policies"))
 	})
 })
