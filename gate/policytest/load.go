@@ -68,13 +68,25 @@ func (e *InvalidError) Error() string {
 	return b.String()
 }
 
+// Stdin is the path that reads standard input: the output of
+// `kustomize build` or `helm template`.
+const Stdin = "-"
+
 // Load reads every .yaml and .yml file under paths (directories
-// recursively, skipping hidden ones such as .git), then checks what it
-// read. The error is an *InvalidError listing every problem.
-func Load(paths ...string) (*Suite, error) {
+// recursively, skipping hidden ones such as .git; Stdin reads stdin),
+// then checks what it read. The error is an *InvalidError listing every
+// problem.
+func Load(paths ...string) (*Suite, error) { return LoadFrom(os.Stdin, paths...) }
+
+// LoadFrom is Load reading Stdin from stdin.
+func LoadFrom(stdin io.Reader, paths ...string) (*Suite, error) {
 	s := &Suite{where: map[string]Pos{}}
 	var probs []Problem
 	for _, p := range paths {
+		if p == Stdin {
+			probs = append(probs, s.loadReader("(stdin)", stdin)...)
+			continue
+		}
 		files, err := yamlFiles(p)
 		if err != nil {
 			probs = append(probs, Problem{Pos{File: p}, err.Error()})
@@ -126,7 +138,11 @@ func (s *Suite) loadFile(file string) []Problem {
 		return []Problem{{Pos{File: file}, err.Error()}}
 	}
 	defer f.Close()
-	b, err := io.ReadAll(io.LimitReader(f, MaxFileSize+1))
+	return s.loadReader(file, f)
+}
+
+func (s *Suite) loadReader(file string, r io.Reader) []Problem {
+	b, err := io.ReadAll(io.LimitReader(r, MaxFileSize+1))
 	if err != nil {
 		return []Problem{{Pos{File: file}, err.Error()}}
 	}

@@ -4,6 +4,7 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"os"
 	"regexp"
 	"time"
 
@@ -11,19 +12,22 @@ import (
 )
 
 const testUsage = `Usage:
-  claiim test [--run REGEXP] [--now TIME] DIR|FILE...
+  claiim test [--run REGEXP] [--now TIME] DIR|FILE|-...
 
 Decides the DecisionTest cases (apiVersion test.claiim.io/v1alpha1) found in
 the YAML files under each DIR with the gate's own decision function, over
 the AIOrgs, Skills, Policies, Agents and CrossOrgGrants found there, offline:
-no cluster, no database. Prints PASS or FAIL for each case, with what
+no cluster, no database. "-" reads standard input (kustomize build ... |
+claiim test - tests/). Prints PASS or FAIL for each case, with what
 differed, and exits 1 on any failure or invalid file. docs/policies.md.
 
 Flags:
 `
 
 // RunTest runs `claiim test`, printing the results to out.
-func RunTest(args []string, out io.Writer) error {
+func RunTest(args []string, out io.Writer) error { return runTest(args, os.Stdin, out) }
+
+func runTest(args []string, stdin io.Reader, out io.Writer) error {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(out)
 	fs.Usage = func() {
@@ -54,7 +58,7 @@ func RunTest(args []string, out io.Writer) error {
 		}
 		opts.Run = re
 	}
-	suite, err := policytest.Load(fs.Args()...)
+	suite, err := policytest.LoadFrom(stdin, fs.Args()...)
 	if err != nil {
 		return err
 	}

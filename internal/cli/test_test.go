@@ -75,6 +75,27 @@ func TestClaiimTest(t *testing.T) {
 			t.Fatalf("cases ran:\n%s", out.String())
 		}
 	})
+	t.Run("objects from stdin, as kustomize build writes them", func(t *testing.T) {
+		var objs strings.Builder
+		files, err := filepath.Glob(filepath.Join(policyTests, "objects", "*.yaml"))
+		if err != nil || len(files) == 0 {
+			t.Fatal(err)
+		}
+		for _, f := range files {
+			b, err := os.ReadFile(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			objs.WriteString("---\n" + string(b))
+		}
+		var out strings.Builder
+		if err := runTest([]string{"-", filepath.Join(policyTests, "tests")}, strings.NewReader(objs.String()), &out); err != nil || !strings.Contains(out.String(), "PASS: 5/5") {
+			t.Fatalf("%v\n%s", err, out.String())
+		}
+		if err := runTest([]string{filepath.Join(policyTests, "tests")}, strings.NewReader(""), &out); err == nil {
+			t.Fatal("the tests without their objects passed")
+		}
+	})
 	t.Run("no directory", func(t *testing.T) {
 		var out strings.Builder
 		if err := RunTest(nil, &out); err == nil || !strings.Contains(out.String(), "Usage:") {
