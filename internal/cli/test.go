@@ -12,7 +12,7 @@ import (
 )
 
 const testUsage = `Usage:
-  claiim test [--run REGEXP] [--now TIME] DIR|FILE|-...
+  claiim test [--run REGEXP] [--now TIME] [--junit FILE] DIR|FILE|-...
 
 Decides the DecisionTest cases (apiVersion test.claiim.io/v1alpha1) found in
 the YAML files under each DIR with the gate's own decision function, over
@@ -36,6 +36,7 @@ func runTest(args []string, stdin io.Reader, out io.Writer) error {
 	}
 	run := fs.String("run", "", "only the cases whose TEST/CASE name matches this regular expression")
 	at := fs.String("now", "", "decide at this time (RFC 3339) the tests that set no spec.now (default: the current time)")
+	junit := fs.String("junit", "", "also write the results to FILE as a JUnit XML report, for CI test reporters")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -63,8 +64,25 @@ func runTest(args []string, stdin io.Reader, out io.Writer) error {
 		return err
 	}
 	results, assumed := policytest.Run(suite, opts)
+	if *junit != "" {
+		if err := writeJUnit(*junit, results); err != nil {
+			return err
+		}
+	}
 	if failed := policytest.Print(out, results, assumed); failed > 0 {
 		return fmt.Errorf("%d of %d decision tests failed", failed, len(results))
 	}
 	return nil
+}
+
+func writeJUnit(path string, results []policytest.Result) error {
+	f, err := os.Create(path)
+	if err != nil {
+		return fmt.Errorf("--junit: %w", err)
+	}
+	if err := policytest.WriteJUnit(f, results); err != nil {
+		_ = f.Close()
+		return fmt.Errorf("--junit: writing %s: %w", path, err)
+	}
+	return f.Close()
 }

@@ -1,6 +1,7 @@
 package cli
 
 import (
+	"encoding/xml"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -49,9 +50,29 @@ func TestClaiimTest(t *testing.T) {
 			t.Fatal(err)
 		}
 		var out strings.Builder
-		err = RunTest([]string{dir}, &out)
+		report := filepath.Join(t.TempDir(), "junit.xml")
+		err = RunTest([]string{"--junit", report, dir}, &out)
 		if err == nil || err.Error() != "1 of 5 decision tests failed" {
 			t.Fatalf("err = %v\n%s", err, out.String())
+		}
+		var junit struct {
+			Tests    int `xml:"tests,attr"`
+			Failures int `xml:"failures,attr"`
+			Suites   []struct {
+				Cases []struct {
+					Name    string `xml:"name,attr"`
+					Failure *struct {
+						Message string `xml:"message,attr"`
+					} `xml:"failure"`
+				} `xml:"testcase"`
+			} `xml:"testsuite"`
+		}
+		b, err = os.ReadFile(report)
+		if err != nil || xml.Unmarshal(b, &junit) != nil || junit.Tests != 5 || junit.Failures != 1 || len(junit.Suites) != 1 {
+			t.Fatalf("JUnit report (%v):\n%s", err, b)
+		}
+		if c := junit.Suites[0].Cases[0]; c.Failure == nil || c.Failure.Message != "got ALLOW OWN_AIORG, want DENY POLICY_DENY" {
+			t.Fatalf("JUnit report's failed case: %+v\n%s", c, b)
 		}
 		for _, want := range []string{"FAIL  seed-onboarding/deploy to staging-eu-1 is allowed by the skill  (" + f + ":10)",
 			"got ALLOW OWN_AIORG, want DENY POLICY_DENY", "FAIL: 1/5 failed"} {
