@@ -20,6 +20,7 @@ Usage:
   claiim gate [flags]      run the gate: agents ask it before every action
   claiim console [flags]   run the web console and Chron's read API (people log in with their own token)
   claiim chron COMMAND     read and verify Chron, the audit log (list, verify, migrate)
+  claiim history KIND/NAME every stored generation of an AIOrg, Skill, Policy or Agent; one's spec; a diff
   claiim test DIR...       decide DecisionTest cases offline over the objects in DIR (for CI)
 
 Run 'claiim <command> -h' for the flags of a command.
@@ -41,6 +42,8 @@ func main() {
 		err = cli.RunConsole(os.Args[2:])
 	case "chron":
 		err = cli.RunChron(os.Args[2:], os.Stdout)
+	case "history":
+		err = cli.RunHistory(os.Args[2:], os.Stdout)
 	case "test":
 		err = cli.RunTest(os.Args[2:], os.Stdout)
 	case "dev":

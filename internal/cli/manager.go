@@ -122,7 +122,7 @@ func RunManager(args []string) error {
 		if err := mgr.Add(mc); err != nil {
 			return err
 		}
-		opts.Log = mc
+		opts.Log, opts.History = mc, mc
 	}
 	// The attestation key: created the first time, then read by every
 	// replica; its public half is published for the gate (docs/security.md).
