@@ -116,8 +116,15 @@ type ValidateResponse struct {
 	Anchor         string        `json:"anchor,omitempty"`
 	SkillVersionID string        `json:"skill_version_id,omitempty"`
 	Policies       []PolicyMatch `json:"policies,omitempty"`
+	Audit          []PolicyMatch `json:"audit,omitempty"`       // rules of Audit policies that would have denied; the answer is not theirs
 	SkillRules     []string      `json:"skill_rules,omitempty"` // "allowed:<pattern>", "forbidden:<pattern>"
 	Revision       string        `json:"revision,omitempty"`    // the snapshot the gate decided on
+
+	// PinnedSkillVersionID is the version the agent is pinned to now. When
+	// it differs from the one the client presented (after a re-pin), the
+	// client re-inits with it; SkillVersionID is the one the answer was
+	// decided under (the previous version, inside the re-pin grace window).
+	PinnedSkillVersionID string `json:"pinned_skill_version_id,omitempty"`
 }
 
 // PolicyMatch is one policy rule that matched the decision.

@@ -59,6 +59,9 @@ type Denied struct {
 	DecisionID string
 	ChronID    string
 	Err        error // the transport or decoding error, if any
+	// Audit lists rules of Audit policies that would have denied; they
+	// did not change the answer (an ALLOW's are in Result.Audit).
+	Audit []api.PolicyMatch
 }
 
 func (d *Denied) Error() string {
@@ -140,6 +143,12 @@ func denied(status int, body []byte) *Denied {
 	d.ChronID, _ = raw["chron_id"].(string)
 	if d.Reason == "" {
 		d.Reason = api.ReasonBadResponse
+	}
+	var audit struct {
+		Audit []api.PolicyMatch `json:"audit"`
+	}
+	if json.Unmarshal(body, &audit) == nil { // malformed: none, it never changes the answer
+		d.Audit = audit.Audit
 	}
 	return d
 }

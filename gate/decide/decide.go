@@ -51,6 +51,10 @@ type PolicyMatch struct {
 	// Note says why a rule matched in an unusual way (its condition failed
 	// to evaluate, or it is broken and kept to fail closed).
 	Note string
+	// Enforcement is "" for a rule that decides, and Audit for a Deny rule
+	// of an Audit policy: it would have denied, and is recorded as such,
+	// but it took no part in the decision.
+	Enforcement claiimv1.PolicyEnforcement
 }
 
 // Decision is the gate's answer and everything that led to it.
@@ -60,11 +64,18 @@ type Decision struct {
 	Message string
 
 	Agent        *Agent
-	SkillVersion *SkillVersion // the pinned version, when known
-	Grant        string        // the grant under which a cross-org skill was used
+	SkillVersion *SkillVersion // the version decided under: the pinned one, or the previous one (Previous)
+	// PinnedVersionID is the version the agent is pinned to, when known:
+	// every answer carries it, so a client on another version re-inits.
+	PinnedVersionID string
+	// Previous: the agent presented the version it was pinned to before
+	// its last re-pin, still accepted in the grace window (repin.go).
+	Previous bool
+	Grant    string // the grant under which a cross-org skill was used
 
 	// Every rule that matched, not only the one that decided: the Chron
-	// row shows both locks of a "double lock".
+	// row shows both locks of a "double lock". Would-deny matches of Audit
+	// policies are here too, marked (Audit lists them).
 	Policies  []PolicyMatch
 	Forbidden []string // skill patterns that forbade the action
 	Allowed   []string // skill patterns that allowed it
@@ -77,6 +88,8 @@ type Decision struct {
 //     was changed past admission              → DENY NOT_ADMITTED
 //  2. agent not Active                        → DENY AGENT_INACTIVE
 //  3. presented skill version ≠ pinned        → DENY SKILL_VERSION_MISMATCH
+//     (unless it is the version pinned before the last re-pin, inside
+//     its grace window: then decided under that version, and said so)
 //  4. any matching Deny policy                → DENY POLICY_DENY
 //     (of the agent's org chain, of every org, and, for a skill of
 //     another org, of the skill's org chain: a grant lends the skill
@@ -86,24 +99,38 @@ type Decision struct {
 //  7. a matching Allow policy                 → ALLOW POLICY_ALLOW
 //  8. otherwise                               → DENY NOT_PERMITTED
 //
+// Audit policies are evaluated with the others, and their matching Deny
+// rules recorded as would-deny (Enforcement Audit), but no step reads
+// them: they never deny, and their Allow rules never allow.
+//
 // A deny (step 4, 5) covers the sub-actions of what its patterns name; an
 // allow (step 6, 7) only what they match (Rule.Takes, Pattern.Covers).
 // The action must already be valid (ValidateAction); Decide does no I/O.
-func Decide(s *Snapshot, req Request) Decision {
+func Decide(s *Snapshot, req Request) (d Decision) {
 	a := req.Agent
 	if a == nil {
 		return Decision{Outcome: Deny, Reason: ReasonUnauthenticated,
 			Message: "unknown or revoked agent token; re-provision the agent to get a new token"}
 	}
-	d, ok := s.standing(a)
-	if !ok {
+	var ok bool
+	if d, ok = s.standing(a); !ok {
 		return d
 	}
 	sv := d.SkillVersion
+	pinned := sv
 	if req.SkillVersionID != sv.ID {
-		d.Outcome, d.Reason, d.Message = Deny, ReasonSkillVersionMismatch, mismatch(req.SkillVersionID, sv)
-		return d
+		prev := s.previousVersion(a, req.SkillVersionID, req.Now)
+		if prev == nil {
+			d.Outcome, d.Reason, d.Message = Deny, ReasonSkillVersionMismatch, repinMismatch(a, req.SkillVersionID, sv)
+			return d
+		}
+		sv, d.SkillVersion, d.Previous = prev, prev, true
 	}
+	defer func() {
+		if d.Previous {
+			d.Message += onPrevious(a, sv, pinned)
+		}
+	}()
 
 	// Gather every match first, so the record is complete whatever decides.
 	var vars map[string]any
@@ -132,9 +159,12 @@ func Decide(s *Snapshot, req Request) Decision {
 					continue
 				}
 			}
-			if m.Effect == claiimv1.PolicyEffectDeny {
+			switch {
+			case ref.policy.Audit:
+				m.Enforcement = claiimv1.PolicyAudit // recorded; decides nothing
+			case m.Effect == claiimv1.PolicyEffectDeny:
 				denied = true
-			} else {
+			default:
 				allowedByPolicy = true
 			}
 			d.Policies = append(d.Policies, m)
@@ -188,6 +218,17 @@ func Decide(s *Snapshot, req Request) Decision {
 	return d
 }
 
+// Audit lists the rules of Audit policies that would have denied.
+func (d *Decision) Audit() []PolicyMatch {
+	var out []PolicyMatch
+	for _, m := range d.Policies {
+		if m.Enforcement == claiimv1.PolicyAudit {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // grant finds a grant active at now that lets agents of org use sv.
 func (s *Snapshot) grant(sv *SkillVersion, org string, now time.Time, d *Decision) bool {
 	for _, g := range s.grants[org] {
@@ -225,7 +266,7 @@ func matched(ms []PolicyMatch, ref ruleRef) bool {
 func denyNames(ms []PolicyMatch) string {
 	out := ""
 	for _, m := range ms {
-		if m.Effect != claiimv1.PolicyEffectDeny {
+		if m.Effect != claiimv1.PolicyEffectDeny || m.Enforcement == claiimv1.PolicyAudit {
 			continue
 		}
 		if out != "" {
