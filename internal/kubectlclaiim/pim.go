@@ -99,13 +99,13 @@ func newPIMListCommand(o *Options) *cobra.Command {
 					continue
 				}
 				shown = append(shown, v)
-				out.Items = append(out.Items, *v.view.PIMRequest)
+				out.Items = append(out.Items, *v.request)
 			}
 			return o.print(out, func(w io.Writer) {
 				rows(w, []string{"NAME", "REQUESTER", "SUBJECT", "PHASE", "APPROVED BY", "EXPIRES", "AGE", "REASON"})
 				for _, v := range shown {
 					rows(w, []string{v.Name, orDash(string(v.Requester)), orDash(string(v.Subject)), string(v.Phase),
-						approvedBy(v), until(v.view.Session.ExpiresAt, now), age(v.view.CreationTimestamp.Time, now), oneLine(v.Reason)})
+						approvedBy(v), until(v.session.ExpiresAt, now), age(v.request.CreationTimestamp.Time, now), oneLine(v.Reason)})
 				}
 			})
 		},
@@ -158,7 +158,7 @@ func approvalsSoFar(p *claiimv1.PIMRequest, annotation string) string {
 // approvedBy is the APPROVED BY cell: who started the session, or, while
 // a request that needs several approvers waits, who approved so far.
 func approvedBy(v sessionView) string {
-	p := v.view.PIMRequest
+	p := v.request
 	if v.ApprovedBy != "" || p.Required() <= 1 || v.Phase != claiimv1.PIMPending {
 		return orDash(string(v.ApprovedBy))
 	}
@@ -195,7 +195,7 @@ func views(list *claiimv1.PIMRequestList, now time.Time) []sessionView {
 	out := make([]sessionView, 0, len(all))
 	for _, r := range all {
 		v := sessionView{Name: r.Name, Phase: r.Phase, Requester: r.Spec.Requester, Subject: r.Session.Subject,
-			ApprovedBy: r.Session.ApprovedBy, Reason: r.Spec.Reason, view: r}
+			ApprovedBy: r.Session.ApprovedBy, Reason: r.Spec.Reason, request: r.PIMRequest, session: r.Session}
 		if !r.Session.ExpiresAt.IsZero() {
 			v.ExpiresAt = r.Session.ExpiresAt.UTC().Format(time.RFC3339)
 		}

@@ -10,7 +10,6 @@ import (
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
-	"github.com/claiim/claiim-operator/internal/pimview"
 )
 
 // identity is what whoami prints: who the apiserver says you are and what
@@ -40,7 +39,8 @@ type sessionView struct {
 	ApprovedBy claiimv1.Username `json:"approvedBy,omitempty"`
 	ExpiresAt  string            `json:"expiresAt,omitempty"`
 	Reason     string            `json:"reason"`
-	view       pimview.Request
+	request    *claiimv1.PIMRequest
+	session    claiimv1.PIMSession
 }
 
 func newWhoamiCommand(o *Options) *cobra.Command {
