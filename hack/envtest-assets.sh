@@ -40,7 +40,14 @@ mkdir -p "${dest}"
 work=$(mktemp -d)
 trap 'rm -rf "${work}"' EXIT
 export GOFLAGS=-mod=mod CGO_ENABLED=0
+# Binaries land here first and move into ${dest} only once built, so an
+# interrupted build never leaves a half-written one in the cache.
+out="${work}/out"
+mkdir -p "${out}"
 
+# All the Kubernetes commands in one `go build`: they share most of their
+# packages, and one build keeps both cores busy to the last link instead of
+# one build per command, each ending on a single-threaded link.
 build_k8s() { # $@: packages under k8s.io/kubernetes/cmd
   local mod="${work}/k8s"
   mkdir -p "${mod}"
@@ -56,39 +63,74 @@ build_k8s() { # $@: packages under k8s.io/kubernetes/cmd
     go mod edit -replace="${m}=${m}@v0.${K8S_VERSION#1.}"
     staging=$((staging + 1))
   done
-  [[ ${staging} -gt 0 ]] || { log "found no staging replaces in ${gomod}"; exit 1; }
+  [[ ${staging} -gt 0 ]] || { echo "found no staging replaces in ${gomod}"; return 1; }
   # Stamp the version, as Kubernetes' own build does: without it the
   # apiserver reports v0.0.0 and version checks (Helm's kubeVersion) fail.
   local minor=${K8S_VERSION#*.}; minor=${minor%%.*}
-  local v ldflags="-s -w"
+  local v c pkgs=() ldflags="-s -w"
   for v in k8s.io/component-base/version k8s.io/client-go/pkg/version; do
     ldflags+=" -X ${v}.gitVersion=v${K8S_VERSION} -X ${v}.gitMajor=1 -X ${v}.gitMinor=${minor} -X ${v}.gitTreeState=clean"
   done
-  for c in "$@"; do
-    log "building ${c} v${K8S_VERSION} from source (several minutes on 2 cores)"
-    go get "k8s.io/kubernetes/cmd/${c}@v${K8S_VERSION}" >/dev/null 2>&1 || true
-    go build -trimpath -ldflags "${ldflags}" -o "${dest}/${c}" "k8s.io/kubernetes/cmd/${c}"
-  done
+  for c in "$@"; do pkgs+=("k8s.io/kubernetes/cmd/${c}@v${K8S_VERSION}"); done
+  go get "${pkgs[@]}" || true
+  go build -trimpath -ldflags "${ldflags}" -o "${out}/" "${pkgs[@]%@*}"
 }
 
+# etcd pins other versions of the libraries Kubernetes uses (gRPC, otel,
+# ...), so it builds in its own module, beside the Kubernetes build.
 build_etcd() {
   local mod="${work}/etcd"
   mkdir -p "${mod}"
   cd "${mod}"
   go mod init claiim.local/etcd-build >/dev/null 2>&1
-  log "building etcd v${ETCD_VERSION} from source"
-  go get "go.etcd.io/etcd/server/v3@v${ETCD_VERSION}" >/dev/null
-  go build -trimpath -ldflags "-s -w" -o "${dest}/etcd" go.etcd.io/etcd/server/v3
+  go get "go.etcd.io/etcd/server/v3@v${ETCD_VERSION}"
+  go build -trimpath -ldflags "-s -w" -o "${out}/etcd" go.etcd.io/etcd/server/v3
 }
 
 k8s_cmds=()
+etcd=0
 for b in "${missing[@]}"; do
   case "$b" in
-    etcd) build_etcd ;;
+    etcd) etcd=1 ;;
     *) k8s_cmds+=("$b") ;;
   esac
 done
-[[ ${#k8s_cmds[@]} -gt 0 ]] && build_k8s "${k8s_cmds[@]}"
+# Minutes measured on a 2-core machine from empty Go caches (README.md);
+# the node's commands (WITH_NODE) add their own packages.
+minutes=2
+[[ ${#k8s_cmds[@]} -gt 0 ]] && minutes=8
+[[ ${#k8s_cmds[@]} -gt 3 ]] && minutes=$((minutes + 5))
+names=
+if [[ ${#k8s_cmds[@]} -gt 0 ]]; then
+  names=$(printf '%s, ' "${k8s_cmds[@]}")
+  names="${names%, } v${K8S_VERSION}"
+fi
+[[ ${etcd} == 1 ]] && names+="${names:+ and }etcd v${ETCD_VERSION}"
+log "building ${names} from source, side by side (first run only, ~${minutes} min on 2 cores; cached in ${dest#"${root}/"})..."
+start=${SECONDS}
+
+# Each build's output goes to a file, shown only when it fails: the
+# progress stays one line per step instead of hundreds of "go: downloading".
+pids=() logs=()
+if [[ ${etcd} == 1 ]]; then
+  build_etcd >"${work}/etcd.log" 2>&1 &
+  pids+=($!) logs+=("${work}/etcd.log")
+fi
+if [[ ${#k8s_cmds[@]} -gt 0 ]]; then
+  build_k8s "${k8s_cmds[@]}" >"${work}/k8s.log" 2>&1 &
+  pids+=($!) logs+=("${work}/k8s.log")
+fi
+failed=0
+for i in "${!pids[@]}"; do
+  if ! wait "${pids[$i]}"; then
+    log "the build failed; its last lines (${logs[$i]##*/}):"
+    tail -n 40 "${logs[$i]}" >&2
+    failed=1
+  fi
+done
+[[ ${failed} == 0 ]] || exit 1
+mv "${out}"/* "${dest}/"
+log "built ${names} in $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s"
 
 "${dest}/etcd" --version >/dev/null
 "${dest}/kube-apiserver" --version | grep -q "v${K8S_VERSION}" || { log "kube-apiserver does not report v${K8S_VERSION}"; exit 1; }
