@@ -156,7 +156,7 @@ screenshots: envtest ## Walk the onboarding in the web console with Chromium and
 .PHONY: demo
 demo: dev rehearsal ## make dev + make rehearsal; leaves everything running.
 	@echo; echo "CLAIIM keeps running: 'source .dev/env' to explore with kubectl; 'make dev-down' stops it."
-	@echo "The web console: http://localhost:3001 -- log in with the token in .dev/token-admin (admin@claiim.io) or .dev/token-peer (peer@claiim.io)."
+	@. .dev/env && echo "The web console: $$CLAIIM_CONSOLE_URL -- log in with the token in .dev/token-admin (admin@claiim.io) or .dev/token-peer (peer@claiim.io)."
 
 ##@ Build
 

@@ -2,6 +2,7 @@ package devenv
 
 import (
 	"bytes"
+	"errors"
 	"fmt"
 	"io"
 	"net"
@@ -87,6 +88,7 @@ func devUp(f devFlags) error {
 		}
 		if !waiting {
 			waiting = true
+			steps.print() // the steps before the env file, first
 			fmt.Println("  waiting for the gate and the console to answer (the manager's webhooks, the gate's caches)")
 		}
 		if answersOK(f.gateURL()+"/ready") && answersOK(f.consoleURL()+"/healthz") {
@@ -112,7 +114,7 @@ func (s *stepFollower) print() {
 	}
 	defer file.Close()
 	b, err := io.ReadAll(io.NewSectionReader(file, s.off, 1<<20))
-	if err != nil && err != io.EOF {
+	if err != nil && !errors.Is(err, io.EOF) {
 		return
 	}
 	end := bytes.LastIndexByte(b, '\n')
