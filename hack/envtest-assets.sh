@@ -95,18 +95,21 @@ for b in "${missing[@]}"; do
     *) k8s_cmds+=("$b") ;;
   esac
 done
-# Minutes measured on a 2-core machine from empty Go caches (README.md);
-# the node's commands (WITH_NODE) add their own packages.
-minutes=2
-[[ ${#k8s_cmds[@]} -gt 0 ]] && minutes=8
-[[ ${#k8s_cmds[@]} -gt 3 ]] && minutes=$((minutes + 5))
+# What a person should expect on 2 cores from empty Go caches (README.md):
+# etcd builds beside the rest, so it adds nothing to a Kubernetes build.
+minutes=0
+[[ ${etcd} == 1 ]] && minutes=3
+[[ " ${k8s_cmds[*]} " == *" kube-apiserver "* || " ${k8s_cmds[*]} " == *" kubectl "* ]] && minutes=8
+[[ " ${k8s_cmds[*]} " == *" kubelet "* ]] && minutes=$((minutes + 5))
 names=
 if [[ ${#k8s_cmds[@]} -gt 0 ]]; then
   names=$(printf '%s, ' "${k8s_cmds[@]}")
   names="${names%, } v${K8S_VERSION}"
 fi
 [[ ${etcd} == 1 ]] && names+="${names:+ and }etcd v${ETCD_VERSION}"
-log "building ${names} from source, side by side (first run only, ~${minutes} min on 2 cores; cached in ${dest#"${root}/"})..."
+side=
+[[ ${etcd} == 1 && ${#k8s_cmds[@]} -gt 0 ]] && side=", side by side"
+log "building ${names} from source${side} (first run only, ~${minutes} min on 2 cores; cached in ${dest#"${root}/"})..."
 start=${SECONDS}
 
 # Each build's output goes to a file, shown only when it fails: the
