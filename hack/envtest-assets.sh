@@ -56,8 +56,10 @@ build_k8s() { # $@: packages under k8s.io/kubernetes/cmd
   go mod edit -require="k8s.io/kubernetes@v${K8S_VERSION}"
   # k8s.io/kubernetes replaces its staging modules with ./staging/...; a
   # module that requires it must point them at the published versions.
-  local gomod
-  gomod=$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}" | sed -n 's/.*"GoMod": "\(.*\)".*/\1/p')
+  local dl gomod
+  # On failure the reason is in the JSON it prints (its "Error").
+  dl=$(go mod download -json "k8s.io/kubernetes@v${K8S_VERSION}") || { echo "${dl}"; return 1; }
+  gomod=$(sed -n 's/.*"GoMod": "\(.*\)".*/\1/p' <<<"${dl}")
   local staging=0
   for m in $(awk '$2 == "=>" && $3 ~ /^\.\/staging\// {print $1}' "${gomod}"); do
     go mod edit -replace="${m}=${m}@v0.${K8S_VERSION#1.}"
@@ -95,11 +97,12 @@ for b in "${missing[@]}"; do
     *) k8s_cmds+=("$b") ;;
   esac
 done
-# What a person should expect on 2 cores from empty Go caches (README.md):
+# What a person should expect on 2 idle cores from empty Go caches: a cold
+# make demo takes 880 CPU-seconds (README.md), so at least 7.3 minutes;
 # etcd builds beside the rest, so it adds nothing to a Kubernetes build.
 minutes=0
 [[ ${etcd} == 1 ]] && minutes=3
-[[ " ${k8s_cmds[*]} " == *" kube-apiserver "* || " ${k8s_cmds[*]} " == *" kubectl "* ]] && minutes=8
+[[ " ${k8s_cmds[*]} " == *" kube-apiserver "* || " ${k8s_cmds[*]} " == *" kubectl "* ]] && minutes=9
 [[ " ${k8s_cmds[*]} " == *" kubelet "* ]] && minutes=$((minutes + 5))
 names=
 if [[ ${#k8s_cmds[@]} -gt 0 ]]; then
@@ -109,7 +112,7 @@ fi
 [[ ${etcd} == 1 ]] && names+="${names:+ and }etcd v${ETCD_VERSION}"
 side=
 [[ ${etcd} == 1 && ${#k8s_cmds[@]} -gt 0 ]] && side=", side by side"
-log "building ${names} from source${side} (first run only, ~${minutes} min on 2 cores; cached in ${dest#"${root}/"})..."
+log "building ${names} from source${side} (first run only, ~${minutes} min on 2 idle cores, longer on a busy machine; cached in ${dest#"${root}/"})..."
 start=${SECONDS}
 
 # Each build's output goes to a file, shown only when it fails: the
