@@ -125,6 +125,11 @@ func (s *Source) Run(ctx context.Context) error {
 			return err
 		}
 	}
+	// ActionApprovals are looked up per request, not part of a snapshot:
+	// one approved call must not rebuild the index (approval.go).
+	if _, err := s.cache.GetInformer(ctx, &claiimv1.ActionApproval{}); err != nil {
+		return fmt.Errorf("informer for ActionApprovals: %w", err)
+	}
 	errc := make(chan error, 1)
 	go func() { errc <- s.cache.Start(ctx) }()
 	if !s.cache.WaitForCacheSync(ctx) {
@@ -239,6 +244,16 @@ func (s *Source) rebuild(ctx context.Context) error {
 	s.current.Store(next)
 	next.inherit(prev)
 	return nil
+}
+
+// Approval is the ActionApproval namespace/name as the informer holds it;
+// nil when it holds none (or cannot say: the retry is then PENDING).
+func (s *Source) Approval(ctx context.Context, namespace, name string) *claiimv1.ActionApproval {
+	ap := &claiimv1.ActionApproval{}
+	if err := s.cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, ap); err != nil {
+		return nil
+	}
+	return ap
 }
 
 // Snapshot is the current snapshot; nil before the caches have synced and
