@@ -6,6 +6,7 @@ import (
 	"context"
 	"fmt"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -50,6 +51,9 @@ type Options struct {
 	// from before admission stamps existed are stamped as they are. Needs
 	// the webhooks. Off, objects without a stamp are reported at once.
 	AdmitExisting bool
+	// ChronPool, when set, lets the leader materialize the gates' approval
+	// requests as ActionApprovals (approvals.go).
+	ChronPool *pgxpool.Pool
 }
 
 // Field indexes that let a change of one object find the others it affects.
@@ -119,6 +123,11 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 
 	rec := mgr.GetEventRecorder("claiim-manager")
 	c := mgr.GetClient()
+	if opts.ChronPool != nil {
+		if err := mgr.Add(&ApprovalMaterializer{Pool: opts.ChronPool, Client: c, Signer: opts.Signer, Clock: opts.Clock}); err != nil {
+			return fmt.Errorf("setting up the approval materializer: %w", err)
+		}
+	}
 	adm := NewAdmission(opts.Signer, opts.Log, rec, !opts.AdmitExisting)
 	if opts.AdmitExisting {
 		if err := mgr.Add(&admitExisting{Client: c, APIReader: mgr.GetAPIReader(), Namespace: opts.Namespace, Log: opts.Log, Admission: adm}); err != nil {

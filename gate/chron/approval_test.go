@@ -126,3 +126,30 @@ func TestClaimInOneBatch(t *testing.T) {
 		t.Fatalf("a batch failed: %+v", w.Stats())
 	}
 }
+
+// TestManagerReadsApprovalRequests: the manager's role, bound to its own
+// streams, reads the gates' approval.requested rows (it materializes
+// them) and still no other row of theirs.
+func TestManagerReadsApprovalRequests(t *testing.T) {
+	d := newRoleDB(t)
+	ctx := context.Background()
+	w := newWriter(t, d.as(t, d.gate.Name), WriterOptions{Stream: GateStreamPrefix + "0"})
+	req := decision(1)
+	req.Kind, req.Reason = KindApprovalRequested, "APPROVAL_REQUIRED"
+	for _, r := range []*Record{decision(0), req} {
+		if _, err := w.Write(ctx, r); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mgr := d.as(t, d.manager.Name)
+	for kind, want := range map[Kind]int{KindApprovalRequested: 1, KindDecision: 0} {
+		page, err := ListPage(ctx, mgr, Filter{Kind: string(kind), OldestFirst: true})
+		if err != nil || len(page.Rows) != want {
+			t.Fatalf("the manager reads %d %s rows of the gate's (%v), want %d", len(page.Rows), kind, err, want)
+		}
+	}
+	var n int
+	if err := mgr.QueryRow(ctx, "SELECT count(*) FROM chron_approval_uses").Scan(&n); err != nil {
+		t.Fatalf("the manager cannot read the approvals' uses: %v", err)
+	}
+}

@@ -77,21 +77,35 @@ func (s *Snapshot) approve(d *Decision, req Request, c *ApprovalCheck) {
 		deny(ReasonApprovalMismatch, fmt.Sprintf("approval %s is for another call (%s differs); an approval holds for one exact call: ask again without approval_id", ap.Name, what))
 		return
 	}
-	st := ap.State(req.Now)
+	reason, msg, approvers := s.Judge(ap, c.Required, req.Now)
+	if reason != "" {
+		deny(reason, msg)
+		return
+	}
+	c.Approvers, c.Use = approvers, ap.Name
+	d.Message += fmt.Sprintf("; approval %s by %s (one use)", ap.Name, strings.Join(approvers, ", "))
+}
+
+// Judge says what the gate makes of ap at now, for a call that needs
+// required approvers (at least what ap itself asks): "" when it allows
+// the call once, else the APPROVAL_* reason and why. A denial wins, then
+// expiry; approvers count only under admission's signature. Whether ap is
+// for the call at hand is Decide's check.
+func (s *Snapshot) Judge(ap *claiimv1.ActionApproval, required int32, now time.Time) (reason, msg string, approvers []string) {
+	st := ap.State(now)
+	need := max(required, ap.Spec.ApprovalsRequired, 1)
 	signed := verify(s.keys, attest.Approval(ap), ap.Annotations[claiimv1.AnnotationApprovalAttestation])
 	switch {
 	case st.DeniedBy != "":
-		deny(ReasonApprovalDenied, fmt.Sprintf("approval %s was denied by %s: %s", ap.Name, st.DeniedBy, ap.Annotations[claiimv1.AnnotationDeny]))
+		return ReasonApprovalDenied, fmt.Sprintf("approval %s was denied by %s: %s", ap.Name, st.DeniedBy, ap.Annotations[claiimv1.AnnotationDeny]), nil
 	case st.Phase == claiimv1.ApprovalExpired:
-		deny(ReasonApprovalExpired, fmt.Sprintf("approval %s expired at %s; ask again without approval_id for a new one", ap.Name, ap.Spec.ExpiresAt.UTC().Format(time.RFC3339)))
+		return ReasonApprovalExpired, fmt.Sprintf("approval %s expired at %s; ask again without approval_id for a new one", ap.Name, ap.Spec.ExpiresAt.UTC().Format(time.RFC3339)), nil
 	case signed != nil && len(st.Approvers) > 0:
-		deny(ReasonApprovalPending, fmt.Sprintf("approval %s: its approvers count for nothing, because %s; an approver approves again", ap.Name, signed))
-	case int32(len(st.Approvers)) < max(c.Required, ap.Spec.ApprovalsRequired):
-		deny(ReasonApprovalPending, fmt.Sprintf("approval %s has %d of %d approvals; wait, then retry", ap.Name, len(st.Approvers), max(c.Required, ap.Spec.ApprovalsRequired)))
-	default:
-		c.Approvers, c.Use = st.Approvers, ap.Name
-		d.Message += fmt.Sprintf("; approval %s by %s (one use)", ap.Name, strings.Join(st.Approvers, ", "))
+		return ReasonApprovalPending, fmt.Sprintf("approval %s: its approvers count for nothing, because %s; an approver approves again", ap.Name, signed), nil
+	case int32(len(st.Approvers)) < need:
+		return ReasonApprovalPending, fmt.Sprintf("approval %s has %d of %d approvals; wait, then retry", ap.Name, len(st.Approvers), need), nil
 	}
+	return "", "", st.Approvers
 }
 
 // mismatch names what differs between the approved call and this one.

@@ -123,6 +123,7 @@ func RunManager(args []string) error {
 			return err
 		}
 		opts.Log = mc
+		opts.ChronPool = pool // the leader materializes approval requests (controllers/approvals.go)
 	}
 	// The attestation key: created the first time, then read by every
 	// replica; its public half is published for the gate (docs/security.md).
