@@ -81,7 +81,7 @@ var _ = BeforeSuite(func() {
 	// Refused requests are written when a test flushes them, never on a
 	// timer under a test's feet.
 	refusals = &server.Refusals{Log: writer, Replica: "test", Interval: time.Hour}
-	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: "test", WriteTimeout: 2 * time.Second,
+	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: "test", WriteTimeout: 2 * time.Second, Approvals: src,
 		Logger: logf.Log.WithName("gate"), Reviewer: &server.TokenReviewer{Client: k8s}, Refusals: refusals,
 		Limits: server.AuthLimits{PerSource: 1000, Tarpit: -1}} // every test's client is 127.0.0.1; abuse_test.go tests the limits
 	hs := httptest.NewServer(srv.Handler())
