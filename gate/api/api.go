@@ -141,15 +141,17 @@ const (
 	ApprovalApproved = "approved"
 	ApprovalDenied   = "denied"
 	ApprovalExpired  = "expired"
+	ApprovalUsed     = "used" // it already allowed its one call
 )
 
 // ApprovalStatus is the body of GET /v/approvals/{id}, asked by the agent
 // that made the call (its own token): where the approval of its call is.
 type ApprovalStatus struct {
 	ApprovalID string   `json:"approval_id"`
-	State      string   `json:"state"` // ApprovalPending | ApprovalApproved | ApprovalDenied | ApprovalExpired
+	State      string   `json:"state"` // ApprovalPending | ApprovalApproved | ApprovalDenied | ApprovalExpired | ApprovalUsed
 	Message    string   `json:"message"`
 	Approvers  []string `json:"approvers,omitempty"`
 	DeniedBy   string   `json:"denied_by,omitempty"`
 	ExpiresAt  string   `json:"expires_at,omitempty"` // RFC 3339
+	UsedBy     string   `json:"used_by,omitempty"`    // the decision that used it
 }

@@ -10,11 +10,13 @@ package chron
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"sort"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgxpool"
 )
 
 // Claim uses up approval ApprovalID with its record.
@@ -118,4 +120,18 @@ func (w *Writer) insertClaiming(ctx context.Context, conn interface {
 		return time.Time{}, false, outcome(err)
 	}
 	return committedAt.UTC(), false, nil
+}
+
+// ApprovalUse returns the decision that used approval id, or "" when it
+// is unused.
+func ApprovalUse(ctx context.Context, pool *pgxpool.Pool, id string) (string, error) {
+	var decision string
+	err := pool.QueryRow(ctx, "SELECT decision_id FROM chron_approval_uses WHERE approval_id = $1", id).Scan(&decision)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return "", nil
+	}
+	if err != nil {
+		return "", fmt.Errorf("chron: reading the use of approval %s: %w", id, err)
+	}
+	return decision, nil
 }

@@ -49,7 +49,7 @@ func withApproval(d *Denied, body []byte) *Denied {
 var approvalPoll = struct{ first, max time.Duration }{500 * time.Millisecond, 5 * time.Second}
 
 // WaitForApproval asks the gate about approvalID until people approved it
-// (nil error), denied it, it expired, or timeout (or ctx) ran out: each of
+// (nil error), denied it, it expired or was used, or timeout (or ctx) ran out: each of
 // those is a *Denied, with the status when the gate gave one. Approved
 // means "retry now"; the retry's answer is still the gate's to give.
 func (c *Client) WaitForApproval(ctx context.Context, approvalID string, timeout time.Duration) (*ApprovalStatus, error) {
@@ -66,8 +66,11 @@ func (c *Client) WaitForApproval(ctx context.Context, approvalID string, timeout
 			return st, nil
 		case err == nil && st.State != api.ApprovalPending:
 			reason := api.ReasonApprovalDenied
-			if st.State == api.ApprovalExpired {
+			switch st.State {
+			case api.ApprovalExpired:
 				reason = api.ReasonApprovalExpired
+			case api.ApprovalUsed:
+				reason = api.ReasonApprovalUsed
 			}
 			return st, &Denied{Status: http.StatusForbidden, Reason: reason, Message: st.Message, ApprovalID: approvalID}
 		case err == nil:

@@ -27,6 +27,10 @@ type Approvals interface {
 	Approval(ctx context.Context, namespace, name string) *claiimv1.ActionApproval
 }
 
+// ApprovalUses tells whether an approval was used, and by which decision
+// ("" when unused): chron.ApprovalUse over the gate's pool.
+type ApprovalUses func(ctx context.Context, approvalID string) (string, error)
+
 // approvalRowSpace seeds the id of an approval.requested row from its
 // decision's: a retry with the same Idempotency-Key writes the same row.
 var approvalRowSpace = uuid.MustParse("a7f1d0c4-3b2e-4f6a-9d8c-2e5b7c1a0f93")
@@ -146,6 +150,17 @@ func (s *Server) approvalStatus(w http.ResponseWriter, r *http.Request) {
 	default:
 		reason, msg, approvers := snap.Judge(ap, 0, s.Now())
 		out.Approvers, out.DeniedBy, out.ExpiresAt = ap.Approvers(), ap.Annotations[claiimv1.AnnotationDeniedBy], ap.Spec.ExpiresAt.UTC().Format(time.RFC3339)
+		if reason == "" && s.Uses != nil {
+			used, err := s.Uses(r.Context(), id)
+			if err != nil { // can't tell: say pending, the retry decides
+				reason, msg = decide.ReasonApprovalPending, "the gate cannot read Chron right now; retry shortly"
+			} else if used != "" {
+				out.State, out.UsedBy = api.ApprovalUsed, used
+				out.Message = "approval " + id + " already allowed its one call (decision " + used + "); ask again without approval_id"
+				writeJSON(w, http.StatusOK, out)
+				return
+			}
+		}
 		switch reason {
 		case "":
 			out.State, out.Approvers = api.ApprovalApproved, approvers

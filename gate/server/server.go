@@ -66,6 +66,9 @@ type Server struct {
 	// Approvals finds the ActionApprovals retries present (approval.go);
 	// nil: every presented approval is unknown (APPROVAL_PENDING).
 	Approvals Approvals
+	// Uses tells GET /v/approvals/{id} an approval already used; nil
+	// reports approved ones as approved until the retry finds them used.
+	Uses ApprovalUses
 	// Refusals records refused unauthenticated requests in Chron,
 	// aggregated (refusals.go); nil: one over Log, whose last interval
 	// is lost at exit unless Flush is called.

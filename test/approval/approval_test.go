@@ -211,6 +211,10 @@ func TestApprovedCallIsAllowedOnceAcrossReplicas(t *testing.T) {
 	g.Expect(got).To(Equal(map[string]int{"ALLOW OWN_AIORG": 1, "DENY APPROVAL_USED": 1}), "%+v", answers)
 	_, r = ask(1, "deploy:staging", call, id)
 	g.Expect(r.Reason).To(Equal(api.ReasonApprovalUsed))
+	st, err := agentClient(0).WaitForApproval(ctx, id, 20*time.Second)
+	g.Expect(errors.As(err, &d)).To(BeTrue())
+	g.Expect(d.Reason).To(Equal(api.ReasonApprovalUsed))
+	g.Expect(st.UsedBy).NotTo(BeEmpty())
 
 	// Every step is a Chron row linked by the approval id.
 	g.Eventually(func(g Gomega) {

@@ -130,6 +130,7 @@ func startGate(stream string) (string, error) {
 	src.KeysFrom = types.NamespacedName{Namespace: managerNS, Name: controllers.AttestationKeysConfigMap}
 	go func() { _ = src.Run(ctx) }()
 	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: stream, Logger: logf.Log.WithName(stream), Approvals: src,
+		Uses:     func(ctx context.Context, id string) (string, error) { return chron.ApprovalUse(ctx, pool, id) },
 		Refusals: &server.Refusals{Log: writer, Replica: stream, Interval: time.Hour}, Limits: server.AuthLimits{PerSource: 1000, Tarpit: -1}}
 	hs := httptest.NewServer(srv.Handler())
 	env.OnStop(func() error { hs.Close(); return nil })

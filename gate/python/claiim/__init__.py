@@ -170,7 +170,7 @@ class CLAIIMClient:
     async def wait_for_approval(self, approval_id, timeout=600.0):
         """Wait until people approve approval_id; returns the gate's status
         of it (a dict). Raises Denied when it is denied (APPROVAL_DENIED),
-        expires (APPROVAL_EXPIRED) or is still pending after timeout
+        expires (APPROVAL_EXPIRED), was used (APPROVAL_USED) or is still pending after timeout
         seconds (APPROVAL_PENDING). Approved means: retry the call now."""
         deadline = time.monotonic() + timeout
         wait = _APPROVAL_POLL[0]
@@ -179,7 +179,7 @@ class CLAIIMClient:
             state = reply.get("state") if status == 200 else None
             if state == "approved":
                 return reply
-            if state in ("denied", "expired"):
+            if state in ("denied", "expired", "used"):
                 d = Denied("APPROVAL_" + state.upper(), reply.get("message", ""), status=403)
                 d.approval_id = approval_id
                 raise d

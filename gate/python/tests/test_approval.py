@@ -82,6 +82,12 @@ class ApprovalTest(unittest.TestCase):
         self.assertEqual(d.exception.reason, "APPROVAL_DENIED")
         self.assertEqual(d.exception.approval_id, APPROVAL)
 
+    def test_used(self):
+        c = self.client(Gate(["used"]))
+        with self.assertRaises(claiim.Denied) as d:
+            asyncio.run(c.wait_for_approval(APPROVAL, timeout=10))
+        self.assertEqual(d.exception.reason, "APPROVAL_USED")
+
     def test_timeout_is_a_deny(self):
         c = self.client(Gate(["pending"]))
         with self.assertRaises(claiim.Denied) as d:
