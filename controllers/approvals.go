@@ -105,10 +105,20 @@ func (m *ApprovalMaterializer) materialize(ctx context.Context, row *chron.Row) 
 		return nil
 	}
 	ap.Annotations = map[string]string{claiimv1.AnnotationRequestAttestation: m.Signer.Sign(attest.ApprovalRequest(ap))}
-	if err := m.Client.Create(ctx, ap); err != nil && !apierrors.IsAlreadyExists(err) {
-		return err
+	err = m.Client.Create(ctx, ap)
+	switch {
+	case err == nil, apierrors.IsAlreadyExists(err):
+		return nil
+	case apierrors.IsNotFound(err), apierrors.IsInvalid(err), apierrors.IsBadRequest(err), apierrors.IsForbidden(err):
+		// It will never be made (the namespace is gone, the request does
+		// not validate, admission refuses it): waiting on it would hold up
+		// every request after it. The agent's retry stays APPROVAL_PENDING
+		// until it expires; the log and the gate's row say which.
+		ctrl.LoggerFrom(ctx).Info("an approval request cannot be materialized; skipping it", "approval", ap.Name,
+			"agent", ap.Namespace+"/"+ap.Spec.Agent, "problem", err.Error())
+		return nil
 	}
-	return nil
+	return err
 }
 
 // approvalFromRow reads the gate's request (gate/server/approval.go).

@@ -17,6 +17,7 @@ import (
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/gate/api"
+	"github.com/claiim/claiim-operator/gate/chron"
 	gateclient "github.com/claiim/claiim-operator/gate/client"
 	"github.com/claiim/claiim-operator/gate/decide"
 )
@@ -309,4 +310,25 @@ func TestOnlyTheManagerMakesApprovals(t *testing.T) {
 	g := NewWithT(t)
 	g.Expect(env.As(adminUser).Create(ctx, forged.DeepCopy())).To(MatchError(ContainSubstring("forbidden")))
 	g.Expect(env.Client.Create(ctx, forged)).To(MatchError(ContainSubstring("made by the CLAIIM manager")))
+}
+
+// TestAnUnmakeableRequestHoldsUpNothing: a request the manager can never
+// materialize (its agent's namespace is gone) is skipped, and the ones
+// after it are made.
+func TestAnUnmakeableRequestHoldsUpNothing(t *testing.T) {
+	seed(t)
+	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/gone"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close() }()
+	const gone = "0193a1b2-0000-7000-8000-00000000dead"
+	now := time.Now().UTC()
+	if _, err := w.Write(ctx, &chron.Record{Kind: chron.KindApprovalRequested, RequestID: gone, AgentName: "bot", AgentNamespace: "no-such-namespace",
+		AgentUID: "uid-gone", Action: "deploy:staging", Outcome: chron.OutcomeDeny, Reason: api.ReasonApprovalRequired, SkillVersionID: svID,
+		Context: map[string]any{"approval_id": gone, "context_digest": decide.ContextDigest(nil), "approvals_required": 1,
+			"requested_at": now.Format(time.RFC3339), "expires_at": now.Add(time.Hour).Format(time.RFC3339)}}); err != nil {
+		t.Fatal(err)
+	}
+	requested(t, map[string]any{"service": "after-the-gone-one", "replicas": 12.0})
 }
