@@ -1,6 +1,7 @@
 package server_test
 
 import (
+	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -8,10 +9,13 @@ import (
 
 	. "github.com/onsi/ginkgo/v2"
 	. "github.com/onsi/gomega"
+	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/gate/api"
+	"github.com/claiim/claiim-operator/gate/server"
+	"github.com/claiim/claiim-operator/test/testenv"
 )
 
 // getApproval asks GET /v/approvals/{id} as the holder of token.
@@ -58,5 +62,24 @@ var _ = Describe("Approvals at the gate", func() {
 			status, _ := getApproval(w.token, id)
 			return status
 		}).Should(Equal(http.StatusNotFound))
+	})
+
+	It("is ready and decides without the right to watch ActionApprovals, and knows no approval then", func() {
+		// A gate role from before approvals existed, as during an upgrade.
+		old := &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: uniq("gate-before-approvals")}, Rules: []rbacv1.PolicyRule{
+			{APIGroups: []string{"claiim.io"}, Resources: []string{"aiorgs", "skills", "policies", "agents", "crossorggrants"}, Verbs: []string{"get", "list", "watch"}},
+			{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get", "list", "watch"}}}}
+		Expect(k8s.Create(ctx, old)).To(Succeed())
+		gateCfg, err := env.AddUser(testenv.User{Name: uniq("old-gate"), ClusterRoles: []string{old.Name}})
+		Expect(err).NotTo(HaveOccurred())
+		oldSrc, err := server.NewSource(gateCfg, testenv.Scheme())
+		Expect(err).NotTo(HaveOccurred())
+		oldSrc.KeysFrom, oldSrc.IgnoreAdmission = keysRef, true
+		sctx, cancel := context.WithCancel(ctx)
+		DeferCleanup(cancel)
+		go func() { _ = oldSrc.Run(sctx) }()
+		Eventually(oldSrc.Ready).Should(Succeed())
+		Consistently(func() *claiimv1.ActionApproval { return oldSrc.Approval(sctx, "default", "any") }).
+			WithTimeout(time.Second).Should(BeNil())
 	})
 })

@@ -38,6 +38,7 @@ var (
 	pool    *pgxpool.Pool
 	gateURL string
 
+	env      *testenv.Env
 	src      *server.Source
 	writer   *chron.Writer
 	refusals *server.Refusals // the suite gate's: Flush it to read its rows
@@ -54,7 +55,7 @@ func TestServer(t *testing.T) {
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(20 * time.Second)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
-	env := testenv.Setup(GinkgoT(), testenv.Options{
+	env = testenv.Setup(GinkgoT(), testenv.Options{
 		Log:   GinkgoWriter,
 		Chron: true,
 		// The manager's namespace: its attestation key and published keys.
