@@ -30,6 +30,8 @@ type Admission struct {
 	Keys     attest.Verifier
 	Log      Log
 	Recorder recorder.EventRecorder
+	// History keeps each generation checked (history.go); nil keeps none.
+	History *History
 	// upgraded is set once objects from before stamps existed have been
 	// stamped (admitexisting.go); until then a missing stamp is Unknown.
 	upgraded atomic.Bool
@@ -46,19 +48,28 @@ func NewAdmission(keys attest.Verifier, log Log, rec recorder.EventRecorder, upg
 // MarkUpgraded: every object has had its chance to be stamped.
 func (a *Admission) MarkUpgraded() { a.upgraded.Store(true) }
 
-// Check sets obj's Admitted condition in conds and reports a change past
-// admission. It returns an error only when Chron could not be written.
+// Check keeps obj's generation in the history, sets obj's Admitted
+// condition in conds and reports a change past admission. It returns an
+// error only when Chron could not be written.
 func (a *Admission) Check(ctx context.Context, obj client.Object, conds *[]metav1.Condition) error {
 	if a == nil {
 		return nil
 	}
 	gen := obj.GetGeneration()
 	err := attest.VerifyStamp(a.Keys, obj)
+	// An object from before stamps is kept once the upgrade step stamped
+	// it, not as a change past admission.
+	awaiting := errors.Is(err, attest.ErrNotStamped) && !a.upgraded.Load()
+	if !awaiting {
+		if herr := a.History.record(ctx, obj, err == nil); herr != nil {
+			return herr
+		}
+	}
 	switch {
 	case err == nil:
 		setCondition(conds, gen, claiimv1.ConditionAdmitted, true, claiimv1.ReasonAdmitted, "the current generation is as admission admitted it")
 		return nil
-	case errors.Is(err, attest.ErrNotStamped) && !a.upgraded.Load():
+	case awaiting:
 		meta.SetStatusCondition(conds, metav1.Condition{Type: claiimv1.ConditionAdmitted, Status: metav1.ConditionUnknown,
 			Reason: claiimv1.ReasonAwaitingAdmission, ObservedGeneration: gen,
 			Message: "the object predates admission stamps; the manager stamps such objects once, at upgrade"})

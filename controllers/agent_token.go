@@ -299,6 +299,14 @@ func (r *AgentReconciler) setEpoch(ctx context.Context, a *claiimv1.Agent, epoch
 	if err := r.Patch(ctx, target, client.RawPatch(types.MergePatchType, body)); err != nil {
 		return fmt.Errorf("recording token epoch %d on the agent: %w", epoch, err)
 	}
+	// The stored agent carries the stamp admission made for this write:
+	// without it the rest of this reconcile would check the new epoch
+	// against the old stamp and find a change past admission that never
+	// happened. Only while the spec is the one this reconcile read.
+	if target.Generation == a.Generation {
+		a.Annotations = target.Annotations
+		return nil
+	}
 	ann := make(map[string]string, len(a.Annotations)+2)
 	for k, v := range a.Annotations {
 		ann[k] = v

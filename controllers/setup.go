@@ -47,6 +47,9 @@ type Options struct {
 	// Protect, when set, makes the manager keep its CRDs and webhook
 	// configurations as built (selfprotect.go).
 	Protect *ProtectConfig
+	// History keeps every generation of AIOrgs, Skills, Policies and
+	// Agents (history.go); nil keeps none (no Chron).
+	History HistoryStore
 	// AdmitExisting runs the upgrade step once (admitexisting.go): objects
 	// from before admission stamps existed are stamped as they are. Needs
 	// the webhooks. Off, objects without a stamp are reported at once.
@@ -129,6 +132,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		}
 	}
 	adm := NewAdmission(opts.Signer, opts.Log, rec, !opts.AdmitExisting)
+	if opts.History != nil {
+		adm.History = &History{Store: opts.History, Log: opts.Log}
+	}
 	if opts.AdmitExisting {
 		if err := mgr.Add(&admitExisting{Client: c, APIReader: mgr.GetAPIReader(), Namespace: opts.Namespace, Log: opts.Log, Admission: adm}); err != nil {
 			return fmt.Errorf("setting up the admission upgrade step: %w", err)

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what `make demo` and `make test` need beyond Go, when missing:
 # PostgreSQL's server binaries (unless DATABASE_URL points at your own
-# database) and python3 (the seed's agent program). Debian packages; needs
+# database) and python3 with venv and pip (the seed's agent program and
+# the Python client's install test). Debian packages; needs
 # root. Idempotent. With the argument `cluster`, also what the one-node
 # cluster of make e2e-cluster needs (docs/e2e.md); with `browser`, the
 # Chromium the console's browser test drives (docs/console.md).
@@ -25,6 +26,10 @@ if [[ -z "${DATABASE_URL:-}" ]] && ! compgen -G "/usr/lib/postgresql/*/bin/initd
   need+=(postgresql)
 fi
 command -v python3 >/dev/null || need+=(python3)
+# The Python client's install test makes a venv and pip-installs the
+# package into it (gate/server/pip_test.go); Debian splits both out.
+python3 -c 'import ensurepip, venv' 2>/dev/null || need+=(python3-venv)
+python3 -m pip --version >/dev/null 2>&1 || need+=(python3-pip)
 command -v curl >/dev/null || need+=(curl)
 command -v taskset >/dev/null || need+=(util-linux) # make bench pins load and server apart
 [[ ${#need[@]} -eq 0 ]] && exit 0

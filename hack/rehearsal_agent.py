@@ -12,11 +12,15 @@ async def main():
         agent_token=os.environ["AGENT_TOKEN"],
         skill_version_id=os.environ["SKILL_VERSION_ID"],
     )
-    # The gate may take a moment to see a just-accepted agent as active.
-    for _ in range(100):
-        identity = await client.init()
-        if identity.get("active"):
+    # The gate may take a moment to see a just-accepted agent as active:
+    # until then /v/init refuses it with AGENT_INACTIVE.
+    for attempt in range(100):
+        try:
+            await client.init()
             break
+        except Denied as e:
+            if e.reason != "AGENT_INACTIVE" or attempt == 99:
+                raise
         await asyncio.sleep(0.1)
 
     await deploy(client, 1, "staging-eu-1", "deploy:staging", "Staging")

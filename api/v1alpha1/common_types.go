@@ -62,6 +62,12 @@ const (
 	// of an object that has no stamp yet, once, at upgrade: the mutating
 	// webhook replaces it with a stamp only for the manager, only then.
 	AdmitExisting = "admit-existing"
+	// AnnotationChangedBy says who made the spec change that gave an
+	// AIOrg, Skill, Policy or Agent its current generation, and under
+	// which PIM session (ChangedBy, as JSON). The mutating webhook writes
+	// it from the authenticated request, whatever the body says, and its
+	// stamp covers it; the manager keeps it in Chron's history.
+	AnnotationChangedBy = "claiim.io/changed-by"
 
 	// LabelAgentToken marks the Secrets that hold agent tokens, so the
 	// manager caches only those and no other Secret.

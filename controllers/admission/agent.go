@@ -117,8 +117,7 @@ func (w agentWebhook) update(ctx context.Context, req admission.Request, old, a 
 	// What changed besides acceptance and lifecycle?
 	sameRest := equality.Semantic.DeepEqual(withoutLifecycle(a.Spec), withoutLifecycle(old.Spec)) &&
 		equality.Semantic.DeepEqual(a.Labels, old.Labels) &&
-		equality.Semantic.DeepEqual(withoutKeys(a.Annotations, claiimv1.AnnotationAnchorAccepted, claiimv1.AnnotationAdmitted),
-			withoutKeys(old.Annotations, claiimv1.AnnotationAnchorAccepted, claiimv1.AnnotationAdmitted))
+		equality.Semantic.DeepEqual(withoutKeys(a.Annotations, admissionWritten...), withoutKeys(old.Annotations, admissionWritten...))
 	if !sameRest {
 		return verdict{what: fmt.Sprintf("agent %s/%s changed", a.Namespace, a.Name)}, nil
 	}
@@ -166,6 +165,11 @@ func (w agentWebhook) skillProblem(ctx context.Context, a *claiimv1.Agent) (stri
 	return fmt.Sprintf("skill %q belongs to org %q, not %q, and no active CrossOrgGrant shares it; use a skill of org %q or have both orgs approve a grant",
 		s.Name, s.Spec.Org, a.Spec.Org, a.Spec.Org), nil
 }
+
+// admissionWritten are the annotations a person's write does not choose:
+// the anchor's acceptance (checked above) and what the mutating webhook
+// writes (the stamp, who changed the spec).
+var admissionWritten = []string{claiimv1.AnnotationAnchorAccepted, claiimv1.AnnotationAdmitted, claiimv1.AnnotationChangedBy}
 
 func withoutLifecycle(s claiimv1.AgentSpec) claiimv1.AgentSpec { s.Lifecycle = ""; return s }
 

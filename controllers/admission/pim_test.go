@@ -282,6 +282,7 @@ var _ = Describe("Agents", Serial, func() {
 		clock.SetTime(clock.Now().Add(2 * time.Hour)) // the session is over
 		Expect(edit(admin, a, func() { a.Spec.Lifecycle = claiimv1.LifecycleSuspended })).To(Succeed())
 		Expect(chronRows("admission.admitted")).To(ContainElement(And(HaveField("Reason", "SAFETY_ACTION"), HaveField("AgentNamespace", ns))))
+		Expect(changedBy(a)).To(Equal(claiimv1.ChangedBy{User: adminUser}), "the suspension is admin's, under no session")
 		expectRefused(edit(admin, a, func() { a.Spec.Lifecycle = claiimv1.LifecycleActive }), "needs an active PIM session")
 
 		elevate(admin)
@@ -320,19 +321,5 @@ var _ = Describe("Agents", Serial, func() {
 // what the apiserver holds now.
 func gateSays(a *claiimv1.Agent) string {
 	GinkgoHelper()
-	in := decide.Inputs{Keys: signer.Public()}
-	orgs, skills, pols, agents, grants := &claiimv1.AIOrgList{}, &claiimv1.SkillList{}, &claiimv1.PolicyList{}, &claiimv1.AgentList{}, &claiimv1.CrossOrgGrantList{}
-	for _, l := range []client.ObjectList{orgs, skills, pols, agents, grants} {
-		Expect(root.List(ctx, l)).To(Succeed())
-	}
-	in.Orgs, in.Skills, in.Policies, in.Agents, in.Grants = orgs.Items, skills.Items, pols.Items, agents.Items, grants.Items
-	s := decide.Build(in)
-	ga, ok := s.Agent(a.Namespace, a.Name)
-	Expect(ok).To(BeTrue())
-	sv, _ := s.PinnedVersion(ga)
-	id := ""
-	if sv != nil {
-		id = sv.ID
-	}
-	return decide.Decide(s, decide.Request{Agent: ga, Action: "deploy:staging", SkillVersionID: id, Now: clock.Now()}).Reason
+	return decideAs(a, "deploy:staging").Reason
 }

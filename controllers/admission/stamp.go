@@ -11,6 +11,7 @@ import (
 	"time"
 
 	admissionv1 "k8s.io/api/admission/v1"
+	"k8s.io/apimachinery/pkg/api/equality"
 	"k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -57,6 +58,10 @@ func (h *handlers) stamp(ctx context.Context, obj client.Object) error {
 			return err
 		}
 	}
+	if err := h.changedBy(ctx, req, obj, old, ann); err != nil {
+		return err
+	}
+	obj.SetAnnotations(ann) // the validator's dry run sees what will be stored
 	fresh, err := h.mayStamp(ctx, req, obj, old, ann[claiimv1.AnnotationAdmitted])
 	if err != nil {
 		return err
@@ -80,6 +85,38 @@ func (h *handlers) stamp(ctx context.Context, obj client.Object) error {
 	}
 	ann[claiimv1.AnnotationAdmitted] = v
 	obj.SetAnnotations(ann)
+	return nil
+}
+
+// changedBy writes who made this write into the changed-by annotation
+// of the kinds whose history is kept (claiimv1.KeptSpec): the authenticated user and the PIM
+// session that elevates them, on a creation or a spec change (a new
+// generation). A write that leaves the spec alone (an acceptance, a
+// stamp, the manager's bookkeeping) keeps the stored object's value, so
+// the annotation names the author of the current generation. What the
+// body says is never kept; the stamp then covers the annotation.
+func (h *handlers) changedBy(ctx context.Context, req admission.Request, obj, old client.Object, ann map[string]string) error {
+	_, spec, kept := claiimv1.KeptSpec(obj)
+	if !kept {
+		return nil
+	}
+	if old != nil {
+		if _, oldSpec, _ := claiimv1.KeptSpec(old); equality.Semantic.DeepEqual(spec, oldSpec) {
+			setOrDelete(ann, claiimv1.AnnotationChangedBy, old.GetAnnotations()[claiimv1.AnnotationChangedBy])
+			return nil
+		}
+	}
+	c := claiimv1.ChangedBy{User: req.UserInfo.Username}
+	if c.User != h.ManagerUsername {
+		session, err := h.activeSession(ctx, c.User)
+		if err != nil {
+			return errored(http.StatusServiceUnavailable, err)
+		}
+		if session != nil {
+			c.PIMSession = session.Name
+		}
+	}
+	ann[claiimv1.AnnotationChangedBy] = c.String()
 	return nil
 }
 

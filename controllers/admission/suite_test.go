@@ -105,7 +105,7 @@ var _ = BeforeSuite(func() {
 					// a re-created configuration.
 					CABundle: func(ctx context.Context) error { return injectCA(ctx, mgr.GetClient(), wio.LocalServingCAData) }}
 				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Clock: clock, Log: writer, Signer: signer,
-					Protect: protect}); err != nil {
+					Protect: protect, History: chron.HistoryStore{Pool: env.Chron}}); err != nil {
 					return err
 				}
 				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: writer,

@@ -64,7 +64,9 @@ type InitRequest struct {
 	SkillVersionID string `json:"skill_version_id"`
 }
 
-// InitResponse is what /v/init tells an agent about itself.
+// InitResponse is what /v/init tells an active agent about itself (HTTP
+// 200). An agent that is not Active gets a ValidateResponse with 403
+// instead, saying why (AGENT_INACTIVE, NOT_ADMITTED).
 type InitResponse struct {
 	Agent          string `json:"agent"` // namespace/name
 	UID            string `json:"uid"`
@@ -73,12 +75,24 @@ type InitResponse struct {
 	Anchor         string `json:"anchor"`
 	Phase          string `json:"phase"`
 	Active         bool   `json:"active"`
-	Message        string `json:"message,omitempty"` // why the agent is not active
+	Message        string `json:"message,omitempty"` // a presented skill version that is not the pinned one, in words
 	SkillVersionID string `json:"skill_version_id"`
 	SkillDigest    string `json:"skill_digest,omitempty"`
 	// SkillVersionOK says whether the id the client presented is the one
 	// the agent is pinned to.
 	SkillVersionOK bool `json:"skill_version_ok"`
+
+	// The pinned skill version as published: what the agent runs as.
+	Skill            string `json:"skill"`         // the Skill's name
+	SkillVersion     int32  `json:"skill_version"` // its version number
+	SkillDisplayName string `json:"skill_display_name,omitempty"`
+	AgentEmail       string `json:"agent_email"`
+	SystemPrompt     string `json:"system_prompt"`
+
+	// The init's Chron row (kind "init").
+	DecisionID string `json:"decision_id"`
+	ChronID    string `json:"chron_id"`
+	Revision   string `json:"revision,omitempty"`
 }
 
 // ValidateRequest is the body of POST /v/validate. Context is sent even
@@ -94,7 +108,7 @@ type ValidateRequest struct {
 }
 
 // ValidateResponse is the body of every /v/validate answer, and of a
-// refused /v/init.
+// refused /v/init (AGENT_INACTIVE, NOT_ADMITTED, UNAUTHENTICATED, ...).
 type ValidateResponse struct {
 	Outcome        string        `json:"outcome"` // Allow or Deny
 	Reason         string        `json:"reason"`

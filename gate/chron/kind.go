@@ -53,6 +53,12 @@ const (
 	// An object the manager found changed past admission (the webhooks
 	// bypassed or away): once per generation and stamp.
 	KindAdmissionBypassed Kind = "admission.bypassed"
+
+	// History (the manager): a generation of an AIOrg, Skill, Policy or
+	// Agent seen stored and kept in chron_history, and generations that
+	// came and went between two the manager saw (never invented).
+	KindObjectChanged Kind = "object.changed"
+	KindObjectGap     Kind = "object.gap"
 )
 
 // GrantKind is the kind of a CrossOrgGrant's move to phase ("grant.active",

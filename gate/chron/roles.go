@@ -182,7 +182,7 @@ func setupLogin(ctx context.Context, tx pgx.Tx, l Login) error {
 			stmts = append(stmts, "REVOKE "+g+" FROM "+name)
 		}
 	}
-	stmts = append(stmts, "REVOKE ALL ON chron_records, schema_migrations FROM "+name)
+	stmts = append(stmts, "REVOKE ALL ON chron_records, chron_history, schema_migrations FROM "+name)
 	for _, s := range stmts {
 		if _, err := tx.Exec(ctx, s); err != nil {
 			return fmt.Errorf("chron: setting up role %q: %w", l.Name, redact(err, pw))

@@ -53,8 +53,12 @@ type Denied struct {
 	Status  int // HTTP status, 0 when the gate was not reached
 	Reason  string
 	Message string
-	ChronID string
-	Err     error // the transport or decoding error, if any
+	// DecisionID is the id of the Chron row that recorded the DENY (a
+	// refused authentication: the id of its interval's auth.refused row);
+	// empty when the gate was not reached.
+	DecisionID string
+	ChronID    string
+	Err        error // the transport or decoding error, if any
 	// ApprovalID, with the APPROVAL_* reasons, names the approval of this
 	// exact call: WaitForApproval, then Validate again WithApprovalID.
 	ApprovalID string
@@ -69,10 +73,14 @@ func (d *Denied) Error() string {
 
 func (d *Denied) Unwrap() error { return d.Err }
 
-// Identity is what /v/init tells an agent about itself.
+// Identity is what /v/init tells an agent about itself: who it is, its
+// pinned skill version with the display name, agent email and system
+// prompt it runs as, and the init's Chron row.
 type Identity = api.InitResponse
 
-// Init authenticates and returns the agent's identity.
+// Init authenticates and returns the agent's identity. An agent that may
+// not act (AGENT_INACTIVE: its anchor has not accepted it, it is suspended;
+// NOT_ADMITTED) gets a *Denied saying why.
 func (c *Client) Init(ctx context.Context) (*Identity, error) {
 	var id Identity
 	status, body, err := c.post(ctx, "/init", api.InitRequest{SkillVersionID: c.skillVersionID}, "")
@@ -125,18 +133,19 @@ func (c *Client) Validate(ctx context.Context, action string, actx map[string]an
 }
 
 func denied(status int, body []byte) *Denied {
-	var r struct{ Reason, Message, ChronID string }
 	var raw map[string]any
 	if err := json.Unmarshal(body, &raw); err != nil {
 		return &Denied{Status: status, Reason: api.ReasonBadResponse, Message: fmt.Sprintf("HTTP %d with an unreadable body", status), Err: err}
 	}
-	r.Reason, _ = raw["reason"].(string)
-	r.Message, _ = raw["message"].(string)
-	r.ChronID, _ = raw["chron_id"].(string)
-	if r.Reason == "" {
-		r.Reason = api.ReasonBadResponse
+	d := &Denied{Status: status}
+	d.Reason, _ = raw["reason"].(string)
+	d.Message, _ = raw["message"].(string)
+	d.DecisionID, _ = raw["decision_id"].(string)
+	d.ChronID, _ = raw["chron_id"].(string)
+	if d.Reason == "" {
+		d.Reason = api.ReasonBadResponse
 	}
-	return &Denied{Status: status, Reason: r.Reason, Message: r.Message, ChronID: r.ChronID}
+	return d
 }
 
 // post sends v, trying again only when the connection was never made.

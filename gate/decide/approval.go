@@ -73,7 +73,7 @@ func (s *Snapshot) approve(d *Decision, req Request, c *ApprovalCheck) {
 		deny(ReasonApprovalPending, fmt.Sprintf("approval %s is not known to the gate yet: the manager creates it from Chron within seconds of the request; wait for it to be approved, then retry", req.ApprovalID))
 		return
 	}
-	if what := mismatch(ap, req); what != "" {
+	if what := approvalMismatch(ap, req); what != "" {
 		deny(ReasonApprovalMismatch, fmt.Sprintf("approval %s is for another call (%s differs); an approval holds for one exact call: ask again without approval_id", ap.Name, what))
 		return
 	}
@@ -108,8 +108,8 @@ func (s *Snapshot) Judge(ap *claiimv1.ActionApproval, required int32, now time.T
 	return "", "", st.Approvers
 }
 
-// mismatch names what differs between the approved call and this one.
-func mismatch(ap *claiimv1.ActionApproval, req Request) string {
+// approvalMismatch names what differs between the approved call and this one.
+func approvalMismatch(ap *claiimv1.ActionApproval, req Request) string {
 	a, sp := req.Agent, &ap.Spec
 	switch {
 	case ap.Name != req.ApprovalID:

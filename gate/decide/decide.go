@@ -110,32 +110,13 @@ func Decide(s *Snapshot, req Request) Decision {
 		return Decision{Outcome: Deny, Reason: ReasonUnauthenticated,
 			Message: "unknown or revoked agent token; re-provision the agent to get a new token"}
 	}
-	d := Decision{Agent: a}
-	if a.NotAdmitted != "" {
-		d.Outcome, d.Reason, d.Message = Deny, ReasonNotAdmitted, a.NotAdmitted
-		return d
-	}
-	if !a.Active {
-		d.Outcome, d.Reason, d.Message = Deny, ReasonAgentInactive, a.Inactive
-		return d
-	}
-	sv, ok := s.PinnedVersion(a)
+	d, ok := s.standing(a)
 	if !ok {
-		d.Outcome, d.Reason = Deny, ReasonAgentInactive
-		d.Message = fmt.Sprintf("skill %q version %d is not published; the agent cannot act", a.SkillName, a.SkillVersion)
 		return d
 	}
-	d.SkillVersion = sv
-	if sv.Org != a.Org && s.ancestors[sv.Org] == nil {
-		// A broken tree would hide the Denies of the skill's org's ancestors.
-		d.Outcome, d.Reason = Deny, ReasonAgentInactive
-		d.Message = fmt.Sprintf("skill %q belongs to org %s, which does not resolve to a root (missing org or parent, or a cycle); fix the AIOrg tree", sv.Skill, sv.Org)
-		return d
-	}
+	sv := d.SkillVersion
 	if req.SkillVersionID != sv.ID {
-		d.Outcome, d.Reason = Deny, ReasonSkillVersionMismatch
-		d.Message = fmt.Sprintf("skill version %q presented, but the agent is pinned to %s (%s version %d); use the SKILL_VERSION_ID from the agent's token Secret",
-			req.SkillVersionID, sv.ID, sv.Skill, sv.Version)
+		d.Outcome, d.Reason, d.Message = Deny, ReasonSkillVersionMismatch, mismatch(req.SkillVersionID, sv)
 		return d
 	}
 

@@ -48,6 +48,10 @@ type SkillVersion struct {
 	ID, Digest string
 	Allowed    []Pattern
 	Forbidden  []Pattern
+
+	// What /v/init hands the agent: the skill's display name, and the
+	// version's email identity and system prompt.
+	DisplayName, AgentEmail, SystemPrompt string
 }
 
 // Snapshot is an immutable view of the declared resources, indexed for
@@ -140,6 +144,7 @@ func Build(in Inputs) *Snapshot {
 				Skill: sk.Name, Org: string(sk.Spec.Org), Version: v.Version,
 				ID: claiimv1.SkillVersionID(sk.Name, v.Version, d), Digest: d,
 				Allowed: parseAll(v.AllowedActions), Forbidden: parseForbidden(v.ForbiddenActions),
+				DisplayName: sk.Spec.DisplayName, AgentEmail: v.AgentEmail, SystemPrompt: v.SystemPrompt,
 			}
 		}
 		s.versions[sk.Name] = vs

@@ -106,6 +106,14 @@ func (s *Server) failed(c caller, tokenID string) caller {
 // wait for Chron: the answer is a DENY whatever happens, and the request
 // is counted in its interval's auth.refused row, whose id it carries.
 func (s *Server) refuse(w http.ResponseWriter, r *http.Request, snap *decide.Snapshot, who caller) api.ValidateResponse {
+	status, resp := s.refusal(w, r, snap, who)
+	writeJSON(w, status, resp)
+	return resp
+}
+
+// refusal is refuse's answer, for a caller that writes it in its own
+// shape (authzen.go); it sets the headers it needs (Retry-After).
+func (s *Server) refusal(w http.ResponseWriter, r *http.Request, snap *decide.Snapshot, who caller) (int, api.ValidateResponse) {
 	resp := api.ValidateResponse{Outcome: api.Deny, Revision: snap.Revision}
 	status := http.StatusUnauthorized
 	switch {
@@ -133,8 +141,7 @@ func (s *Server) refuse(w http.ResponseWriter, r *http.Request, snap *decide.Sna
 	s.Metrics.refusal(resp.Reason, who.cause)
 	resp.DecisionID = s.Refusals.count(refusalKey{path: r.URL.Path, source: who.source, cause: who.cause,
 		reason: resp.Reason, actor: who.actor}, who.known)
-	writeJSON(w, status, resp)
-	return resp
+	return status, resp
 }
 
 func rateLimitedMessage(by string, after int) string {

@@ -44,6 +44,7 @@ type worldOpts struct {
 	accepted  bool
 	allowed   []claiimv1.ActionPattern
 	forbidden []claiimv1.ActionPattern
+	prompt    string // the skill version's system prompt
 }
 
 func newWorld(o worldOpts) *world {
@@ -58,7 +59,8 @@ func newWorld(o worldOpts) *world {
 	Expect(k8s.Create(ctx, &claiimv1.AIOrg{ObjectMeta: metav1.ObjectMeta{Name: w.org}, Spec: claiimv1.AIOrgSpec{DisplayName: "Engineering"}})).To(Succeed())
 	Expect(k8s.Create(ctx, &claiimv1.Skill{ObjectMeta: metav1.ObjectMeta{Name: w.skill}, Spec: claiimv1.SkillSpec{
 		Org: claiimv1.OrgName(w.org), DisplayName: "Deploy Bot",
-		Versions: []claiimv1.SkillVersion{{Version: 1, AgentEmail: "deploy-bot@yourcompany.com", AllowedActions: o.allowed, ForbiddenActions: o.forbidden}},
+		Versions: []claiimv1.SkillVersion{{Version: 1, AgentEmail: "deploy-bot@yourcompany.com", SystemPrompt: o.prompt,
+			AllowedActions: o.allowed, ForbiddenActions: o.forbidden}},
 	}})).To(Succeed())
 	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{GenerateName: "t-"}}
 	Expect(k8s.Create(ctx, ns)).To(Succeed())

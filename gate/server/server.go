@@ -73,6 +73,10 @@ type Server struct {
 	// aggregated (refusals.go); nil: one over Log, whose last interval
 	// is lost at exit unless Flush is called.
 	Refusals *Refusals
+	// PublicURL is the gate's base URL as clients reach it, e.g.
+	// https://claiim-gate.claiim-system.svc:8181: the AuthZEN metadata
+	// names its endpoints under it. Empty: the address each caller used.
+	PublicURL string
 
 	draining atomic.Bool
 	limits   *authLimiter
@@ -108,6 +112,9 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("POST /v/init", s.init)
 	mux.HandleFunc("POST /v/validate", s.validate)
 	mux.HandleFunc("GET /v/approvals/{id}", s.approvalStatus)
+	mux.HandleFunc("POST "+api.AuthZENEvaluationPath, s.authzenEvaluation) // authzen.go
+	mux.HandleFunc("POST "+api.AuthZENEvaluationsPath, s.authzenEvaluations)
+	mux.HandleFunc("GET "+api.AuthZENMetadataPath, s.authzenMetadata)
 	return mux
 }
 
@@ -272,30 +279,6 @@ func fill(resp *api.ValidateResponse, rec *chron.Record, d decide.Decision) {
 		resp.SkillRules = append(resp.SkillRules, "allowed:"+a)
 	}
 	rec.SkillRules = resp.SkillRules
-}
-
-func (s *Server) init(w http.ResponseWriter, r *http.Request) {
-	snap := s.Snapshots.Snapshot()
-	if snap == nil {
-		writeJSON(w, http.StatusServiceUnavailable, api.ValidateResponse{Outcome: api.Deny, Reason: api.ReasonNotReady, Message: notReady(s.Snapshots)})
-		return
-	}
-	who := s.authenticate(r.Context(), snap, r)
-	agent := who.agent
-	if agent == nil {
-		s.refuse(w, r, snap, who)
-		return
-	}
-	var body api.InitRequest
-	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	_ = json.NewDecoder(r.Body).Decode(&body) // an empty body is fine here
-	out := api.InitResponse{Agent: agent.Namespace + "/" + agent.Name, UID: agent.UID, DisplayName: agent.DisplayName,
-		Org: agent.Org, Anchor: agent.Anchor, Phase: string(agent.Phase), Active: agent.Active, Message: agent.Inactive}
-	if sv, ok := snap.PinnedVersion(agent); ok {
-		out.SkillVersionID, out.SkillDigest = sv.ID, sv.Digest
-		out.SkillVersionOK = body.SkillVersionID == sv.ID
-	}
-	writeJSON(w, http.StatusOK, out)
 }
 
 // requestID takes the caller's X-Request-Id when it is sane.

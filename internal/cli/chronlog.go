@@ -115,3 +115,20 @@ func (c *checkedChron) Stalled(now time.Time) bool { return c.writer.Stalled(now
 
 // NeedLeaderElection is false: every replica's webhooks need Chron.
 func (c *checkedChron) NeedLeaderElection() bool { return false }
+
+// RecordGeneration keeps a generation in Chron's history once the schema
+// has it (controllers.HistoryStore).
+func (c *checkedChron) RecordGeneration(ctx context.Context, g chron.Generation) (chron.Generation, bool, error) {
+	if err := c.check(ctx); err != nil {
+		return chron.Generation{}, false, err
+	}
+	return chron.RecordGeneration(ctx, c.pool, g)
+}
+
+// RecordedBefore reads Chron's history once the schema has it.
+func (c *checkedChron) RecordedBefore(ctx context.Context, uid string, gen int64) (int64, error) {
+	if err := c.check(ctx); err != nil {
+		return 0, err
+	}
+	return chron.RecordedBefore(ctx, c.pool, uid, gen)
+}

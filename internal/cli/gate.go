@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/url"
 	"os"
 	"strings"
 	"time"
@@ -28,7 +29,8 @@ import (
 // RunGate runs the gate: the decision API agents ask before every action.
 func RunGate(args []string) error {
 	fs := flag.NewFlagSet("gate", flag.ContinueOnError)
-	listen := fs.String("listen", ":8181", "address of the gate API (/health, /ready, /v/init, /v/validate)")
+	listen := fs.String("listen", ":8181", "address of the gate API (/health, /ready, /v/init, /v/validate, the AuthZEN /access/v1/evaluation(s))")
+	publicURL := fs.String("public-url", "", "the gate's base URL as clients reach it (e.g. https://claiim-gate.claiim-system.svc:8181), named by the AuthZEN metadata at /.well-known/authzen-configuration; empty: the address each caller used")
 	metricsAddr := fs.String("metrics-bind-address", ":8182", "address of the Prometheus metrics endpoint; 0 disables it")
 	var mf metricsFlags
 	mf.bind(fs)
@@ -64,6 +66,9 @@ func RunGate(args []string) error {
 		}
 	})
 	server.TuneGC()
+	if u, err := url.Parse(*publicURL); *publicURL != "" && (err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" || u.RawQuery != "" || u.Fragment != "") {
+		return fmt.Errorf("--public-url %q is not an http(s) base URL like https://claiim-gate.claiim-system.svc:8181", *publicURL)
+	}
 	if *dbURL == "" {
 		return errors.New("no Chron database: set DATABASE_URL or --database-url (the gate refuses to answer without its audit log)")
 	}
@@ -128,7 +133,8 @@ func RunGate(args []string) error {
 	chronLog := newCheckedChron("gate", pool, writer, log.WithName("chron"))
 	refusals := &server.Refusals{Log: chronLog, Replica: *replica, Logger: log.WithName("refusals"), Metrics: metrics}
 	srv := &server.Server{Snapshots: server.Require(src, holder.Ready), Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
-		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}, Limits: limits, Refusals: refusals, Approvals: src,
+		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}, Limits: limits, Refusals: refusals,
+		PublicURL: *publicURL, Approvals: src,
 		Uses: func(ctx context.Context, id string) (string, error) { return chron.ApprovalUse(ctx, pool, id) }}
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}

@@ -122,7 +122,7 @@ func RunManager(args []string) error {
 		if err := mgr.Add(mc); err != nil {
 			return err
 		}
-		opts.Log = mc
+		opts.Log, opts.History = mc, mc
 		opts.ChronPool = pool // the leader materializes approval requests (controllers/approvals.go)
 	}
 	// The attestation key: created the first time, then read by every

@@ -32,7 +32,7 @@ var chronKinds = []chron.Kind{
 	chron.KindAgentLifecycle, chron.KindTokenIssued, chron.KindTokenRevoked, chron.KindTokenRotated, chron.KindTokenRefused,
 	chron.KindPIMRequested, chron.KindPIMApproved, chron.KindPIMDenied, chron.KindPIMRevoked, chron.KindPIMExpired,
 	chron.KindPIMDeleted, chron.KindPIMRefused,
-	chron.KindAdmissionAdmitted, chron.KindAdmissionRefused, chron.KindAdmissionBypassed,
+	chron.KindAdmissionAdmitted, chron.KindAdmissionRefused, chron.KindAdmissionBypassed, chron.KindObjectChanged, chron.KindObjectGap,
 	chron.GrantKind(string(claiimv1.GrantActive)), chron.GrantKind(string(claiimv1.GrantExpired)), chron.GrantKind(string(claiimv1.GrantRevoked)),
 	chron.KindConflict, chron.KindVerifyFailed,
 }

@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/yaml"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/internal/linediff"
 )
 
 func (c *Console) registerSkills(mux *http.ServeMux) {
@@ -118,7 +119,7 @@ type skillDiffData struct {
 	Skill          string
 	Numbers        []int32
 	From, To       int32
-	Lines          []diffLine
+	Lines          []linediff.Line
 	Added, Deleted int
 }
 
@@ -144,15 +145,8 @@ func (c *Console) skillDiff(w http.ResponseWriter, r *http.Request, s *Session) 
 		c.render(w, http.StatusNotFound, "skill_diff", v)
 		return
 	}
-	d.Lines = lineDiff(versionYAML(from), versionYAML(to))
-	for _, l := range d.Lines {
-		switch l.Class {
-		case "add":
-			d.Added++
-		case "del":
-			d.Deleted++
-		}
-	}
+	d.Lines = linediff.Diff(versionYAML(from), versionYAML(to))
+	d.Added, d.Deleted = linediff.Changes(d.Lines)
 	c.render(w, http.StatusOK, "skill_diff", newView(r, s, "Skill "+name+": v"+strconv.Itoa(int(d.From))+" → v"+strconv.Itoa(int(d.To)), "skills", d))
 }
 

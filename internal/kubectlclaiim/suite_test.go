@@ -103,7 +103,8 @@ func launch(m *testing.M) int {
 				if err != nil {
 					return err
 				}
-				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer}); err != nil {
+				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer,
+					History: chron.HistoryStore{Pool: env.Chron}}); err != nil {
 					return err
 				}
 				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(),

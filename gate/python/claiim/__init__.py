@@ -7,7 +7,8 @@ answer (unreachable gate, timeout, 5xx, unreadable reply).
     client = CLAIIMClient(gate_url="http://localhost:8181/v",
                           agent_token=os.environ["AGENT_TOKEN"],
                           skill_version_id=os.environ["SKILL_VERSION_ID"])
-    await client.init()
+    identity = await client.init()   # raises Denied if the agent may not act
+    print(identity.agent_email, identity.system_prompt)
     result = await client.validate("deploy:staging", {"target": "eu-staging-1"})
 
 A call a RequireApproval policy rule holds is denied with reason
@@ -48,7 +49,8 @@ import urllib.parse
 import urllib.request
 import uuid
 
-__all__ = ["CLAIIMClient", "Result", "Denied", "new_key"]
+__all__ = ["CLAIIMClient", "Identity", "Result", "Denied", "new_key"]
+__version__ = "0.1.0"
 
 _MAX_REPLY = 1 << 20
 _MAX_TRIES = 3
@@ -102,15 +104,33 @@ def _opener_for(ca):
 
 
 class Denied(Exception):
-    """The gate said DENY, or no answer could be had (which means DENY)."""
+    """The gate said DENY, or no answer could be had (which means DENY).
 
-    def __init__(self, reason, message="", chron_id=None, status=None):
+    decision_id is the id of the Chron row that recorded the DENY (for a
+    refused authentication, its interval's auth.refused row); None when
+    the gate was not reached."""
+
+    def __init__(self, reason, message="", chron_id=None, status=None, decision_id=None):
         super().__init__(f"{reason}: {message}" if message else reason)
         self.outcome = "DENY"
         self.reason = reason
         self.message = message
         self.chron_id = chron_id
         self.status = status
+        self.decision_id = decision_id
+
+
+class Identity(dict):
+    """What /v/init tells an active agent about itself: the gate's JSON
+    object (a dict, keys as the gate sends them), with its fields also as
+    attributes: agent, org, anchor, skill_version_id, skill_display_name,
+    agent_email, system_prompt, decision_id, ..."""
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
 
 
 class Result:
@@ -141,12 +161,16 @@ class CLAIIMClient:
         return f"CLAIIMClient(gate_url={self.gate_url!r}, skill_version_id={self.skill_version_id!r})"
 
     async def init(self):
-        """Authenticate; returns (and keeps) the agent's identity."""
+        """Authenticate; returns (and keeps) the agent's Identity, with its
+        pinned skill version's display name, agent email and system prompt.
+        Raises Denied when the agent may not act (AGENT_INACTIVE: its anchor
+        has not accepted it, or it is suspended; NOT_ADMITTED) or no answer
+        could be had."""
         status, reply = await asyncio.to_thread(self._post, "/init", {"skill_version_id": self.skill_version_id})
         if status != 200:
             raise _denied(status, reply)
-        self.identity = reply
-        return reply
+        self.identity = Identity(reply)
+        return self.identity
 
     async def validate(self, action, context=None, idempotency_key=None, approval_id=None):
         """Ask before acting. Returns Result on ALLOW, raises Denied otherwise.
@@ -247,6 +271,7 @@ def _denied(status, reply):
         reply.get("message") or (f"HTTP {status}" if status else ""),
         chron_id=reply.get("chron_id"),
         status=status,
+        decision_id=reply.get("decision_id"),
     )
 
 
