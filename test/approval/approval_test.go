@@ -332,3 +332,25 @@ func TestAnUnmakeableRequestHoldsUpNothing(t *testing.T) {
 	}
 	requested(t, map[string]any{"service": "after-the-gone-one", "replicas": 12.0})
 }
+
+// TestAuthZENSeesAHeldCallAsDenied: an AuthZEN evaluation of a held call
+// is decision false with the reason code, and says where approvals go.
+func TestAuthZENSeesAHeldCallAsDenied(t *testing.T) {
+	seed(t)
+	g := NewWithT(t)
+	body, _ := json.Marshal(api.AuthZENEvaluation{
+		Subject: &api.AuthZENEntity{Type: api.AuthZENSubjectType, ID: "default/" + agentName, Properties: map[string]any{api.AuthZENSkillVersionProperty: svID}},
+		Action:  &api.AuthZENAction{Name: "deploy:staging"}, Resource: &api.AuthZENEntity{Type: "service", ID: "checkout"},
+		Context: map[string]any{"replicas": 70.0}})
+	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gates[1]+api.AuthZENEvaluationPath, bytes.NewReader(body))
+	req.Header.Set("Authorization", "Bearer "+agentToken)
+	req.Header.Set("Content-Type", "application/json")
+	resp, err := http.DefaultClient.Do(req)
+	g.Expect(err).NotTo(HaveOccurred())
+	defer resp.Body.Close()
+	var d api.AuthZENDecision
+	g.Expect(json.NewDecoder(resp.Body).Decode(&d)).To(Succeed())
+	g.Expect(d.Decision).To(BeFalse())
+	g.Expect(d.Context.ReasonCode).To(Equal(api.ReasonApprovalRequired))
+	g.Expect(d.Context.Reason["en"]).To(ContainSubstring("POST /v/validate"))
+}
