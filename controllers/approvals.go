@@ -19,7 +19,7 @@ import (
 	"github.com/claiim/claiim-operator/gate/chron"
 )
 
-// +kubebuilder:rbac:groups=claiim.io,resources=actionapprovals,verbs=get;list;watch;create
+// +kubebuilder:rbac:groups=claiim.io,resources=actionapprovals,verbs=get;list;watch;create;delete
 
 // ApprovalMaterializer turns the gates' approval.requested Chron rows into
 // ActionApprovals people can approve: the gate may not write to the
@@ -35,8 +35,14 @@ type ApprovalMaterializer struct {
 	Signer *attest.Signer
 	// Interval between polls once caught up; default 1s.
 	Interval time.Duration
-	Clock    clock.PassiveClock
+	// Retention is how long an ActionApproval is kept after it expired
+	// (default 24h): then the leader deletes it. Chron keeps every step.
+	Retention time.Duration
+	Clock     clock.PassiveClock
 }
+
+// DefaultApprovalRetention keeps expired ActionApprovals for a day.
+const DefaultApprovalRetention = 24 * time.Hour
 
 // approvalPage bounds one poll.
 const approvalPage = 100
@@ -51,11 +57,22 @@ func (m *ApprovalMaterializer) Start(ctx context.Context) error {
 	if every <= 0 {
 		every = time.Second
 	}
+	keep := m.Retention
+	if keep <= 0 {
+		keep = DefaultApprovalRetention
+	}
 	since := m.Clock.Now().Add(-claiimv1.MaxApprovalTTLSeconds * time.Second)
 	cursor := ""
 	tick := time.NewTicker(every)
 	defer tick.Stop()
+	var swept time.Time
 	for {
+		if now := m.Clock.Now(); now.Sub(swept) >= min(keep, 10*time.Minute) {
+			if err := m.sweep(ctx, now.Add(-keep)); err != nil {
+				log.Info("cannot delete expired approvals yet; retrying", "problem", err.Error())
+			}
+			swept = now
+		}
 		next, more, err := m.poll(ctx, since, cursor)
 		if err != nil {
 			log.Info("cannot materialize approval requests yet; retrying", "problem", err.Error())
@@ -70,6 +87,24 @@ func (m *ApprovalMaterializer) Start(ctx context.Context) error {
 		case <-tick.C:
 		}
 	}
+}
+
+// sweep deletes the ActionApprovals that expired before cutoff: they can
+// allow nothing, and would pile up one per held call.
+func (m *ApprovalMaterializer) sweep(ctx context.Context, cutoff time.Time) error {
+	list := &claiimv1.ActionApprovalList{}
+	if err := m.Client.List(ctx, list); err != nil {
+		return err
+	}
+	for i := range list.Items {
+		ap := &list.Items[i]
+		if ap.Spec.ExpiresAt.Before(&metav1.Time{Time: cutoff}) {
+			if err := m.Client.Delete(ctx, ap, client.Preconditions{UID: &ap.UID}); client.IgnoreNotFound(err) != nil {
+				return err
+			}
+		}
+	}
+	return nil
 }
 
 // poll materializes one page after cursor and returns where to go on, and

@@ -5,6 +5,7 @@ package controllers
 import (
 	"context"
 	"fmt"
+	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 	appsv1 "k8s.io/api/apps/v1"
@@ -57,6 +58,9 @@ type Options struct {
 	// ChronPool, when set, lets the leader materialize the gates' approval
 	// requests as ActionApprovals (approvals.go).
 	ChronPool *pgxpool.Pool
+	// ApprovalRetention keeps expired ActionApprovals this long (default
+	// DefaultApprovalRetention).
+	ApprovalRetention time.Duration
 }
 
 // Field indexes that let a change of one object find the others it affects.
@@ -127,7 +131,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	rec := mgr.GetEventRecorder("claiim-manager")
 	c := mgr.GetClient()
 	if opts.ChronPool != nil {
-		if err := mgr.Add(&ApprovalMaterializer{Pool: opts.ChronPool, Client: c, Signer: opts.Signer, Clock: opts.Clock}); err != nil {
+		if err := mgr.Add(&ApprovalMaterializer{Pool: opts.ChronPool, Client: c, Signer: opts.Signer, Clock: opts.Clock,
+			Retention: opts.ApprovalRetention}); err != nil {
 			return fmt.Errorf("setting up the approval materializer: %w", err)
 		}
 	}

@@ -12,6 +12,7 @@ import (
 
 	. "github.com/onsi/gomega"
 	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
@@ -312,24 +313,48 @@ func TestOnlyTheManagerMakesApprovals(t *testing.T) {
 	g.Expect(env.Client.Create(ctx, forged)).To(MatchError(ContainSubstring("made by the CLAIIM manager")))
 }
 
+// writeRequest writes an approval.requested row as a gate would, for the
+// seed's agent or for one in namespace ns.
+func writeRequest(t *testing.T, id, ns string, expires time.Time) {
+	t.Helper()
+	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/" + id[len(id)-4:]})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer func() { _ = w.Close() }()
+	a := &claiimv1.Agent{}
+	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: agentName}, a); err != nil {
+		t.Fatal(err)
+	}
+	now := time.Now().UTC()
+	if _, err := w.Write(ctx, &chron.Record{Kind: chron.KindApprovalRequested, RequestID: id, AgentName: agentName, AgentNamespace: ns,
+		AgentUID: string(a.UID), Action: "deploy:staging", Outcome: chron.OutcomeDeny, Reason: api.ReasonApprovalRequired, SkillVersionID: svID,
+		Context: map[string]any{"approval_id": id, "context_digest": decide.ContextDigest(nil), "approvals_required": 1,
+			"requested_at": now.Format(time.RFC3339), "expires_at": expires.UTC().Format(time.RFC3339)}}); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestExpiredApprovalsAreDeleted: once past its expiry and the retention
+// (a second in this suite), the leader deletes an ActionApproval.
+func TestExpiredApprovalsAreDeleted(t *testing.T) {
+	seed(t)
+	g := NewWithT(t)
+	const id = "0193a1b2-0000-7000-8000-0000000fe1e0"
+	writeRequest(t, id, "default", time.Now().Add(3*time.Second))
+	key := client.ObjectKey{Namespace: "default", Name: id}
+	g.Eventually(func() error { return env.Client.Get(ctx, key, &claiimv1.ActionApproval{}) }).Should(Succeed())
+	g.Eventually(func() bool {
+		return apierrors.IsNotFound(env.Client.Get(ctx, key, &claiimv1.ActionApproval{}))
+	}).WithTimeout(30 * time.Second).Should(BeTrue())
+}
+
 // TestAnUnmakeableRequestHoldsUpNothing: a request the manager can never
 // materialize (its agent's namespace is gone) is skipped, and the ones
 // after it are made.
 func TestAnUnmakeableRequestHoldsUpNothing(t *testing.T) {
 	seed(t)
-	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/gone"})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer func() { _ = w.Close() }()
-	const gone = "0193a1b2-0000-7000-8000-00000000dead"
-	now := time.Now().UTC()
-	if _, err := w.Write(ctx, &chron.Record{Kind: chron.KindApprovalRequested, RequestID: gone, AgentName: "bot", AgentNamespace: "no-such-namespace",
-		AgentUID: "uid-gone", Action: "deploy:staging", Outcome: chron.OutcomeDeny, Reason: api.ReasonApprovalRequired, SkillVersionID: svID,
-		Context: map[string]any{"approval_id": gone, "context_digest": decide.ContextDigest(nil), "approvals_required": 1,
-			"requested_at": now.Format(time.RFC3339), "expires_at": now.Add(time.Hour).Format(time.RFC3339)}}); err != nil {
-		t.Fatal(err)
-	}
+	writeRequest(t, "0193a1b2-0000-7000-8000-00000000dead", "no-such-namespace", time.Now().Add(time.Hour))
 	requested(t, map[string]any{"service": "after-the-gone-one", "replicas": 12.0})
 }
 

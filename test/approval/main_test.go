@@ -92,7 +92,8 @@ func launch(m *testing.M) int {
 					return err
 				}
 				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer,
-					Namespace: managerNS, ChronPool: env.Chron}); err != nil {
+					Namespace: managerNS, ChronPool: env.Chron,
+					ApprovalRetention: time.Second}); err != nil { // expired ones go at once (TestExpiredApprovalsAreDeleted)
 					return err
 				}
 				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(),
