@@ -87,6 +87,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if pin != nil {
 		agent.Status.SkillVersionID, agent.Status.SkillDigest = pin.id, pin.digest
 	}
+	agent.Status.PreviousSkillVersion = previousVersion(agent, &before.Status, trusted, pin, now.Time)
 
 	// Decommissioned is terminal: the recorded phase wins over the spec.
 	var tok tokenOutcome
@@ -122,6 +123,13 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	if pin != nil && pin.grantExpiry != nil && phase != claiimv1.AgentDecommissioned {
 		// Re-resolve the moment the grant the skill is used under ends.
 		res.RequeueAfter = pin.grantExpiry.Sub(r.Clock.Now())
+	}
+	if p := agent.Status.PreviousSkillVersion; p != nil {
+		// Drop the previous version from status when its window ends (the
+		// gate stops accepting it then by its own clock anyway).
+		if d := p.Until.Sub(r.Clock.Now()); res.RequeueAfter == 0 || d < res.RequeueAfter {
+			res.RequeueAfter = d
+		}
 	}
 	phaseEvent(r.Recorder, agent, before.Status.Phase, phase, "Lifecycle", msg, claiimv1.AgentActive)
 	return res, nil
@@ -203,10 +211,41 @@ func agentPhase(a *claiimv1.Agent, pendReason, pendMsg string) (claiimv1.AgentPh
 			"waiting for the accountability anchor %q to accept the assignment: they annotate the agent with %s=%s",
 			a.Spec.AccountabilityAnchor, claiimv1.AnnotationAnchorAccepted, a.Spec.AccountabilityAnchor)
 	default:
-		return claiimv1.AgentActive, claiimv1.ReasonReconciled, fmt.Sprintf(
-			"active on skill %s version %d (%s), accountable: %s",
+		msg := fmt.Sprintf("active on skill %s version %d (%s), accountable: %s",
 			a.Spec.SkillRef.Name, a.Spec.SkillRef.Version, a.Status.SkillVersionID, a.Spec.AccountabilityAnchor)
+		if p := a.Status.PreviousSkillVersion; p != nil {
+			msg += fmt.Sprintf("; after the re-pin the gate still accepts the previous version %s until %s: restart or re-init the agent's pods to use %s",
+				p.ID, p.Until.UTC().Format(time.RFC3339), a.Status.SkillVersionID)
+		}
+		return claiimv1.AgentActive, claiimv1.ReasonReconciled, msg
 	}
+}
+
+// previousVersion is the skill version the gate still accepts after a
+// re-pin: the one the manager's own (signed) status last recorded, for
+// spec.repinGracePeriodSeconds from the moment the manager saw the re-pin.
+// Nothing is carried over from a status the manager did not sign, nor past
+// its window, nor to an agent that is not pinned to anything now.
+func previousVersion(a *claiimv1.Agent, old *claiimv1.AgentStatus, trusted bool, pin *pinned, now time.Time) *claiimv1.PreviousSkillVersion {
+	grace := a.RepinGracePeriod()
+	if !trusted || pin == nil || grace <= 0 || a.LifecyclePhase() == claiimv1.AgentDecommissioned {
+		return nil
+	}
+	if old.SkillVersionID != "" && old.SkillVersionID != pin.id {
+		name, v, ok := claiimv1.ParseSkillVersionID(old.SkillVersionID)
+		if !ok {
+			return nil
+		}
+		return &claiimv1.PreviousSkillVersion{Name: name, Version: v, ID: old.SkillVersionID, Digest: old.SkillDigest, Until: metav1.NewTime(now.Add(grace).Truncate(time.Second))}
+	}
+	if p := old.PreviousSkillVersion; p != nil && p.ID != pin.id && now.Before(p.Until.Time) {
+		prev := p.DeepCopy()
+		if limit := now.Add(grace); limit.Before(prev.Until.Time) { // the window was shortened since
+			prev.Until = metav1.NewTime(limit)
+		}
+		return prev
+	}
+	return nil
 }
 
 // resolve finds the pinned skill version. A non-empty reason says why the
@@ -217,33 +256,24 @@ func (r *AgentReconciler) resolve(ctx context.Context, a *claiimv1.Agent) (*pinn
 	}
 	ref := a.Spec.SkillRef
 	skill := &claiimv1.Skill{}
-	if err := r.Get(ctx, types.NamespacedName{Name: ref.Name}, skill); err != nil {
-		if apierrors.IsNotFound(err) {
-			return nil, claiimv1.ReasonSkillNotFound, fmt.Sprintf("Skill %q does not exist; create it or point spec.skillRef at an existing skill", ref.Name), nil
-		}
+	if err := r.Get(ctx, types.NamespacedName{Name: ref.Name}, skill); apierrors.IsNotFound(err) {
+		skill = nil
+	} else if err != nil {
 		return nil, "", "", fmt.Errorf("reading Skill %q: %w", ref.Name, err)
 	}
 	var grantExpiry *time.Time
-	if skill.Spec.Org != a.Spec.Org {
+	if skill != nil && skill.Spec.Org != a.Spec.Org {
 		exp, err := r.activeGrant(ctx, skill, a.Spec.Org)
 		if err != nil {
 			return nil, "", "", err
 		}
-		if exp == nil {
-			return nil, claiimv1.ReasonSkillOrgMismatch, fmt.Sprintf(
-				"Skill %q belongs to org %q, not %q; use a skill of the agent's own org, or have both orgs approve a CrossOrgGrant",
-				ref.Name, skill.Spec.Org, a.Spec.Org), nil
-		}
 		grantExpiry = exp
 	}
-	v := skill.Version(ref.Version)
-	if v == nil {
-		return nil, claiimv1.ReasonSkillVersionNotFound, fmt.Sprintf(
-			"Skill %q has no version %d (it has versions 1 to %d); pin a published version",
-			ref.Name, ref.Version, len(skill.Spec.Versions)), nil
+	if reason, msg := a.PinProblem(skill, grantExpiry != nil); reason != "" {
+		return nil, reason, msg, nil
 	}
-	d := v.Digest()
-	return &pinned{id: claiimv1.SkillVersionID(skill.Name, v.Version, d), digest: d, grantExpiry: grantExpiry}, "", "", nil
+	id, d, _ := skill.VersionID(ref.Version) // published: PinProblem said so
+	return &pinned{id: id, digest: d, grantExpiry: grantExpiry}, "", "", nil
 }
 
 // activeGrant returns the expiry of the longest-lived active grant that

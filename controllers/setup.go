@@ -51,6 +51,9 @@ type Options struct {
 	// History keeps every generation of AIOrgs, Skills, Policies and
 	// Agents (history.go); nil keeps none (no Chron).
 	History HistoryStore
+	// PIMPendingTTL is how long a PIMRequest may wait for its approvals
+	// before the manager expires it; default 24h.
+	PIMPendingTTL time.Duration
 	// AdmitExisting runs the upgrade step once (admitexisting.go): objects
 	// from before admission stamps existed are stamped as they are. Needs
 	// the webhooks. Off, objects without a stamp are reported at once.
@@ -82,6 +85,9 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 	}
 	if opts.Clock == nil {
 		opts.Clock = clock.RealClock{}
+	}
+	if opts.PIMPendingTTL <= 0 {
+		opts.PIMPendingTTL = claiimv1.DefaultPIMPendingTTL
 	}
 	if opts.Namespace == "" {
 		opts.Namespace = DefaultNamespace
@@ -151,7 +157,8 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 		"policy": &PolicyReconciler{Client: c, Recorder: rec, Admission: adm},
 		"agent": &AgentReconciler{Client: c, APIReader: mgr.GetAPIReader(), Recorder: rec, GateURL: opts.GateURL, Gate: opts.Gate, Clock: opts.Clock, Log: opts.Log,
 			Signer: opts.Signer, Admission: adm},
-		"pimrequest":    &PIMRequestReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log, Signer: opts.Signer},
+		"pimrequest": &PIMRequestReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log, Signer: opts.Signer,
+			PendingTTL: opts.PIMPendingTTL},
 		"crossorggrant": &CrossOrgGrantReconciler{Client: c, Recorder: rec, Clock: opts.Clock, Log: opts.Log, Signer: opts.Signer, Admission: adm},
 	} {
 		if err := r.SetupWithManager(mgr); err != nil {

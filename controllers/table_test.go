@@ -69,7 +69,7 @@ var _ = Describe("kubectl get", func() {
 		Entry("skills", "skills", []string{"Name", "Display Name", "Org", "Latest", "Latest ID", "Ready", "Reason", "Age"}),
 		Entry("policies", "policies", []string{"Name", "Display Name", "Org", "Rules", "Version", "Ready", "Reason", "Age"}),
 		Entry("agents", "agents", []string{"Name", "Display Name", "Org", "Skill", "Version", "Anchor", "Phase", "Skill Version ID", "Token ID", "Reason", "Age"}),
-		Entry("pimrequests", "pimrequests", []string{"Name", "Requester", "Subject", "Phase", "Approved By", "Expires", "Reason", "Age"}),
+		Entry("pimrequests", "pimrequests", []string{"Name", "Requester", "Subject", "Phase", "Approved By", "Required", "Expires", "Reason", "Age"}),
 		Entry("crossorggrants", "crossorggrants", []string{"Name", "Granting", "Receiving", "Phase", "Expires", "Skills", "Age"}),
 	)
 

@@ -1,5 +1,7 @@
 package v1alpha1
 
+import "fmt"
+
 // Decommissioned reports whether the agent is decommissioned: its spec
 // asks for it, or the manager already recorded it. Decommissioning is
 // terminal, so the recorded phase wins over whatever the spec says later.
@@ -31,4 +33,27 @@ func (a *Agent) LifecyclePhase() AgentPhase {
 		return AgentInactive
 	}
 	return AgentActive
+}
+
+// PinProblem says why the skill version a is pinned to does not resolve,
+// as a reason and a message, or "" when it does: skill is the pinned
+// skill (nil when it does not exist), granted whether a grant active now
+// lets a's org use it (asked only for another org's skill). The agent
+// reconciler reports the agent Pending for it; a what-if derives the
+// same phase for a proposed change.
+func (a *Agent) PinProblem(skill *Skill, granted bool) (string, string) {
+	ref := a.Spec.SkillRef
+	switch {
+	case skill == nil:
+		return ReasonSkillNotFound, fmt.Sprintf("Skill %q does not exist; create it or point spec.skillRef at an existing skill", ref.Name)
+	case skill.Spec.Org != a.Spec.Org && !granted:
+		return ReasonSkillOrgMismatch, fmt.Sprintf(
+			"Skill %q belongs to org %q, not %q; use a skill of the agent's own org, or have both orgs approve a CrossOrgGrant",
+			ref.Name, skill.Spec.Org, a.Spec.Org)
+	case skill.Version(ref.Version) == nil:
+		return ReasonSkillVersionNotFound, fmt.Sprintf(
+			"Skill %q has no version %d (it has versions 1 to %d); pin a published version",
+			ref.Name, ref.Version, len(skill.Spec.Versions))
+	}
+	return "", ""
 }

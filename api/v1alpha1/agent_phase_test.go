@@ -44,3 +44,26 @@ func TestAgentLifecyclePhase(t *testing.T) {
 		}
 	}
 }
+
+func TestPinProblem(t *testing.T) {
+	a := &Agent{Spec: AgentSpec{Org: "engineering", SkillRef: SkillRef{Name: "deploy", Version: 2}}}
+	own := &Skill{Spec: SkillSpec{Org: "engineering", Versions: []SkillVersion{{Version: 1}, {Version: 2}}}}
+	old := &Skill{Spec: SkillSpec{Org: "engineering", Versions: []SkillVersion{{Version: 1}}}}
+	theirs := &Skill{Spec: SkillSpec{Org: "finance", Versions: []SkillVersion{{Version: 2}}}}
+	for _, c := range []struct {
+		name    string
+		skill   *Skill
+		granted bool
+		want    string
+	}{
+		{"resolves", own, false, ""},
+		{"no skill", nil, true, ReasonSkillNotFound},
+		{"no such version", old, false, ReasonSkillVersionNotFound},
+		{"another org's without a grant", theirs, false, ReasonSkillOrgMismatch},
+		{"another org's under a grant", theirs, true, ""},
+	} {
+		if got, msg := a.PinProblem(c.skill, c.granted); got != c.want || (got == "") != (msg == "") {
+			t.Errorf("%s: got %q (%q), want %q", c.name, got, msg, c.want)
+		}
+	}
+}

@@ -1,6 +1,8 @@
 package v1alpha1
 
 import (
+	"time"
+
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
@@ -97,6 +99,19 @@ type AgentSpec struct {
 	// +kubebuilder:validation:XValidation:rule="oldSelf != 'Decommissioned' || self == 'Decommissioned'",message="decommissioning is permanent"
 	Lifecycle AgentLifecycle `json:"lifecycle,omitempty"`
 
+	// RepinGracePeriodSeconds is how long after a re-pin (a change of
+	// skillRef) the gate still accepts the previous skill version, so
+	// running pods keep working until they re-init: 600 (10 minutes) by
+	// default, 0 to refuse it at once, at most 86400 (a day). During the
+	// window a call presenting the previous version is decided under that
+	// version's rules, and the answer says so. Unset means 600: no CRD
+	// default, so agents stored before this field keep the content their
+	// admission stamp covers.
+	// +optional
+	// +kubebuilder:validation:Minimum=0
+	// +kubebuilder:validation:Maximum=86400
+	RepinGracePeriodSeconds *int32 `json:"repinGracePeriodSeconds,omitempty"`
+
 	// ServiceAccountName lets pods running as this ServiceAccount (in the
 	// agent's namespace) authenticate to the gate with a projected token.
 	// +optional
@@ -127,6 +142,43 @@ type AgentToken struct {
 	RevokedAt *metav1.Time `json:"revokedAt,omitempty"`
 }
 
+// PreviousSkillVersion is a skill version an agent was re-pinned away
+// from, and when the gate stops accepting it.
+type PreviousSkillVersion struct {
+	// Name of the Skill.
+	// +kubebuilder:validation:MaxLength=253
+	Name string `json:"name"`
+	// Version number.
+	Version int32 `json:"version"`
+	// ID is the version's id, as agents present it.
+	// +kubebuilder:validation:MaxLength=128
+	ID string `json:"id"`
+	// Digest of the version.
+	// +optional
+	// +kubebuilder:validation:MaxLength=80
+	Digest string `json:"digest,omitempty"`
+	// Until is when the grace window ends: from then on the gate answers
+	// SKILL_VERSION_MISMATCH to this version.
+	Until metav1.Time `json:"until"`
+}
+
+// DefaultRepinGracePeriodSeconds and MaxRepinGracePeriodSeconds bound
+// spec.repinGracePeriodSeconds.
+const (
+	DefaultRepinGracePeriodSeconds = 600
+	MaxRepinGracePeriodSeconds     = 86400
+)
+
+// RepinGracePeriod is how long the previous skill version stays accepted
+// after a re-pin (the default when unset).
+func (a *Agent) RepinGracePeriod() time.Duration {
+	s := int32(DefaultRepinGracePeriodSeconds)
+	if p := a.Spec.RepinGracePeriodSeconds; p != nil {
+		s = min(max(*p, 0), MaxRepinGracePeriodSeconds)
+	}
+	return time.Duration(s) * time.Second
+}
+
 // AgentStatus is the observed state of an Agent.
 type AgentStatus struct {
 	// Conditions: Ready (the agent can act), TokenIssued.
@@ -154,6 +206,12 @@ type AgentStatus struct {
 	// +optional
 	// +kubebuilder:validation:MaxLength=80
 	SkillDigest string `json:"skillDigest,omitempty"`
+
+	// PreviousSkillVersion is the version the agent was pinned to before
+	// its last re-pin, which the gate accepts until its window ends
+	// (spec.repinGracePeriodSeconds). Covered by the attestation.
+	// +optional
+	PreviousSkillVersion *PreviousSkillVersion `json:"previousSkillVersion,omitempty"`
 
 	// Token describes the agent's token (never the token itself).
 	// +optional

@@ -50,3 +50,30 @@ func TestPIMSession(t *testing.T) {
 		t.Error("a session with a subject elevates the subject and only the subject")
 	}
 }
+
+func TestPIMPendingExpiry(t *testing.T) {
+	made := time.Date(2026, 11, 26, 10, 0, 0, 0, time.UTC)
+	p := &PIMRequest{ObjectMeta: metav1.ObjectMeta{CreationTimestamp: metav1.NewTime(made)}, Spec: PIMRequestSpec{Requester: "admin@claiim.io"}}
+	if s := p.SessionWithin(made.Add(24*time.Hour-time.Second), 24*time.Hour); s.Phase != PIMPending || s.PendingExpired {
+		t.Errorf("a second before the TTL: %+v", s)
+	}
+	if s := p.SessionWithin(made.Add(24*time.Hour), 24*time.Hour); s.Phase != PIMExpired || !s.PendingExpired {
+		t.Errorf("exactly at the TTL: %+v", s)
+	}
+	approved := p.DeepCopy()
+	approved.Annotations = map[string]string{AnnotationApprovedBy: "peer@claiim.io", AnnotationApprovedAt: made.Add(23*time.Hour + 30*time.Minute).Format(time.RFC3339)}
+	if s := approved.SessionWithin(made.Add(24*time.Hour), 24*time.Hour); s.Phase != PIMActive {
+		t.Errorf("an approved request is a session, whatever the pending TTL: %+v", s)
+	}
+	if !(&PIMRequest{}).PendingDeadline(time.Hour).IsZero() {
+		t.Error("a request never stored has no deadline")
+	}
+	tooMany := p.DeepCopy()
+	tooMany.SetApprovalRecords(make([]PIMApprovalRecord, MaxPIMApprovalsRequired+1))
+	if _, err := tooMany.ApprovalRecords(); err == nil {
+		t.Error("more approvals than any request may need must not be read")
+	}
+	if (&PIMRequest{}).Required() != 1 {
+		t.Error("a request from before approvalsRequired needs one approver")
+	}
+}

@@ -5,6 +5,8 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"fmt"
+	"strconv"
+	"strings"
 )
 
 // Digest returns "sha256:<hex>" of the version's canonical body: its JSON
@@ -31,4 +33,35 @@ func SkillVersionID(skill string, version int32, digest string) string {
 		short = short[len(prefix) : len(prefix)+8]
 	}
 	return fmt.Sprintf("%s-v%d-%s", skill, version, short)
+}
+
+// VersionID is the id and digest of published version n, as the manager
+// records them on agents pinned to it; ok is false when n is not published.
+func (s *Skill) VersionID(n int32) (id, digest string, ok bool) {
+	v := s.Version(n)
+	if v == nil {
+		return "", "", false
+	}
+	digest = v.Digest()
+	return SkillVersionID(s.Name, v.Version, digest), digest, true
+}
+
+// ParseSkillVersionID splits an id made by SkillVersionID into the skill's
+// name and the version number; ok is false for anything else. Skill names
+// are DNS names, so the id is read from its end.
+func ParseSkillVersionID(id string) (skill string, version int32, ok bool) {
+	dash := strings.LastIndexByte(id, '-')
+	if dash < 0 {
+		return "", 0, false
+	}
+	rest := id[:dash]
+	v := strings.LastIndex(rest, "-v")
+	if v <= 0 {
+		return "", 0, false
+	}
+	n, err := strconv.ParseInt(rest[v+2:], 10, 32)
+	if err != nil || n < 1 {
+		return "", 0, false
+	}
+	return rest[:v], int32(n), true
 }

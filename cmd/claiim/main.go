@@ -20,6 +20,7 @@ Usage:
   claiim console [flags]   run the web console and Chron's read API (people log in with their own token)
   claiim chron COMMAND     read and verify Chron, the audit log (list, verify, migrate)
   claiim history KIND/NAME every stored generation of an AIOrg, Skill, Policy or Agent; one's spec; a diff
+  claiim whatif -f FILE    which recent decisions a change would flip (replayed from Chron)
 
 Run 'claiim <command> -h' for the flags of a command.
 A local control plane with everything running: claiim-dev up|down (make dev).
@@ -42,6 +43,8 @@ func main() {
 		err = cli.RunChron(os.Args[2:], os.Stdout)
 	case "history":
 		err = cli.RunHistory(os.Args[2:], os.Stdout)
+	case "whatif":
+		err = cli.RunWhatIf(os.Args[2:], os.Stdout)
 	case "dev":
 		// The local control plane links envtest, which has no place in the
 		// image: it moved to its own binary.

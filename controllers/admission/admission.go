@@ -58,8 +58,14 @@ type Options struct {
 	// a PIMRequest (full usernames, system:serviceaccount:<ns>:<name>).
 	// Approvals come from people: empty by default.
 	ApproverServiceAccounts []string
-	Clock                   clock.PassiveClock
-	Scheme                  *runtime.Scheme
+	// WhatIf, when set, replays recent decisions against every admitted
+	// Policy, Skill and Agent change and warns what would flip.
+	WhatIf *WhatIf
+	// PIMPendingTTL is how long a PIMRequest may wait for its approvals;
+	// past it, approving it is refused (file a new one). Default 24h.
+	PIMPendingTTL time.Duration
+	Clock         clock.PassiveClock
+	Scheme        *runtime.Scheme
 }
 
 // Webhook paths; the markers below generate config/webhook/manifests.yaml.
@@ -127,6 +133,9 @@ type handlers struct {
 }
 
 func newHandlers(o Options) *handlers {
+	if o.PIMPendingTTL <= 0 {
+		o.PIMPendingTTL = claiimv1.DefaultPIMPendingTTL
+	}
 	return &handlers{Options: o, decoder: admission.NewDecoder(o.Scheme)}
 }
 

@@ -30,7 +30,7 @@ var (
 
 // stamped are the annotations only admission writes.
 var stamped = []string{claiimv1.AnnotationApprovedBy, claiimv1.AnnotationApprovedAt, claiimv1.AnnotationDeniedBy, claiimv1.AnnotationRevokedBy,
-	claiimv1.AnnotationApprovalAttestation}
+	claiimv1.AnnotationApprovalAttestation, claiimv1.AnnotationApprovals}
 
 // decisions pair what a person sets with what admission stamps for it.
 var decisions = []struct{ set, by string }{
@@ -83,20 +83,43 @@ func (w pimRequestWebhook) Default(ctx context.Context, p *claiimv1.PIMRequest) 
 			if _, has := ann[d.set]; has {
 				ann[d.by] = user
 				if d.set == claiimv1.AnnotationApprove {
-					ann[claiimv1.AnnotationApprovedAt] = w.h.now().UTC().Format(time.RFC3339)
 					p.SetAnnotations(ann)
-					// Signed only when the approval passes the checks the
-					// validating webhook makes: with that webhook gone, an
-					// approval nobody checked still elevates nobody.
-					if reason, _, err := w.approvalRefusal(ctx, req, old, p, "approve"); err == nil && reason == "" {
-						ann[claiimv1.AnnotationApprovalAttestation] = w.h.Signer.Sign(attest.PIMApproval(p))
-					}
+					w.stampApproval(ctx, req, old, p)
 				}
 			}
 		}
 	}
 	p.SetAnnotations(ann)
 	return nil
+}
+
+// stampApproval records user's approval (claiim.io/approve just set) as
+// admission's: when, in claiim.io/approvals signed by the manager and, once
+// the request has as many distinct approvers as it needs, the signature
+// over the approval that starts the session. It signs nothing unless the
+// approval passes the checks the validating webhook makes: with that
+// webhook gone, an approval nobody checked still elevates nobody. An
+// approval that leaves the request short of approvers consumes
+// claiim.io/approve, so the next approver can set it.
+func (w pimRequestWebhook) stampApproval(ctx context.Context, req admission.Request, old, p *claiimv1.PIMRequest) {
+	ann, user := p.Annotations, claiimv1.Username(req.UserInfo.Username)
+	at := w.h.now().UTC().Format(time.RFC3339)
+	ann[claiimv1.AnnotationApprovedAt] = at
+	if reason, _, err := w.approvalRefusal(ctx, req, old, p, "approve"); err != nil || reason != "" {
+		return
+	}
+	recs, _ := old.ApprovalRecords() // approvalRefusal refused an unreadable list
+	comment := []rune(ann[claiimv1.AnnotationApprove])
+	comment = comment[:min(len(comment), claiimv1.MaxPIMApprovalComment)]
+	recs = append(recs, claiimv1.PIMApprovalRecord{By: user, At: at, Attestation: w.h.Signer.Sign(attest.PIMApprovalEntry(p, user, at)), Comment: string(comment)})
+	p.SetApprovalRecords(recs)
+	if len(attest.PIMApprovers(p, w.h.Signer)) >= p.Required() {
+		ann[claiimv1.AnnotationApprovalAttestation] = w.h.Signer.Sign(attest.PIMApproval(p))
+		return
+	}
+	delete(ann, claiimv1.AnnotationApprove)
+	delete(ann, claiimv1.AnnotationApprovedBy)
+	delete(ann, claiimv1.AnnotationApprovedAt)
 }
 
 func (w pimRequestWebhook) ValidateCreate(ctx context.Context, p *claiimv1.PIMRequest) (admission.Warnings, error) {
@@ -109,8 +132,8 @@ func (w pimRequestWebhook) ValidateCreate(ctx context.Context, p *claiimv1.PIMRe
 		return nil, w.h.refuse(ctx, req, chron.KindPIMRefused, "FORGED_IDENTITY", fmt.Sprintf("spec.requester must be you (%s); it is set from your identity", user))
 	}
 	return nil, w.h.admit(ctx, req, &chron.Record{Kind: chron.KindPIMRequested, Reason: "PIM_REQUESTED",
-		Message: fmt.Sprintf("%s requests elevation for %s for %s: %s", user, p.Spec.Subject, durationOf(p), p.Spec.Reason),
-		Context: map[string]any{"subject": string(p.Spec.Subject), "reason": p.Spec.Reason}})
+		Message: fmt.Sprintf("%s requests elevation for %s for %s, to be approved by %d other person(s): %s", user, p.Spec.Subject, durationOf(p), p.Required(), p.Spec.Reason),
+		Context: map[string]any{"subject": string(p.Spec.Subject), "reason": p.Spec.Reason, "approvals_required": p.Required()}})
 }
 
 func (w pimRequestWebhook) ValidateDelete(ctx context.Context, old *claiimv1.PIMRequest) (admission.Warnings, error) {
@@ -154,38 +177,27 @@ func (w pimRequestWebhook) ValidateUpdate(ctx context.Context, old, p *claiimv1.
 		}
 	}
 	approving := newDecision != nil && newDecision.set == claiimv1.AnnotationApprove
+	added, ok := addedApproval(old, p)
+	if !ok || (added != nil && newDecision != nil && !approving) {
+		return refuse("FORGED_IDENTITY", fmt.Sprintf("annotation %s is written by admission only", claiimv1.AnnotationApprovals))
+	}
 	for _, k := range stamped {
-		if old.Annotations[k] != p.Annotations[k] && (newDecision == nil || k != newDecision.by) &&
+		if old.Annotations[k] != p.Annotations[k] && (newDecision == nil || k != newDecision.by) && (added == nil || k != claiimv1.AnnotationApprovals) &&
 			(!approving || (k != claiimv1.AnnotationApprovedAt && k != claiimv1.AnnotationApprovalAttestation)) {
 			return refuse("FORGED_IDENTITY", fmt.Sprintf("annotation %s is written by admission only", k))
 		}
 	}
-	if newDecision == nil {
+	if newDecision == nil && added == nil {
 		return nil, nil
 	}
 
 	user, requester, subject := req.UserInfo.Username, string(old.Spec.Requester), string(old.Spec.Subject)
-	state := old.Session(w.h.now())
-	if newDecision.set == claiimv1.AnnotationRevoke {
-		if state.Phase != claiimv1.PIMPending && state.Phase != claiimv1.PIMActive {
-			return refuse("DECISION_FINAL", fmt.Sprintf("this request is already %s; there is nothing to revoke", state.Phase))
-		}
-		if user != requester {
-			ok, err := w.h.can(ctx, req, "approve", "pimrequests", p.Name)
-			if err != nil {
-				return nil, errored(http.StatusServiceUnavailable, err)
-			}
-			if !ok {
-				return refuse("NOT_AN_APPROVER", "only the requester or an approver (RBAC verb 'approve' on pimrequests) can revoke a PIM session")
-			}
-		}
-		return nil, w.h.admit(ctx, req, &chron.Record{Kind: chron.KindPIMRevoked, Reason: "PIM_REVOKED",
-			Message: fmt.Sprintf("%s revoked the session of %s: %s", user, subject, p.Annotations[newDecision.set]),
-			Context: map[string]any{"requester": requester, "subject": subject}})
+	if newDecision != nil && newDecision.set == claiimv1.AnnotationRevoke {
+		return w.validateRevoke(ctx, req, old, p)
 	}
 
 	word := "approve"
-	if newDecision.set == claiimv1.AnnotationDeny {
+	if newDecision != nil && newDecision.set == claiimv1.AnnotationDeny {
 		word = "deny"
 	}
 	if reason, msg, err := w.approvalRefusal(ctx, req, old, p, word); err != nil || reason != "" {
@@ -194,16 +206,70 @@ func (w pimRequestWebhook) ValidateUpdate(ctx context.Context, old, p *claiimv1.
 		}
 		return refuse(reason, msg)
 	}
-	if approving && w.h.Signer.Verify(attest.PIMApproval(p), p.Annotations[claiimv1.AnnotationApprovalAttestation]) != nil {
+	ctxt := map[string]any{"requester": requester, "subject": subject}
+	if word == "deny" {
+		return nil, w.h.admit(ctx, req, &chron.Record{Kind: chron.KindPIMDenied, Reason: "PIM_DENIED", Context: ctxt,
+			Message: fmt.Sprintf("%s denied elevation of %s: %s", user, subject, p.Annotations[newDecision.set])})
+	}
+	// An approval: admission's mutating half recorded and signed it only
+	// after the same checks; without its signatures it counts for nothing.
+	if added == nil || added.By != claiimv1.Username(user) || w.h.Signer.Verify(attest.PIMApprovalEntry(p, added.By, added.At), added.Attestation) != nil ||
+		(approving && attest.PIMApproved(p, w.h.Signer) != nil) {
 		return nil, errored(http.StatusServiceUnavailable, fmt.Errorf(
 			"the approval was not signed when it was stamped (the approver check failed there); retry the approval"))
 	}
-	kind, reason, msg := chron.KindPIMApproved, "PIM_APPROVED", fmt.Sprintf("%s approved elevation of %s for %s: %s", user, subject, durationOf(p), p.Annotations[newDecision.set])
-	if word == "deny" {
-		kind, reason, msg = chron.KindPIMDenied, "PIM_DENIED", fmt.Sprintf("%s denied elevation of %s: %s", user, subject, p.Annotations[newDecision.set])
+	n := len(attest.PIMApprovers(p, w.h.Signer))
+	ctxt["approvals"], ctxt["approvals_required"] = n, p.Required()
+	if !approving {
+		return nil, w.h.admit(ctx, req, &chron.Record{Kind: chron.KindPIMApproved, Reason: "PIM_APPROVAL_RECORDED", Context: ctxt,
+			Message: fmt.Sprintf("%s approved elevation of %s for %s (%d of %d approvals; the session starts with the last): %s",
+				user, subject, durationOf(p), n, p.Required(), added.Comment)})
 	}
-	return nil, w.h.admit(ctx, req, &chron.Record{Kind: kind, Reason: reason, Message: msg,
+	return nil, w.h.admit(ctx, req, &chron.Record{Kind: chron.KindPIMApproved, Reason: "PIM_APPROVED", Context: ctxt,
+		Message: fmt.Sprintf("%s approved elevation of %s for %s (%d of %d approvals): %s", user, subject, durationOf(p), n, p.Required(),
+			p.Annotations[newDecision.set])})
+}
+
+// validateRevoke lets the requester, or an approver, end a pending or
+// active session.
+func (w pimRequestWebhook) validateRevoke(ctx context.Context, req admission.Request, old, p *claiimv1.PIMRequest) (admission.Warnings, error) {
+	user, requester, subject := req.UserInfo.Username, string(old.Spec.Requester), string(old.Spec.Subject)
+	state := old.SessionWithin(w.h.now(), w.h.PIMPendingTTL)
+	if state.Phase != claiimv1.PIMPending && state.Phase != claiimv1.PIMActive {
+		return nil, w.h.refuse(ctx, req, chron.KindPIMRefused, "DECISION_FINAL", fmt.Sprintf("this request is already %s; there is nothing to revoke", state.Phase))
+	}
+	if user != requester {
+		ok, err := w.h.can(ctx, req, "approve", "pimrequests", p.Name)
+		if err != nil {
+			return nil, errored(http.StatusServiceUnavailable, err)
+		}
+		if !ok {
+			return nil, w.h.refuse(ctx, req, chron.KindPIMRefused, "NOT_AN_APPROVER", "only the requester or an approver (RBAC verb 'approve' on pimrequests) can revoke a PIM session")
+		}
+	}
+	return nil, w.h.admit(ctx, req, &chron.Record{Kind: chron.KindPIMRevoked, Reason: "PIM_REVOKED",
+		Message: fmt.Sprintf("%s revoked the session of %s: %s", user, subject, p.Annotations[claiimv1.AnnotationRevoke]),
 		Context: map[string]any{"requester": requester, "subject": subject}})
+}
+
+// addedApproval is the approval admission appended to claiim.io/approvals
+// in this update (nil if the list is unchanged); false when the list
+// changed in any other way, which admission never does.
+func addedApproval(old, p *claiimv1.PIMRequest) (*claiimv1.PIMApprovalRecord, bool) {
+	if old.Annotations[claiimv1.AnnotationApprovals] == p.Annotations[claiimv1.AnnotationApprovals] {
+		return nil, true
+	}
+	was, errOld := old.ApprovalRecords()
+	now, errNew := p.ApprovalRecords()
+	if errOld != nil || errNew != nil || len(now) != len(was)+1 {
+		return nil, false
+	}
+	for i := range was {
+		if was[i] != now[i] {
+			return nil, false
+		}
+	}
+	return &now[len(was)], true
 }
 
 // approvalRefusal says why user may not approve (or deny) the request,
@@ -212,12 +278,27 @@ func (w pimRequestWebhook) ValidateUpdate(ctx context.Context, old, p *claiimv1.
 // and RBAC gives them the verb approve.
 func (w pimRequestWebhook) approvalRefusal(ctx context.Context, req admission.Request, old, p *claiimv1.PIMRequest, word string) (string, string, error) {
 	user, requester, subject := req.UserInfo.Username, string(old.Spec.Requester), string(old.Spec.Subject)
-	if state := old.Session(w.h.now()); state.Phase != claiimv1.PIMPending {
+	state := old.SessionWithin(w.h.now(), w.h.PIMPendingTTL)
+	switch {
+	case state.PendingExpired:
+		return "PIM_PENDING_EXPIRED", fmt.Sprintf(
+			"this request waited longer than %s for its approvals and expired, so it can no longer be approved or denied. "+
+				"File a new PIMRequest (kubectl claiim pim request --reason \"...\") and have it approved within %s", w.h.PIMPendingTTL, w.h.PIMPendingTTL), nil
+	case state.Phase != claiimv1.PIMPending:
 		return "DECISION_FINAL", fmt.Sprintf("this request is already %s; a decision already made cannot change. Request elevation again with a new PIMRequest", state.Phase), nil
+	}
+	recs, err := old.ApprovalRecords()
+	if err != nil {
+		return "FORGED_IDENTITY", fmt.Sprintf("%v: it was written past admission, so no approval of this request can be counted. File a new PIMRequest", err), nil
 	}
 	if user == requester || user == subject {
 		return "SELF_APPROVAL", fmt.Sprintf(
 			"you cannot %s your own request: two-person control needs a second admin. Ask another approver (e.g. peer@claiim.io) to run: kubectl annotate pimrequest %s claiim.io/%s=\"<comment>\"", word, p.Name, word), nil
+	}
+	if word == "approve" && slices.ContainsFunc(recs, func(r claiimv1.PIMApprovalRecord) bool { return string(r.By) == user }) {
+		return "DUPLICATE_APPROVAL", fmt.Sprintf(
+			"you already approved this request, and each person counts once: it needs %d distinct approvers besides the requester and has %d. "+
+				"Ask another approver to run: kubectl annotate pimrequest %s claiim.io/approve=\"<comment>\"", old.Required(), len(recs), p.Name), nil
 	}
 	if word == "approve" && strings.HasPrefix(user, serviceAccountPrefix) && !slices.Contains(w.h.ApproverServiceAccounts, user) {
 		return "SERVICEACCOUNT_APPROVER", fmt.Sprintf(

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"time"
 
 	apierrors "k8s.io/apimachinery/pkg/api/errors"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -46,10 +47,12 @@ func noRules(admission.Request) (verdict, error) { return verdict{}, nil }
 // kind's own rules. The manager's own changes pass (before any rule runs);
 // a change the rules call a safety action or the person's own act passes
 // without a session; anything else needs an active PIM session whose
-// subject is the requesting user. No session, no business: that refusal
+// subject is the requesting user, and its what-if comes back as warnings
+// (whatif.go). No session, no business: that refusal
 // comes first, and the kind's refusals then hold even for an elevated
 // user. Every answer is in Chron before it is given.
 func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warnings, error) {
+	arrived := time.Now()
 	req, err := requestFrom(ctx)
 	if err != nil {
 		return nil, err
@@ -71,7 +74,10 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 			return nil, err
 		}
 		rec.Reason = v.noSession
-		return nil, h.admit(ctx, req, rec)
+		if err := h.admit(ctx, req, rec); err != nil {
+			return nil, err
+		}
+		return h.whatIf(ctx, req, nil, arrived), nil
 	}
 	session, err := h.activeSession(ctx, user)
 	if err != nil {
@@ -95,7 +101,10 @@ func (h *handlers) requirePIM(ctx context.Context, check rules) (admission.Warni
 		rec.Message = fmt.Sprintf("%s %s %q under PIM session %s", verbing(string(req.Operation)), req.Kind.Kind, req.Name, session.Name)
 	}
 	rec.Context = map[string]any{"pim_session": session.Name, "approved_by": session.Annotations[claiimv1.AnnotationApprovedBy]}
-	return nil, h.admit(ctx, req, rec)
+	if err := h.admit(ctx, req, rec); err != nil {
+		return nil, err
+	}
+	return h.whatIf(ctx, req, session, arrived), nil
 }
 
 // activeSession finds a PIMRequest that elevates user now. A session the
@@ -136,11 +145,11 @@ func (h *handlers) activeSession(ctx context.Context, user string) (*claiimv1.PI
 }
 
 // elevates reports whether p gives user a session now: its approval must
-// carry admission's signature, so approval annotations written past the
+// carry admission's signature (and, when it needs several approvers, as
+// many signed approvals), so approval annotations written past the
 // webhooks (or by anyone the webhooks never saw) elevate nobody.
 func (h *handlers) elevates(p *claiimv1.PIMRequest, user string) bool {
-	return p.Elevates(user, h.now()) &&
-		h.Signer.Verify(attest.PIMApproval(p), p.Annotations[claiimv1.AnnotationApprovalAttestation]) == nil
+	return p.Elevates(user, h.now()) && attest.PIMApproved(p, h.Signer) == nil
 }
 
 // pimOnly is the webhook of a kind with no rules of its own beyond its

@@ -34,7 +34,11 @@ const (
 	peerUser     = "peer@claiim.io"
 	outsiderUser = "outsider@claiim.io"
 	cfoUser      = "cfo@claiim.io"
-	managerUser  = "system:serviceaccount:claiim-system:claiim-manager"
+	cisoUser     = "ciso@claiim.io" // a second approver, for requests that need two
+	// pendingTTL is long: the suite's clock runs hours ahead of the
+	// apiserver's creation timestamps (each spec moves it by 9h).
+	pendingTTL  = 8760 * time.Hour
+	managerUser = "system:serviceaccount:claiim-system:claiim-manager"
 	// approverSA is the one ServiceAccount the manager accepts approvals from.
 	approverSA = "system:serviceaccount:ops:approval-bot"
 	botSA      = "system:serviceaccount:ops:ci-bot"
@@ -47,11 +51,13 @@ var (
 	ctx                        context.Context
 	root                       client.Client // system:masters, for setup and reading only
 	admin, peer, outsider, cfo client.Client
+	ciso                       client.Client
 	bot, approverBot           client.Client
 	pg                         *pgtest.Server
 	pool                       *pgxpool.Pool
 	clock                      *clocktesting.FakePassiveClock
 	signer                     *attest.Signer
+	env                        *testenv.Env
 )
 
 func TestAdmission(t *testing.T) {
@@ -67,7 +73,7 @@ var _ = BeforeSuite(func() {
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
 	clock = clocktesting.NewFakePassiveClock(time.Now())
 
-	env := testenv.Setup(GinkgoT(), testenv.Options{
+	env = testenv.Setup(GinkgoT(), testenv.Options{
 		Log:      GinkgoWriter,
 		Chron:    true,
 		Webhooks: true,
@@ -81,6 +87,7 @@ var _ = BeforeSuite(func() {
 			{Name: peerUser, ClusterRoles: []string{"claiim-admin", "claiim-approver", "grant-approver-engineering"}},
 			{Name: outsiderUser, ClusterRoles: []string{"claiim-admin"}},
 			{Name: cfoUser, ClusterRoles: []string{"claiim-admin", "grant-approver-finance"}},
+			{Name: cisoUser, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
 			// ServiceAccounts with the verb approve: only the one the manager
 			// was told to accept may use it.
 			{Name: botSA, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
@@ -105,15 +112,16 @@ var _ = BeforeSuite(func() {
 					// a re-created configuration.
 					CABundle: func(ctx context.Context) error { return injectCA(ctx, mgr.GetClient(), wio.LocalServingCAData) }}
 				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Clock: clock, Log: writer, Signer: signer,
-					Protect: protect, History: chron.HistoryStore{Pool: env.Chron}}); err != nil {
+					Protect: protect, History: chron.HistoryStore{Pool: env.Chron}, PIMPendingTTL: pendingTTL}); err != nil {
 					return err
 				}
 				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: writer,
-					ManagerUsername: managerUser, Clock: clock, Signer: signer, ApproverServiceAccounts: []string{approverSA}})
+					ManagerUsername: managerUser, Clock: clock, Signer: signer, ApproverServiceAccounts: []string{approverSA},
+					WhatIf: &admission.WhatIf{Chron: env.Chron}, PIMPendingTTL: pendingTTL})
 			}},
 	})
 	ctx, root, pg, pool = env.Context(), env.Client, env.Postgres, env.Chron
-	admin, peer, outsider, cfo = env.As(adminUser), env.As(peerUser), env.As(outsiderUser), env.As(cfoUser)
+	admin, peer, outsider, cfo, ciso = env.As(adminUser), env.As(peerUser), env.As(outsiderUser), env.As(cfoUser), env.As(cisoUser)
 	bot, approverBot = env.As(botSA), env.As(approverSA)
 })
 

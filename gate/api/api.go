@@ -125,6 +125,12 @@ type ValidateResponse struct {
 	// ApprovalID names the ActionApproval of a call a RequireApproval rule
 	// holds (with the APPROVAL_* reasons): wait for it, then retry with it.
 	ApprovalID string `json:"approval_id,omitempty"`
+
+	// PinnedSkillVersionID is the version the agent is pinned to now. When
+	// it differs from the one the client presented (after a re-pin), the
+	// client re-inits with it; SkillVersionID is the one the answer was
+	// decided under (the previous version, inside the re-pin grace window).
+	PinnedSkillVersionID string `json:"pinned_skill_version_id,omitempty"`
 }
 
 // PolicyMatch is one policy rule that matched the decision.

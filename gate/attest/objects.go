@@ -19,7 +19,8 @@ type Verifier interface {
 // epoch comes from the agent's annotation, which only the manager may
 // change (admission refuses anyone else, even under PIM) and which it
 // bumps on every token change: a status copied back from before a
-// rotation or a revocation no longer verifies.
+// rotation or a revocation no longer verifies. It also covers the
+// previous skill version a re-pin leaves accepted for a while.
 func Agent(a *claiimv1.Agent) Message {
 	var id, hash, revoked string
 	if t := a.Status.Token; t != nil {
@@ -28,8 +29,14 @@ func Agent(a *claiimv1.Agent) Message {
 			revoked = "revoked"
 		}
 	}
-	return message("Agent", a.Namespace, a.Name, string(a.UID), a.Annotations[claiimv1.AnnotationTokenEpoch],
-		strconv.FormatInt(a.Status.ObservedGeneration, 10), string(a.Status.Phase), id, hash, revoked)
+	fields := []string{a.Namespace, a.Name, string(a.UID), a.Annotations[claiimv1.AnnotationTokenEpoch],
+		strconv.FormatInt(a.Status.ObservedGeneration, 10), string(a.Status.Phase), id, hash, revoked}
+	// The previous skill version the gate accepts after a re-pin: only
+	// present after one, so every status without it signs as it always did.
+	if p := a.Status.PreviousSkillVersion; p != nil {
+		fields = append(fields, "previous-skill-version", p.Name, strconv.FormatInt(int64(p.Version), 10), p.ID, p.Digest, unix(&p.Until))
+	}
+	return message("Agent", fields...)
 }
 
 // Grant covers what makes a CrossOrgGrant count: the phase the manager
@@ -50,13 +57,9 @@ func unix(t *metav1.Time) string {
 // it (another person, with the verb approve): who asked, for whom, who
 // approved, when, for how long.
 func PIMApproval(p *claiimv1.PIMRequest) Message {
-	d := claiimv1.DefaultPIMDuration
-	if p.Spec.Duration != nil {
-		d = p.Spec.Duration.Duration.String()
-	}
 	a := p.Annotations
 	return message("PIMApproval", p.Name, string(p.UID), string(p.Spec.Requester), string(p.Spec.Subject),
-		a[claiimv1.AnnotationApprovedBy], a[claiimv1.AnnotationApprovedAt], d)
+		a[claiimv1.AnnotationApprovedBy], a[claiimv1.AnnotationApprovedAt], pimDuration(p))
 }
 
 // TokenSecret is what the manager writes into an agent's token Secret.

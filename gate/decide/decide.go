@@ -68,8 +68,14 @@ type Decision struct {
 	Message string
 
 	Agent        *Agent
-	SkillVersion *SkillVersion // the pinned version, when known
-	Grant        string        // the grant under which a cross-org skill was used
+	SkillVersion *SkillVersion // the version decided under: the pinned one, or the previous one (Previous)
+	// PinnedVersionID is the version the agent is pinned to, when known:
+	// every answer carries it, so a client on another version re-inits.
+	PinnedVersionID string
+	// Previous: the agent presented the version it was pinned to before
+	// its last re-pin, still accepted in the grace window (repin.go).
+	Previous bool
+	Grant    string // the grant under which a cross-org skill was used
 
 	// Every rule that matched, not only the one that decided: the Chron
 	// row shows both locks of a "double lock".
@@ -89,6 +95,8 @@ type Decision struct {
 //     was changed past admission              → DENY NOT_ADMITTED
 //  2. agent not Active                        → DENY AGENT_INACTIVE
 //  3. presented skill version ≠ pinned        → DENY SKILL_VERSION_MISMATCH
+//     (unless it is the version pinned before the last re-pin, inside
+//     its grace window: then decided under that version, and said so)
 //  4. any matching Deny policy                → DENY POLICY_DENY
 //     (of the agent's org chain, of every org, and, for a skill of
 //     another org, of the skill's org chain: a grant lends the skill
@@ -104,21 +112,31 @@ type Decision struct {
 // A deny (step 4, 5) covers the sub-actions of what its patterns name; an
 // allow (step 6, 7) only what they match (Rule.Takes, Pattern.Covers).
 // The action must already be valid (ValidateAction); Decide does no I/O.
-func Decide(s *Snapshot, req Request) Decision {
+func Decide(s *Snapshot, req Request) (d Decision) {
 	a := req.Agent
 	if a == nil {
 		return Decision{Outcome: Deny, Reason: ReasonUnauthenticated,
 			Message: "unknown or revoked agent token; re-provision the agent to get a new token"}
 	}
-	d, ok := s.standing(a)
-	if !ok {
+	var ok bool
+	if d, ok = s.standing(a); !ok {
 		return d
 	}
 	sv := d.SkillVersion
+	pinned := sv
 	if req.SkillVersionID != sv.ID {
-		d.Outcome, d.Reason, d.Message = Deny, ReasonSkillVersionMismatch, mismatch(req.SkillVersionID, sv)
-		return d
+		prev := s.previousVersion(a, req.SkillVersionID, req.Now)
+		if prev == nil {
+			d.Outcome, d.Reason, d.Message = Deny, ReasonSkillVersionMismatch, repinMismatch(a, req.SkillVersionID, sv)
+			return d
+		}
+		sv, d.SkillVersion, d.Previous = prev, prev, true
 	}
+	defer func() {
+		if d.Previous {
+			d.Message += onPrevious(a, sv, pinned)
+		}
+	}()
 
 	// Gather every match first, so the record is complete whatever decides.
 	var vars map[string]any

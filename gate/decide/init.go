@@ -1,6 +1,9 @@
 package decide
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // ReasonAgentActive is the reason of an ALLOW to /v/init: the agent may
 // start asking (each action is still decided by Decide).
@@ -21,7 +24,12 @@ func Init(s *Snapshot, a *Agent, skillVersionID string) Decision {
 		return d
 	}
 	d.Outcome, d.Reason, d.Message = Allow, ReasonAgentActive, "agent is active"
-	if sv := d.SkillVersion; skillVersionID != sv.ID {
+	switch sv := d.SkillVersion; {
+	case skillVersionID == sv.ID:
+	case a.previous != nil && a.previous.id == skillVersionID:
+		d.Message = "agent is active; " + skillVersionID + " is its previous skill version, accepted until " +
+			a.previous.until.UTC().Format(time.RFC3339) + " after its re-pin to " + sv.ID + " (then " + ReasonSkillVersionMismatch + "): re-init with " + sv.ID
+	default:
 		d.Message = "agent is active, but every action will be " + ReasonSkillVersionMismatch + ": " + mismatch(skillVersionID, sv)
 	}
 	return d
@@ -47,7 +55,7 @@ func (s *Snapshot) standing(a *Agent) (Decision, bool) {
 		d.Message = fmt.Sprintf("skill %q version %d is not published; the agent cannot act", a.SkillName, a.SkillVersion)
 		return d, false
 	}
-	d.SkillVersion = sv
+	d.SkillVersion, d.PinnedVersionID = sv, sv.ID
 	if sv.Org != a.Org && s.ancestors[sv.Org] == nil {
 		// A broken tree would hide the Denies of the skill's org's ancestors.
 		d.Reason = ReasonAgentInactive

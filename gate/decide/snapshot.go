@@ -37,6 +37,7 @@ type Agent struct {
 
 	SkillName    string
 	SkillVersion int32
+	previous     *previousPin // after a re-pin, for a while (repin.go)
 
 	celAgent map[string]any // the `agent` variable of CEL conditions
 }
@@ -162,7 +163,7 @@ func Build(in Inputs) *Snapshot {
 			if a.TokenID != "" && a.TokenHash != "" {
 				s.refused[a.TokenID] = append(s.refused[a.TokenID], refusal{hash: a.TokenHash, why: why})
 			}
-			a.TokenID, a.TokenHash = "", ""
+			a.TokenID, a.TokenHash, a.previous = "", "", nil
 		}
 		if chain, ok := s.ancestors[a.Org]; a.Active && (!ok || chain == nil) {
 			// A broken tree would hide its ancestors' Deny policies.
@@ -250,7 +251,7 @@ func newAgent(in *claiimv1.Agent) *Agent {
 		Name: in.Name, Namespace: in.Namespace, UID: string(in.UID), DisplayName: in.Spec.DisplayName,
 		Org: string(in.Spec.Org), Anchor: string(in.Spec.AccountabilityAnchor), Labels: labels.Set(in.Labels),
 		ServiceAccount: in.Spec.ServiceAccountName, Phase: in.Status.Phase,
-		SkillName: in.Spec.SkillRef.Name, SkillVersion: in.Spec.SkillRef.Version,
+		SkillName: in.Spec.SkillRef.Name, SkillVersion: in.Spec.SkillRef.Version, previous: previousOf(in),
 	}
 	if t := in.Status.Token; t != nil && t.RevokedAt == nil {
 		a.TokenID, a.TokenHash = t.ID, t.Hash

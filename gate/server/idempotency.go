@@ -146,7 +146,7 @@ func (s *Server) refuseKey(ctx context.Context, rec *chron.Record, resp *api.Val
 	fresh := *rec
 	fresh.ID, fresh.Policies, fresh.SkillRules = chron.NewID(), nil, nil
 	*resp = api.ValidateResponse{Outcome: api.Deny, Reason: kr.reason, Message: kr.message,
-		Agent: resp.Agent, Anchor: resp.Anchor, SkillVersionID: resp.SkillVersionID, Revision: resp.Revision}
+		Agent: resp.Agent, Anchor: resp.Anchor, SkillVersionID: resp.SkillVersionID, Revision: resp.Revision, PinnedSkillVersionID: resp.PinnedSkillVersionID}
 	if err := s.record(ctx, &fresh, resp); err != nil {
 		return failedStatus(err)
 	}

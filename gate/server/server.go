@@ -241,7 +241,8 @@ func (s *Server) record(ctx context.Context, rec *chron.Record, resp *api.Valida
 		case errors.Is(err, chron.ErrConflict):
 			msg = "the decision's id is already in Chron with different content, so it is DENY (fail-closed); report it to the platform team: the gate's log names the id"
 		}
-		*resp = api.ValidateResponse{Outcome: api.Deny, Reason: reason, Message: msg, DecisionID: rec.ID, Agent: resp.Agent, Revision: resp.Revision}
+		*resp = api.ValidateResponse{Outcome: api.Deny, Reason: reason, Message: msg, DecisionID: rec.ID, Agent: resp.Agent, Revision: resp.Revision,
+			PinnedSkillVersionID: resp.PinnedSkillVersionID}
 		return err
 	}
 	resp.DecisionID, resp.ChronID = rec.ID, fmt.Sprintf("%s/%d", row.Stream, row.Seq)
@@ -268,6 +269,7 @@ func fill(resp *api.ValidateResponse, rec *chron.Record, d decide.Decision) {
 		resp.SkillVersionID = sv.ID
 		rec.SkillVersionID, rec.SkillDigest = sv.ID, sv.Digest
 	}
+	resp.PinnedSkillVersionID = d.PinnedVersionID
 	for _, p := range d.Policies {
 		resp.Policies = append(resp.Policies, api.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect)})
 		rec.Policies = append(rec.Policies, chron.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect)})

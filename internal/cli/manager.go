@@ -19,6 +19,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
 	"sigs.k8s.io/controller-runtime/pkg/webhook"
 
+	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/controllers/admission"
 	"github.com/claiim/claiim-operator/controllers/certs"
@@ -50,6 +51,10 @@ func RunManager(args []string) error {
 	webhookURL := fs.String("webhook-url", "", "the webhook server's base URL, e.g. https://127.0.0.1:9443, when the manager runs outside the cluster; empty: the webhook Service")
 	managerUser := fs.String("manager-username", defaultManagerUsername(), "the manager's own Kubernetes username, exempt from PIM")
 	approverSAs := fs.String("pim-approver-serviceaccounts", "", "comma-separated ServiceAccount usernames (system:serviceaccount:<ns>:<name>) allowed to approve PIMRequests; PIM approvals come from people, so none by default")
+	whatIfURL := fs.String("what-if-database-url", os.Getenv("CLAIIM_WHATIF_DATABASE_URL"), "with the webhooks: PostgreSQL URL of a Chron role that may read the gate's decisions "+
+		"(the reader role; the manager's own role reads only its own streams), for the what-if of every admitted Policy, Skill or Agent change; empty disables it (default $CLAIIM_WHATIF_DATABASE_URL)")
+	whatIfBudget := fs.Duration("what-if-budget", 2*time.Second, "how long a what-if may take, reading Chron included; past it, it reports a sample")
+	pendingTTL := fs.Duration("pim-pending-ttl", claiimv1.DefaultPIMPendingTTL, "how long a PIMRequest may wait for its approvals; past it the request expires (Chron PIM_PENDING_EXPIRED) and can no longer be approved. Between 1m and 8760h")
 	manageGate := fs.Bool("manage-gate", false, "run the gate in-cluster: create and keep its Deployment, Service, RBAC, PDB and NetworkPolicy")
 	gate := controllers.GateConfig{}
 	fs.StringVar(&gate.Namespace, "gate-namespace", podNamespace(), "namespace of the gate's objects")
@@ -68,6 +73,9 @@ func RunManager(args []string) error {
 		return err
 	}
 	ctrl.SetLogger(zap.New(zap.UseFlagOptions(&zapOpts)))
+	if *pendingTTL < time.Minute || *pendingTTL > 8760*time.Hour {
+		return fmt.Errorf("--pim-pending-ttl=%s: give a duration between 1m and 8760h (a year)", *pendingTTL)
+	}
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {
@@ -90,7 +98,7 @@ func RunManager(args []string) error {
 		return fmt.Errorf("creating the manager: %w", err)
 	}
 	ctx := ctrl.SetupSignalHandler()
-	opts := controllers.Options{GateURL: *gateURL}
+	opts := controllers.Options{GateURL: *gateURL, PIMPendingTTL: *pendingTTL}
 	if *manageGate {
 		if gate.Image == "" {
 			return errors.New("--manage-gate needs the gate's image: --gate-image or $CLAIIM_IMAGE")
@@ -98,6 +106,7 @@ func RunManager(args []string) error {
 		gate.Replicas, gate.Port, gate.ChronStreams = int32(*gateReplicas), int32(*gatePort), int32(*gateStreams)
 		opts.Gate = &gate
 	}
+	var whatIf *admission.WhatIf
 	if *dbURL != "" {
 		pool, err := chron.OpenPool(ctx, *dbURL, chron.PoolOptions{Application: "claiim-manager",
 			StatementTimeout: chron.ComponentStatementTimeout, IdleInTxTimeout: chron.ComponentIdleInTxTimeout})
@@ -124,6 +133,16 @@ func RunManager(args []string) error {
 		}
 		opts.Log, opts.History = mc, mc
 		opts.ChronPool = pool // the leader materializes approval requests (controllers/approvals.go)
+	}
+	if *webhooks && *whatIfURL != "" {
+		// Its own pool: a slow what-if never takes the connections that
+		// record admissions.
+		pool, err := chron.OpenPool(ctx, *whatIfURL, chron.PoolOptions{Application: "claiim-manager-whatif", StatementTimeout: *whatIfBudget})
+		if err != nil {
+			return fmt.Errorf("--what-if-database-url: %w", err)
+		}
+		defer pool.Close()
+		whatIf = &admission.WhatIf{Chron: pool, Budget: *whatIfBudget}
 	}
 	// The attestation key: created the first time, then read by every
 	// replica; its public half is published for the gate (docs/security.md).
@@ -171,7 +190,8 @@ func RunManager(args []string) error {
 	}
 	if *webhooks {
 		if err := admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(), Log: opts.Log,
-			ManagerUsername: *managerUser, Signer: opts.Signer, ApproverServiceAccounts: splitList(*approverSAs)}); err != nil {
+			ManagerUsername: *managerUser, Signer: opts.Signer, ApproverServiceAccounts: splitList(*approverSAs), WhatIf: whatIf,
+			PIMPendingTTL: *pendingTTL}); err != nil {
 			return err
 		}
 	}

@@ -209,7 +209,7 @@ func devServe(f devFlags) (err error) {
 	}
 	if err := start("manager", "kubeconfig-manager", dbURLs["manager"], "manager", "--metrics-bind-address=0", "--health-probe-bind-address=127.0.0.1:0",
 		"--webhook-host="+wio.LocalServingHost, "--webhook-port="+strconv.Itoa(wio.LocalServingPort), "--webhook-cert-dir="+wio.LocalServingCertDir,
-		"--manager-username="+devManager, "--gate-url="+f.gateURL()+"/v",
+		"--manager-username="+devManager, "--gate-url="+f.gateURL()+"/v", "--what-if-database-url="+dbURLs["reader"],
 		// The configurations as envtest installed them: kept in place, as in a cluster.
 		"--webhook-url=https://"+net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))+"/",
 		"--webhook-mutating-configuration=mutating-webhook-configuration",

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -33,12 +34,13 @@ func newPIMCommand(o *Options) *cobra.Command {
 
 func newPIMRequestCommand(o *Options) *cobra.Command {
 	var reason, duration, subject, name string
+	var approvals int32
 	cmd := &cobra.Command{
-		Use:   "request --reason REASON [--duration 1h] [--subject USER]",
+		Use:   "request --reason REASON [--duration 1h] [--subject USER] [--approvals N]",
 		Short: "Ask for an elevated control-plane session; another person approves it",
 		Args:  cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			p := &claiimv1.PIMRequest{Spec: claiimv1.PIMRequestSpec{Reason: reason, Subject: claiimv1.Username(subject)}}
+			p := &claiimv1.PIMRequest{Spec: claiimv1.PIMRequestSpec{Reason: reason, Subject: claiimv1.Username(subject), ApprovalsRequired: approvals}}
 			p.Name, p.GenerateName = name, "pim-"
 			if duration != "" {
 				d, err := time.ParseDuration(duration)
@@ -55,7 +57,7 @@ func newPIMRequestCommand(o *Options) *cobra.Command {
 				return err
 			}
 			return o.print(p, func(w io.Writer) {
-				fmt.Fprintf(w, "pimrequest.claiim.io/%s created: %s for %s, pending approval\n", p.Name, p.Spec.Subject, durationOf(p))
+				fmt.Fprintf(w, "pimrequest.claiim.io/%s created: %s for %s, pending approval by %d other person(s)\n", p.Name, p.Spec.Subject, durationOf(p), p.Required())
 				fmt.Fprintf(w, "Another approver runs: kubectl claiim pim approve %s --reason \"<comment>\"\n", p.Name)
 			})
 		},
@@ -64,6 +66,7 @@ func newPIMRequestCommand(o *Options) *cobra.Command {
 	cmd.Flags().StringVar(&duration, "duration", "", "how long the session lasts once approved (default 1h, at most 8h)")
 	cmd.Flags().StringVar(&subject, "subject", "", "the user the session elevates (default: you), e.g. a GitOps controller's ServiceAccount")
 	cmd.Flags().StringVar(&name, "name", "", "the request's name (default: generated, pim-xxxxx)")
+	cmd.Flags().Int32Var(&approvals, "approvals", 0, "how many distinct approvers besides you must approve (default 1, at most 5)")
 	_ = cmd.MarkFlagRequired("reason")
 	return cmd
 }
@@ -102,7 +105,7 @@ func newPIMListCommand(o *Options) *cobra.Command {
 				rows(w, []string{"NAME", "REQUESTER", "SUBJECT", "PHASE", "APPROVED BY", "EXPIRES", "AGE", "REASON"})
 				for _, v := range shown {
 					rows(w, []string{v.Name, orDash(string(v.Requester)), orDash(string(v.Subject)), string(v.Phase),
-						orDash(string(v.ApprovedBy)), until(v.session.ExpiresAt, now), age(v.request.CreationTimestamp.Time, now), oneLine(v.Reason)})
+						approvedBy(v), until(v.session.ExpiresAt, now), age(v.request.CreationTimestamp.Time, now), oneLine(v.Reason)})
 				}
 			})
 		},
@@ -134,12 +137,36 @@ func newPIMDecisionCommand(o *Options, verb, annotation, done, short string) *co
 				return err
 			}
 			return o.print(p, func(w io.Writer) {
-				fmt.Fprintf(w, "pimrequest.claiim.io/%s %s\n", p.Name, done)
+				fmt.Fprintf(w, "pimrequest.claiim.io/%s %s%s\n", p.Name, done, approvalsSoFar(p, annotation))
 			})
 		},
 	}
 	cmd.Flags().StringVar(&reason, "reason", "", "your comment, recorded with the decision")
 	return cmd
+}
+
+// approvalsSoFar says, after an approval that admission recorded without
+// starting the session, how many of the approvals it needs are in.
+func approvalsSoFar(p *claiimv1.PIMRequest, annotation string) string {
+	recs, err := p.ApprovalRecords()
+	if annotation != claiimv1.AnnotationApprove || err != nil || p.Annotations[claiimv1.AnnotationApprovedBy] != "" || len(recs) >= p.Required() {
+		return ""
+	}
+	return fmt.Sprintf(" (%d of %d approvals; the session starts when another approver approves)", len(recs), p.Required())
+}
+
+// approvedBy is the APPROVED BY cell: who started the session, or, while
+// a request that needs several approvers waits, who approved so far.
+func approvedBy(v sessionView) string {
+	p := v.request
+	if v.ApprovedBy != "" || p.Required() <= 1 || v.Phase != claiimv1.PIMPending {
+		return orDash(string(v.ApprovedBy))
+	}
+	names := make([]string, 0, len(p.Status.Approvals))
+	for _, a := range p.Status.Approvals {
+		names = append(names, string(a.By))
+	}
+	return fmt.Sprintf("%s (%d/%d)", orDash(strings.Join(names, ",")), len(names), p.Required())
 }
 
 // annotationPatch sets one annotation (a merge patch).

@@ -68,3 +68,21 @@ func TestPIMDeny(t *testing.T) {
 		g.Expect(l.Items).To(ContainElement(And(HaveField("Name", p.Name), HaveField("Status.Phase", claiimv1.PIMDenied))))
 	}).WithTimeout(20 * time.Second).Should(Succeed())
 }
+
+// A request that needs two approvers: the first approval is recorded and
+// says how many are in; the list shows it; the same approver can't count twice.
+func TestPIMTwoApprovers(t *testing.T) {
+	g := NewWithT(t)
+	var p claiimv1.PIMRequest
+	okJSON(t, &p, adminUser, "pim", "request", "--reason", "Change the production deploy policy (CHG-1234)", "--approvals", "2")
+	g.Expect(p.Spec.ApprovalsRequired).To(BeEquivalentTo(2))
+
+	g.Expect(ok(t, peerUser, "pim", "approve", p.Name, "--reason", "fine by me")).To(Equal(
+		"pimrequest.claiim.io/" + p.Name + " approved (1 of 2 approvals; the session starts when another approver approves)\n"))
+	g.Eventually(func(g Gomega) {
+		g.Expect(ok(t, adminUser, "pim", "ls")).To(MatchRegexp(p.Name + `\s+admin@claiim\.io\s+admin@claiim\.io\s+Pending\s+peer@claiim\.io \(1/2\)`))
+	}).WithTimeout(20 * time.Second).Should(Succeed())
+	again := kc(peerUser, "pim", "approve", p.Name, "--reason", "still fine")
+	g.Expect(again.code).To(Equal(1))
+	g.Expect(again.err).To(ContainSubstring("you already approved this request"))
+}

@@ -62,6 +62,7 @@ func TestManagerDeployment(t *testing.T) {
 			"--webhook-service=claiim-webhook-service",
 			"--webhook-mutating-configuration=claiim-mutating-webhook-configuration",
 			"--webhook-validating-configuration=claiim-validating-webhook-configuration",
+			"--pim-pending-ttl=24h",
 			"--zap-log-level=info",
 		}), "%v", c.set)
 		g.Expect(m.Env).To(ContainElements(
@@ -69,6 +70,10 @@ func TestManagerDeployment(t *testing.T) {
 			corev1.EnvVar{Name: "DATABASE_URL", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
 				LocalObjectReference: corev1.LocalObjectReference{Name: c.db}, Key: "DATABASE_URL"}}},
 			corev1.EnvVar{Name: "CLAIIM_MANAGER_USERNAME", Value: "system:serviceaccount:" + releaseNS + ":claiim-manager"},
+			// The what-if of admitted changes reads the gate's decisions,
+			// which the manager's own role may not: the reader role.
+			corev1.EnvVar{Name: "CLAIIM_WHATIF_DATABASE_URL", ValueFrom: &corev1.EnvVarSource{SecretKeyRef: &corev1.SecretKeySelector{
+				LocalObjectReference: corev1.LocalObjectReference{Name: "claiim-chron-reader"}, Key: "DATABASE_URL"}}},
 		))
 		g.Expect(m.Ports).To(ContainElements(
 			And(HaveField("Name", "metrics"), HaveField("ContainerPort", int32(8080))),

@@ -100,6 +100,7 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{[]string{"postgresql.mode=bundled"}, "mode"},
 		{[]string{"image.pullPolicy=Sometimes"}, "pullPolicy"},
 		{[]string{"manager.logLevel=loud"}, "logLevel"},
+		{[]string{"manager.pimPendingTTL=a day"}, "pimPendingTTL"},
 		{[]string{"rbac.bindings.admins[0].kind=Robot", "rbac.bindings.admins[0].name=r2"}, "kind"},
 		{[]string{"rbac.bindings.viewers[0].kind=ServiceAccount", "rbac.bindings.viewers[0].name=ci"}, "namespace"},
 		{[]string{"rbac.bindings.owners[0].kind=User", "rbac.bindings.owners[0].name=me"}, "owners"},

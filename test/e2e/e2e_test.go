@@ -165,10 +165,15 @@ func (s *system) docs(t *testing.T) {
 		`{"status":"ok"}`, "admin@claiim.io\npeer@claiim.io\n",
 		"needs an active PIM session for admin@claiim.io", "you cannot approve your own request",
 		"Active   peer@claiim.io", "OK: every stream's hash chain is intact", "\n401\n",
+		"What-if: create Policy/no-staging-deploys",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the guide's output lacks %q:\n%s", want, out)
 		}
+	}
+	// Step 12's what-if: the staging deploys of step 10 would flip.
+	if !regexp.MustCompile(`default/prod-deploy-bot\s+deploy:staging\s+ALLOW OWN_AIORG\s+DENY POLICY_DENY\s+[1-9]`).MatchString(out) {
+		t.Errorf("the guide's what-if does not show the staging deploys flipping:\n%s", out)
 	}
 	for _, m := range textBlock.FindAllStringSubmatch(b, -1) {
 		if !strings.Contains(out, m[1]) {

@@ -18,6 +18,7 @@ import (
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/cache"
 	"sigs.k8s.io/controller-runtime/pkg/client"
+	"sigs.k8s.io/controller-runtime/pkg/config"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
 	logf "sigs.k8s.io/controller-runtime/pkg/log"
 	"sigs.k8s.io/controller-runtime/pkg/log/zap"
@@ -290,7 +291,11 @@ func (e *Env) startManager(m *Manager, webhooks bool) error {
 		}
 		cfg = c
 	}
-	opts := ctrl.Options{Scheme: Scheme(), Cache: m.Cache, Metrics: metricsserver.Options{BindAddress: "0"}}
+	// A package may run a second manager (a test with other options) in
+	// the same process: controller names are unique per process otherwise.
+	skip := true
+	opts := ctrl.Options{Scheme: Scheme(), Cache: m.Cache, Metrics: metricsserver.Options{BindAddress: "0"},
+		Controller: config.Controller{SkipNameValidation: &skip}}
 	wio := &e.Environment.WebhookInstallOptions
 	if webhooks {
 		opts.WebhookServer = webhook.NewServer(webhook.Options{Host: wio.LocalServingHost, Port: wio.LocalServingPort, CertDir: wio.LocalServingCertDir})
