@@ -71,7 +71,7 @@ test: verify-fmt vet lint verify-generated envtest helm ## Format check, vet, li
 
 .PHONY: lint
 lint: golangci-lint ## golangci-lint (.golangci.yml): one-way imports, no copied code, no file over 450 lines, the standard checks.
-	$(GOLANGCI_LINT) run ./...
+	$(GOLANGCI_LINT) run --allow-parallel-runners ./...
 
 .PHONY: test-unit
 test-unit: ## Only the tests that need neither envtest nor PostgreSQL.

@@ -101,7 +101,7 @@ func (r *AgentReconciler) Reconcile(ctx context.Context, req ctrl.Request) (ctrl
 	}
 	setCondition(&agent.Status.Conditions, agent.Generation, claiimv1.ConditionTokenIssued, tok.ok, tok.reason, tok.msg)
 
-	phase, reason, msg := agentPhase(agent, pendReason, pendMsg)
+	phase, reason, msg := agent.ResolvedPhase(pendReason, pendMsg)
 	if phase == claiimv1.AgentDecommissioned && agent.Status.DecommissionedAt == nil {
 		agent.Status.DecommissionedAt = &now
 	}
@@ -189,36 +189,6 @@ func orNone(s string) string {
 		return "(new)"
 	}
 	return s
-}
-
-// agentPhase decides the phase: the agent's own lifecycle phase, with
-// Pending in place of Inactive or Active while a reference is missing (a
-// person's explicit decommission or suspension shows over it). It must be
-// called before the status phase is overwritten: a recorded
-// decommissioning is terminal.
-func agentPhase(a *claiimv1.Agent, pendReason, pendMsg string) (claiimv1.AgentPhase, string, string) {
-	switch p := a.LifecyclePhase(); {
-	case p == claiimv1.AgentDecommissioned:
-		return claiimv1.AgentDecommissioned, claiimv1.ReasonDecommissioned,
-			"the agent is decommissioned and its token revoked for good; its Chron trail is kept. Provision a new agent to act again"
-	case p == claiimv1.AgentSuspended:
-		return claiimv1.AgentSuspended, claiimv1.ReasonSuspended,
-			"the agent is suspended: the gate denies every action until spec.lifecycle is set back to Active"
-	case pendReason != "":
-		return claiimv1.AgentPending, pendReason, pendMsg
-	case p == claiimv1.AgentInactive:
-		return claiimv1.AgentInactive, claiimv1.ReasonAnchorNotAccepted, fmt.Sprintf(
-			"waiting for the accountability anchor %q to accept the assignment: they annotate the agent with %s=%s",
-			a.Spec.AccountabilityAnchor, claiimv1.AnnotationAnchorAccepted, a.Spec.AccountabilityAnchor)
-	default:
-		msg := fmt.Sprintf("active on skill %s version %d (%s), accountable: %s",
-			a.Spec.SkillRef.Name, a.Spec.SkillRef.Version, a.Status.SkillVersionID, a.Spec.AccountabilityAnchor)
-		if p := a.Status.PreviousSkillVersion; p != nil {
-			msg += fmt.Sprintf("; after the re-pin the gate still accepts the previous version %s until %s: restart or re-init the agent's pods to use %s",
-				p.ID, p.Until.UTC().Format(time.RFC3339), a.Status.SkillVersionID)
-		}
-		return claiimv1.AgentActive, claiimv1.ReasonReconciled, msg
-	}
 }
 
 // previousVersion is the skill version the gate still accepts after a

@@ -6,7 +6,6 @@ import (
 	"strings"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/utils/clock"
 	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
@@ -50,24 +49,7 @@ func (r *CrossOrgGrantReconciler) Reconcile(ctx context.Context, req ctrl.Reques
 	}
 	st.GrantingApprovedBy = claiimv1.Username(g.Annotations[claiimv1.AnnotationGrantingApprovedBy])
 	st.ReceivingApprovedBy = claiimv1.Username(g.Annotations[claiimv1.AnnotationReceivingApprovedBy])
-	both := st.GrantingApprovedBy != "" && st.ReceivingApprovedBy != ""
-	if both && st.ActivatedAt == nil && !g.Spec.Revoked {
-		at := metav1.NewTime(now)
-		st.ActivatedAt = &at
-	}
-	st.ExpiresAt = g.End()
-	var msg string
-	switch {
-	case g.Spec.Revoked:
-		st.Phase, msg = claiimv1.GrantRevoked, "the grant was revoked; agents of the receiving org can no longer use these skills"
-	case st.ExpiresAt != nil && !now.Before(st.ExpiresAt.Time):
-		st.Phase, msg = claiimv1.GrantExpired, "the grant expired; create a new grant if it is still needed"
-	case both:
-		st.Phase, msg = claiimv1.GrantActive, fmt.Sprintf("approved by %s (granting) and %s (receiving)", st.GrantingApprovedBy, st.ReceivingApprovedBy)
-	default:
-		st.Phase, msg = claiimv1.GrantPending, fmt.Sprintf("waiting for an admin of each org to approve: annotate %s (org %s) and %s (org %s)",
-			claiimv1.AnnotationApproveGranting, g.Spec.GrantingOrg, claiimv1.AnnotationApproveReceiving, g.Spec.ReceivingOrg)
-	}
+	msg := g.ResolveStatus(now)
 	st.ObservedGeneration = g.Generation
 	setCondition(&st.Conditions, g.Generation, claiimv1.ConditionReady, st.Phase == claiimv1.GrantActive, string(st.Phase), msg)
 	if err := r.Admission.Check(ctx, g, &st.Conditions); err != nil {

@@ -67,7 +67,7 @@ var _ = Describe("kubectl get", func() {
 		},
 		Entry("aiorgs", "aiorgs", []string{"Name", "Display Name", "Parent", "Path", "Ready", "Reason", "Age"}),
 		Entry("skills", "skills", []string{"Name", "Display Name", "Org", "Latest", "Latest ID", "Ready", "Reason", "Age"}),
-		Entry("policies", "policies", []string{"Name", "Display Name", "Org", "Rules", "Version", "Ready", "Reason", "Age"}),
+		Entry("policies", "policies", []string{"Name", "Display Name", "Org", "Enforcement", "Rules", "Version", "Ready", "Reason", "Age"}),
 		Entry("agents", "agents", []string{"Name", "Display Name", "Org", "Skill", "Version", "Anchor", "Phase", "Skill Version ID", "Token ID", "Reason", "Age"}),
 		Entry("pimrequests", "pimrequests", []string{"Name", "Requester", "Subject", "Phase", "Approved By", "Required", "Expires", "Reason", "Age"}),
 		Entry("crossorggrants", "crossorggrants", []string{"Name", "Granting", "Receiving", "Phase", "Expires", "Skills", "Age"}),
@@ -102,6 +102,11 @@ var _ = Describe("kubectl get", func() {
 		row = cells(serverTable("/apis/claiim.io/v1alpha1/aiorgs"), o.Name)
 		Expect(row).To(HaveKeyWithValue("Path", o.Name))
 		Expect(row).To(HaveKeyWithValue("Ready", "True"))
+
+		p := policy(uniq("staging-freeze"), o.Name, denyRule("freeze", "deploy:staging"))
+		p.Spec.Enforcement = claiimv1.PolicyAudit
+		Expect(k8s.Create(ctx, p)).To(Succeed())
+		Expect(cells(serverTable("/apis/claiim.io/v1alpha1/policies"), p.Name)).To(HaveKeyWithValue("Enforcement", "Audit"))
 	})
 
 	It("knows the short names: kubectl get aiorg,skill,pol,agent,pim", func() {

@@ -1,6 +1,9 @@
 package v1alpha1
 
-import "fmt"
+import (
+	"fmt"
+	"time"
+)
 
 // Decommissioned reports whether the agent is decommissioned: its spec
 // asks for it, or the manager already recorded it. Decommissioning is
@@ -35,13 +38,43 @@ func (a *Agent) LifecyclePhase() AgentPhase {
 	return AgentActive
 }
 
-// PinProblem says why the skill version a is pinned to does not resolve,
-// as a reason and a message, or "" when it does: skill is the pinned
-// skill (nil when it does not exist), granted whether a grant active now
-// lets a's org use it (asked only for another org's skill). The agent
-// reconciler reports the agent Pending for it; a what-if derives the
-// same phase for a proposed change.
-func (a *Agent) PinProblem(skill *Skill, granted bool) (string, string) {
+// ResolvedPhase is the phase the manager records for the agent, with the
+// Ready condition's reason and message: its own lifecycle phase, with
+// Pending in place of Inactive or Active while pendReason says a reference
+// is missing (PinProblem; a person's explicit decommission or suspension
+// shows over it). The manager and `claiim test` (which derives status
+// offline) both call it; call it before the status phase is overwritten:
+// a recorded decommissioning is terminal.
+func (a *Agent) ResolvedPhase(pendReason, pendMsg string) (AgentPhase, string, string) {
+	switch p := a.LifecyclePhase(); {
+	case p == AgentDecommissioned:
+		return AgentDecommissioned, ReasonDecommissioned,
+			"the agent is decommissioned and its token revoked for good; its Chron trail is kept. Provision a new agent to act again"
+	case p == AgentSuspended:
+		return AgentSuspended, ReasonSuspended,
+			"the agent is suspended: the gate denies every action until spec.lifecycle is set back to Active"
+	case pendReason != "":
+		return AgentPending, pendReason, pendMsg
+	case p == AgentInactive:
+		return AgentInactive, ReasonAnchorNotAccepted, fmt.Sprintf(
+			"waiting for the accountability anchor %q to accept the assignment: they annotate the agent with %s=%s",
+			a.Spec.AccountabilityAnchor, AnnotationAnchorAccepted, a.Spec.AccountabilityAnchor)
+	default:
+		msg := fmt.Sprintf("active on skill %s version %d (%s), accountable: %s",
+			a.Spec.SkillRef.Name, a.Spec.SkillRef.Version, a.Status.SkillVersionID, a.Spec.AccountabilityAnchor)
+		if p := a.Status.PreviousSkillVersion; p != nil {
+			msg += fmt.Sprintf("; after the re-pin the gate still accepts the previous version %s until %s: restart or re-init the agent's pods to use %s",
+				p.ID, p.Until.UTC().Format(time.RFC3339), a.Status.SkillVersionID)
+		}
+		return AgentActive, ReasonReconciled, msg
+	}
+}
+
+// PinProblem says why the skill version the agent is pinned to cannot be
+// used, as a Ready reason and message ("" when it can): skill is the
+// Skill its spec.skillRef names (nil when there is none), granted whether
+// an active CrossOrgGrant lends it when it is another org's.
+func (a *Agent) PinProblem(skill *Skill, granted bool) (reason, msg string) {
 	ref := a.Spec.SkillRef
 	switch {
 	case skill == nil:

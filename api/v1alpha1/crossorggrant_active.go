@@ -1,6 +1,7 @@
 package v1alpha1
 
 import (
+	"fmt"
 	"slices"
 	"time"
 
@@ -46,4 +47,33 @@ func (g *CrossOrgGrant) ActiveAt(t time.Time) bool {
 // the agents of org to. Whether it counts now is ActiveAt's question.
 func (g *CrossOrgGrant) Covers(skill string, from, to OrgName) bool {
 	return g.Spec.GrantingOrg == from && g.Spec.ReceivingOrg == to && slices.Contains(g.Spec.Skills, skill)
+}
+
+// ResolveStatus derives at now what the manager records in the grant's
+// status from the approvals it took from the annotations
+// (GrantingApprovedBy, ReceivingApprovedBy): activation on the second
+// approval, the end, and the phase. It returns the Ready message. The
+// manager and `claiim test` (offline) both call it.
+func (g *CrossOrgGrant) ResolveStatus(now time.Time) string {
+	st := &g.Status
+	both := st.GrantingApprovedBy != "" && st.ReceivingApprovedBy != ""
+	if both && st.ActivatedAt == nil && !g.Spec.Revoked {
+		at := metav1.NewTime(now)
+		st.ActivatedAt = &at
+	}
+	st.ExpiresAt = g.End()
+	switch {
+	case g.Spec.Revoked:
+		st.Phase = GrantRevoked
+		return "the grant was revoked; agents of the receiving org can no longer use these skills"
+	case st.ExpiresAt != nil && !now.Before(st.ExpiresAt.Time):
+		st.Phase = GrantExpired
+		return "the grant expired; create a new grant if it is still needed"
+	case both:
+		st.Phase = GrantActive
+		return fmt.Sprintf("approved by %s (granting) and %s (receiving)", st.GrantingApprovedBy, st.ReceivingApprovedBy)
+	}
+	st.Phase = GrantPending
+	return fmt.Sprintf("waiting for an admin of each org to approve: annotate %s (org %s) and %s (org %s)",
+		AnnotationApproveGranting, g.Spec.GrantingOrg, AnnotationApproveReceiving, g.Spec.ReceivingOrg)
 }

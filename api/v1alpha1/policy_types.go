@@ -116,6 +116,14 @@ type PolicySpec struct {
 	// +kubebuilder:validation:MaxLength=1024
 	Description string `json:"description,omitempty"`
 
+	// Enforcement is Enforce (when empty) or Audit. An Audit policy is
+	// evaluated on every decision and a rule that would deny is recorded
+	// in Chron and the gate's answer as a would-deny, but it never changes
+	// the answer: try a new Deny policy in Audit before enforcing it. No
+	// schema default, so existing objects' stored form stays as it was.
+	// +optional
+	Enforcement PolicyEnforcement `json:"enforcement,omitempty"`
+
 	// Rules of the policy.
 	// +required
 	// +listType=map
@@ -124,6 +132,22 @@ type PolicySpec struct {
 	// +kubebuilder:validation:MaxItems=64
 	Rules []PolicyRule `json:"rules"`
 }
+
+// PolicyEnforcement is whether a policy's rules decide or are only
+// recorded.
+// +kubebuilder:validation:Enum=Enforce;Audit
+type PolicyEnforcement string
+
+const (
+	// PolicyEnforce: matching rules decide (the default, also when empty).
+	PolicyEnforce PolicyEnforcement = "Enforce"
+	// PolicyAudit: rules are evaluated and a would-be deny is recorded in
+	// Chron and in the gate's answer, but no rule changes the answer.
+	PolicyAudit PolicyEnforcement = "Audit"
+)
+
+// Audit reports whether the policy only records what it would deny.
+func (p *Policy) Audit() bool { return p.Spec.Enforcement == PolicyAudit }
 
 // PolicyStatus is the observed state of a Policy.
 type PolicyStatus struct {
@@ -152,6 +176,7 @@ type PolicyStatus struct {
 // +kubebuilder:resource:scope=Cluster,shortName=pol,categories=claiim
 // +kubebuilder:printcolumn:name="Display Name",type=string,JSONPath=`.spec.displayName`
 // +kubebuilder:printcolumn:name="Org",type=string,JSONPath=`.spec.org`
+// +kubebuilder:printcolumn:name="Enforcement",type=string,JSONPath=`.spec.enforcement`
 // +kubebuilder:printcolumn:name="Rules",type=integer,JSONPath=`.status.rules`
 // +kubebuilder:printcolumn:name="Version",type=integer,JSONPath=`.metadata.generation`
 // +kubebuilder:printcolumn:name="Ready",type=string,JSONPath=`.status.conditions[?(@.type=="Ready")].status`

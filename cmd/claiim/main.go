@@ -1,8 +1,9 @@
 // Command claiim is the one production CLAIIM binary, the image's
 // entrypoint: `claiim manager` runs the operator, `claiim gate` the gate,
 // `claiim console` the web console, `claiim chron` reads and verifies the
-// audit log. The commands live in internal/cli; the local control plane is
-// a separate binary, claiim-dev.
+// audit log, `claiim test` runs decision tests offline (CI). The commands
+// live in internal/cli; the local control plane is a separate binary,
+// claiim-dev.
 package main
 
 import (
@@ -21,6 +22,7 @@ Usage:
   claiim chron COMMAND     read and verify Chron, the audit log (list, verify, migrate)
   claiim history KIND/NAME every stored generation of an AIOrg, Skill, Policy or Agent; one's spec; a diff
   claiim whatif -f FILE    which recent decisions a change would flip (replayed from Chron)
+  claiim test DIR...       decide DecisionTest cases offline over the objects in DIR (for CI)
 
 Run 'claiim <command> -h' for the flags of a command.
 A local control plane with everything running: claiim-dev up|down (make dev).
@@ -45,6 +47,8 @@ func main() {
 		err = cli.RunHistory(os.Args[2:], os.Stdout)
 	case "whatif":
 		err = cli.RunWhatIf(os.Args[2:], os.Stdout)
+	case "test":
+		err = cli.RunTest(os.Args[2:], os.Stdout)
 	case "dev":
 		// The local control plane links envtest, which has no place in the
 		// image: it moved to its own binary.

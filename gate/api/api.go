@@ -120,6 +120,7 @@ type ValidateResponse struct {
 	Anchor         string        `json:"anchor,omitempty"`
 	SkillVersionID string        `json:"skill_version_id,omitempty"`
 	Policies       []PolicyMatch `json:"policies,omitempty"`
+	Audit          []PolicyMatch `json:"audit,omitempty"`       // rules of Audit policies that would have denied; the answer is not theirs
 	SkillRules     []string      `json:"skill_rules,omitempty"` // "allowed:<pattern>", "forbidden:<pattern>"
 	Revision       string        `json:"revision,omitempty"`    // the snapshot the gate decided on
 	// ApprovalID names the ActionApproval of a call a RequireApproval rule

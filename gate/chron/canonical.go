@@ -86,11 +86,17 @@ func needsKeyFix(m map[string]any) bool {
 
 // policiesJSON is canonJSON of clean policy matches, built without the
 // round trip: the generic tree canonJSON would decode (version as a
-// float64, keys sorted by encoding/json), encoded once.
+// float64, keys sorted by encoding/json), encoded once. Enforcement is
+// written only when set: a row without audit matches encodes as it always
+// did.
 func policiesJSON(ps []PolicyMatch) ([]byte, error) {
 	t := make([]any, len(ps))
 	for i, p := range ps {
-		t[i] = map[string]any{"name": p.Name, "version": float64(p.Version), "rule": p.Rule, "effect": p.Effect}
+		m := map[string]any{"name": p.Name, "version": float64(p.Version), "rule": p.Rule, "effect": p.Effect}
+		if p.Enforcement != "" { // absent when empty, as encoding/json's omitempty leaves it
+			m["enforcement"] = p.Enforcement
+		}
+		t[i] = m
 	}
 	return json.Marshal(t)
 }

@@ -60,7 +60,8 @@ func TestJSONBRoundTrip(t *testing.T) {
 // hashed, and Verify recomputes them from what jsonb returns.
 func TestCanonicalFastPaths(t *testing.T) {
 	for _, ps := range [][]PolicyMatch{nil, {}, {{Name: "p", Version: 3, Rule: "r", Effect: "Deny"}},
-		{{Name: "a<b>&", Version: 1 << 62, Rule: "é", Effect: "Allow"}, {Name: "x", Version: -7}}} {
+		{{Name: "a<b>&", Version: 1 << 62, Rule: "é", Effect: "Allow"}, {Name: "x", Version: -7}},
+		{{Name: "p", Version: 3, Rule: "r", Effect: "Deny"}, {Name: "q", Version: 1, Rule: "r", Effect: "Deny", Enforcement: "Audit"}}} {
 		want, err := canonJSON(func() []PolicyMatch {
 			if ps == nil {
 				return []PolicyMatch{}

@@ -60,7 +60,8 @@ func (v *goldenVector) record(t *testing.T) Record {
 // SHA-256 (v1) or the HMAC-SHA256 under the file's key (v2) of those bytes.
 // Other changes must keep this passing: stored chains depend on it.
 func TestGoldenVectors(t *testing.T) {
-	for _, file := range []string{goldenFile, "testdata/hash-v2.json"} {
+	// hash-v2-audit.json: v2 rows recording Audit policy matches.
+	for _, file := range []string{goldenFile, "testdata/hash-v2.json", "testdata/hash-v2-audit.json"} {
 		t.Run(file, func(t *testing.T) { checkGolden(t, file) })
 	}
 }

@@ -158,7 +158,11 @@ func PrintTablePage(w io.Writer, rows []Row, first bool) {
 		}
 		var pols []string
 		for _, p := range r.Policies {
-			pols = append(pols, p.Name+"@"+strconv.FormatInt(p.Version, 10))
+			pol := p.Name + "@" + strconv.FormatInt(p.Version, 10)
+			if p.Enforcement != "" {
+				pol += "(" + strings.ToLower(p.Enforcement) + ")" // would have denied; decided nothing
+			}
+			pols = append(pols, pol)
 		}
 		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n",
 			r.Time.UTC().Format(time.RFC3339), cell(agent), cell(r.Action), cell(r.Outcome), cell(r.Anchor),

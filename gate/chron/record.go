@@ -32,6 +32,10 @@ type PolicyMatch struct {
 	Version int64  `json:"version"` // the Policy's metadata.generation
 	Rule    string `json:"rule"`
 	Effect  string `json:"effect"` // "Allow" | "Deny"
+	// Enforcement is "Audit" for a rule of an Audit policy that would have
+	// denied but decided nothing; empty (and absent from the row) for a
+	// rule that decides, so rows without audit matches hash as before.
+	Enforcement string `json:"enforcement,omitempty"`
 }
 
 // Record is one Chron row as the caller fills it. ID is client-generated (a
@@ -141,7 +145,8 @@ func prepare(r *Record) (prepared, error) {
 	} else {
 		ps := make([]PolicyMatch, len(rec.Policies))
 		for i, p := range rec.Policies {
-			ps[i] = PolicyMatch{Name: cleanText(p.Name), Version: p.Version, Rule: cleanText(p.Rule), Effect: cleanText(p.Effect)}
+			ps[i] = PolicyMatch{Name: cleanText(p.Name), Version: p.Version, Rule: cleanText(p.Rule), Effect: cleanText(p.Effect),
+				Enforcement: cleanText(p.Enforcement)}
 		}
 		rec.Policies = ps
 	}

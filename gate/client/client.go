@@ -62,6 +62,9 @@ type Denied struct {
 	// ApprovalID, with the APPROVAL_* reasons, names the approval of this
 	// exact call: WaitForApproval, then Validate again WithApprovalID.
 	ApprovalID string
+	// Audit lists rules of Audit policies that would have denied; they
+	// did not change the answer (an ALLOW's are in Result.Audit).
+	Audit []api.PolicyMatch
 }
 
 func (d *Denied) Error() string {
@@ -144,6 +147,12 @@ func denied(status int, body []byte) *Denied {
 	d.ChronID, _ = raw["chron_id"].(string)
 	if d.Reason == "" {
 		d.Reason = api.ReasonBadResponse
+	}
+	var audit struct {
+		Audit []api.PolicyMatch `json:"audit"`
+	}
+	if json.Unmarshal(body, &audit) == nil { // malformed: none, it never changes the answer
+		d.Audit = audit.Audit
 	}
 	return d
 }

@@ -84,6 +84,11 @@ func TestRequireApproval(t *testing.T) {
 				Spec: claiimv1.PolicySpec{Rules: []claiimv1.PolicyRule{{Name: "freeze", Effect: claiimv1.PolicyEffectDeny, Actions: []claiimv1.ActionPattern{"deploy:*"}}}}})
 			return in
 		}(), action: "deploy:staging", ctx: bigCtx, req: withApproval(id, signedBy(nil, "peer@claiim.io"), bigCtx), outcome: Deny, reason: ReasonPolicyDeny},
+		{name: "an Audit policy holds nothing", in: func() Inputs {
+			in := approvalInputs(1)
+			in.Policies[1].Spec.Enforcement = claiimv1.PolicyAudit
+			return in
+		}(), action: "deploy:staging", ctx: bigCtx, outcome: Allow, reason: ReasonOwnAIOrg},
 		{name: "never allows by itself", in: in, action: "deploy:canary", ctx: bigCtx, outcome: Deny, reason: ReasonNotPermitted},
 		{name: "approved: allowed once", in: in, action: "deploy:staging", ctx: bigCtx, req: withApproval(id, signedBy(nil, "peer@claiim.io"), bigCtx),
 			outcome: Allow, reason: ReasonOwnAIOrg, msg: "approval " + id + " by peer@claiim.io"},

@@ -59,6 +59,10 @@ type PolicyMatch struct {
 	// Note says why a rule matched in an unusual way (its condition failed
 	// to evaluate, or it is broken and kept to fail closed).
 	Note string
+	// Enforcement is "" for a rule that decides, and Audit for a Deny rule
+	// of an Audit policy: it would have denied, and is recorded as such,
+	// but it took no part in the decision.
+	Enforcement claiimv1.PolicyEnforcement
 }
 
 // Decision is the gate's answer and everything that led to it.
@@ -78,7 +82,8 @@ type Decision struct {
 	Grant    string // the grant under which a cross-org skill was used
 
 	// Every rule that matched, not only the one that decided: the Chron
-	// row shows both locks of a "double lock".
+	// row shows both locks of a "double lock". Would-deny matches of Audit
+	// policies are here too, marked (Audit lists them).
 	Policies  []PolicyMatch
 	Forbidden []string // skill patterns that forbade the action
 	Allowed   []string // skill patterns that allowed it
@@ -108,6 +113,10 @@ type Decision struct {
 //  9. an ALLOW that a matching RequireApproval
 //     rule holds, without an approval of this
 //     exact call                              → DENY APPROVAL_* (approval.go)
+//
+// Audit policies are evaluated with the others, and their matching Deny
+// rules recorded as would-deny (Enforcement Audit), but no step reads
+// them: they never deny, and their Allow rules never allow.
 //
 // A deny (step 4, 5) covers the sub-actions of what its patterns name; an
 // allow (step 6, 7) only what they match (Rule.Takes, Pattern.Covers).
@@ -166,10 +175,12 @@ func Decide(s *Snapshot, req Request) (d Decision) {
 					continue
 				}
 			}
-			switch m.Effect {
-			case claiimv1.PolicyEffectDeny:
+			switch {
+			case ref.policy.Audit:
+				m.Enforcement = claiimv1.PolicyAudit // recorded; decides nothing
+			case m.Effect == claiimv1.PolicyEffectDeny:
 				denied = true
-			case claiimv1.PolicyEffectRequireApproval:
+			case m.Effect == claiimv1.PolicyEffectRequireApproval:
 				hold = hold.add(m, r)
 			default:
 				allowedByPolicy = true
@@ -228,6 +239,17 @@ func Decide(s *Snapshot, req Request) (d Decision) {
 	return d
 }
 
+// Audit lists the rules of Audit policies that would have denied.
+func (d *Decision) Audit() []PolicyMatch {
+	var out []PolicyMatch
+	for _, m := range d.Policies {
+		if m.Enforcement == claiimv1.PolicyAudit {
+			out = append(out, m)
+		}
+	}
+	return out
+}
+
 // grant finds a grant active at now that lets agents of org use sv.
 func (s *Snapshot) grant(sv *SkillVersion, org string, now time.Time, d *Decision) bool {
 	for _, g := range s.grants[org] {
@@ -265,7 +287,7 @@ func matched(ms []PolicyMatch, ref ruleRef) bool {
 func denyNames(ms []PolicyMatch) string {
 	out := ""
 	for _, m := range ms {
-		if m.Effect != claiimv1.PolicyEffectDeny {
+		if m.Effect != claiimv1.PolicyEffectDeny || m.Enforcement == claiimv1.PolicyAudit {
 			continue
 		}
 		if out != "" {

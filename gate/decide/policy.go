@@ -61,7 +61,9 @@ type CompiledPolicy struct {
 	Name    string
 	Org     string // "" for every org
 	Version int64  // metadata.generation
-	Rules   []Rule
+	// Audit: the policy only records what it would deny (spec.enforcement).
+	Audit bool
+	Rules []Rule
 }
 
 // CompilePolicy validates and compiles every rule of p. The error joins
@@ -73,7 +75,7 @@ type CompiledPolicy struct {
 // is kept as Broken and matches every action in its scope (a deny is
 // never weakened by a typo).
 func CompilePolicy(p *claiimv1.Policy) (*CompiledPolicy, error) {
-	cp := &CompiledPolicy{Name: p.Name, Org: string(p.Spec.Org), Version: p.Generation}
+	cp := &CompiledPolicy{Name: p.Name, Org: string(p.Spec.Org), Version: p.Generation, Audit: p.Audit()}
 	var errs []error
 	for _, r := range p.Spec.Rules {
 		rule, err := compileRule(r)

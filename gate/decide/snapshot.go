@@ -211,6 +211,9 @@ func Build(in Inputs) *Snapshot {
 	sort.Slice(pols, func(i, j int) bool { return pols[i].Name < pols[j].Name })
 	for _, cp := range pols {
 		for r := range cp.Rules {
+			if cp.Audit && cp.Rules[r].Effect != claiimv1.PolicyEffectDeny {
+				continue // an Audit policy's Allow would never allow: nothing to record
+			}
 			ref := ruleRef{policy: cp, rule: &cp.Rules[r]}
 			for _, p := range cp.Rules[r].Patterns {
 				prefix := p.literalPrefix()

@@ -117,9 +117,14 @@ func (s *Server) stored(resp *api.ValidateResponse, rec *chron.Record, row chron
 		return nil
 	}
 	resp.Outcome, resp.Reason, resp.Message, resp.Anchor = row.Outcome, row.Reason, row.Message, row.Anchor
-	resp.Policies, resp.SkillRules = nil, row.SkillRules
+	resp.Policies, resp.Audit, resp.SkillRules = nil, nil, row.SkillRules
 	for _, p := range row.Policies {
-		resp.Policies = append(resp.Policies, api.PolicyMatch{Name: p.Name, Version: p.Version, Rule: p.Rule, Effect: p.Effect})
+		m := api.PolicyMatch{Name: p.Name, Version: p.Version, Rule: p.Rule, Effect: p.Effect}
+		if p.Enforcement != "" {
+			resp.Audit = append(resp.Audit, m)
+		} else {
+			resp.Policies = append(resp.Policies, m)
+		}
 	}
 	resp.Revision = "" // the first try's snapshot is not recorded
 	return nil

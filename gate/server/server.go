@@ -271,8 +271,14 @@ func fill(resp *api.ValidateResponse, rec *chron.Record, d decide.Decision) {
 	}
 	resp.PinnedSkillVersionID = d.PinnedVersionID
 	for _, p := range d.Policies {
-		resp.Policies = append(resp.Policies, api.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect)})
-		rec.Policies = append(rec.Policies, chron.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect)})
+		m := api.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect)}
+		if p.Enforcement != "" { // Audit
+			resp.Audit = append(resp.Audit, m) // would have denied; the answer is not its
+		} else {
+			resp.Policies = append(resp.Policies, m)
+		}
+		rec.Policies = append(rec.Policies, chron.PolicyMatch{Name: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect),
+			Enforcement: string(p.Enforcement)})
 	}
 	for _, f := range d.Forbidden {
 		resp.SkillRules = append(resp.SkillRules, "forbidden:"+f)

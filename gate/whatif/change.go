@@ -309,24 +309,19 @@ func (p *proposal) agentStatuses(w World) []claiimv1.Agent {
 }
 
 // agentPhase is the phase the manager's reconciler records: the agent's
-// own lifecycle phase (claiimv1.Agent.LifecyclePhase), Pending while its
+// phase as claiimv1.Agent.ResolvedPhase derives it, Pending while its
 // pinned skill version does not resolve (claiimv1.Agent.PinProblem). An
 // org that does not resolve the decision function denies by itself.
 func agentPhase(a *claiimv1.Agent, w World, now time.Time, keys attest.Verifier) claiimv1.AgentPhase {
-	switch p := a.LifecyclePhase(); p {
-	case claiimv1.AgentDecommissioned, claiimv1.AgentSuspended:
-		return p
-	}
 	var skill *claiimv1.Skill
 	for i := range w.Skills {
 		if w.Skills[i].Name == a.Spec.SkillRef.Name {
 			skill = &w.Skills[i]
 		}
 	}
-	if reason, _ := a.PinProblem(skill, skill != nil && granted(w, skill, a.Spec.Org, now, keys)); reason != "" {
-		return claiimv1.AgentPending
-	}
-	return a.LifecyclePhase()
+	reason, msg := a.PinProblem(skill, skill != nil && granted(w, skill, a.Spec.Org, now, keys))
+	phase, _, _ := a.ResolvedPhase(reason, msg)
+	return phase
 }
 
 // pinnedVersion is the id and digest of the skill version a is pinned

@@ -95,7 +95,7 @@ func TestCatalogPagesRender(t *testing.T) {
 		Spec: claiimv1.CrossOrgGrantSpec{GrantingOrg: "engineering", ReceivingOrg: "sales", Skills: []string{"deploy-bot"},
 			Reason: "sales demos deploy to staging", Duration: &metav1.Duration{Duration: time.Hour}}}
 	policy := &claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: unique("eng-policy")},
-		Spec: claiimv1.PolicySpec{Org: "engineering", Rules: []claiimv1.PolicyRule{{Name: "no-deletes", Effect: claiimv1.PolicyEffectDeny,
+		Spec: claiimv1.PolicySpec{Org: "engineering", Enforcement: claiimv1.PolicyAudit, Rules: []claiimv1.PolicyRule{{Name: "no-deletes", Effect: claiimv1.PolicyEffectDeny,
 			Actions: []claiimv1.ActionPattern{"*:delete"}, Condition: `context.env == "prod"`}}}}
 	for _, o := range []client.Object{grant, policy} {
 		if err := w.env.As(adminUser).Create(w.ctx, o); err != nil {
@@ -113,11 +113,11 @@ func TestCatalogPagesRender(t *testing.T) {
 		"/orgs":                           {`<ul class="tree">`, `href="/orgs/engineering"`, `href="/orgs/sales"`},
 		"/orgs/engineering":               {"this org", `href="/skills/deploy-bot"`, `href="/policies/no-production-deploys"`, `href="/agents/default/prod-deploy-bot"`, "every org", grant.Name},
 		"/orgs/platform":                  {"inherited from engineering", `href="/orgs/engineering"`, "engineering/platform"},
-		"/policies/" + policy.Name:        {"*:delete", "context.env == &#34;prod&#34;", "agents of <a href=\"/orgs/engineering\">engineering</a> and of every org beneath it"},
+		"/policies/" + policy.Name:        {"*:delete", "context.env == &#34;prod&#34;", "agents of <a href=\"/orgs/engineering\">engineering</a> and of every org beneath it", "change no answer (spec.enforcement: Audit)"},
 		"/skills":                         {`href="/skills/deploy-bot"`, "deploy-bot-v1-"},
 		"/skills/deploy-bot":              {"Version 1", "deploy:staging", "deploy:production", "deploy-bot@yourcompany.com", `href="/agents/default/prod-deploy-bot"`, "never change"},
 		"/skills/deploy-bot/diff?from=1":  {`class="diff"`, "deploy:staging"},
-		"/policies":                       {`href="/policies/no-production-deploys"`, "1 Deny", "every org"},
+		"/policies":                       {`href="/policies/no-production-deploys"`, "1 Deny", "every org", `title="evaluated and recorded, never enforced">Audit</span>`},
 		"/policies/no-production-deploys": {"deny-production-deploys", "Deny", "deploy:production", "Generation", "Earlier generations are not stored yet"},
 		"/grants":                         {grant.Name, "engineering", "sales"},
 		"/grants/" + grant.Name:           {"sales demos deploy to staging", "deploy-bot", "granting side", "Active now"},

@@ -125,11 +125,13 @@ func TestChronPageLoadsMoreWithACursor(t *testing.T) {
 func TestChronRowShownWhole(t *testing.T) {
 	w := kube(t)
 	ns := "web-" + suffix()
-	rows := w.chronRows(t, decision(ns, "eng-bot", "engineering", chron.OutcomeDeny), decision(ns, "sales-bot", "sales", chron.OutcomeDeny))
+	withAudit := decision(ns, "eng-bot", "engineering", chron.OutcomeDeny)
+	withAudit.Policies = append(withAudit.Policies, chron.PolicyMatch{Name: "staging-freeze", Version: 1, Rule: "freeze", Effect: "Deny", Enforcement: "Audit"})
+	rows := w.chronRows(t, withAudit, decision(ns, "sales-bot", "sales", chron.OutcomeDeny))
 	auditor := w.login(t, auditorUser)
 	status, body := auditor.get("/chron/" + rows[0].ID)
 	for _, want := range []string{rows[0].Hash, rows[0].PrevHash, rows[0].Stream, "no-prod-deploys", "forbidden:deploy:production",
-		"sha256:9f2c", "deploy-bot-v1", adminUser, `&#34;target&#34;: &#34;prod-eu-1&#34;`} {
+		"sha256:9f2c", "deploy-bot-v1", adminUser, `&#34;target&#34;: &#34;prod-eu-1&#34;`, "staging-freeze", "(Audit: would deny, not enforced)"} {
 		if status != http.StatusOK || !strings.Contains(body, want) {
 			t.Errorf("the row's page (%d) lacks %q", status, want)
 		}

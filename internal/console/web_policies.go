@@ -22,6 +22,7 @@ type policyRow struct {
 	Rules                           int
 	Generation                      int64
 	Ready                           ready
+	Audit                           bool // spec.enforcement: Audit
 }
 
 type policiesData struct {
@@ -36,7 +37,8 @@ func (c *Console) policies(w http.ResponseWriter, r *http.Request, s *Session) {
 		New: action{Href: "/policies/new", Label: "New policy", permit: can(r.Context(), s, "create", "policies", "")}}
 	for _, p := range list.Items {
 		d.Policies = append(d.Policies, policyRow{Name: p.Name, DisplayName: p.Spec.DisplayName, Org: string(p.Spec.Org),
-			Effects: effects(p.Spec.Rules), Rules: len(p.Spec.Rules), Generation: p.Generation, Ready: readyOf(p.Status.Conditions)})
+			Effects: effects(p.Spec.Rules), Rules: len(p.Spec.Rules), Generation: p.Generation, Ready: readyOf(p.Status.Conditions),
+			Audit: p.Audit()})
 	}
 	c.render(w, http.StatusOK, "policies", newView(r, s, "Policies", "policies", d))
 }

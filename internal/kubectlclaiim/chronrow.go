@@ -110,7 +110,11 @@ func rowTable(w io.Writer, r *console.Entry) {
 	}
 	var pols []string
 	for _, p := range r.Policies {
-		pols = append(pols, fmt.Sprintf("%s/%s (v%d) %s", p.Name, p.Rule, p.Version, p.Effect))
+		pol := fmt.Sprintf("%s/%s (v%d) %s", p.Name, p.Rule, p.Version, p.Effect)
+		if p.Enforcement != "" {
+			pol += " (" + p.Enforcement + ": would deny, not enforced)"
+		}
+		pols = append(pols, pol)
 	}
 	rows(w,
 		[]string{"ID", r.ID},

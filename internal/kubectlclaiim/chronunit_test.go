@@ -8,6 +8,7 @@ import (
 
 	. "github.com/onsi/gomega"
 
+	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/internal/console"
 )
 
@@ -64,5 +65,27 @@ func TestConsoleURL(t *testing.T) {
 	} {
 		_, err := consoleURL(raw)
 		g.Expect(err == nil).To(Equal(ok), raw)
+	}
+}
+
+// explain's table marks an Audit policy's match as a would-deny that
+// decided nothing.
+func TestExplainTableShowsAudit(t *testing.T) {
+	ex := &explanation{Agent: "agents/bot", Outcome: "ALLOW", Reason: "OWN_AIORG", Policies: []policyMatch{
+		{Policy: "freeze", Version: 2, Rule: "all", Effect: "Deny", Enforcement: "Audit"}}}
+	var b strings.Builder
+	ex.table(&b)
+	if !strings.Contains(b.String(), "freeze/all (v2) Deny (Audit: would deny, not enforced)") {
+		t.Fatalf("explain does not mark the Audit match:\n%s", b.String())
+	}
+}
+
+// A Chron row read through the console marks an Audit policy's match.
+func TestChronRowShowsAudit(t *testing.T) {
+	var b strings.Builder
+	rowTable(&b, &console.Entry{ID: "d-1", Outcome: "ALLOW", Reason: "OWN_AIORG", Policies: []chron.PolicyMatch{
+		{Name: "freeze", Version: 2, Rule: "all", Effect: "Deny", Enforcement: "Audit"}}})
+	if !strings.Contains(b.String(), "freeze/all (v2) Deny (Audit: would deny, not enforced)") {
+		t.Fatalf("the row does not mark the Audit match:\n%s", b.String())
 	}
 }

@@ -47,6 +47,8 @@ type policyMatch struct {
 	Rule    string `json:"rule"`
 	Effect  string `json:"effect"`
 	Note    string `json:"note,omitempty"`
+	// Enforcement is "Audit" for a rule that would have denied but decided nothing.
+	Enforcement string `json:"enforcement,omitempty"`
 }
 
 func newExplainCommand(o *Options) *cobra.Command {
@@ -130,7 +132,8 @@ func (o *Options) explain(cmd *cobra.Command, name, action string, reqCtx map[st
 	ex.Org, ex.Anchor, ex.Phase, ex.SkillVersionID = a.Org, a.Anchor, string(a.Phase), skillVersion
 	ex.Outcome, ex.Reason, ex.Message, ex.Grant = string(d.Outcome), d.Reason, d.Message, d.Grant
 	for _, p := range d.Policies {
-		ex.Policies = append(ex.Policies, policyMatch{Policy: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect), Note: p.Note})
+		ex.Policies = append(ex.Policies, policyMatch{Policy: p.Policy, Version: p.Version, Rule: p.Rule, Effect: string(p.Effect), Note: p.Note,
+			Enforcement: string(p.Enforcement)})
 	}
 	// As the gate writes them into Chron.
 	for _, f := range d.Forbidden {
@@ -183,6 +186,9 @@ func (ex *explanation) table(w io.Writer) {
 	}
 	for _, p := range ex.Policies {
 		line := fmt.Sprintf("%s/%s (v%d) %s", p.Policy, p.Rule, p.Version, p.Effect)
+		if p.Enforcement != "" {
+			line += " (" + p.Enforcement + ": would deny, not enforced)"
+		}
 		if p.Note != "" {
 			line += ": " + p.Note
 		}

@@ -117,6 +117,7 @@ class Denied(Exception):
         self.message = message
         self.chron_id = chron_id
         self.status = status
+        self.audit = []  # would-deny rules of Audit policies (_denied fills it)
         self.decision_id = decision_id
 
 
@@ -142,6 +143,8 @@ class Result:
         self.message = reply.get("message", "")
         self.chron_id = reply.get("chron_id")
         self.decision_id = reply.get("decision_id")
+        # Rules of Audit policies that would have denied: recorded, not enforced.
+        self.audit = _audit(reply)
         self.raw = reply
 
     def __repr__(self):
@@ -266,13 +269,24 @@ def _parse(raw):
 
 
 def _denied(status, reply):
-    return Denied(
+    d = Denied(
         reply.get("reason") or "BAD_RESPONSE",
         reply.get("message") or (f"HTTP {status}" if status else ""),
         chron_id=reply.get("chron_id"),
         status=status,
         decision_id=reply.get("decision_id"),
     )
+    d.audit = _audit(reply)
+    return d
+
+
+def _audit(reply):
+    """The answer's would-deny rules as dicts (name, version, rule,
+    effect); anything malformed reads as none: they never change an answer."""
+    audit = reply.get("audit")
+    if not isinstance(audit, list):
+        return []
+    return [m for m in audit if isinstance(m, dict)]
 
 
 # The approval of a held call (APPROVAL_* reasons), None otherwise.

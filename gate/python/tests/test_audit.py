@@ -1,0 +1,66 @@
+"""The client exposes the would-deny rules of Audit policies (the answer's
+"audit" list) on an ALLOW and on a DENY, and never lets them change the
+answer."""
+
+import asyncio
+import http.server
+import json
+import threading
+import unittest
+
+import claiim
+
+WOULD_DENY = {"name": "staging-freeze", "version": 1, "rule": "freeze", "effect": "Deny"}
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def do_POST(self):
+        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
+        status, reply = self.server.answers[body["action"]]
+        raw = json.dumps(reply).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(raw)))
+        self.end_headers()
+        self.wfile.write(raw)
+
+    def log_message(self, *args):
+        pass
+
+
+class AuditTest(unittest.TestCase):
+    def setUp(self):
+        srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
+        srv.answers = {
+            "deploy:staging": (200, {"outcome": "ALLOW", "reason": "OWN_AIORG", "audit": [WOULD_DENY]}),
+            "deploy:production": (403, {"outcome": "DENY", "reason": "POLICY_DENY", "message": "policy deny",
+                                        "audit": [WOULD_DENY, "junk"]}),
+            "db:read": (200, {"outcome": "ALLOW", "reason": "POLICY_ALLOW", "audit": "not a list"}),
+        }
+        threading.Thread(target=srv.serve_forever, daemon=True).start()
+        self.addCleanup(srv.server_close)
+        self.addCleanup(srv.shutdown)
+        self.client = claiim.CLAIIMClient("http://127.0.0.1:%d/v" % srv.server_address[1], "tok", "sv")
+
+    def validate(self, action):
+        return asyncio.run(self.client.validate(action, {}))
+
+    def test_allow_carries_the_would_deny(self):
+        r = self.validate("deploy:staging")
+        self.assertEqual(r.outcome, "ALLOW")
+        self.assertEqual(r.audit, [WOULD_DENY])
+
+    def test_deny_carries_it_too(self):
+        with self.assertRaises(claiim.Denied) as cm:
+            self.validate("deploy:production")
+        self.assertEqual(cm.exception.reason, "POLICY_DENY")
+        self.assertEqual(cm.exception.audit, [WOULD_DENY])
+
+    def test_malformed_audit_reads_as_none(self):
+        r = self.validate("db:read")
+        self.assertEqual(r.outcome, "ALLOW")
+        self.assertEqual(r.audit, [])
+
+
+if __name__ == "__main__":
+    unittest.main()
