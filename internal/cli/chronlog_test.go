@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -28,24 +27,6 @@ import (
 	"github.com/claiim/claiim-operator/test/pgtest"
 	"github.com/claiim/claiim-operator/test/testenv"
 )
-
-// lockedBuffer is a log the manager process writes while the test reads.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestManagerStartsWithoutPostgreSQL runs the real claiim binary's manager
 // against an envtest apiserver while PostgreSQL is stopped: it serves
@@ -140,7 +121,7 @@ func TestManagerStartsWithoutPostgreSQL(t *testing.T) {
 		"--webhook-url=https://"+net.JoinHostPort(wio.LocalServingHost, strconv.Itoa(wio.LocalServingPort))+"/",
 		"--webhook-mutating-configuration=mutating-webhook-configuration", "--webhook-validating-configuration=validating-webhook-configuration")
 	cmd.Env = append(os.Environ(), "KUBECONFIG="+filepath.Join(dir, "kubeconfig"), "DATABASE_URL="+dbURL, "POD_NAME=manager-0")
-	var log lockedBuffer
+	var log testenv.Output
 	cmd.Stdout, cmd.Stderr = &log, &log
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -96,7 +96,7 @@ func TestConsoleServes(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var log lockedBuffer
+	var log testenv.Output
 	sctx, stop := context.WithCancel(ctx)
 	served := make(chan error, 1)
 	go func() { served <- serveConsole(sctx, self, o, ln, zap.New(zap.WriteTo(&log))) }()

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"net/http"
-	"slices"
 	"strings"
 	"time"
 
@@ -12,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/internal/pimview"
 )
 
 // PIM's pages: two-person control as people see it. A request is made as
@@ -21,9 +21,6 @@ import (
 
 // pimDurations are the form's choices, within the CRD's 1m to 8h.
 var pimDurations = []string{"15m", "30m", claiimv1.DefaultPIMDuration, "2h", "4h", claiimv1.MaxPIMDuration}
-
-// selfApproval is why nobody approves their own request.
-const selfApproval = "two-person rule: you cannot approve your own request"
 
 // pimRow is one request as a page shows it, with what the person may do.
 type pimRow struct {
@@ -71,58 +68,42 @@ func (c *Console) showPIM(w http.ResponseWriter, r *http.Request, s *Session, st
 			v.Error, status = apiMessage(err), errorStatus(err)
 		}
 	}
-	// Newest first.
-	slices.SortStableFunc(list.Items, func(a, b claiimv1.PIMRequest) int {
-		return b.CreationTimestamp.Compare(a.CreationTimestamp.Time)
-	})
-	now := time.Now()
-	for i := range list.Items {
-		row := pimRowOf(ctx, s, &list.Items[i], now)
-		row.From = "list"
+	for _, p := range pimview.List(list.Items, time.Now()) {
 		switch {
-		case row.Mine:
-			d.Mine = append(d.Mine, row)
-		case row.Phase == claiimv1.PIMPending:
-			d.Queue = append(d.Queue, row)
+		case p.Mine(s.Name()):
+			d.Mine = append(d.Mine, pimRowFrom(ctx, s, p, "list"))
+		case p.Queued(s.Name()):
+			d.Queue = append(d.Queue, pimRowFrom(ctx, s, p, "list"))
 		}
 	}
 	v.Data = d
 	c.render(w, status, "pim", v)
 }
 
-// pimRowOf is p at now for s. A request is s's own when s asked for it
-// or it would elevate s: admission refuses s deciding either.
-func pimRowOf(ctx context.Context, s *Session, p *claiimv1.PIMRequest, now time.Time) pimRow {
-	ses := p.Session(now)
-	row := pimRow{Name: p.Name, Reason: p.Spec.Reason, Duration: claiimv1.DefaultPIMDuration,
-		Requester: p.Spec.Requester, Subject: ses.Subject, Phase: pimPhase(p, ses), ApprovedBy: ses.ApprovedBy,
-		ApprovedAt: ses.ApprovedAt, Expires: ses.ExpiresAt, Created: p.CreationTimestamp.Time}
-	if p.Spec.Duration != nil {
-		row.Duration = shortDuration(p.Spec.Duration.Duration)
+// pimRowFrom is v for s, with what two-person control and then RBAC
+// leave s (pimview); from is the page its forms return to.
+func pimRowFrom(ctx context.Context, s *Session, v pimview.Request, from string) pimRow {
+	row := pimRow{Name: v.Name, Reason: v.Spec.Reason, Duration: claiimv1.DefaultPIMDuration,
+		Requester: v.Spec.Requester, Subject: v.Session.Subject, Phase: v.Phase, ApprovedBy: v.Session.ApprovedBy,
+		ApprovedAt: v.Session.ApprovedAt, Expires: v.Session.ExpiresAt, Created: v.CreationTimestamp.Time,
+		Mine: v.Mine(s.Name()), From: from}
+	if v.Spec.Duration != nil {
+		row.Duration = shortDuration(v.Spec.Duration.Duration)
 	}
-	me := claiimv1.Username(s.Name())
-	row.Mine = row.Requester == me || row.Subject == me
-	open := row.Phase == claiimv1.PIMPending || row.Phase == claiimv1.PIMActive
-	switch {
-	case row.Mine:
-		row.Approve = refuse(selfApproval)
-		row.Deny = refuse("two-person rule: you cannot deny your own request; revoke it instead")
-	case row.Phase != claiimv1.PIMPending:
-		row.Approve = refuse("already %s", row.Phase)
-		row.Deny = row.Approve
-	default:
-		row.Approve = may(ctx, s, claiimAccess("approve", "pimrequests", "", p.Name),
-			s.Name()+" may not approve PIM requests: it needs the RBAC verb approve on pimrequests (the claiim-approver ClusterRole)")
-		row.Deny = row.Approve
+	grant := func(r pimview.Right) permit {
+		switch {
+		case r.Refused != "":
+			return refuse("%s", r.Refused)
+		case r.NeedsApprover:
+			return may(ctx, s, claiimAccess("approve", "pimrequests", "", v.Name), r.Missing)
+		}
+		return allow()
 	}
-	switch {
-	case !open:
-		row.Revoke = refuse("already %s", row.Phase)
-	case row.Requester == me:
-		row.Revoke = allow()
-	default:
-		row.Revoke = may(ctx, s, claiimAccess("approve", "pimrequests", "", p.Name),
-			"only the requester or an approver (RBAC verb approve on pimrequests) can revoke a PIM session")
+	approve, deny, revoke := v.Rights(s.Name())
+	row.Approve, row.Revoke = grant(approve), grant(revoke)
+	row.Deny = row.Approve // one question to the apiserver for both, when both ask it
+	if deny != approve {
+		row.Deny = grant(deny)
 	}
 	return row
 }
@@ -137,19 +118,6 @@ func shortDuration(d time.Duration) string {
 		s = strings.TrimSuffix(s, "0m")
 	}
 	return s
-}
-
-// pimPhase is the phase to show: the manager's, which alone checked the
-// approval's signature, unless the clock or a revocation has since ended
-// an Active session the manager has not caught up with.
-func pimPhase(p *claiimv1.PIMRequest, s claiimv1.PIMSession) claiimv1.PIMPhase {
-	switch {
-	case p.Status.Phase == "":
-		return s.Phase
-	case p.Status.Phase == claiimv1.PIMActive && s.Phase != claiimv1.PIMActive:
-		return s.Phase
-	}
-	return p.Status.Phase
 }
 
 func (c *Console) pimCreate(w http.ResponseWriter, r *http.Request, s *Session) {
@@ -242,8 +210,7 @@ func (c *Console) showPIMRequest(w http.ResponseWriter, r *http.Request, s *Sess
 		return
 	}
 	a := p.Annotations
-	row := pimRowOf(r.Context(), s, p, time.Now())
-	row.From = "detail"
+	row := pimRowFrom(r.Context(), s, pimview.Of(p, time.Now()), "detail")
 	v.Data = pimDetailData{Row: row,
 		ApproveNote: a[claiimv1.AnnotationApprove], DenyNote: a[claiimv1.AnnotationDeny], RevokeNote: a[claiimv1.AnnotationRevoke],
 		DeniedBy: a[claiimv1.AnnotationDeniedBy], RevokedBy: a[claiimv1.AnnotationRevokedBy], Conditions: p.Status.Conditions}

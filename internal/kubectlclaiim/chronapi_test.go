@@ -13,6 +13,7 @@ import (
 	. "github.com/onsi/gomega"
 
 	"github.com/claiim/claiim-operator/internal/console"
+	"github.com/claiim/claiim-operator/test/testenv"
 )
 
 // Through the console, the auditor reads everything the database path
@@ -153,7 +154,7 @@ func TestChronTail(t *testing.T) {
 
 	tctx, cancel := context.WithCancel(ctx)
 	defer cancel()
-	var out, errOut lockedBuffer
+	var out, errOut testenv.Output
 	done := start(tctx, auditorUser, &out, &errOut, "chron", "tail", "--action", action)
 	g.Eventually(out.String).WithTimeout(20 * time.Second).Should(MatchRegexp(`TIME\s+AGENT\s+ACTION`)) // connected
 

@@ -1,7 +1,6 @@
 package kubectlclaiim_test
 
 import (
-	"bytes"
 	"context"
 	"encoding/pem"
 	"net/http"
@@ -9,26 +8,20 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 	"sync/atomic"
 	"testing"
-	"time"
 
-	"github.com/jackc/pgx/v5/pgxpool"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
-	"k8s.io/client-go/kubernetes"
-	"k8s.io/client-go/rest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/internal/console"
 	"github.com/claiim/claiim-operator/internal/kubectlclaiim"
 	"github.com/claiim/claiim-operator/test/testenv"
 )
 
-// The console as it runs: people's tokens reviewed by the console's own
-// identity (claiim-console), Chron read as a login of the reader role,
-// over HTTPS with a certificate no system trusts (hence --console-ca).
+// The console as it runs (test/consoletest): people's tokens reviewed by
+// the console's own identity (claiim-console), Chron read as a login of
+// the reader role, over HTTPS with a certificate no system trusts (hence
+// --console-ca).
 var (
 	consoleURL string
 	consoleCA  string // PEM file
@@ -36,43 +29,18 @@ var (
 	resumed atomic.Int64
 )
 
-func startConsole(dir string) error {
-	login := chron.Login{Group: chron.ReaderRole, Name: "kubectl_claiim_console", Password: "kubectl-claiim-console-reader"}
-	if err := chron.SetupLogins(ctx, pool, []chron.Login{login}); err != nil {
-		return err
-	}
-	cfg, err := pgxpool.ParseConfig(chronURL)
-	if err != nil {
-		return err
-	}
-	cfg.ConnConfig.User = login.Name // the test server trusts local connections
-	reader, err := pgxpool.NewWithConfig(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	env.OnStop(func() error { reader.Close(); return nil })
-
-	self := rest.AnonymousClientConfig(env.Config)
-	self.BearerToken = env.Token(consoleUser)
-	cs, err := kubernetes.NewForConfig(self)
-	if err != nil {
-		return err
-	}
-	c := &console.Console{
-		Auth: &console.Auth{Config: rest.AnonymousClientConfig(env.Config), Reviews: cs.AuthenticationV1().TokenReviews(),
-			Scheme: testenv.Scheme(), Orgs: env.As(consoleUser)},
-		// A short lifetime makes every tail reconnect within the test.
-		Chron: &console.ChronAPI{Pool: reader, TailInterval: 50 * time.Millisecond, TailLifetime: time.Second, Log: logf.Log.WithName("chron-api")},
-		Log:   logf.Log.WithName("console"),
-	}
-	h := c.Handler()
-	srv := httptest.NewTLSServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+// countResumed counts the tails clients reopen.
+func countResumed(h http.Handler) http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if strings.HasSuffix(r.URL.Path, "/chron/tail") && r.Header.Get("Last-Event-ID") != "" {
 			resumed.Add(1)
 		}
 		h.ServeHTTP(w, r)
-	}))
-	env.OnStop(func() error { srv.Close(); return nil })
+	})
+}
+
+// trustConsole writes the console's certificate where --console-ca reads it.
+func trustConsole(dir string, srv *httptest.Server) error {
 	consoleURL = srv.URL
 	consoleCA = filepath.Join(dir, "console-ca.pem")
 	return os.WriteFile(consoleCA, pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: srv.Certificate().Raw}), 0o600)
@@ -89,28 +57,9 @@ func okViaConsole(t *testing.T, user string, args ...string) string {
 	return must(t, viaConsole(user, args...), user, args)
 }
 
-// lockedBuffer is an output written by a running command and read by the
-// test meanwhile.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
-
 // start runs the plugin as user through the console until ctx ends; the
 // channel gets its exit status.
-func start(ctx context.Context, user string, out, errOut *lockedBuffer, args ...string) <-chan int {
+func start(ctx context.Context, user string, out, errOut *testenv.Output, args ...string) <-chan int {
 	all := append([]string{"--kubeconfig", tokenConf[user], "--cache-dir", cacheDir}, args...)
 	all = append(all, "--console", consoleURL, "--console-ca", consoleCA)
 	done := make(chan int, 1)

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"sort"
 	"strings"
 	"time"
 
@@ -15,6 +14,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/internal/pimview"
 )
 
 func newPIMCommand(o *Options) *cobra.Command {
@@ -189,37 +189,19 @@ func (o *Options) pimRequests(cmd *cobra.Command) (*claiimv1.PIMRequestList, err
 	return list, c.List(cmd.Context(), list)
 }
 
-// views are the requests as sessions, newest first.
+// views are the requests as sessions, newest first (pimview).
 func views(list *claiimv1.PIMRequestList, now time.Time) []sessionView {
-	out := make([]sessionView, 0, len(list.Items))
-	for i := range list.Items {
-		p := &list.Items[i]
-		s := p.Session(now)
-		v := sessionView{Name: p.Name, Phase: phaseOf(p, s), Requester: p.Spec.Requester, Subject: s.Subject,
-			ApprovedBy: s.ApprovedBy, Reason: p.Spec.Reason, request: p, session: s}
-		if !s.ExpiresAt.IsZero() {
-			v.ExpiresAt = s.ExpiresAt.UTC().Format(time.RFC3339)
+	all := pimview.List(list.Items, now)
+	out := make([]sessionView, 0, len(all))
+	for _, r := range all {
+		v := sessionView{Name: r.Name, Phase: r.Phase, Requester: r.Spec.Requester, Subject: r.Session.Subject,
+			ApprovedBy: r.Session.ApprovedBy, Reason: r.Spec.Reason, request: r.PIMRequest, session: r.Session}
+		if !r.Session.ExpiresAt.IsZero() {
+			v.ExpiresAt = r.Session.ExpiresAt.UTC().Format(time.RFC3339)
 		}
 		out = append(out, v)
 	}
-	sort.SliceStable(out, func(i, j int) bool {
-		return out[j].request.CreationTimestamp.Before(&out[i].request.CreationTimestamp)
-	})
 	return out
-}
-
-// phaseOf is the phase to show. The manager's status counts, since only it
-// checks the approval's signature (an unsigned approval stays Pending);
-// but an Active session the clock or a revocation has since ended shows
-// as what it is now, before the manager gets round to saying so.
-func phaseOf(p *claiimv1.PIMRequest, s claiimv1.PIMSession) claiimv1.PIMPhase {
-	switch {
-	case p.Status.Phase == "":
-		return s.Phase
-	case p.Status.Phase == claiimv1.PIMActive && s.Phase != claiimv1.PIMActive:
-		return s.Phase
-	}
-	return p.Status.Phase
 }
 
 func durationOf(p *claiimv1.PIMRequest) string {

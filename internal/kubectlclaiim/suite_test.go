@@ -6,8 +6,6 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
-	"net/http"
-	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"strings"
@@ -20,43 +18,39 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	rbacv1 "k8s.io/api/rbac/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/cli-runtime/pkg/genericiooptions"
 	"k8s.io/client-go/tools/clientcmd"
 	clientcmdapi "k8s.io/client-go/tools/clientcmd/api"
-	ctrl "sigs.k8s.io/controller-runtime"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 	"sigs.k8s.io/controller-runtime/pkg/envtest"
-	logf "sigs.k8s.io/controller-runtime/pkg/log"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
-	"github.com/claiim/claiim-operator/controllers/admission"
 	"github.com/claiim/claiim-operator/gate/api"
-	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/gate/server"
 	"github.com/claiim/claiim-operator/internal/kubectlclaiim"
+	"github.com/claiim/claiim-operator/test/consoletest"
 	"github.com/claiim/claiim-operator/test/testenv"
 )
 
-// The plugin against real parts: envtest's apiserver with RBAC, the
-// manager's reconcilers and admission webhooks (running as the manager's
-// own identity), a real PostgreSQL for Chron, the gate over HTTP and the
-// console over HTTPS. The two people of the seed have their own client
-// certificates and kubeconfigs; every command runs as one of them. They,
-// and the people who read Chron through the console, also have bearer
-// tokens (the apiserver's static tokens, as an OIDC id token would be)
-// and a kubeconfig holding only the token.
+// The plugin against real parts (test/consoletest, the console's world):
+// envtest's apiserver with RBAC, the manager's reconcilers and admission
+// webhooks (running as the manager's own identity), a real PostgreSQL
+// for Chron, the gate over HTTP and the console over HTTPS. The two
+// people of the seed have their own client certificates and kubeconfigs;
+// every command runs as one of them. They, and the people who read Chron
+// through the console, also have bearer tokens (the apiserver's static
+// tokens, as an OIDC id token would be) and a kubeconfig holding only the
+// token.
 const (
-	adminUser   = "admin@claiim.io"
-	peerUser    = "peer@claiim.io"
-	auditorUser = "auditor@claiim.io"     // claiim-auditor: every org's Chron
-	engUser     = "eng-auditor@claiim.io" // org engineering's Chron only
-	nobodyUser  = "nobody@claiim.io"      // no role at all
-	managerUser = "system:serviceaccount:claiim-system:claiim-manager"
-	consoleUser = "system:serviceaccount:claiim-system:claiim-console"
-	managerNS   = "claiim-system"
+	adminUser   = consoletest.Admin
+	peerUser    = consoletest.Peer
+	auditorUser = consoletest.Auditor // claiim-auditor: every org's Chron
+	engUser     = consoletest.Eng     // org engineering's Chron only
+	nobodyUser  = consoletest.Nobody  // no role at all
 )
+
+// people are the identities with kubeconfigs of their own.
+var people = []string{adminUser, peerUser, auditorUser, engUser, nobodyUser}
 
 var (
 	env        *testenv.Env
@@ -64,7 +58,7 @@ var (
 	kubeconfig = map[string]string{} // user → kubeconfig file with their client certificate
 	tokenConf  = map[string]string{} // user → kubeconfig file with their bearer token
 	cacheDir   string
-	gateURL    string
+	world      *consoletest.World
 	chronURL   string
 	pool       *pgxpool.Pool
 )
@@ -84,39 +78,16 @@ func TestMain(m *testing.M) {
 
 func launch(m *testing.M) int {
 	var err error
-	env, err = testenv.Launch(testenv.Options{
-		Chron:    true,
-		Webhooks: true,
-		RBAC:     []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml", "config/rbac/console_role.yaml"},
-		Objects: append([]client.Object{&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: managerNS}}, orgChronReader("engineering")},
-			keysReader(adminUser)...),
-		Users:  users,
-		Tokens: true,
-		Manager: &testenv.Manager{User: managerUser, Cache: controllers.CacheOptions(),
-			Setup: func(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
-				writer, err := chron.NewWriter(ctx, env.Chron, chron.WriterOptions{Stream: "manager/test"})
-				if err != nil {
-					return err
-				}
-				env.OnStop(writer.Close)
-				signer, err := controllers.LoadSigner(ctx, mgr.GetAPIReader(), mgr.GetClient(), managerNS)
-				if err != nil {
-					return err
-				}
-				if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer,
-					History: chron.HistoryStore{Pool: env.Chron}}); err != nil {
-					return err
-				}
-				return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(),
-					Log: writer, ManagerUsername: managerUser, Signer: signer})
-			}},
-	})
+	world, err = consoletest.Launch(consoletest.Options{Gate: true, History: true, Objects: keysReader(adminUser),
+		// A short lifetime makes every tail reconnect within the test.
+		TailLifetime: time.Second, Wrap: countResumed})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
-	defer func() { _ = env.Stop() }()
-	ctx, pool, chronURL = env.Context(), env.Chron, env.Chron.Config().ConnString()
+	defer func() { _ = world.Stop() }()
+	env, ctx = world.Env, world.Ctx
+	pool, chronURL = env.Chron, env.Chron.Config().ConnString()
 
 	dir, err := os.MkdirTemp("", "kubectl-claiim-test-")
 	if err != nil {
@@ -125,8 +96,8 @@ func launch(m *testing.M) int {
 	}
 	defer os.RemoveAll(dir)
 	cacheDir = filepath.Join(dir, "cache")
-	for _, u := range users[2:] { // the people
-		if tokenConf[u.Name], err = writeKubeconfig(dir, u.Name, &clientcmdapi.AuthInfo{Token: env.Token(u.Name)}); err != nil {
+	for _, u := range people {
+		if tokenConf[u], err = writeKubeconfig(dir, u, &clientcmdapi.AuthInfo{Token: env.Token(u)}); err != nil {
 			fmt.Fprintln(os.Stderr, err)
 			return 1
 		}
@@ -143,45 +114,21 @@ func launch(m *testing.M) int {
 			return 1
 		}
 	}
-	if err := startGate(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		return 1
-	}
-	if err := startConsole(dir); err != nil {
+	if err := trustConsole(dir, world.Server); err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		return 1
 	}
 	return m.Run()
 }
 
-// users are the suite's identities: the two components first, then the
-// people.
-var users = []testenv.User{
-	{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-manager"}},
-	{Name: consoleUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-console"}},
-	{Name: adminUser, ClusterRoles: []string{"claiim-admin"}},
-	{Name: peerUser, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
-	{Name: auditorUser, ClusterRoles: []string{"claiim-auditor"}},
-	{Name: engUser, ClusterRoles: []string{"chron-reader-engineering"}},
-	{Name: nobodyUser},
-}
-
-// orgChronReader lets its holder read one org's Chron rows, as an org's
-// own auditors would be granted.
-func orgChronReader(org string) client.Object {
-	return &rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "chron-reader-" + org},
-		Rules: []rbacv1.PolicyRule{{APIGroups: []string{claiimv1.GroupVersion.Group}, Resources: []string{"aiorgs/chron"},
-			Verbs: []string{"get"}, ResourceNames: []string{org}}}}
-}
-
 // keysReader lets user read the manager's public attestation keys, so
 // explain verifies signatures as the gate does; peer has no such right.
 func keysReader(user string) []client.Object {
 	return []client.Object{
-		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: managerNS, Name: "attestation-keys-reader"},
+		&rbacv1.Role{ObjectMeta: metav1.ObjectMeta{Namespace: consoletest.Namespace, Name: "attestation-keys-reader"},
 			Rules: []rbacv1.PolicyRule{{APIGroups: []string{""}, Resources: []string{"configmaps"}, Verbs: []string{"get"},
 				ResourceNames: []string{controllers.AttestationKeysConfigMap}}}},
-		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: managerNS, Name: "attestation-keys-reader"},
+		&rbacv1.RoleBinding{ObjectMeta: metav1.ObjectMeta{Namespace: consoletest.Namespace, Name: "attestation-keys-reader"},
 			RoleRef:  rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "Role", Name: "attestation-keys-reader"},
 			Subjects: []rbacv1.Subject{{APIGroup: rbacv1.GroupName, Kind: rbacv1.UserKind, Name: user}}},
 	}
@@ -201,35 +148,6 @@ func writeKubeconfig(dir, user string, auth *clientcmdapi.AuthInfo) (string, err
 	}
 	path := filepath.Join(dir, strings.ReplaceAll(user, "@", "-at-")+"."+kind+".kubeconfig")
 	return path, clientcmd.WriteToFile(*kc, path)
-}
-
-// startGate runs the gate over the same apiserver, verifying admission
-// stamps and the manager's signatures as in production.
-func startGate() error {
-	writer, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/test", CommitTimeout: time.Second})
-	if err != nil {
-		return err
-	}
-	env.OnStop(writer.Close)
-	src, err := server.NewSource(env.Config, testenv.Scheme())
-	if err != nil {
-		return err
-	}
-	src.KeysFrom = types.NamespacedName{Namespace: managerNS, Name: controllers.AttestationKeysConfigMap}
-	go func() { _ = src.Run(ctx) }()
-	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: "test", Logger: logf.Log.WithName("gate"),
-		Refusals: &server.Refusals{Log: writer, Replica: "test", Interval: time.Hour}, Limits: server.AuthLimits{PerSource: 1000, Tarpit: -1}}
-	hs := httptest.NewServer(srv.Handler())
-	env.OnStop(func() error { hs.Close(); return nil })
-	gateURL = hs.URL
-	deadline := time.Now().Add(30 * time.Second)
-	for src.Ready() != nil {
-		if time.Now().After(deadline) {
-			return fmt.Errorf("the gate did not get ready: %w", src.Ready())
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
-	return nil
 }
 
 // result is one run of the plugin.
@@ -329,19 +247,10 @@ func askGate(t *testing.T, agent, action string) api.ValidateResponse {
 	if err := env.Client.Get(ctx, client.ObjectKey{Namespace: "default", Name: agent + "-claiim-token"}, sec); err != nil {
 		t.Fatal(err)
 	}
-	body, _ := json.Marshal(api.ValidateRequest{Action: action, SkillVersionID: string(sec.Data[claiimv1.SecretKeySkillVersionID])})
-	req, _ := http.NewRequestWithContext(ctx, http.MethodPost, gateURL+"/v/validate", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+string(sec.Data[claiimv1.SecretKeyAgentToken]))
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(api.IdempotencyKeyHeader, fmt.Sprintf("test-%d", time.Now().UnixNano()))
-	resp, err := http.DefaultClient.Do(req)
+	r, err := world.Validate(string(sec.Data[claiimv1.SecretKeyAgentToken]),
+		api.ValidateRequest{Action: action, SkillVersionID: string(sec.Data[claiimv1.SecretKeySkillVersionID])})
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var r api.ValidateResponse
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatalf("the gate's answer (HTTP %d) is not JSON: %v", resp.StatusCode, err)
 	}
 	return r
 }

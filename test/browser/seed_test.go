@@ -1,10 +1,6 @@
 package browser
 
 import (
-	"bytes"
-	"encoding/json"
-	"fmt"
-	"net/http"
 	"strings"
 	"testing"
 	"time"
@@ -121,19 +117,9 @@ func tokenReader(t *testing.T, user, namespace string) {
 // validate asks the gate as the agent and returns the outcome.
 func validate(t *testing.T, token, skillVersionID, action string) string {
 	t.Helper()
-	body, _ := json.Marshal(api.ValidateRequest{Action: action, Context: map[string]any{"target": "eu-1"}, SkillVersionID: skillVersionID})
-	req, _ := http.NewRequestWithContext(world.Ctx, http.MethodPost, world.GateURL+"/v/validate", bytes.NewReader(body))
-	req.Header.Set("Authorization", "Bearer "+token)
-	req.Header.Set("Content-Type", "application/json")
-	req.Header.Set(api.IdempotencyKeyHeader, fmt.Sprintf("browser-%d", time.Now().UnixNano()))
-	resp, err := http.DefaultClient.Do(req)
+	r, err := world.Validate(token, api.ValidateRequest{Action: action, Context: map[string]any{"target": "eu-1"}, SkillVersionID: skillVersionID})
 	if err != nil {
 		t.Fatal(err)
-	}
-	defer resp.Body.Close()
-	var r api.ValidateResponse
-	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
-		t.Fatalf("the gate's answer (HTTP %d) is not JSON: %v", resp.StatusCode, err)
 	}
 	return strings.ToUpper(r.Outcome)
 }

@@ -6,8 +6,11 @@
 package consoletest
 
 import (
+	"bytes"
 	"context"
+	"encoding/json"
 	"fmt"
+	"net/http"
 	"net/http/httptest"
 	"time"
 
@@ -25,6 +28,7 @@ import (
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/controllers"
 	"github.com/claiim/claiim-operator/controllers/admission"
+	"github.com/claiim/claiim-operator/gate/api"
 	"github.com/claiim/claiim-operator/gate/chron"
 	"github.com/claiim/claiim-operator/gate/server"
 	"github.com/claiim/claiim-operator/internal/console"
@@ -49,6 +53,16 @@ type Options struct {
 	// Gate runs the gate over HTTP (World.GateURL) and sets the console's
 	// GateURL to it.
 	Gate bool
+	// History makes the manager keep every generation in Chron, as the
+	// manager does in production (chron.HistoryStore).
+	History bool
+	// Objects are created besides the world's own: a suite's extra RBAC.
+	Objects []client.Object
+	// TailLifetime ends each console Chron tail after this long, so
+	// clients reconnect within a test; zero keeps the console's default.
+	TailLifetime time.Duration
+	// Wrap, when set, wraps the console's handler, to watch requests.
+	Wrap func(http.Handler) http.Handler
 }
 
 // World is the running set. Stop stops all of it.
@@ -67,11 +81,11 @@ func Launch(opts Options) (_ *World, err error) {
 	env, err := testenv.Launch(testenv.Options{
 		Chron: true, Webhooks: true, Tokens: true,
 		RBAC: []string{"config/rbac/role.yaml", "config/rbac/user_roles.yaml", "config/rbac/console_role.yaml"},
-		Objects: []client.Object{
+		Objects: append([]client.Object{
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: Namespace}},
 			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "chron-engineering"}, Rules: []rbacv1.PolicyRule{{
 				APIGroups: []string{claiimv1.GroupVersion.Group}, Resources: []string{"aiorgs/chron"}, ResourceNames: []string{"engineering"}, Verbs: []string{"get"}}}},
-		},
+		}, opts.Objects...),
 		Users: []testenv.User{
 			{Name: Manager, Groups: sa, ClusterRoles: []string{"claiim-manager"}},
 			{Name: Console, Groups: sa, ClusterRoles: []string{"claiim-console"}},
@@ -81,7 +95,9 @@ func Launch(opts Options) (_ *World, err error) {
 			{Name: Eng, ClusterRoles: []string{"claiim-viewer", "chron-engineering"}},
 			{Name: Nobody},
 		},
-		Manager: &testenv.Manager{User: Manager, Cache: controllers.CacheOptions(), Setup: setupManager},
+		Manager: &testenv.Manager{User: Manager, Cache: controllers.CacheOptions(), Setup: func(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
+			return setupManager(ctx, mgr, env, opts.History)
+		}},
 	})
 	if err != nil {
 		return nil, err
@@ -120,14 +136,18 @@ func Launch(opts Options) (_ *World, err error) {
 	}
 	w.Console = &console.Console{
 		Auth:    &console.Auth{Config: rest.AnonymousClientConfig(env.Config), Reviews: cs.AuthenticationV1().TokenReviews(), Scheme: testenv.Scheme(), Orgs: orgs},
-		Chron:   &console.ChronAPI{Pool: w.Reader, TailInterval: 50 * time.Millisecond},
+		Chron:   &console.ChronAPI{Pool: w.Reader, TailInterval: 50 * time.Millisecond, TailLifetime: opts.TailLifetime},
 		GateURL: "http://gate.test/v",
 		Log:     logr.Discard(),
 	}
 	if w.GateURL != "" {
 		w.Console.GateURL = w.GateURL + "/v"
 	}
-	w.Server = httptest.NewTLSServer(w.Console.Handler())
+	h := w.Console.Handler()
+	if opts.Wrap != nil {
+		h = opts.Wrap(h)
+	}
+	w.Server = httptest.NewTLSServer(h)
 	env.OnStop(func() error { w.Server.Close(); return nil })
 	return w, nil
 }
@@ -136,7 +156,7 @@ func Launch(opts Options) (_ *World, err error) {
 // PostgreSQL.
 func (w *World) Stop() error { return w.Env.Stop() }
 
-func setupManager(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
+func setupManager(ctx context.Context, mgr ctrl.Manager, env *testenv.Env, history bool) error {
 	writer, err := chron.NewWriter(ctx, env.Chron, chron.WriterOptions{Stream: "manager/test"})
 	if err != nil {
 		return err
@@ -146,7 +166,11 @@ func setupManager(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error
 	if err != nil {
 		return err
 	}
-	if err := controllers.Setup(ctx, mgr, controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer}); err != nil {
+	opts := controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer}
+	if history {
+		opts.History = chron.HistoryStore{Pool: env.Chron}
+	}
+	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return err
 	}
 	return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(),
@@ -181,4 +205,30 @@ func (w *World) startGate() error {
 		time.Sleep(50 * time.Millisecond)
 	}
 	return nil
+}
+
+// Validate asks the gate (Options.Gate) to decide req as the agent whose
+// token this is, as the agent's client would.
+func (w *World) Validate(token string, req api.ValidateRequest) (api.ValidateResponse, error) {
+	var r api.ValidateResponse
+	body, err := json.Marshal(req)
+	if err != nil {
+		return r, err
+	}
+	hr, err := http.NewRequestWithContext(w.Ctx, http.MethodPost, w.GateURL+"/v/validate", bytes.NewReader(body))
+	if err != nil {
+		return r, err
+	}
+	hr.Header.Set("Authorization", "Bearer "+token)
+	hr.Header.Set("Content-Type", "application/json")
+	hr.Header.Set(api.IdempotencyKeyHeader, fmt.Sprintf("test-%d", time.Now().UnixNano()))
+	resp, err := http.DefaultClient.Do(hr)
+	if err != nil {
+		return r, err
+	}
+	defer resp.Body.Close()
+	if err := json.NewDecoder(resp.Body).Decode(&r); err != nil {
+		return r, fmt.Errorf("the gate's answer (HTTP %d) is not JSON: %w", resp.StatusCode, err)
+	}
+	return r, nil
 }

@@ -6,7 +6,6 @@ package fault
 
 import (
 	"bufio"
-	"bytes"
 	"encoding/json"
 	"fmt"
 	"math"
@@ -14,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
@@ -47,27 +45,9 @@ asyncio.run(main())
 // pyLoad is the running Python load.
 type pyLoad struct {
 	cmd      *exec.Cmd
-	out      lockedBuffer
+	out      testenv.Output
 	stopFile string
 	label    string
-}
-
-// lockedBuffer is the process's output, read while it is written.
-type lockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // answeredBy reports whether a call was answered by the gate with that
