@@ -78,9 +78,13 @@ const (
 	PathMutateSkill          = "/mutate-skill"
 	PathMutatePolicy         = "/mutate-policy"
 	PathValidateControlPlane = "/validate-controlplane"
+	PathMutateApproval       = "/mutate-actionapproval"
+	PathValidateApproval     = "/validate-actionapproval"
 )
 
 // +kubebuilder:webhook:path=/mutate-pimrequest,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=pimrequests,verbs=create;update,versions=v1alpha1,name=mpimrequest.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/mutate-actionapproval,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=actionapprovals,verbs=create;update,versions=v1alpha1,name=mactionapproval.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-actionapproval,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=claiim.io,resources=actionapprovals,verbs=create;update;delete,versions=v1alpha1,name=vactionapproval.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
 // +kubebuilder:webhook:path=/validate-pimrequest,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=claiim.io,resources=pimrequests,verbs=create;update;delete,versions=v1alpha1,name=vpimrequest.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
 // The control-plane kinds' mutating webhooks stamp what they admit
 // (stamp.go); reinvoked after any other mutating webhook, so the stamp
@@ -140,6 +144,11 @@ func (h *handlers) now() time.Time { return h.Clock.Now() }
 // can asks the apiserver whether the requesting user may do verb on the
 // resource (SubjectAccessReview), e.g. the custom verb `approve`.
 func (h *handlers) can(ctx context.Context, req admission.Request, verb, resource, name string) (bool, error) {
+	return h.canIn(ctx, req, verb, resource, "", name)
+}
+
+// canIn is can for a namespaced resource.
+func (h *handlers) canIn(ctx context.Context, req admission.Request, verb, resource, namespace, name string) (bool, error) {
 	extra := map[string]authorizationv1.ExtraValue{}
 	for k, v := range req.UserInfo.Extra {
 		extra[k] = authorizationv1.ExtraValue(v)
@@ -148,6 +157,7 @@ func (h *handlers) can(ctx context.Context, req admission.Request, verb, resourc
 		User: req.UserInfo.Username, UID: req.UserInfo.UID, Groups: req.UserInfo.Groups, Extra: extra,
 		ResourceAttributes: &authorizationv1.ResourceAttributes{
 			Group: claiimv1.GroupVersion.Group, Version: claiimv1.GroupVersion.Version, Resource: resource, Verb: verb, Name: name,
+			Namespace: namespace,
 		},
 	}}
 	if err := h.Client.Create(ctx, sar); err != nil {
