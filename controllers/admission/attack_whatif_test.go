@@ -82,3 +82,31 @@ var _ = Describe("What-if under attack", Serial, func() {
 		}).Should(Succeed())
 	})
 })
+
+// Audit mode is a weakening when it replaces an enforced Deny: it is a
+// spec change like any other, under PIM, and its what-if shows it.
+var _ = Describe("Audit mode under attack", Serial, func() {
+	BeforeEach(func() { clock.SetTime(clock.Now().Add(9 * time.Hour)) })
+
+	It("does not let anyone without an active PIM session switch an enforced Deny to Audit", func() {
+		orgName, _, _ := world()
+		pol := &claiimv1.Policy{ObjectMeta: metav1.ObjectMeta{Name: uniq("no-production-deploys")}, Spec: claiimv1.PolicySpec{Org: claiimv1.OrgName(orgName),
+			Rules: []claiimv1.PolicyRule{{Name: "deny-prod", Effect: claiimv1.PolicyEffectDeny, Actions: []claiimv1.ActionPattern{"deploy:production"}}}}}
+		Expect(admin.Create(ctx, pol)).To(Succeed())
+
+		expectRefused(edit(outsider, pol, func() { pol.Spec.Enforcement = claiimv1.PolicyAudit }), "needs an active PIM session")
+		Expect(root.Get(ctx, client.ObjectKeyFromObject(pol), pol)).To(Succeed())
+		Expect(pol.Audit()).To(BeFalse())
+		Expect(chronRows("admission.refused")).To(ContainElement(And(HaveField("Actor", outsiderUser), HaveField("Reason", "NO_PIM_SESSION"),
+			HaveField("Action", "update:policies"))))
+
+		By("a second Policy in Audit mode for the same action leaves the enforced one whole")
+		audit := pol.DeepCopy()
+		audit.ObjectMeta = metav1.ObjectMeta{Name: uniq("audit-production-deploys")}
+		audit.Spec.Enforcement = claiimv1.PolicyAudit
+		expectRefused(outsider.Create(ctx, audit), "needs an active PIM session")
+		Expect(admin.Create(ctx, audit)).To(Succeed())
+		Expect(root.Get(ctx, client.ObjectKeyFromObject(pol), pol)).To(Succeed())
+		Expect(pol.Audit()).To(BeFalse())
+	})
+})
