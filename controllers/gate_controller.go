@@ -177,7 +177,7 @@ func (r *GateReconciler) desired() []gateObject {
 
 	sa := corev1ac.ServiceAccount(GateName, c.Namespace).WithLabels(l)
 	role := rbacv1ac.ClusterRole(GateName).WithLabels(l).WithRules(
-		rbacv1ac.PolicyRule().WithAPIGroups("claiim.io").WithResources("aiorgs", "skills", "policies", "agents", "crossorggrants").
+		rbacv1ac.PolicyRule().WithAPIGroups("claiim.io").WithResources("aiorgs", "skills", "policies", "agents", "crossorggrants", "actionapprovals").
 			WithVerbs("get", "list", "watch"),
 		// The manager's public attestation keys, and nothing else of ConfigMaps.
 		rbacv1ac.PolicyRule().WithAPIGroups("").WithResources("configmaps").WithResourceNames(AttestationKeysConfigMap).

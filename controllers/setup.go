@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgxpool"
 	appsv1 "k8s.io/api/apps/v1"
 	corev1 "k8s.io/api/core/v1"
 	networkingv1 "k8s.io/api/networking/v1"
@@ -57,6 +58,12 @@ type Options struct {
 	// from before admission stamps existed are stamped as they are. Needs
 	// the webhooks. Off, objects without a stamp are reported at once.
 	AdmitExisting bool
+	// ChronPool, when set, lets the leader materialize the gates' approval
+	// requests as ActionApprovals (approvals.go).
+	ChronPool *pgxpool.Pool
+	// ApprovalRetention keeps expired ActionApprovals this long (default
+	// DefaultApprovalRetention).
+	ApprovalRetention time.Duration
 }
 
 // Field indexes that let a change of one object find the others it affects.
@@ -129,6 +136,12 @@ func Setup(ctx context.Context, mgr ctrl.Manager, opts Options) error {
 
 	rec := mgr.GetEventRecorder("claiim-manager")
 	c := mgr.GetClient()
+	if opts.ChronPool != nil {
+		if err := mgr.Add(&ApprovalMaterializer{Pool: opts.ChronPool, Client: c, Signer: opts.Signer, Clock: opts.Clock,
+			Retention: opts.ApprovalRetention}); err != nil {
+			return fmt.Errorf("setting up the approval materializer: %w", err)
+		}
+	}
 	adm := NewAdmission(opts.Signer, opts.Log, rec, !opts.AdmitExisting)
 	if opts.History != nil {
 		adm.History = &History{Store: opts.History, Log: opts.Log}

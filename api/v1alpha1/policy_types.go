@@ -10,12 +10,22 @@ const (
 )
 
 // PolicyEffect is what a matching rule decides.
-// +kubebuilder:validation:Enum=Allow;Deny
+// +kubebuilder:validation:Enum=Allow;Deny;RequireApproval
 type PolicyEffect string
 
 const (
 	PolicyEffectAllow PolicyEffect = "Allow"
 	PolicyEffectDeny  PolicyEffect = "Deny"
+	// PolicyEffectRequireApproval makes an action that is otherwise
+	// allowed wait for a person's yes for that exact call (ActionApproval).
+	// It never allows by itself; a Deny still wins.
+	PolicyEffectRequireApproval PolicyEffect = "RequireApproval"
+)
+
+// Approval bounds of a RequireApproval rule.
+const (
+	DefaultApprovalTTLSeconds = 3600
+	MaxApprovalTTLSeconds     = 86400
 )
 
 // AgentSelector chooses the agents a rule applies to. Empty means every
@@ -37,6 +47,7 @@ type AgentSelector struct {
 }
 
 // PolicyRule is one rule of a policy.
+// +kubebuilder:validation:XValidation:rule="self.effect == 'RequireApproval' || (!has(self.approvalsRequired) && !has(self.approvalTTLSeconds))",message="approvalsRequired and approvalTTLSeconds are for RequireApproval rules only"
 type PolicyRule struct {
 	// Name identifies the rule in decisions and Chron records.
 	// +required
@@ -52,9 +63,26 @@ type PolicyRule struct {
 	// +kubebuilder:validation:MaxItems=64
 	Actions []ActionPattern `json:"actions"`
 
-	// Effect is Allow or Deny. A matching Deny beats everything.
+	// Effect is Allow, Deny or RequireApproval. A matching Deny beats
+	// everything; RequireApproval turns an ALLOW into DENY
+	// APPROVAL_REQUIRED until people approve that exact call.
 	// +required
 	Effect PolicyEffect `json:"effect"`
+
+	// ApprovalsRequired is how many distinct people must approve a call
+	// under a RequireApproval rule (default 1). With 2, the agent's
+	// accountability anchor alone is not enough.
+	// +optional
+	// +kubebuilder:validation:Minimum=1
+	// +kubebuilder:validation:Maximum=2
+	ApprovalsRequired int32 `json:"approvalsRequired,omitempty"`
+
+	// ApprovalTTLSeconds is how long an approval request stays open and,
+	// once approved, usable (default 3600, at most 86400).
+	// +optional
+	// +kubebuilder:validation:Minimum=60
+	// +kubebuilder:validation:Maximum=86400
+	ApprovalTTLSeconds int32 `json:"approvalTTLSeconds,omitempty"`
 
 	// Agents the rule applies to; omit for all agents.
 	// +optional
@@ -63,7 +91,8 @@ type PolicyRule struct {
 	// Condition is an optional CEL expression over the request that must
 	// be true for the rule to match. Variables: `action` (string),
 	// `context` (map), `agent` (map with name, namespace, org, labels).
-	// A Deny rule whose condition fails to evaluate counts as matching.
+	// A Deny or RequireApproval rule whose condition fails to evaluate
+	// counts as matching.
 	// +optional
 	// +kubebuilder:validation:MaxLength=4096
 	Condition string `json:"condition,omitempty"`

@@ -78,9 +78,13 @@ const (
 	PathMutateSkill          = "/mutate-skill"
 	PathMutatePolicy         = "/mutate-policy"
 	PathValidateControlPlane = "/validate-controlplane"
+	PathMutateApproval       = "/mutate-actionapproval"
+	PathValidateApproval     = "/validate-actionapproval"
 )
 
 // +kubebuilder:webhook:path=/mutate-pimrequest,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=pimrequests,verbs=create;update,versions=v1alpha1,name=mpimrequest.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/mutate-actionapproval,mutating=true,failurePolicy=fail,sideEffects=None,groups=claiim.io,resources=actionapprovals,verbs=create;update,versions=v1alpha1,name=mactionapproval.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
+// +kubebuilder:webhook:path=/validate-actionapproval,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=claiim.io,resources=actionapprovals,verbs=create;update;delete,versions=v1alpha1,name=vactionapproval.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
 // +kubebuilder:webhook:path=/validate-pimrequest,mutating=false,failurePolicy=fail,sideEffects=NoneOnDryRun,groups=claiim.io,resources=pimrequests,verbs=create;update;delete,versions=v1alpha1,name=vpimrequest.claiim.io,admissionReviewVersions=v1,timeoutSeconds=5
 // The control-plane kinds' mutating webhooks stamp what they admit
 // (stamp.go); reinvoked after any other mutating webhook, so the stamp
@@ -140,18 +144,31 @@ func (h *handlers) now() time.Time { return h.Clock.Now() }
 // can asks the apiserver whether the requesting user may do verb on the
 // resource (SubjectAccessReview), e.g. the custom verb `approve`.
 func (h *handlers) can(ctx context.Context, req admission.Request, verb, resource, name string) (bool, error) {
+	return h.canIn(ctx, req, verb, resource, "", name)
+}
+
+// canIn is can for a namespaced resource.
+func (h *handlers) canIn(ctx context.Context, req admission.Request, verb, resource, namespace, name string) (bool, error) {
+	return h.review(ctx, req, authorizationv1.ResourceAttributes{Resource: resource, Verb: verb, Name: name, Namespace: namespace})
+}
+
+// review asks whether the requesting user may do what attrs say on a
+// claiim.io resource (the group and version are filled in).
+func (h *handlers) review(ctx context.Context, req admission.Request, attrs authorizationv1.ResourceAttributes) (bool, error) {
 	extra := map[string]authorizationv1.ExtraValue{}
 	for k, v := range req.UserInfo.Extra {
 		extra[k] = authorizationv1.ExtraValue(v)
 	}
+	attrs.Group, attrs.Version = claiimv1.GroupVersion.Group, claiimv1.GroupVersion.Version
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: req.UserInfo.Username, UID: req.UserInfo.UID, Groups: req.UserInfo.Groups, Extra: extra,
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Group: claiimv1.GroupVersion.Group, Version: claiimv1.GroupVersion.Version, Resource: resource, Verb: verb, Name: name,
-		},
+		User: req.UserInfo.Username, UID: req.UserInfo.UID, Groups: req.UserInfo.Groups, Extra: extra, ResourceAttributes: &attrs,
 	}}
 	if err := h.Client.Create(ctx, sar); err != nil {
-		return false, fmt.Errorf("asking the apiserver whether %s may %s %s: %w", req.UserInfo.Username, verb, resource, err)
+		what := attrs.Resource
+		if attrs.Subresource != "" {
+			what += "/" + attrs.Subresource
+		}
+		return false, fmt.Errorf("asking the apiserver whether %s may %s %s %s: %w", req.UserInfo.Username, attrs.Verb, what, attrs.Name, err)
 	}
 	return sar.Status.Allowed, nil
 }

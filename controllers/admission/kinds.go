@@ -55,6 +55,9 @@ func (h *handlers) kinds() []kind {
 		{obj: &claiimv1.PIMRequest{}, resource: "pimrequests",
 			validatePath: PathValidatePIM, validate: admission.WithValidator(s, pimRequestWebhook{h}).Handler,
 			mutatePath: PathMutatePIM, mutate: admission.WithDefaulter(s, pimRequestWebhook{h}, unpruned).Handler},
+		{obj: &claiimv1.ActionApproval{}, resource: "actionapprovals",
+			validatePath: PathValidateApproval, validate: admission.WithValidator(s, actionApprovalWebhook{h}).Handler,
+			mutatePath: PathMutateApproval, mutate: admission.WithDefaulter(s, actionApprovalWebhook{h}, unpruned).Handler},
 	}
 }
 

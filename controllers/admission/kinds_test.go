@@ -21,6 +21,8 @@ import (
 // why. Adding one here is a decision for review, not a default.
 var notPrivileged = map[string]string{
 	"PIMRequest": "the elevation itself: asking needs no session, and a second person decides (two-person control in its own validator)",
+	"ActionApproval": "not the control plane: one agent call, made by the manager only (signed from Chron), decided by people with the verb approve " +
+		"(its own validator); needing a PIM session to approve a payment would make every approver an admin",
 }
 
 var operations = []admissionv1.Operation{admissionv1.Create, admissionv1.Update, admissionv1.Delete}

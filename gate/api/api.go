@@ -101,6 +101,10 @@ type ValidateRequest struct {
 	Action         string         `json:"action"`
 	Context        map[string]any `json:"context"`
 	SkillVersionID string         `json:"skill_version_id"`
+	// ApprovalID, on the retry of a call answered APPROVAL_REQUIRED, is
+	// that answer's approval_id: once people approved that exact call, it
+	// is allowed once.
+	ApprovalID string `json:"approval_id,omitempty"`
 }
 
 // ValidateResponse is the body of every /v/validate answer, and of a
@@ -119,6 +123,9 @@ type ValidateResponse struct {
 	Audit          []PolicyMatch `json:"audit,omitempty"`       // rules of Audit policies that would have denied; the answer is not theirs
 	SkillRules     []string      `json:"skill_rules,omitempty"` // "allowed:<pattern>", "forbidden:<pattern>"
 	Revision       string        `json:"revision,omitempty"`    // the snapshot the gate decided on
+	// ApprovalID names the ActionApproval of a call a RequireApproval rule
+	// holds (with the APPROVAL_* reasons): wait for it, then retry with it.
+	ApprovalID string `json:"approval_id,omitempty"`
 
 	// PinnedSkillVersionID is the version the agent is pinned to now. When
 	// it differs from the one the client presented (after a re-pin), the
@@ -133,4 +140,39 @@ type PolicyMatch struct {
 	Version int64  `json:"version"` // the Policy's metadata.generation
 	Rule    string `json:"rule"`
 	Effect  string `json:"effect"` // "Allow" | "Deny"
+}
+
+// Reasons of a call held by a RequireApproval policy rule; all are DENY
+// (HTTP 403) until an approved retry is allowed.
+const (
+	ReasonApprovalRequired = "APPROVAL_REQUIRED" // approval_id names the new request
+	ReasonApprovalPending  = "APPROVAL_PENDING"
+	ReasonApprovalUsed     = "APPROVAL_USED"
+	ReasonApprovalMismatch = "APPROVAL_MISMATCH"
+	ReasonApprovalExpired  = "APPROVAL_EXPIRED"
+	ReasonApprovalDenied   = "APPROVAL_DENIED"
+)
+
+// MaxApprovalIDLen bounds an approval id (a UUID in practice).
+const MaxApprovalIDLen = 64
+
+// Approval states GET /v/approvals/{id} answers.
+const (
+	ApprovalPending  = "pending"
+	ApprovalApproved = "approved"
+	ApprovalDenied   = "denied"
+	ApprovalExpired  = "expired"
+	ApprovalUsed     = "used" // it already allowed its one call
+)
+
+// ApprovalStatus is the body of GET /v/approvals/{id}, asked by the agent
+// that made the call (its own token): where the approval of its call is.
+type ApprovalStatus struct {
+	ApprovalID string   `json:"approval_id"`
+	State      string   `json:"state"` // ApprovalPending | ApprovalApproved | ApprovalDenied | ApprovalExpired | ApprovalUsed
+	Message    string   `json:"message"`
+	Approvers  []string `json:"approvers,omitempty"`
+	DeniedBy   string   `json:"denied_by,omitempty"`
+	ExpiresAt  string   `json:"expires_at,omitempty"` // RFC 3339
+	UsedBy     string   `json:"used_by,omitempty"`    // the decision that used it
 }

@@ -59,15 +59,6 @@ func outcome(err error) error {
 // committed. committedAt is zero for COPY, which doesn't read it back. An
 // error wraps errUnknownOutcome when the batch may have landed.
 func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.Time, dup bool, err error) {
-	seq, prev := w.lastSeq, w.lastHash
-	for _, p := range live {
-		seq++
-		var h string
-		h, w.buf = w.chain.hash(w.buf, prev, seq, p.p.body)
-		p.row = Row{Record: p.p.rec, Stream: w.opts.Stream, Seq: seq, PrevHash: prev, Hash: h,
-			Format: w.chain.format, KeyID: w.chain.keyID}
-		prev = h
-	}
 	// A connection first, so that failing to get one (the database is
 	// down) is known to have stored nothing.
 	conn, err := w.pool.Acquire(ctx)
@@ -75,6 +66,10 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		return time.Time{}, false, err
 	}
 	defer conn.Release()
+	if claiming(live) {
+		return w.insertClaiming(ctx, conn, live) // approval.go
+	}
+	w.chainRows(live)
 	if w.opts.method == insertCopy && !w.noCopy {
 		// COPY is one statement: in autocommit it is atomic, and durable
 		// when it returns. Two round trips instead of five (BEGIN, a read
@@ -131,6 +126,19 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		return time.Time{}, false, outcome(err)
 	}
 	return committedAt.UTC(), false, nil
+}
+
+// chainRows chains live after the stream head.
+func (w *Writer) chainRows(live []*pending) {
+	seq, prev := w.lastSeq, w.lastHash
+	for _, p := range live {
+		seq++
+		var h string
+		h, w.buf = w.chain.hash(w.buf, prev, seq, p.p.body)
+		p.row = Row{Record: p.p.rec, Stream: w.opts.Stream, Seq: seq, PrevHash: prev, Hash: h,
+			Format: w.chain.format, KeyID: w.chain.keyID}
+		prev = h
+	}
 }
 
 // copyRefusedByRLS tells PostgreSQL's refusal of COPY FROM under row-level

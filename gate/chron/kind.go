@@ -14,6 +14,17 @@ const (
 	KindInit               Kind = "init"                // an agent's /v/init
 	KindAuthRefused        Kind = "auth.refused"        // unauthenticated requests, counted per address and interval
 
+	// Approvals of exact calls (RequireApproval). The gate's DENY
+	// APPROVAL_REQUIRED decision row has the approval's id as its id; the
+	// gate's approval.requested row beside it carries what the manager
+	// needs to make the ActionApproval; admission records each approval
+	// and denial. All of them, and the decision rows of the retries, carry
+	// the approval id as request_id.
+	KindApprovalRequested Kind = "approval.requested"
+	KindApprovalApproved  Kind = "approval.approved"
+	KindApprovalDenied    Kind = "approval.denied"
+	KindApprovalRefused   Kind = "approval.refused"
+
 	// Agents (the manager).
 	KindAgentLifecycle Kind = "agent.lifecycle"
 	KindTokenIssued    Kind = "token.issued"

@@ -71,6 +71,10 @@ type Record struct {
 	// is stored (Writer.Write says how). It is not part of the row: Write
 	// neither hashes nor returns it, and JSON leaves it out.
 	Correction func(stored Record) Record `json:"-"`
+
+	// Claim, when set, uses up a one-use approval with this record, in
+	// the same transaction (approval.go). Not part of the row either.
+	Claim *Claim `json:"-"`
 }
 
 // Row is a stored Record plus its chain fields. Hash covers the Record,
@@ -112,7 +116,7 @@ type prepared struct {
 // bounded. The result is what is stored and what is hashed.
 func prepare(r *Record) (prepared, error) {
 	rec := *r
-	rec.Correction = nil
+	rec.Correction, rec.Claim = nil, nil
 	if rec.ID == "" {
 		rec.ID = NewID()
 	}

@@ -211,7 +211,12 @@ func (w *Writer) Write(ctx context.Context, r *Record) (Row, error) {
 	if err != nil {
 		return Row{}, err
 	}
-	pd := &pending{p: p, fix: r.Correction, done: make(chan struct{})}
+	if r.Claim != nil {
+		if err := r.Claim.check(); err != nil {
+			return Row{}, err
+		}
+	}
+	pd := &pending{p: p, fix: r.Correction, claim: r.Claim, orig: p, done: make(chan struct{})}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()

@@ -59,6 +59,9 @@ type Denied struct {
 	DecisionID string
 	ChronID    string
 	Err        error // the transport or decoding error, if any
+	// ApprovalID, with the APPROVAL_* reasons, names the approval of this
+	// exact call: WaitForApproval, then Validate again WithApprovalID.
+	ApprovalID string
 	// Audit lists rules of Audit policies that would have denied; they
 	// did not change the answer (an ALLOW's are in Result.Audit).
 	Audit []api.PolicyMatch
@@ -99,7 +102,7 @@ func (c *Client) Init(ctx context.Context) (*Identity, error) {
 // ValidateOption adjusts one Validate call.
 type ValidateOption func(*validateCall)
 
-type validateCall struct{ key string }
+type validateCall struct{ key, approvalID string }
 
 // WithIdempotencyKey sends key instead of a fresh one, for a caller that
 // retries a call itself (after a restart, say) and wants the gate's first
@@ -120,13 +123,14 @@ func (c *Client) Validate(ctx context.Context, action string, actx map[string]an
 	if call.key == "" {
 		call.key = NewKey()
 	}
-	status, body, err := c.post(ctx, "/validate", api.ValidateRequest{Action: action, Context: actx, SkillVersionID: c.skillVersionID}, call.key)
+	status, body, err := c.post(ctx, "/validate", api.ValidateRequest{Action: action, Context: actx, SkillVersionID: c.skillVersionID,
+		ApprovalID: call.approvalID}, call.key)
 	if err != nil {
 		return nil, &Denied{Reason: api.ReasonUnreachable, Message: "the gate could not be reached, so the action is denied (fail-closed)", Err: err}
 	}
 	var r Result
 	if status != http.StatusOK || json.Unmarshal(body, &r) != nil || r.Outcome != api.Allow {
-		return nil, denied(status, body)
+		return nil, withApproval(denied(status, body), body)
 	}
 	return &r, nil
 }

@@ -40,6 +40,14 @@ type Request struct {
 	Context        map[string]any
 	SkillVersionID string
 	Now            time.Time
+
+	// ApprovalID is the approval the request presents ("" for none);
+	// Approval is that ActionApproval as the gate's cache holds it (nil
+	// when unknown), and ContextDigest the request context's digest
+	// (ContextDigest), which the approval must name.
+	ApprovalID    string
+	Approval      *claiimv1.ActionApproval
+	ContextDigest string
 }
 
 // PolicyMatch is one policy rule that matched.
@@ -79,6 +87,10 @@ type Decision struct {
 	Policies  []PolicyMatch
 	Forbidden []string // skill patterns that forbade the action
 	Allowed   []string // skill patterns that allowed it
+
+	// Approval is set when a RequireApproval rule held an ALLOW
+	// (approval.go).
+	Approval *ApprovalCheck
 }
 
 // Decide answers a request. The order is the product's contract:
@@ -98,6 +110,9 @@ type Decision struct {
 //  6. skill version allows it                 → ALLOW OWN_AIORG | CROSS_AIORG_GRANT
 //  7. a matching Allow policy                 → ALLOW POLICY_ALLOW
 //  8. otherwise                               → DENY NOT_PERMITTED
+//  9. an ALLOW that a matching RequireApproval
+//     rule holds, without an approval of this
+//     exact call                              → DENY APPROVAL_* (approval.go)
 //
 // Audit policies are evaluated with the others, and their matching Deny
 // rules recorded as would-deny (Enforcement Audit), but no step reads
@@ -135,6 +150,7 @@ func Decide(s *Snapshot, req Request) (d Decision) {
 	// Gather every match first, so the record is complete whatever decides.
 	var vars map[string]any
 	denied, allowedByPolicy := false, false
+	var hold *ApprovalCheck
 	visit := func(refs []ruleRef) {
 		for _, ref := range refs {
 			r := ref.rule
@@ -151,10 +167,10 @@ func Decide(s *Snapshot, req Request) (d Decision) {
 				}
 				ok, err := r.Condition.Eval(vars)
 				if err != nil {
-					if r.Effect != claiimv1.PolicyEffectDeny {
+					if r.Effect == claiimv1.PolicyEffectAllow {
 						continue // an Allow never grants on an error
 					}
-					m.Note = "condition could not be evaluated, so the deny applies: " + err.Error()
+					m.Note = "condition could not be evaluated, so the rule applies: " + err.Error()
 				} else if !ok {
 					continue
 				}
@@ -164,6 +180,8 @@ func Decide(s *Snapshot, req Request) (d Decision) {
 				m.Enforcement = claiimv1.PolicyAudit // recorded; decides nothing
 			case m.Effect == claiimv1.PolicyEffectDeny:
 				denied = true
+			case m.Effect == claiimv1.PolicyEffectRequireApproval:
+				hold = hold.add(m, r)
 			default:
 				allowedByPolicy = true
 			}
@@ -215,6 +233,9 @@ func Decide(s *Snapshot, req Request) (d Decision) {
 		d.Outcome, d.Reason = Deny, ReasonNotPermitted
 		d.Message = fmt.Sprintf("%s is not in the allowed actions of skill %s and no policy allows it", req.Action, sv.ID)
 	}
+	if d.Outcome == Allow && hold != nil {
+		s.approve(&d, req, hold)
+	}
 	return d
 }
 
@@ -249,7 +270,7 @@ func (s *Snapshot) applies(ref ruleRef, a *Agent, sv *SkillVersion) bool {
 	if s.inScope(ref.policy.Org, a.Org) {
 		return true
 	}
-	return sv.Org != a.Org && ref.rule.Effect == claiimv1.PolicyEffectDeny && s.inScope(ref.policy.Org, sv.Org)
+	return sv.Org != a.Org && ref.rule.Effect != claiimv1.PolicyEffectAllow && s.inScope(ref.policy.Org, sv.Org)
 }
 
 // matched reports whether the rule is already recorded: a rule whose

@@ -3,6 +3,7 @@ package decide
 import (
 	"errors"
 	"fmt"
+	"time"
 
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/labels"
@@ -23,6 +24,10 @@ type Rule struct {
 
 	// Broken is the compile error of a Deny rule kept to fail closed.
 	Broken string
+
+	// A RequireApproval rule's bounds, defaults applied.
+	ApprovalsRequired int32
+	ApprovalTTL       time.Duration
 }
 
 // AppliesTo reports whether the rule's agent scope includes the agent.
@@ -42,7 +47,7 @@ func (r *Rule) AppliesTo(a *Agent) bool {
 // of "deploy:production" holds for "deploy:production:eu-1"); an Allow
 // rule only what they match. Either way the rule errs on the safe side.
 func (r *Rule) Takes(action string) bool {
-	deny := r.Effect == claiimv1.PolicyEffectDeny
+	deny := r.Effect != claiimv1.PolicyEffectAllow // Deny and RequireApproval hold sub-actions too
 	for i := range r.Patterns {
 		if deny && r.Patterns[i].Covers(action) || !deny && r.Patterns[i].Match(action) {
 			return true
@@ -91,8 +96,16 @@ func compileRule(r claiimv1.PolicyRule) (Rule, error) {
 	rule := Rule{Name: r.Name, Effect: r.Effect}
 	switch r.Effect {
 	case claiimv1.PolicyEffectAllow, claiimv1.PolicyEffectDeny:
+	case claiimv1.PolicyEffectRequireApproval:
+		rule.ApprovalsRequired, rule.ApprovalTTL = max(r.ApprovalsRequired, 1), claiimv1.DefaultApprovalTTLSeconds*time.Second
+		if r.ApprovalsRequired > 2 {
+			return Rule{}, fmt.Errorf("approvalsRequired %d: at most 2", r.ApprovalsRequired)
+		}
+		if r.ApprovalTTLSeconds != 0 {
+			rule.ApprovalTTL = time.Duration(min(max(r.ApprovalTTLSeconds, 60), claiimv1.MaxApprovalTTLSeconds)) * time.Second
+		}
 	default:
-		return Rule{}, fmt.Errorf("effect %q must be Allow or Deny", r.Effect)
+		return Rule{}, fmt.Errorf("effect %q must be Allow, Deny or RequireApproval", r.Effect)
 	}
 	if len(r.Actions) == 0 {
 		return Rule{}, fmt.Errorf("no actions: name at least one action pattern")

@@ -84,6 +84,8 @@ type Snapshot struct {
 	wild      []ruleRef
 
 	Revision string // changes with any input; reported with decisions
+
+	keys attest.Verifier // checks ActionApprovals at decision time (approval.go)
 }
 
 type refusal struct{ hash, why string }
@@ -131,6 +133,7 @@ func Build(in Inputs) *Snapshot {
 		bySegment: map[segKey][]ruleRef{},
 		grants:    map[string][]*claiimv1.CrossOrgGrant{},
 		Revision:  in.Revision,
+		keys:      in.Keys,
 	}
 	for i := range in.Skills {
 		sk := &in.Skills[i]

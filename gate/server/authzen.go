@@ -185,6 +185,11 @@ func (s *Server) evaluate(ctx context.Context, r *http.Request, snap *decide.Sna
 		req.Now = s.Now()
 		d = decide.Decide(snap, req)
 		rec.Action, rec.Context = req.Action, req.Context
+		if d.Reason == decide.ReasonApprovalRequired {
+			// AuthZEN has no way to present an approval: no request is made.
+			d.Message = "a RequireApproval policy rule holds this call for a person's approval, which an AuthZEN evaluation cannot present: " +
+				"ask through POST /v/validate, which answers with an approval_id (docs/policies.md)"
+		}
 	}
 	resp := api.ValidateResponse{Revision: snap.Revision}
 	fill(&resp, rec, d)

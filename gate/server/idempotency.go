@@ -176,6 +176,8 @@ func decisionStatus(outcome, reason string) int {
 		return http.StatusUnauthorized
 	case reason == api.ReasonBadRequest:
 		return http.StatusBadRequest
+	case reason == api.ReasonChronUnavailable: // an approval request that could not be recorded
+		return http.StatusServiceUnavailable
 	}
 	return http.StatusForbidden
 }

@@ -32,7 +32,7 @@ func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateReq
 			return "body", fmt.Errorf(`request body is empty; send %s`, bodyShape)
 		case strings.HasPrefix(err.Error(), unknownField):
 			name, _ := strconv.Unquote(strings.TrimPrefix(err.Error(), unknownField))
-			return "body", fmt.Errorf("request body has an unknown field %.64q; it holds only action, context and skill_version_id", name)
+			return "body", fmt.Errorf("request body has an unknown field %.64q; it holds only action, context, skill_version_id and approval_id", name)
 		default:
 			return "body", fmt.Errorf("request body is not valid JSON: %w", err)
 		}
@@ -56,6 +56,9 @@ func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateReq
 	}
 	if err := checkContext(out.Context, 1); err != nil {
 		return "context", err
+	}
+	if !validApprovalID(out.ApprovalID) {
+		return "approval_id", fmt.Errorf("approval_id is the approval_id of an APPROVAL_REQUIRED answer: up to %d lowercase letters, digits and dashes", api.MaxApprovalIDLen)
 	}
 	return "", nil
 }

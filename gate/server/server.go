@@ -63,6 +63,12 @@ type Server struct {
 	Reviewer *TokenReviewer
 	// Limits bounds failed authentications (limit.go).
 	Limits AuthLimits
+	// Approvals finds the ActionApprovals retries present (approval.go);
+	// nil: every presented approval is unknown (APPROVAL_PENDING).
+	Approvals Approvals
+	// Uses tells GET /v/approvals/{id} an approval already used; nil
+	// reports approved ones as approved until the retry finds them used.
+	Uses ApprovalUses
 	// Refusals records refused unauthenticated requests in Chron,
 	// aggregated (refusals.go); nil: one over Log, whose last interval
 	// is lost at exit unless Flush is called.
@@ -105,6 +111,7 @@ func (s *Server) Handler() http.Handler {
 	mux.HandleFunc("GET /ready", s.ready)
 	mux.HandleFunc("POST /v/init", s.init)
 	mux.HandleFunc("POST /v/validate", s.validate)
+	mux.HandleFunc("GET /v/approvals/{id}", s.approvalStatus)
 	mux.HandleFunc("POST "+api.AuthZENEvaluationPath, s.authzenEvaluation) // authzen.go
 	mux.HandleFunc("POST "+api.AuthZENEvaluationsPath, s.authzenEvaluations)
 	mux.HandleFunc("GET "+api.AuthZENMetadataPath, s.authzenMetadata)
@@ -191,12 +198,17 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusBadRequest
 		rec.Action = truncate(body.Action, decide.MaxActionLen)
 	default:
-		d = decide.Decide(snap, decide.Request{Agent: agent, Action: body.Action, Context: body.Context,
-			SkillVersionID: body.SkillVersionID, Now: s.Now()})
+		dreq := decide.Request{Agent: agent, Action: body.Action, Context: body.Context, SkillVersionID: body.SkillVersionID, Now: s.Now()}
+		s.presented(r.Context(), &dreq, body.ApprovalID, rec) // approval.go
+		d = decide.Decide(snap, dreq)
 		rec.Action, rec.Context = body.Action, body.Context
 		status = decisionStatus(string(d.Outcome), d.Reason)
+		fill(&resp, rec, d)
+		s.approvalSteps(r.Context(), rec, &resp, d, dreq)
 	}
-	fill(&resp, rec, d)
+	if perr != nil {
+		fill(&resp, rec, d)
+	}
 	if err := s.record(r.Context(), rec, &resp); err != nil {
 		status = failedStatus(err)
 		if kr, ok := refusedKey(r, err); ok {

@@ -38,6 +38,7 @@ type Source struct {
 	restart   chan int // a kind whose watch the probers found stuck
 	rev       atomic.Uint64
 	synced    atomic.Bool
+	approvals atomic.Bool // the ActionApproval informer has synced
 	// rebuildErr is why the last rebuild failed, nil when it did not.
 	rebuildErr atomic.Pointer[string]
 	probes     probes
@@ -134,6 +135,8 @@ func (s *Source) Run(ctx context.Context) error {
 		return err
 	}
 	s.synced.Store(true)
+	// Only now: the wait above is for every informer of the cache.
+	go s.watchApprovals(ctx, log)
 	for k := range s.kinds {
 		go s.probe(ctx, k)
 	}
@@ -239,6 +242,43 @@ func (s *Source) rebuild(ctx context.Context) error {
 	s.current.Store(next)
 	next.inherit(prev)
 	return nil
+}
+
+// watchApprovals starts the ActionApproval informer. Approvals are looked
+// up per request, not built into a snapshot (one approved call must not
+// rebuild the index), and they are not a condition of readiness: until
+// the informer has synced (the CRD not installed yet after an upgrade,
+// the gate's role without the rule yet), every approval reads as unknown,
+// so held calls stay APPROVAL_PENDING while everything else is decided.
+func (s *Source) watchApprovals(ctx context.Context, log logr.Logger) {
+	for {
+		inf, err := s.cache.GetInformer(ctx, &claiimv1.ActionApproval{}, cache.BlockUntilSynced(false))
+		if err == nil {
+			if toolscache.WaitForCacheSync(ctx.Done(), inf.HasSynced) {
+				s.approvals.Store(true)
+			}
+			return
+		}
+		log.Info("cannot watch ActionApprovals yet; calls held for approval stay APPROVAL_PENDING until it can", "problem", err.Error())
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(s.probeEvery()):
+		}
+	}
+}
+
+// Approval is the ActionApproval namespace/name as the informer holds it;
+// nil when it holds none (or cannot say: the retry is then PENDING).
+func (s *Source) Approval(ctx context.Context, namespace, name string) *claiimv1.ActionApproval {
+	if !s.approvals.Load() { // never block a decision on an informer that is not there
+		return nil
+	}
+	ap := &claiimv1.ActionApproval{}
+	if err := s.cache.Get(ctx, client.ObjectKey{Namespace: namespace, Name: name}, ap); err != nil {
+		return nil
+	}
+	return ap
 }
 
 // Snapshot is the current snapshot; nil before the caches have synced and

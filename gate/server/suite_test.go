@@ -38,6 +38,7 @@ var (
 	pool    *pgxpool.Pool
 	gateURL string
 
+	env      *testenv.Env
 	src      *server.Source
 	writer   *chron.Writer
 	refusals *server.Refusals // the suite gate's: Flush it to read its rows
@@ -54,7 +55,7 @@ func TestServer(t *testing.T) {
 var _ = BeforeSuite(func() {
 	SetDefaultEventuallyTimeout(20 * time.Second)
 	SetDefaultEventuallyPollingInterval(50 * time.Millisecond)
-	env := testenv.Setup(GinkgoT(), testenv.Options{
+	env = testenv.Setup(GinkgoT(), testenv.Options{
 		Log:   GinkgoWriter,
 		Chron: true,
 		// The manager's namespace: its attestation key and published keys.
@@ -81,7 +82,7 @@ var _ = BeforeSuite(func() {
 	// Refused requests are written when a test flushes them, never on a
 	// timer under a test's feet.
 	refusals = &server.Refusals{Log: writer, Replica: "test", Interval: time.Hour}
-	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: "test", WriteTimeout: 2 * time.Second,
+	srv := &server.Server{Snapshots: src, Log: writer, DB: pool, Replica: "test", WriteTimeout: 2 * time.Second, Approvals: src,
 		Logger: logf.Log.WithName("gate"), Reviewer: &server.TokenReviewer{Client: k8s}, Refusals: refusals,
 		Limits: server.AuthLimits{PerSource: 1000, Tarpit: -1}} // every test's client is 127.0.0.1; abuse_test.go tests the limits
 	hs := httptest.NewServer(srv.Handler())

@@ -134,7 +134,8 @@ func RunGate(args []string) error {
 	refusals := &server.Refusals{Log: chronLog, Replica: *replica, Logger: log.WithName("refusals"), Metrics: metrics}
 	srv := &server.Server{Snapshots: server.Require(src, holder.Ready), Log: chronLog, DB: pool, Replica: *replica, WriteTimeout: *writeTimeout,
 		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}, Limits: limits, Refusals: refusals,
-		PublicURL: *publicURL}
+		PublicURL: *publicURL, Approvals: src,
+		Uses: func(ctx context.Context, id string) (string, error) { return chron.ApprovalUse(ctx, pool, id) }}
 	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
 		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
 	var watcher interface{ Start(context.Context) error }

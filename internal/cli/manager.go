@@ -132,6 +132,7 @@ func RunManager(args []string) error {
 			return err
 		}
 		opts.Log, opts.History = mc, mc
+		opts.ChronPool = pool // the leader materializes approval requests (controllers/approvals.go)
 	}
 	if *webhooks && *whatIfURL != "" {
 		// Its own pool: a slow what-if never takes the connections that

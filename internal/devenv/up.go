@@ -1,7 +1,10 @@
 package devenv
 
 import (
+	"bytes"
+	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -67,8 +70,12 @@ func devUp(f devFlags) error {
 	go func() { exited <- cmd.Wait() }()
 
 	fmt.Println("Starting the local control plane: etcd, kube-apiserver, PostgreSQL, the manager with its webhooks, the gate, the console...")
+	steps := stepFollower{path: f.path("dev.log")}
+	defer steps.print() // the last steps, also when it fails
 	deadline := time.After(3 * time.Minute)
+	waiting := false
 	for {
+		steps.print()
 		select {
 		case err := <-exited:
 			return fmt.Errorf("the local control plane stopped while starting (%w); see %s:\n%s", err, f.path("dev.log"), tail(f.path("dev.log"), 30))
@@ -79,11 +86,54 @@ func devUp(f devFlags) error {
 		if _, err := os.Stat(f.path("env")); err != nil {
 			continue
 		}
+		if !waiting {
+			waiting = true
+			steps.print() // the steps before the env file, first
+			fmt.Println("  waiting for the gate and the console to answer (the manager's webhooks, the gate's caches)")
+		}
 		if answersOK(f.gateURL()+"/ready") && answersOK(f.consoleURL()+"/healthz") {
 			printDevSummary(f)
 			return nil
 		}
 	}
+}
+
+// stepFollower echoes the supervisor's steps from dev.log as they happen
+// ("06:51:02 starting etcd and kube-apiserver (RBAC on)"), so the person
+// who ran make dev sees what it is waiting for; the rest of the log (the
+// migration's output) stays in the file.
+type stepFollower struct {
+	path string
+	off  int64
+}
+
+func (s *stepFollower) print() {
+	file, err := os.Open(s.path)
+	if err != nil {
+		return
+	}
+	defer file.Close()
+	b, err := io.ReadAll(io.NewSectionReader(file, s.off, 1<<20))
+	if err != nil && !errors.Is(err, io.EOF) {
+		return
+	}
+	end := bytes.LastIndexByte(b, '\n')
+	if end < 0 {
+		return // no complete line yet
+	}
+	s.off += int64(end + 1)
+	for _, line := range strings.Split(string(b[:end]), "\n") {
+		if isStep(line) {
+			fmt.Println("  " + line)
+		}
+	}
+}
+
+// isStep says whether a dev.log line is one of devServe's steps: it starts
+// with the time of day.
+func isStep(line string) bool {
+	_, err := time.Parse(time.TimeOnly, line[:min(len(line), len(time.TimeOnly))])
+	return err == nil && len(line) > len(time.TimeOnly) && line[len(time.TimeOnly)] == ' '
 }
 
 // answersOK says whether url answers 200.

@@ -54,7 +54,8 @@ CLAIIM admission webhooks see you, never a privileged intermediary.`,
 	cmd.SetErr(streams.ErrOut)
 	o.Flags.AddFlags(cmd.PersistentFlags())
 	cmd.PersistentFlags().StringVarP(&o.Output, "output", "o", "table", "output format: table, json or yaml")
-	cmd.AddCommand(newWhoamiCommand(o), newPIMCommand(o), newAgentCommand(o), newExplainCommand(o), newChronCommand(o), newHistoryCommand(o))
+	cmd.AddCommand(newWhoamiCommand(o), newPIMCommand(o), newAgentCommand(o), newExplainCommand(o), newChronCommand(o), newHistoryCommand(o),
+		newApprovalCommand(o))
 	return cmd
 }
 

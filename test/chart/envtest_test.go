@@ -107,7 +107,7 @@ func TestRenderedObjectsDryRun(t *testing.T) {
 				}
 			}
 			// Two Deployments: the manager's and the console's.
-			if kinds["CustomResourceDefinition"] != 6 || kinds["Deployment"] != 2 || kinds["MutatingWebhookConfiguration"] != 1 || kinds["ValidatingWebhookConfiguration"] != 1 {
+			if kinds["CustomResourceDefinition"] != 7 || kinds["Deployment"] != 2 || kinds["MutatingWebhookConfiguration"] != 1 || kinds["ValidatingWebhookConfiguration"] != 1 {
 				t.Errorf("unexpected set of objects: %v", kinds)
 			}
 		})

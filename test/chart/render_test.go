@@ -151,7 +151,7 @@ func TestRBACMatchesConfig(t *testing.T) {
 		g.Expect(got.Rules).To(Equal(want.Rules),
 			"ClusterRole %s in charts/claiim/templates/user-roles.yaml differs from config/rbac/user_roles.yaml", want.Name)
 	}
-	g.Expect(userRoles).To(Equal(5))
+	g.Expect(userRoles).To(Equal(6))
 
 	// The console's own identity, and what its verify reads.
 	var consoleRole rbacv1.ClusterRole
@@ -204,6 +204,7 @@ func TestUserRoleBindings(t *testing.T) {
 		"rbac.bindings.approvers[1].kind=User", "rbac.bindings.approvers[1].name=peer@claiim.io",
 		"rbac.bindings.viewers[0].kind=ServiceAccount", "rbac.bindings.viewers[0].name=argocd", "rbac.bindings.viewers[0].namespace=argocd",
 		"rbac.bindings.auditors[0].kind=Group", "rbac.bindings.auditors[0].name=auditors",
+		"rbac.bindings.actionApprovers[0].kind=Group", "rbac.bindings.actionApprovers[0].name=payment-approvers",
 	)
 	for _, c := range []struct {
 		name, role string
@@ -214,13 +215,14 @@ func TestUserRoleBindings(t *testing.T) {
 			{Kind: "User", APIGroup: rbacv1.GroupName, Name: "admin@claiim.io"}, {Kind: "User", APIGroup: rbacv1.GroupName, Name: "peer@claiim.io"}}},
 		{"claiim-viewers", "claiim-viewer", []rbacv1.Subject{{Kind: "ServiceAccount", Name: "argocd", Namespace: "argocd"}}},
 		{"claiim-auditors", "claiim-auditor", []rbacv1.Subject{{Kind: "Group", APIGroup: rbacv1.GroupName, Name: "auditors"}}},
+		{"claiim-action-approvers", "claiim-action-approver", []rbacv1.Subject{{Kind: "Group", APIGroup: rbacv1.GroupName, Name: "payment-approvers"}}},
 	} {
 		crb := convert[rbacv1.ClusterRoleBinding](t, find(t, objs, "ClusterRoleBinding", c.name))
 		g.Expect(crb.RoleRef).To(Equal(rbacv1.RoleRef{APIGroup: rbacv1.GroupName, Kind: "ClusterRole", Name: c.role}))
 		g.Expect(crb.Subjects).To(Equal(c.subjects), c.name)
 	}
 	// Nobody is bound to grant approvals; the manager and the console are.
-	g.Expect(ofKind(objs, "ClusterRoleBinding")).To(HaveLen(6))
+	g.Expect(ofKind(objs, "ClusterRoleBinding")).To(HaveLen(7))
 }
 
 // The webhook configurations are config/webhook/manifests.yaml's, pointed

@@ -11,6 +11,18 @@ answer (unreachable gate, timeout, 5xx, unreadable reply).
     print(identity.agent_email, identity.system_prompt)
     result = await client.validate("deploy:staging", {"target": "eu-staging-1"})
 
+A call a RequireApproval policy rule holds is denied with reason
+APPROVAL_REQUIRED and an ``approval_id``: people approve that exact call,
+the agent waits, then asks again with the id, and is allowed once.
+
+    try:
+        await client.validate("payments:send", payment)
+    except Denied as d:
+        if not d.approval_id:
+            raise
+        await client.wait_for_approval(d.approval_id, timeout=600)
+        await client.validate("payments:send", payment, approval_id=d.approval_id)
+
 Retries never decide an action twice. Every ``validate`` sends an
 Idempotency-Key, new for the call and the same on each of its tries, and
 the gate answers every try carrying it with the one decision it recorded
@@ -33,6 +45,7 @@ import socket
 import ssl
 import time
 import urllib.error
+import urllib.parse
 import urllib.request
 import uuid
 
@@ -45,6 +58,7 @@ IDEMPOTENCY_KEY_HEADER = "Idempotency-Key"
 # connect() failures: the request never left, so another try is safe.
 _NEVER_SENT = {errno.ECONNREFUSED, errno.ENETUNREACH, errno.EHOSTUNREACH}
 _sleep = time.sleep  # the pause between tries (a test hook)
+_APPROVAL_POLL = (0.5, 5.0)  # wait_for_approval's first and longest pause (a test hook)
 
 
 def new_key():
@@ -168,19 +182,63 @@ class CLAIIMClient:
         self.identity = Identity(reply)
         return self.identity
 
-    async def validate(self, action, context=None, idempotency_key=None):
+    async def validate(self, action, context=None, idempotency_key=None, approval_id=None):
         """Ask before acting. Returns Result on ALLOW, raises Denied otherwise.
 
         idempotency_key: send this key instead of a fresh one, to get the
         gate's first answer again when retrying a call yourself (the gate
         repeats a decision for a few minutes only). Use a new key for each
-        action the agent means to take; new_key() makes one."""
+        action the agent means to take; new_key() makes one.
+
+        approval_id: the approval of this exact call (same action and
+        context), from the Denied of the call answered APPROVAL_REQUIRED."""
         body = {"action": action, "context": context or {}, "skill_version_id": self.skill_version_id}
+        if approval_id:
+            body["approval_id"] = approval_id
         key = idempotency_key or new_key()
         status, reply = await asyncio.to_thread(self._post, "/validate", body, key)
         if status != 200 or reply.get("outcome") != "ALLOW":
-            raise _denied(status, reply)
+            raise _with_approval(_denied(status, reply), reply)
         return Result(reply)
+
+    async def wait_for_approval(self, approval_id, timeout=600.0):
+        """Wait until people approve approval_id; returns the gate's status
+        of it (a dict). Raises Denied when it is denied (APPROVAL_DENIED),
+        expires (APPROVAL_EXPIRED), was used (APPROVAL_USED) or is still pending after timeout
+        seconds (APPROVAL_PENDING). Approved means: retry the call now."""
+        deadline = time.monotonic() + timeout
+        wait = _APPROVAL_POLL[0]
+        while True:
+            status, reply = await asyncio.to_thread(self._get, "/approvals/" + urllib.parse.quote(approval_id, safe=""))
+            state = reply.get("state") if status == 200 else None
+            if state == "approved":
+                return reply
+            if state in ("denied", "expired", "used"):
+                d = Denied("APPROVAL_" + state.upper(), reply.get("message", ""), status=403)
+                d.approval_id = approval_id
+                raise d
+            if status not in (200, 429, 503, None):  # not the agent's, or a bad id
+                raise _with_approval(_denied(status, reply), {"approval_id": approval_id})
+            left = deadline - time.monotonic()
+            if left <= 0:
+                d = Denied("APPROVAL_PENDING", f"approval {approval_id} is still pending after {timeout}s: the action is denied")
+                d.approval_id = approval_id
+                raise d
+            await asyncio.sleep(min(wait, left))
+            wait = min(2 * wait, _APPROVAL_POLL[1])
+
+    def _get(self, path):
+        req = urllib.request.Request(self.gate_url + path, method="GET", headers={"Authorization": "Bearer " + self._token})
+        try:
+            with self._opener.open(req, timeout=self.timeout) as resp:
+                return resp.status, _parse(resp.read(_MAX_REPLY))
+        except urllib.error.HTTPError as e:
+            try:
+                return e.code, _parse(e.read(_MAX_REPLY))
+            finally:
+                e.close()
+        except Exception:  # unreachable for now: still pending, until the timeout
+            return None, {}
 
     def _post(self, path, body, key=None):
         try:
@@ -237,3 +295,14 @@ def _audit(reply):
     if not isinstance(audit, list):
         return []
     return [m for m in audit if isinstance(m, dict)]
+
+
+# The approval of a held call (APPROVAL_* reasons), None otherwise.
+Denied.approval_id = None
+
+
+def _with_approval(d, reply):
+    approval_id = reply.get("approval_id")
+    if isinstance(approval_id, str) and 0 < len(approval_id) <= 64:
+        d.approval_id = approval_id
+    return d
