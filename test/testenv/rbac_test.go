@@ -24,8 +24,8 @@ func TestApplyFileCreatesEveryDocument(t *testing.T) {
 	if err := c.List(context.Background(), roles); err != nil {
 		t.Fatal(err)
 	}
-	if len(roles.Items) != 5 {
-		t.Fatalf("created %d ClusterRoles from user_roles.yaml, want 5", len(roles.Items))
+	if len(roles.Items) != 6 {
+		t.Fatalf("created %d ClusterRoles from user_roles.yaml, want 6 (admin, approver, action-approver, grant-approver, viewer, auditor)", len(roles.Items))
 	}
 }
 
