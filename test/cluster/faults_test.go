@@ -174,9 +174,7 @@ func (c *cluster) gateRolled(t *testing.T) {
 // restarts the container; no answer given is without its row.
 func (c *cluster) gatePodKilled(t *testing.T) {
 	l := c.startLoad(t, 4)
-	pod := strings.Fields(c.kubectl("-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=gate",
-		"-o", "jsonpath={.items[*].metadata.name}"))[0]
-	uid := c.kubectl("-n", ns, "get", "pod", pod, "-o", "jsonpath={.metadata.uid}")
+	pod, uid := c.liveGatePod(t)
 	pid := gateProcess(t, uid)
 	if err := syscall.Kill(pid, syscall.SIGKILL); err != nil {
 		t.Fatal(err)
@@ -187,6 +185,26 @@ func (c *cluster) gatePodKilled(t *testing.T) {
 		g.Expect(out).To(Equal("1 true"))
 	}, 2*time.Minute)
 	c.finish(t, l)
+}
+
+// liveGatePod is a gate pod not being deleted, with its UID: after the
+// previous fault's rollout, old pods may still be terminating and vanish
+// between a list and a get.
+func (c *cluster) liveGatePod(t *testing.T) (name, uid string) {
+	eventually(t, func(g Gomega) {
+		out, err := c.as("", "-n", ns, "get", "pods", "-l", "app.kubernetes.io/component=gate", "-o",
+			`jsonpath={range .items[*]}{.metadata.name} {.metadata.uid} {.metadata.deletionTimestamp}{"\n"}{end}`)
+		g.Expect(err).NotTo(HaveOccurred())
+		name, uid = "", ""
+		for _, line := range strings.Split(strings.TrimSpace(out), "\n") {
+			if f := strings.Fields(line); len(f) == 2 {
+				name, uid = f[0], f[1]
+				break
+			}
+		}
+		g.Expect(name).NotTo(BeEmpty(), "no gate pod that is not being deleted: %s", out)
+	}, 2*time.Minute)
+	return name, uid
 }
 
 // gateProcess finds the gate's process of the pod with this UID on the
