@@ -166,7 +166,9 @@ func setupManager(ctx context.Context, mgr ctrl.Manager, env *testenv.Env, histo
 	if err != nil {
 		return err
 	}
-	opts := controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer}
+	// ChronPool: the leader materializes the gates' approval requests
+	// into ActionApprovals, as in production.
+	opts := controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer, ChronPool: env.Chron}
 	if history {
 		opts.History = chron.HistoryStore{Pool: env.Chron}
 	}
