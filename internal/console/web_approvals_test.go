@@ -37,7 +37,7 @@ func (w *world) holdCall(t *testing.T, id string, callCtx map[string]any) *claii
 		Context: map[string]any{"approval_id": id, "context_digest": decide.ContextDigest(callCtx), "context": callCtx,
 			"approvals_required": 1, "policy": "big-payments", "rule": "approve-over-1000",
 			"agent_service_account": "system:serviceaccount:default:payments-bot",
-			"requested_at": now.Format(time.RFC3339), "expires_at": now.Add(time.Hour).Format(time.RFC3339)}}); err != nil {
+			"requested_at":          now.Format(time.RFC3339), "expires_at": now.Add(time.Hour).Format(time.RFC3339)}}); err != nil {
 		t.Fatal(err)
 	}
 	ap := &claiimv1.ActionApproval{}
