@@ -55,9 +55,9 @@ func newApprovalListCommand(o *Options) *cobra.Command {
 			}
 			now := o.Now()
 			out := &claiimv1.ActionApprovalList{}
-			for _, ap := range list.Items {
-				if !pending || ap.State(now).Phase == claiimv1.ApprovalPending {
-					out.Items = append(out.Items, ap)
+			for _, r := range approvalview.List(list.Items, now) { // pending first, as in the console
+				if !pending || r.Pending() {
+					out.Items = append(out.Items, *r.ActionApproval)
 				}
 			}
 			return o.print(out, func(w io.Writer) {
