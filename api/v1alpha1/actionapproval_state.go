@@ -20,8 +20,9 @@ type ApprovalState struct {
 	DeniedBy  string
 }
 
-// Approvers are the distinct people admission recorded as approvers; a
-// list that cannot be read counts as nobody (fail closed).
+// Approvers are the distinct people admission recorded as approvers (one
+// person whatever the spelling: SamePerson); a list that cannot be read
+// counts as nobody (fail closed).
 func (a *ActionApproval) Approvers() []string {
 	raw := a.Annotations[AnnotationApprovers]
 	if raw == "" {
@@ -33,7 +34,7 @@ func (a *ActionApproval) Approvers() []string {
 	}
 	out := make([]string, 0, len(users))
 	for _, u := range users {
-		if u != "" && !slices.Contains(out, u) {
+		if u != "" && !slices.ContainsFunc(out, func(o string) bool { return SamePerson(Username(o), Username(u)) }) {
 			out = append(out, u)
 		}
 	}

@@ -3,8 +3,20 @@ package v1alpha1
 import (
 	"encoding/json"
 	"fmt"
+	"strings"
 	"time"
 )
+
+// SamePerson reports whether two usernames name the same person for
+// two-person control: equal once surrounding spaces are trimmed and case
+// is folded. Two authenticators may spell one person's email differently
+// (Admin@claiim.io, admin@claiim.io); counting such spellings as two
+// people would let one person approve their own request, or count twice.
+// It errs towards "the same": two people whose usernames differ only in
+// case cannot approve each other's requests.
+func SamePerson(a, b Username) bool {
+	return strings.EqualFold(strings.TrimSpace(string(a)), strings.TrimSpace(string(b)))
+}
 
 // +kubebuilder:object:generate=false
 

@@ -77,3 +77,18 @@ func TestPIMPendingExpiry(t *testing.T) {
 		t.Error("a request from before approvalsRequired needs one approver")
 	}
 }
+
+// TestActionApprovalApproversOnePersonOnce: two spellings of one username
+// are one approver, so a two-person approval cannot be met by one person.
+func TestActionApprovalApproversOnePersonOnce(t *testing.T) {
+	a := &ActionApproval{}
+	a.Annotations = map[string]string{AnnotationApprovers: ApproversJSON([]string{"peer@claiim.io", " PEER@claiim.io"})}
+	a.Spec.ApprovalsRequired = 2
+	a.Spec.ExpiresAt = metav1.NewTime(time.Now().Add(time.Hour))
+	if got := a.Approvers(); len(got) != 1 {
+		t.Fatalf("Approvers() = %q, want one person", got)
+	}
+	if st := a.State(time.Now()); st.Phase != ApprovalPending {
+		t.Errorf("phase %s with one person's two spellings, want %s", st.Phase, ApprovalPending)
+	}
+}

@@ -204,16 +204,16 @@ func (w actionApprovalWebhook) refusal(ctx context.Context, req admission.Reques
 	if st.Phase != claiimv1.ApprovalPending {
 		return "DECISION_FINAL", fmt.Sprintf("this approval is already %s; the agent asks again for a new one", st.Phase), nil
 	}
-	if sp.AgentServiceAccount != "" && user == sp.AgentServiceAccount {
+	if sp.AgentServiceAccount != "" && claiimv1.SamePerson(claiimv1.Username(user), claiimv1.Username(sp.AgentServiceAccount)) {
 		return "AGENT_APPROVAL", fmt.Sprintf("%s is the agent's own ServiceAccount: an agent never approves its own calls", user), nil
 	}
-	if user == sp.Requester {
+	if claiimv1.SamePerson(claiimv1.Username(user), claiimv1.Username(sp.Requester)) {
 		return "SELF_APPROVAL", "you made this call: approval needs another person", nil
 	}
-	if strings.HasPrefix(user, serviceAccountPrefix) && !slices.Contains(w.h.ApproverServiceAccounts, user) {
+	if strings.HasPrefix(strings.ToLower(strings.TrimSpace(user)), serviceAccountPrefix) && !slices.Contains(w.h.ApproverServiceAccounts, user) {
 		return "SERVICEACCOUNT_APPROVER", fmt.Sprintf("%s is a ServiceAccount, and approvals come from people: ask a person with the claiim-action-approver role", user), nil
 	}
-	if word == "approve" && slices.Contains(st.Approvers, user) {
+	if word == "approve" && slices.ContainsFunc(st.Approvers, func(a string) bool { return claiimv1.SamePerson(claiimv1.Username(a), claiimv1.Username(user)) }) {
 		return "SAME_APPROVER", fmt.Sprintf("you already approved this call; it needs %d distinct people: ask another approver (the agent's anchor %s counts as one)",
 			sp.ApprovalsRequired, sp.Anchor), nil
 	}

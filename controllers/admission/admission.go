@@ -149,19 +149,26 @@ func (h *handlers) can(ctx context.Context, req admission.Request, verb, resourc
 
 // canIn is can for a namespaced resource.
 func (h *handlers) canIn(ctx context.Context, req admission.Request, verb, resource, namespace, name string) (bool, error) {
+	return h.review(ctx, req, authorizationv1.ResourceAttributes{Resource: resource, Verb: verb, Name: name, Namespace: namespace})
+}
+
+// review asks whether the requesting user may do what attrs say on a
+// claiim.io resource (the group and version are filled in).
+func (h *handlers) review(ctx context.Context, req admission.Request, attrs authorizationv1.ResourceAttributes) (bool, error) {
 	extra := map[string]authorizationv1.ExtraValue{}
 	for k, v := range req.UserInfo.Extra {
 		extra[k] = authorizationv1.ExtraValue(v)
 	}
+	attrs.Group, attrs.Version = claiimv1.GroupVersion.Group, claiimv1.GroupVersion.Version
 	sar := &authorizationv1.SubjectAccessReview{Spec: authorizationv1.SubjectAccessReviewSpec{
-		User: req.UserInfo.Username, UID: req.UserInfo.UID, Groups: req.UserInfo.Groups, Extra: extra,
-		ResourceAttributes: &authorizationv1.ResourceAttributes{
-			Group: claiimv1.GroupVersion.Group, Version: claiimv1.GroupVersion.Version, Resource: resource, Verb: verb, Name: name,
-			Namespace: namespace,
-		},
+		User: req.UserInfo.Username, UID: req.UserInfo.UID, Groups: req.UserInfo.Groups, Extra: extra, ResourceAttributes: &attrs,
 	}}
 	if err := h.Client.Create(ctx, sar); err != nil {
-		return false, fmt.Errorf("asking the apiserver whether %s may %s %s: %w", req.UserInfo.Username, verb, resource, err)
+		what := attrs.Resource
+		if attrs.Subresource != "" {
+			what += "/" + attrs.Subresource
+		}
+		return false, fmt.Errorf("asking the apiserver whether %s may %s %s %s: %w", req.UserInfo.Username, attrs.Verb, what, attrs.Name, err)
 	}
 	return sar.Status.Allowed, nil
 }

@@ -291,16 +291,26 @@ func (w pimRequestWebhook) approvalRefusal(ctx context.Context, req admission.Re
 	if err != nil {
 		return "FORGED_IDENTITY", fmt.Sprintf("%v: it was written past admission, so no approval of this request can be counted. File a new PIMRequest", err), nil
 	}
-	if user == requester || user == subject {
+	// One person under two spellings (case, spaces) is still one person.
+	me := claiimv1.Username(user)
+	if claiimv1.SamePerson(me, old.Spec.Requester) || claiimv1.SamePerson(me, old.Spec.Subject) {
+		spelled := ""
+		if user != requester && user != subject {
+			spelled = fmt.Sprintf(" (you are %q, it was made by %q for %q: usernames that differ only in case or spaces are one person)", user, requester, subject)
+		}
 		return "SELF_APPROVAL", fmt.Sprintf(
-			"you cannot %s your own request: two-person control needs a second admin. Ask another approver (e.g. peer@claiim.io) to run: kubectl annotate pimrequest %s claiim.io/%s=\"<comment>\"", word, p.Name, word), nil
+			"you cannot %s your own request%s: two-person control needs a second admin. Ask another approver (e.g. peer@claiim.io) to run: kubectl annotate pimrequest %s claiim.io/%s=\"<comment>\"",
+			word, spelled, p.Name, word), nil
 	}
-	if word == "approve" && slices.ContainsFunc(recs, func(r claiimv1.PIMApprovalRecord) bool { return string(r.By) == user }) {
+	if word == "approve" && slices.ContainsFunc(recs, func(r claiimv1.PIMApprovalRecord) bool { return claiimv1.SamePerson(r.By, me) }) {
 		return "DUPLICATE_APPROVAL", fmt.Sprintf(
-			"you already approved this request, and each person counts once: it needs %d distinct approvers besides the requester and has %d. "+
+			"you already approved this request, and each person counts once (usernames that differ only in case or spaces are one person): "+
+				"it needs %d distinct approvers besides the requester and has %d. "+
 				"Ask another approver to run: kubectl annotate pimrequest %s claiim.io/approve=\"<comment>\"", old.Required(), len(recs), p.Name), nil
 	}
-	if word == "approve" && strings.HasPrefix(user, serviceAccountPrefix) && !slices.Contains(w.h.ApproverServiceAccounts, user) {
+	// A username spelled like a ServiceAccount's is treated as one,
+	// whatever its case: fail closed.
+	if word == "approve" && strings.HasPrefix(strings.ToLower(strings.TrimSpace(user)), serviceAccountPrefix) && !slices.Contains(w.h.ApproverServiceAccounts, user) {
 		return "SERVICEACCOUNT_APPROVER", fmt.Sprintf(
 			"%s is a ServiceAccount, and PIM approvals come from people: a ServiceAccount approves only if the manager lists it in --pim-approver-serviceaccounts. Ask a person with the claiim-approver role to approve", user), nil
 	}

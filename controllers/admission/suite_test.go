@@ -35,6 +35,10 @@ const (
 	outsiderUser = "outsider@claiim.io"
 	cfoUser      = "cfo@claiim.io"
 	cisoUser     = "ciso@claiim.io" // a second approver, for requests that need two
+	// The same people as admin and peer, spelled as another authenticator
+	// may spell them, each with the verb approve (attack_test.go).
+	adminSpelledUser = "Admin@claiim.io"
+	peerSpelledUser  = "PEER@claiim.io"
 	// pendingTTL is long: the suite's clock runs hours ahead of the
 	// apiserver's creation timestamps (each spec moves it by 9h).
 	pendingTTL  = 8760 * time.Hour
@@ -52,6 +56,7 @@ var (
 	root                       client.Client // system:masters, for setup and reading only
 	admin, peer, outsider, cfo client.Client
 	ciso                       client.Client
+	adminSpelled, peerSpelled  client.Client
 	bot, approverBot           client.Client
 	pg                         *pgtest.Server
 	pool                       *pgxpool.Pool
@@ -83,11 +88,14 @@ var _ = BeforeSuite(func() {
 			&corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "claiim-system"}}},
 		Users: []testenv.User{
 			{Name: managerUser, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-manager"}},
-			{Name: adminUser, ClusterRoles: []string{"claiim-admin"}},
+			// admin may read every org's Chron rows, so what-if warnings show them.
+			{Name: adminUser, ClusterRoles: []string{"claiim-admin", "claiim-auditor"}},
 			{Name: peerUser, ClusterRoles: []string{"claiim-admin", "claiim-approver", "grant-approver-engineering"}},
 			{Name: outsiderUser, ClusterRoles: []string{"claiim-admin"}},
 			{Name: cfoUser, ClusterRoles: []string{"claiim-admin", "grant-approver-finance"}},
 			{Name: cisoUser, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
+			{Name: adminSpelledUser, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
+			{Name: peerSpelledUser, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
 			// ServiceAccounts with the verb approve: only the one the manager
 			// was told to accept may use it.
 			{Name: botSA, Groups: []string{"system:serviceaccounts", "system:authenticated"}, ClusterRoles: []string{"claiim-admin", "claiim-approver"}},
@@ -123,6 +131,7 @@ var _ = BeforeSuite(func() {
 	ctx, root, pg, pool = env.Context(), env.Client, env.Postgres, env.Chron
 	admin, peer, outsider, cfo, ciso = env.As(adminUser), env.As(peerUser), env.As(outsiderUser), env.As(cfoUser), env.As(cisoUser)
 	bot, approverBot = env.As(botSA), env.As(approverSA)
+	adminSpelled, peerSpelled = env.As(adminSpelledUser), env.As(peerSpelledUser)
 })
 
 // grantApprover lets its users approve grants for one org. RBAC

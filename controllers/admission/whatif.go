@@ -54,18 +54,24 @@ func (h *handlers) whatIf(ctx context.Context, req admission.Request, session *c
 	if o == nil || previewing(ctx) || !whatIfKinds[req.Kind.Kind] {
 		return nil
 	}
-	rep, err := o.run(ctx, h, req, time.Until(arrived.Add(answerWithin)))
+	rep, hidden, err := o.run(ctx, h, req, time.Until(arrived.Add(answerWithin)))
 	if err != nil {
 		return admission.Warnings{"what-if: could not run, so nothing is known about which decisions this change would flip: " + err.Error()}
 	}
 	if session != nil && (req.DryRun == nil || !*req.DryRun) {
 		go h.recordWhatIf(session.Name, rep)
 	}
-	return rep.Warnings(maxWarnings)
+	warnings := rep.Warnings(maxWarnings - 1) // one left for the orgs not replayed
+	if len(hidden) > 0 {
+		warnings = append(warnings, hiddenWarning(req.UserInfo.Username, hidden))
+	}
+	return warnings
 }
 
 // run runs the what-if within its budget and at most left.
-func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request, left time.Duration) (*whatif.Report, error) {
+// hidden are the orgs in the change's reach whose rows its author may not
+// read, which it does not replay (readableScope).
+func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request, left time.Duration) (rep *whatif.Report, hidden []string, err error) {
 	budget, since, limit := o.Budget, o.Since, o.Limit
 	if budget <= 0 {
 		budget = 2 * time.Second
@@ -78,7 +84,7 @@ func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request, le
 	}
 	if left < budget {
 		if left <= 0 {
-			return nil, fmt.Errorf("the admission's own checks took its time (%s)", answerWithin)
+			return nil, nil, fmt.Errorf("the admission's own checks took its time (%s)", answerWithin)
 		}
 		budget = left
 	}
@@ -91,13 +97,13 @@ func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request, le
 	}
 	obj, err := h.decodeAs(req, raw)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	edit.Object = obj
 	// Live, not the cache: a change right after another must see it.
 	w, err := whatif.ListWorld(ctx, h.APIReader)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	w.Keys = h.Signer
 	change := whatif.Change{edit}
@@ -107,7 +113,12 @@ func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request, le
 	// Reading may take at most part of the budget: a sample replayed
 	// tells more than a complete read never replayed.
 	rctx, rcancel := context.WithTimeout(ctx, budget*6/10)
-	reqs, more, err := whatif.ReadRequests(rctx, o.Chron, whatif.Source{Since: now.Add(-since), Limit: limit, Orgs: whatif.Scope(w, change)})
+	orgs, hidden, err := h.readableScope(rctx, req, w, whatif.Scope(w, change))
+	if err != nil {
+		rcancel()
+		return nil, nil, err
+	}
+	reqs, more, err := whatif.ReadRequests(rctx, o.Chron, whatif.Source{Since: now.Add(-since), Limit: limit, Orgs: orgs})
 	stopped := ""
 	switch {
 	case more && rctx.Err() != nil:
@@ -117,9 +128,10 @@ func (o *WhatIf) run(ctx context.Context, h *handlers, req admission.Request, le
 	}
 	rcancel()
 	if err != nil {
-		return nil, fmt.Errorf("reading Chron: %w", err)
+		return nil, nil, fmt.Errorf("reading Chron: %w", err)
 	}
-	return whatif.Replay(ctx, w, change, reqs, whatif.Options{Now: now, Stopped: stopped, Window: whatif.Window(since)})
+	rep, err = whatif.Replay(ctx, w, change, reqs, whatif.Options{Now: now, Stopped: stopped, Window: whatif.Window(since)})
+	return rep, hidden, err
 }
 
 // recordWhatIf adds the report to the session's status.whatIf, as the

@@ -86,6 +86,9 @@ type AuthZENDecisionContext struct {
 	ChronID    string            `json:"chron_id,omitempty"`
 	Reason     map[string]string `json:"reason,omitempty"` // {"en": the message}
 	Field      string            `json:"field,omitempty"`  // with BAD_REQUEST: the member at fault
+	// Audit are the rules of Audit policies that would have denied, as in
+	// /v/validate's answer: recorded in the row, never the decision's.
+	Audit []PolicyMatch `json:"audit,omitempty"`
 }
 
 // AuthZENEvaluationsResponse answers a batch, in the order asked; a

@@ -2,6 +2,7 @@ package attest
 
 import (
 	"fmt"
+	"slices"
 	"strconv"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
@@ -25,22 +26,25 @@ func pimDuration(p *claiimv1.PIMRequest) string {
 
 // PIMApprovers are the approvals of p that count, in order: signed by the
 // manager for this request, by someone other than its requester and its
-// subject, each person once (the same person approving twice counts once).
+// subject, each person once (the same person approving twice, under any
+// spelling SamePerson equates, counts once).
 func PIMApprovers(p *claiimv1.PIMRequest, v Verifier) []claiimv1.PIMApprovalRecord {
 	recs, err := p.ApprovalRecords()
 	if err != nil {
 		return nil
 	}
 	var out []claiimv1.PIMApprovalRecord
-	seen := map[claiimv1.Username]bool{}
+	counted := func(by claiimv1.Username) bool {
+		return slices.ContainsFunc(out, func(r claiimv1.PIMApprovalRecord) bool { return claiimv1.SamePerson(r.By, by) })
+	}
 	for _, r := range recs {
-		if r.By == "" || r.By == p.Spec.Requester || r.By == p.Spec.Subject || seen[r.By] {
+		// Spellings of one person (case, spaces) are that person.
+		if r.By == "" || claiimv1.SamePerson(r.By, p.Spec.Requester) || claiimv1.SamePerson(r.By, p.Spec.Subject) || counted(r.By) {
 			continue
 		}
 		if v.Verify(PIMApprovalEntry(p, r.By, r.At), r.Attestation) != nil {
 			continue
 		}
-		seen[r.By] = true
 		out = append(out, r)
 	}
 	return out

@@ -15,7 +15,10 @@ const ReasonAgentActive = "AGENT_ACTIVE"
 // still an ALLOW: init reports the pinned version, and the message says
 // that every action will be SKILL_VERSION_MISMATCH until the agent runs
 // with it.
-func Init(s *Snapshot, a *Agent, skillVersionID string) Decision {
+//
+// now is the gate's clock: the previous version a re-pin leaves accepted
+// is named as such only inside its window, as Decide accepts it.
+func Init(s *Snapshot, a *Agent, skillVersionID string, now time.Time) Decision {
 	if a == nil {
 		return Decide(s, Request{})
 	}
@@ -26,7 +29,7 @@ func Init(s *Snapshot, a *Agent, skillVersionID string) Decision {
 	d.Outcome, d.Reason, d.Message = Allow, ReasonAgentActive, "agent is active"
 	switch sv := d.SkillVersion; {
 	case skillVersionID == sv.ID:
-	case a.previous != nil && a.previous.id == skillVersionID:
+	case s.previousVersion(a, skillVersionID, now) != nil:
 		d.Message = "agent is active; " + skillVersionID + " is its previous skill version, accepted until " +
 			a.previous.until.UTC().Format(time.RFC3339) + " after its re-pin to " + sv.ID + " (then " + ReasonSkillVersionMismatch + "): re-init with " + sv.ID
 	default:

@@ -26,22 +26,22 @@ func TestInit(t *testing.T) {
 	}
 	sv, _ := s.PinnedVersion(agent("bot"))
 
-	d := Init(s, agent("bot"), sv.ID)
+	d := Init(s, agent("bot"), sv.ID, now)
 	if d.Outcome != Allow || d.Reason != ReasonAgentActive || d.SkillVersion != sv {
 		t.Fatalf("active agent: %s %s %+v", d.Outcome, d.Reason, d.SkillVersion)
 	}
 	if sv.DisplayName != "Deploy Bot" || sv.AgentEmail != "deploy-bot@yourcompany.com" || sv.SystemPrompt != "You deploy to staging." {
 		t.Fatalf("the snapshot dropped seed data: %+v", sv)
 	}
-	if d = Init(s, agent("bot"), "deploy-bot-v9-00000000"); d.Outcome != Allow || !strings.Contains(d.Message, ReasonSkillVersionMismatch) {
+	if d = Init(s, agent("bot"), "deploy-bot-v9-00000000", now); d.Outcome != Allow || !strings.Contains(d.Message, ReasonSkillVersionMismatch) {
 		t.Fatalf("another version: %s %s", d.Outcome, d.Message)
 	}
 	for name, reason := range map[string]string{"paused": ReasonAgentInactive, "ahead": ReasonAgentInactive} {
-		if d = Init(s, agent(name), ""); d.Outcome != Deny || d.Reason != reason || d.Message == "" {
+		if d = Init(s, agent(name), "", now); d.Outcome != Deny || d.Reason != reason || d.Message == "" {
 			t.Errorf("%s: %s %s %q, want DENY %s with words", name, d.Outcome, d.Reason, d.Message, reason)
 		}
 	}
-	if d = Init(s, nil, ""); d.Outcome != Deny || d.Reason != ReasonUnauthenticated {
+	if d = Init(s, nil, "", now); d.Outcome != Deny || d.Reason != ReasonUnauthenticated {
 		t.Errorf("no agent: %s %s", d.Outcome, d.Reason)
 	}
 }

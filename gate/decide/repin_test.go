@@ -92,8 +92,14 @@ func TestRepinInitSaysPrevious(t *testing.T) {
 	in, v1, v2 := repinned(now.Add(10 * time.Minute))
 	s := buildSigned(in)
 	a, _ := s.Agent("default", "bot")
-	d := Init(s, a, v1)
+	d := Init(s, a, v1, now)
 	if d.Outcome != Allow || !strings.Contains(d.Message, "previous skill version") || !strings.Contains(d.Message, "re-init with "+v2) || d.PinnedVersionID != v2 {
 		t.Errorf("init with the previous version: %s %q pinned=%s", d.Outcome, d.Message, d.PinnedVersionID)
+	}
+	// Past its window (before the manager drops it from status), init does
+	// not call it accepted: every action with it is a mismatch.
+	d = Init(s, a, v1, now.Add(11*time.Minute))
+	if strings.Contains(d.Message, "accepted until") || !strings.Contains(d.Message, ReasonSkillVersionMismatch) {
+		t.Errorf("init with the previous version past its window: %q", d.Message)
 	}
 }

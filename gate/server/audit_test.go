@@ -79,6 +79,17 @@ var _ = Describe("An Audit policy", func() {
 		Expect(d.Reason).To(Equal("SKILL_FORBIDDEN"))
 		Expect(d.Audit).To(ConsistOf(HaveField("Rule", "freeze-deploys")))
 
+		By("an AuthZEN evaluation carries it in its context, the decision unchanged")
+		for action, decision := range map[string]bool{"deploy:staging": true, "deploy:production": false} {
+			status, body, _ := authzen("/access/v1/evaluation", w.token, map[string]any{"subject": w.subject(), "action": map[string]any{"name": action}}, "")
+			Expect(status).To(Equal(http.StatusOK))
+			Expect(body).To(HaveKeyWithValue("decision", decision), action)
+			dc := decisionContext(body)
+			Expect(dc["audit"]).To(ConsistOf(And(HaveKeyWithValue("name", freeze.Name), HaveKeyWithValue("rule", "freeze-deploys"),
+				HaveKeyWithValue("effect", "Deny"))), action)
+			Expect(w.rowByID(dc["decision_id"]).Policies).To(ConsistOf(HaveField("Enforcement", "Audit")), action)
+		}
+
 		By("enforced, the same policy denies")
 		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
 			if err := k8s.Get(ctx, client.ObjectKeyFromObject(freeze), freeze); err != nil {
@@ -93,6 +104,10 @@ var _ = Describe("An Audit policy", func() {
 			g.Expect(body).To(HaveKeyWithValue("reason", "POLICY_DENY"))
 			g.Expect(body).NotTo(HaveKey("audit"))
 		}).Should(Succeed())
+		status, body, _ := authzen("/access/v1/evaluation", w.token, map[string]any{"subject": w.subject(), "action": map[string]any{"name": "deploy:staging"}}, "")
+		Expect(status).To(Equal(http.StatusOK))
+		Expect(body).To(HaveKeyWithValue("decision", false))
+		Expect(decisionContext(body)).To(And(HaveKeyWithValue("reason_code", "POLICY_DENY"), Not(HaveKey("audit"))))
 
 		By("a retry of the first decision's key gets that decision, its would-deny included, from its row")
 		status, again := w.askKeyed(key, "deploy:staging")

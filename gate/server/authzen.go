@@ -209,7 +209,7 @@ func (s *Server) authzenRecord(r *http.Request) *chron.Record {
 // authzenDecision is resp in AuthZEN's shape; decided says the answer is
 // a decision (not an error), so an ALLOW may be true.
 func authzenDecision(resp *api.ValidateResponse, field string, decided bool) api.AuthZENDecision {
-	c := &api.AuthZENDecisionContext{ReasonCode: resp.Reason, DecisionID: resp.DecisionID, ChronID: resp.ChronID, Field: field}
+	c := &api.AuthZENDecisionContext{ReasonCode: resp.Reason, DecisionID: resp.DecisionID, ChronID: resp.ChronID, Field: field, Audit: resp.Audit}
 	if resp.Message != "" {
 		c.Reason = map[string]string{"en": resp.Message}
 	}

@@ -47,7 +47,7 @@ func (s *Server) init(w http.ResponseWriter, r *http.Request) {
 		d = decide.Decision{Outcome: decide.Deny, Reason: api.ReasonBadRequest, Message: err.Error(), Agent: agent}
 		resp.Field, status = field, http.StatusBadRequest
 	} else {
-		d = decide.Init(snap, agent, body.SkillVersionID)
+		d = decide.Init(snap, agent, body.SkillVersionID, s.Now())
 		status = decisionStatus(string(d.Outcome), d.Reason)
 	}
 	fill(&resp, rec, d)

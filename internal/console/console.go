@@ -3,6 +3,7 @@ package console
 import (
 	"net/http"
 	"strings"
+	"time"
 
 	"github.com/go-logr/logr"
 )
@@ -16,6 +17,16 @@ type Console struct {
 	// GateURL is where agents reach the gate, shown on an agent's page.
 	GateURL string
 	Log     logr.Logger
+	// Now is the clock the PIM pages read phases at (time.Now when nil):
+	// a request lapses, and a session ends, at an instant.
+	Now func() time.Time
+}
+
+func (c *Console) now() time.Time {
+	if c.Now != nil {
+		return c.Now()
+	}
+	return time.Now()
 }
 
 // csp lets the pages run only the console's own script and style: no

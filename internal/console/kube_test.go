@@ -32,6 +32,8 @@ const (
 	engUser     = consoletest.Eng    // reads engineering's Chron only
 	nobodyUser  = consoletest.Nobody // authenticated, no role
 	consoleUser = consoletest.Console
+	// cisoUser is a second approver besides peer, for requests that need two.
+	cisoUser = "ciso@claiim.io"
 )
 
 // world is the shared control plane and the console serving it.
@@ -57,7 +59,8 @@ func kube(t *testing.T) *world {
 	}
 	worldOnce.Do(func() {
 		var cw *consoletest.World
-		if cw, worldErr = consoletest.Launch(consoletest.Options{}); worldErr != nil {
+		if cw, worldErr = consoletest.Launch(consoletest.Options{WhatIf: true,
+			Users: []testenv.User{{Name: cisoUser, ClusterRoles: []string{"claiim-approver", "claiim-auditor"}}}}); worldErr != nil {
 			return
 		}
 		console.Cleanups = append(console.Cleanups, func() { _ = cw.Stop() })
@@ -67,6 +70,19 @@ func kube(t *testing.T) *world {
 		t.Fatalf("starting the control plane: %v", worldErr)
 	}
 	return theWorld
+}
+
+// ahead is the same world seen through a second console whose clock runs
+// ahead by d: the same apiserver, manager and Chron, later.
+func (w *world) ahead(t *testing.T, d time.Duration) *world {
+	t.Helper()
+	c := *w.console
+	c.Now = func() time.Time { return time.Now().Add(d) }
+	srv := httptest.NewTLSServer(c.Handler())
+	t.Cleanup(srv.Close)
+	later := *w
+	later.console, later.srv = &c, srv
+	return &later
 }
 
 // browser is one person's browser: a cookie jar, same-origin requests.

@@ -68,7 +68,7 @@ func TestApprovalsPage(t *testing.T) {
 	if status != http.StatusOK {
 		t.Fatalf("auditor's approvals page: %d\n%s", status, body)
 	}
-	r := rowOf(body, row)
+	r := heldRow(body, row)
 	for _, want := range []string{"payment:send", "default/payments-bot", ap.Spec.ContextDigest, "ACME Ltd", "sv-payments-1",
 		"big-payments/approve-over-1000", "system:serviceaccount:default:payments-bot", `data-expires="`, "0 of 1",
 		auditorUser + " may not approve agents&#39; calls in namespace default", "claiim-action-approver"} {
@@ -89,7 +89,7 @@ func TestApprovalsPage(t *testing.T) {
 	// The approver's button works, and approving stamps them.
 	eventually(t, func(g Gomega) {
 		_, body := peer.get("/approvals")
-		f := form(rowOf(body, row), "/approvals/default/"+id+"/approve")
+		f := form(heldRow(body, row), "/approvals/default/"+id+"/approve")
 		g.Expect(f).NotTo(BeEmpty())
 		g.Expect(f).NotTo(ContainSubstring("disabled"))
 	})
@@ -104,7 +104,7 @@ func TestApprovalsPage(t *testing.T) {
 	if !slices.Equal(got.Approvers(), []string{peerUser}) {
 		t.Errorf("approvers are %v; want [%s]", got.Approvers(), peerUser)
 	}
-	r = rowOf(body, row)
+	r = heldRow(body, row)
 	if !strings.Contains(r, `<span class="Approved">Approved</span>`) || !strings.Contains(r, "1 of 1") || form(r, "/approvals/default/"+id+"/deny") != "" {
 		t.Errorf("the approved row still offers decisions or lacks its state:\n%s", r)
 	}
@@ -116,8 +116,8 @@ func TestApprovalsPage(t *testing.T) {
 	}
 }
 
-// rowOf is the table row with id in body.
-func rowOf(body, id string) string {
+// heldRow is the Approvals page's table row with id in body.
+func heldRow(body, id string) string {
 	i := strings.Index(body, `<tr id="`+id+`"`)
 	if i < 0 {
 		return ""

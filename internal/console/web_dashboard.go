@@ -9,6 +9,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/internal/pimview"
 )
 
 type dashboardData struct {
@@ -42,7 +43,7 @@ var agentPhases = []claiimv1.AgentPhase{claiimv1.AgentActive, claiimv1.AgentInac
 
 func (c *Console) dashboard(w http.ResponseWriter, r *http.Request, s *Session) {
 	ctx := r.Context()
-	d := dashboardData{PIM: myPIM(ctx, s)}
+	d := dashboardData{PIM: myPIM(ctx, s, c.now())}
 	count := func(label, href string, list client.ObjectList, plural string) {
 		l := listAs(ctx, s, list, plural)
 		n := 0
@@ -92,22 +93,23 @@ type pimActive struct {
 	ExpiresAt        time.Time
 }
 
-// myPIM reads the person's PIM requests as they see them; whether one
-// elevates them is the API's rule (PIMRequest.Elevates), as admission
-// applies it.
-func myPIM(ctx context.Context, s *Session) pimState {
+// myPIM reads the person's PIM requests as they see them at now; whether
+// one elevates them is the API's rule (PIMRequest.Elevates), as admission
+// applies it, and whether one still waits is pimview's (it lapses at the
+// manager's deadline).
+func myPIM(ctx context.Context, s *Session, now time.Time) pimState {
 	var list claiimv1.PIMRequestList
 	st := pimState{listing: listAs(ctx, s, &list, "PIM requests")}
-	now := time.Now()
 	for i := range list.Items {
 		p := &list.Items[i]
-		sess := p.Session(now)
+		v := pimview.Of(p, now)
+		sess := v.Session
 		switch {
 		case p.Elevates(s.Name(), now):
 			if st.Active == nil || sess.ExpiresAt.After(st.Active.ExpiresAt) {
 				st.Active = &pimActive{Name: p.Name, ApprovedBy: string(sess.ApprovedBy), ExpiresAt: sess.ExpiresAt}
 			}
-		case sess.Phase == claiimv1.PIMPending && string(sess.Subject) == s.Name() && len(st.Pending) < 8:
+		case v.Phase == claiimv1.PIMPending && string(sess.Subject) == s.Name() && len(st.Pending) < 8:
 			st.Pending = append(st.Pending, p.Name)
 		}
 	}

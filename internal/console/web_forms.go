@@ -82,7 +82,7 @@ type formSpec struct {
 }
 
 func (c *Console) serveForm(w http.ResponseWriter, r *http.Request, s *Session, spec formSpec, f form, opts formOptions) {
-	d := &formData{Path: r.URL.Path, Form: f, PIM: myPIM(r.Context(), s).Summary(), Options: opts}
+	d := &formData{Path: r.URL.Path, Form: f, PIM: myPIM(r.Context(), s, c.now()).Summary(), Options: opts}
 	show := func(status int, msg string) {
 		obj, sp := f.object()
 		d.YAML = c.manifestYAML(obj, sp)

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"slices"
 	"strings"
 	"time"
 
@@ -30,7 +31,15 @@ type pimRow struct {
 	ApprovedBy                   claiimv1.Username
 	ApprovedAt, Expires, Created time.Time
 	Mine                         bool
-	Approve, Deny, Revoke        permit
+	// Progress is "1 of 2 approvals" while a request that needs several
+	// approvers waits; Approvals are those the manager verified.
+	Progress  string
+	Approvals []claiimv1.PIMApproval
+	// PendingExpires is when a pending request lapses (the manager's
+	// deadline); Lapsed says it did, unapproved.
+	PendingExpires        time.Time
+	Lapsed                bool
+	Approve, Deny, Revoke permit
 	// From is the page its forms return to: "list" or "detail".
 	From string
 }
@@ -48,6 +57,9 @@ type pimDetailData struct {
 	ApproveNote, DenyNote, RevokeNote string
 	DeniedBy, RevokedBy               string
 	Conditions                        []metav1.Condition
+	// WhatIf is, per change made under the session, which recent
+	// decisions it would answer differently (status.whatIf), newest first.
+	WhatIf []claiimv1.PIMWhatIf
 }
 
 func (c *Console) pim(w http.ResponseWriter, r *http.Request, s *Session) {
@@ -68,7 +80,7 @@ func (c *Console) showPIM(w http.ResponseWriter, r *http.Request, s *Session, st
 			v.Error, status = apiMessage(err), errorStatus(err)
 		}
 	}
-	for _, p := range pimview.List(list.Items, time.Now()) {
+	for _, p := range pimview.List(list.Items, c.now()) {
 		switch {
 		case p.Mine(s.Name()):
 			d.Mine = append(d.Mine, pimRowFrom(ctx, s, p, "list"))
@@ -86,7 +98,8 @@ func pimRowFrom(ctx context.Context, s *Session, v pimview.Request, from string)
 	row := pimRow{Name: v.Name, Reason: v.Spec.Reason, Duration: claiimv1.DefaultPIMDuration,
 		Requester: v.Spec.Requester, Subject: v.Session.Subject, Phase: v.Phase, ApprovedBy: v.Session.ApprovedBy,
 		ApprovedAt: v.Session.ApprovedAt, Expires: v.Session.ExpiresAt, Created: v.CreationTimestamp.Time,
-		Mine: v.Mine(s.Name()), From: from}
+		Mine: v.Mine(s.Name()), From: from,
+		Progress: v.Progress(), Approvals: v.Status.Approvals, PendingExpires: v.PendingExpiresAt, Lapsed: v.Session.PendingExpired}
 	if v.Spec.Duration != nil {
 		row.Duration = shortDuration(v.Spec.Duration.Duration)
 	}
@@ -186,7 +199,11 @@ func (c *Console) pimDecide(w http.ResponseWriter, r *http.Request, s *Session) 
 	if r.PostForm.Get("from") == "detail" {
 		to = "/pim/" + name
 	}
-	done(w, r, to, fmt.Sprintf("PIM request %s %s", name, d.did))
+	msg := fmt.Sprintf("PIM request %s %s", name, d.did)
+	if so := pimview.SoFar(p); d.annotation == claiimv1.AnnotationApprove && so != "" {
+		msg += ": " + so
+	}
+	done(w, r, to, msg)
 }
 
 func (c *Console) pimDetail(w http.ResponseWriter, r *http.Request, s *Session) {
@@ -210,8 +227,10 @@ func (c *Console) showPIMRequest(w http.ResponseWriter, r *http.Request, s *Sess
 		return
 	}
 	a := p.Annotations
-	row := pimRowFrom(r.Context(), s, pimview.Of(p, time.Now()), "detail")
-	v.Data = pimDetailData{Row: row,
+	row := pimRowFrom(r.Context(), s, pimview.Of(p, c.now()), "detail")
+	whatIf := slices.Clone(p.Status.WhatIf)
+	slices.Reverse(whatIf)
+	v.Data = pimDetailData{Row: row, WhatIf: whatIf,
 		ApproveNote: a[claiimv1.AnnotationApprove], DenyNote: a[claiimv1.AnnotationDeny], RevokeNote: a[claiimv1.AnnotationRevoke],
 		DeniedBy: a[claiimv1.AnnotationDeniedBy], RevokedBy: a[claiimv1.AnnotationRevokedBy], Conditions: p.Status.Conditions}
 	c.render(w, status, "pimrequest", v)

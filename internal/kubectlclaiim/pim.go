@@ -148,11 +148,10 @@ func newPIMDecisionCommand(o *Options, verb, annotation, done, short string) *co
 // approvalsSoFar says, after an approval that admission recorded without
 // starting the session, how many of the approvals it needs are in.
 func approvalsSoFar(p *claiimv1.PIMRequest, annotation string) string {
-	recs, err := p.ApprovalRecords()
-	if annotation != claiimv1.AnnotationApprove || err != nil || p.Annotations[claiimv1.AnnotationApprovedBy] != "" || len(recs) >= p.Required() {
-		return ""
+	if s := pimview.SoFar(p); annotation == claiimv1.AnnotationApprove && s != "" {
+		return " (" + s + ")"
 	}
-	return fmt.Sprintf(" (%d of %d approvals; the session starts when another approver approves)", len(recs), p.Required())
+	return ""
 }
 
 // approvedBy is the APPROVED BY cell: who started the session, or, while

@@ -20,12 +20,32 @@ type Request struct {
 	*claiimv1.PIMRequest
 	Session claiimv1.PIMSession
 	Phase   claiimv1.PIMPhase
+	// PendingExpiresAt is when the request lapses unless approved, as the
+	// manager recorded it (status.pendingExpiresAt); zero when it did not.
+	PendingExpiresAt time.Time
 }
 
-// Of is p as it stands at now.
+// Of is p as it stands at now. A pending request lapses at the deadline
+// the manager recorded, whose --pim-pending-ttl nobody else knows: it is
+// Expired from then on, before the manager gets round to saying so.
 func Of(p *claiimv1.PIMRequest, now time.Time) Request {
-	s := p.Session(now)
-	return Request{PIMRequest: p, Session: s, Phase: Phase(p, s)}
+	s := p.SessionWithin(now, PendingTTL(p))
+	r := Request{PIMRequest: p, Session: s, Phase: Phase(p, s)}
+	if t := p.Status.PendingExpiresAt; t != nil {
+		r.PendingExpiresAt = t.Time
+	}
+	return r
+}
+
+// PendingTTL is the manager's --pim-pending-ttl as it recorded it on p
+// (status.pendingExpiresAt after the request was made); zero when it
+// recorded none.
+func PendingTTL(p *claiimv1.PIMRequest) time.Duration {
+	t := p.Status.PendingExpiresAt
+	if t == nil || p.CreationTimestamp.IsZero() || !t.After(p.CreationTimestamp.Time) {
+		return 0
+	}
+	return t.Sub(p.CreationTimestamp.Time)
 }
 
 // List is items as they stand at now, newest first.
@@ -46,7 +66,7 @@ func List(items []claiimv1.PIMRequest, now time.Time) []Request {
 // as what it is now, before the manager gets round to saying so.
 func Phase(p *claiimv1.PIMRequest, s claiimv1.PIMSession) claiimv1.PIMPhase {
 	switch {
-	case p.Status.Phase == "":
+	case s.PendingExpired, p.Status.Phase == "":
 		return s.Phase
 	case p.Status.Phase == claiimv1.PIMActive && s.Phase != claiimv1.PIMActive:
 		return s.Phase
@@ -73,6 +93,43 @@ func (r Request) Open() bool {
 	return r.Phase == claiimv1.PIMPending || r.Phase == claiimv1.PIMActive
 }
 
+// Approvers are who approved so far, in order, as the manager verified
+// them (status.approvals).
+func (r Request) Approvers() []claiimv1.Username {
+	out := make([]claiimv1.Username, 0, len(r.Status.Approvals))
+	for _, a := range r.Status.Approvals {
+		out = append(out, a.By)
+	}
+	return out
+}
+
+// Progress is "1 of 2 approvals" while a request that needs several
+// approvers waits, or is how far it got when it lapsed; "" otherwise.
+func (r Request) Progress() string {
+	if r.Required() <= 1 || (r.Phase != claiimv1.PIMPending && !r.Session.PendingExpired) {
+		return ""
+	}
+	return fmt.Sprintf("%d of %d approvals", len(r.Status.Approvals), r.Required())
+}
+
+// SoFar is, right after an approval that did not start the session, how
+// many of the approvals the request needs are in; "" otherwise (it
+// started, or the approval was not recorded).
+func SoFar(p *claiimv1.PIMRequest) string {
+	recs, err := p.ApprovalRecords()
+	if err != nil || len(recs) == 0 || p.Annotations[claiimv1.AnnotationApprovedBy] != "" || len(recs) >= p.Required() {
+		return ""
+	}
+	return fmt.Sprintf("%d of %d approvals; the session starts when another approver approves", len(recs), p.Required())
+}
+
+// approvedAlready says whether user's approval is in the request
+// (admission counts each person once).
+func (r Request) approvedAlready(user string) bool {
+	recs, err := r.ApprovalRecords()
+	return err == nil && slices.ContainsFunc(recs, func(a claiimv1.PIMApprovalRecord) bool { return string(a.By) == user })
+}
+
 // A Right is what two-person control leaves a person for one decision.
 // Refused says why not, whatever their RBAC. Otherwise, when
 // NeedsApprover is set, RBAC's verb approve on pimrequests decides, and
@@ -89,9 +146,16 @@ func (r Request) Rights(user string) (approve, deny, revoke Right) {
 	case r.Mine(user):
 		approve = Right{Refused: SelfApproval}
 		deny = Right{Refused: "two-person rule: you cannot deny your own request; revoke it instead"}
+	case r.Session.PendingExpired:
+		approve = Right{Refused: "it waited too long for its approvals and expired; request elevation again"}
+		deny = approve
 	case r.Phase != claiimv1.PIMPending:
 		approve = Right{Refused: fmt.Sprintf("already %s", r.Phase)}
 		deny = approve
+	case r.approvedAlready(user):
+		approve = Right{Refused: fmt.Sprintf("you approved already, and each person counts once: it has %s and waits for another approver", r.Progress())}
+		deny = Right{NeedsApprover: true,
+			Missing: user + " may not deny PIM requests: it needs the RBAC verb approve on pimrequests (the claiim-approver ClusterRole)"}
 	default:
 		approve = Right{NeedsApprover: true,
 			Missing: user + " may not approve PIM requests: it needs the RBAC verb approve on pimrequests (the claiim-approver ClusterRole)"}

@@ -84,3 +84,55 @@ func TestRights(t *testing.T) {
 		}
 	}
 }
+
+// A pending request lapses at the deadline the manager recorded, before
+// the manager says so; without a recorded deadline it waits.
+func TestPendingLapsesAtTheManagersDeadline(t *testing.T) {
+	p := request("p", "admin", "", "", 25*time.Hour, 0, claiimv1.PIMPending)
+	if r := Of(&p, now); r.Phase != claiimv1.PIMPending || r.Session.PendingExpired || !r.PendingExpiresAt.IsZero() {
+		t.Errorf("no deadline recorded: %s (pending expired %v, at %v), want Pending", r.Phase, r.Session.PendingExpired, r.PendingExpiresAt)
+	}
+	deadline := metav1.NewTime(p.CreationTimestamp.Add(24 * time.Hour))
+	p.Status.PendingExpiresAt = &deadline
+	if got := PendingTTL(&p); got != 24*time.Hour {
+		t.Errorf("PendingTTL %s, want the manager's 24h", got)
+	}
+	r := Of(&p, now)
+	if r.Phase != claiimv1.PIMExpired || !r.Session.PendingExpired || !r.PendingExpiresAt.Equal(deadline.Time) {
+		t.Errorf("past the deadline: %s (pending expired %v, at %v), want Expired at %v", r.Phase, r.Session.PendingExpired, r.PendingExpiresAt, deadline)
+	}
+	if r.Queued("peer") || r.Open() {
+		t.Error("a lapsed request is still in the approval queue or open")
+	}
+	approve, deny, revoke := r.Rights("peer")
+	if approve.Refused == "" || deny.Refused == "" || revoke.Refused != "already Expired" {
+		t.Errorf("rights on a lapsed request: %+v %+v %+v, want all refused", approve, deny, revoke)
+	}
+	if r := Of(&p, deadline.Add(-time.Second)); r.Phase != claiimv1.PIMPending {
+		t.Errorf("a second before the deadline: %s, want Pending", r.Phase)
+	}
+}
+
+// Several approvers: how far the request got, who approved, and that a
+// person's second approval is refused before admission has to.
+func TestProgressAndApprovers(t *testing.T) {
+	p := request("two", "admin", "", "", time.Hour, 0, claiimv1.PIMPending)
+	p.Spec.ApprovalsRequired = 2
+	p.Status.Approvals = []claiimv1.PIMApproval{{By: "peer", At: metav1.NewTime(now.Add(-time.Minute))}}
+	p.SetApprovalRecords([]claiimv1.PIMApprovalRecord{{By: "peer", At: now.Add(-time.Minute).Format(time.RFC3339)}})
+	r := Of(&p, now)
+	if r.Progress() != "1 of 2 approvals" || len(r.Approvers()) != 1 || r.Approvers()[0] != "peer" {
+		t.Errorf("progress %q approvers %v, want 1 of 2 by peer", r.Progress(), r.Approvers())
+	}
+	approve, deny, _ := r.Rights("peer")
+	if approve.Refused != "you approved already, and each person counts once: it has 1 of 2 approvals and waits for another approver" || !deny.NeedsApprover {
+		t.Errorf("peer's rights after approving: %+v %+v", approve, deny)
+	}
+	if approve, _, _ := r.Rights("ciso"); !approve.NeedsApprover {
+		t.Errorf("another approver's right: %+v", approve)
+	}
+	one := request("one", "admin", "", "", time.Hour, 0, claiimv1.PIMPending)
+	if r := Of(&one, now); r.Progress() != "" {
+		t.Errorf("one approver needed: progress %q, want none", r.Progress())
+	}
+}

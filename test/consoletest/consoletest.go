@@ -56,6 +56,13 @@ type Options struct {
 	// History makes the manager keep every generation in Chron, as the
 	// manager does in production (chron.HistoryStore).
 	History bool
+	// WhatIf makes admission replay recent decisions against every
+	// admitted Policy, Skill or Agent change and record the what-if on the
+	// PIMRequest it was made under (status.whatIf), as the manager does
+	// when it may read Chron.
+	WhatIf bool
+	// Users are created besides the world's own people.
+	Users []testenv.User
 	// Objects are created besides the world's own: a suite's extra RBAC.
 	Objects []client.Object
 	// TailLifetime ends each console Chron tail after this long, so
@@ -86,7 +93,7 @@ func Launch(opts Options) (_ *World, err error) {
 			&rbacv1.ClusterRole{ObjectMeta: metav1.ObjectMeta{Name: "chron-engineering"}, Rules: []rbacv1.PolicyRule{{
 				APIGroups: []string{claiimv1.GroupVersion.Group}, Resources: []string{"aiorgs/chron"}, ResourceNames: []string{"engineering"}, Verbs: []string{"get"}}}},
 		}, opts.Objects...),
-		Users: []testenv.User{
+		Users: append([]testenv.User{
 			{Name: Manager, Groups: sa, ClusterRoles: []string{"claiim-manager"}},
 			{Name: Console, Groups: sa, ClusterRoles: []string{"claiim-console"}},
 			{Name: Admin, ClusterRoles: []string{"claiim-admin", "claiim-auditor"}},
@@ -94,9 +101,9 @@ func Launch(opts Options) (_ *World, err error) {
 			{Name: Auditor, ClusterRoles: []string{"claiim-auditor"}},
 			{Name: Eng, ClusterRoles: []string{"claiim-viewer", "chron-engineering"}},
 			{Name: Nobody},
-		},
+		}, opts.Users...),
 		Manager: &testenv.Manager{User: Manager, Cache: controllers.CacheOptions(), Setup: func(ctx context.Context, mgr ctrl.Manager, env *testenv.Env) error {
-			return setupManager(ctx, mgr, env, opts.History)
+			return setupManager(ctx, mgr, env, opts)
 		}},
 	})
 	if err != nil {
@@ -156,7 +163,7 @@ func Launch(opts Options) (_ *World, err error) {
 // PostgreSQL.
 func (w *World) Stop() error { return w.Env.Stop() }
 
-func setupManager(ctx context.Context, mgr ctrl.Manager, env *testenv.Env, history bool) error {
+func setupManager(ctx context.Context, mgr ctrl.Manager, env *testenv.Env, o Options) error {
 	writer, err := chron.NewWriter(ctx, env.Chron, chron.WriterOptions{Stream: "manager/test"})
 	if err != nil {
 		return err
@@ -169,14 +176,18 @@ func setupManager(ctx context.Context, mgr ctrl.Manager, env *testenv.Env, histo
 	// ChronPool: the leader materializes the gates' approval requests
 	// into ActionApprovals, as in production.
 	opts := controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer, ChronPool: env.Chron}
-	if history {
+	if o.History {
 		opts.History = chron.HistoryStore{Pool: env.Chron}
+	}
+	var whatIf *admission.WhatIf
+	if o.WhatIf {
+		whatIf = &admission.WhatIf{Chron: env.Chron}
 	}
 	if err := controllers.Setup(ctx, mgr, opts); err != nil {
 		return err
 	}
 	return admission.Setup(mgr, admission.Options{Reader: mgr.GetClient(), APIReader: mgr.GetAPIReader(), Client: mgr.GetClient(),
-		Log: writer, ManagerUsername: Manager, Signer: signer})
+		Log: writer, ManagerUsername: Manager, Signer: signer, WhatIf: whatIf})
 }
 
 // startGate runs the gate over the same apiserver, verifying admission

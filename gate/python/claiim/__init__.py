@@ -108,9 +108,12 @@ class Denied(Exception):
 
     decision_id is the id of the Chron row that recorded the DENY (for a
     refused authentication, its interval's auth.refused row); None when
-    the gate was not reached."""
+    the gate was not reached. pinned_skill_version_id is the version the
+    agent is pinned to now, as the gate said (None when it did not): when
+    it differs from the client's skill_version_id the agent was re-pinned,
+    and re-initing with it ends SKILL_VERSION_MISMATCH."""
 
-    def __init__(self, reason, message="", chron_id=None, status=None, decision_id=None):
+    def __init__(self, reason, message="", chron_id=None, status=None, decision_id=None, pinned_skill_version_id=None):
         super().__init__(f"{reason}: {message}" if message else reason)
         self.outcome = "DENY"
         self.reason = reason
@@ -119,6 +122,7 @@ class Denied(Exception):
         self.status = status
         self.audit = []  # would-deny rules of Audit policies (_denied fills it)
         self.decision_id = decision_id
+        self.pinned_skill_version_id = pinned_skill_version_id
 
 
 class Identity(dict):
@@ -143,6 +147,9 @@ class Result:
         self.message = reply.get("message", "")
         self.chron_id = reply.get("chron_id")
         self.decision_id = reply.get("decision_id")
+        # The version the agent is pinned to now: after a re-pin it differs
+        # from the one this call presented (decided inside the grace window).
+        self.pinned_skill_version_id = reply.get("pinned_skill_version_id")
         # Rules of Audit policies that would have denied: recorded, not enforced.
         self.audit = _audit(reply)
         self.raw = reply
@@ -275,6 +282,7 @@ def _denied(status, reply):
         chron_id=reply.get("chron_id"),
         status=status,
         decision_id=reply.get("decision_id"),
+        pinned_skill_version_id=reply.get("pinned_skill_version_id"),
     )
     d.audit = _audit(reply)
     return d
