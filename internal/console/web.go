@@ -197,8 +197,10 @@ func (c *Console) logout(w http.ResponseWriter, r *http.Request) {
 
 // registerPages adds the console's pages: the declared world (dashboard,
 // AIOrgs, Skills, Policies, CrossOrgGrants and their forms) and the
-// operations on it (Agents, PIM, the Chron explorer).
+// operations on it (Agents, PIM, agents' calls held for approval, the
+// Chron explorer).
 func (c *Console) registerPages(mux *http.ServeMux) {
 	c.registerCatalog(mux)
 	c.registerOperations(mux)
+	c.registerApprovals(mux)
 }

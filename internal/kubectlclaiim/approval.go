@@ -11,6 +11,7 @@ import (
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
+	"github.com/claiim/claiim-operator/internal/approvalview"
 )
 
 // newApprovalCommand lists and decides ActionApprovals: agents' calls a
@@ -22,9 +23,9 @@ func newApprovalCommand(o *Options) *cobra.Command {
 		Short:   "List and decide agents' calls held for approval (RequireApproval policy rules)",
 	}
 	cmd.AddCommand(newApprovalListCommand(o),
-		newApprovalDecisionCommand(o, "approve", claiimv1.AnnotationApprove, "approved",
+		newApprovalDecisionCommand(o, approvalview.Approve,
 			"Approve one agent call (needs the RBAC verb approve on actionapprovals; never your agent's own call)"),
-		newApprovalDecisionCommand(o, "deny", claiimv1.AnnotationDeny, "denied", "Deny one agent call; final"))
+		newApprovalDecisionCommand(o, approvalview.Deny, "Deny one agent call; final"))
 	return cmd
 }
 
@@ -54,9 +55,9 @@ func newApprovalListCommand(o *Options) *cobra.Command {
 			}
 			now := o.Now()
 			out := &claiimv1.ActionApprovalList{}
-			for _, ap := range list.Items {
-				if !pending || ap.State(now).Phase == claiimv1.ApprovalPending {
-					out.Items = append(out.Items, ap)
+			for _, r := range approvalview.List(list.Items, now) { // pending first, as in the console
+				if !pending || r.Pending() {
+					out.Items = append(out.Items, *r.ActionApproval)
 				}
 			}
 			return o.print(out, func(w io.Writer) {
@@ -84,10 +85,10 @@ func newApprovalListCommand(o *Options) *cobra.Command {
 // admission stamps who from your identity and refuses what the rules
 // forbid (your agent's own ServiceAccount, the requester, the same person
 // twice, no verb approve).
-func newApprovalDecisionCommand(o *Options, verb, annotation, done, short string) *cobra.Command {
+func newApprovalDecisionCommand(o *Options, d approvalview.Decision, short string) *cobra.Command {
 	var reason string
 	cmd := &cobra.Command{
-		Use:   verb + " NAME --reason REASON [-n NAMESPACE]",
+		Use:   d.Verb + " NAME --reason REASON [-n NAMESPACE]",
 		Short: short,
 		Args:  cobra.ExactArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error {
@@ -104,12 +105,12 @@ func newApprovalDecisionCommand(o *Options, verb, annotation, done, short string
 			}
 			ap := &claiimv1.ActionApproval{}
 			ap.Namespace, ap.Name = ns, args[0]
-			if err := c.Patch(cmd.Context(), ap, annotationPatch(annotation, reason)); err != nil {
+			if err := c.Patch(cmd.Context(), ap, d.Patch(reason)); err != nil {
 				return err
 			}
 			st := ap.State(o.Now())
 			return o.print(ap, func(w io.Writer) {
-				fmt.Fprintf(w, "actionapproval.claiim.io/%s %s: %s of agent %s/%s is %s (%d of %d approvals)\n", ap.Name, done,
+				fmt.Fprintf(w, "actionapproval.claiim.io/%s %s: %s of agent %s/%s is %s (%d of %d approvals)\n", ap.Name, d.Did,
 					ap.Spec.Action, ap.Namespace, ap.Spec.Agent, st.Phase, len(st.Approvers), ap.Spec.ApprovalsRequired)
 			})
 		},

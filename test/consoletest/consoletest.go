@@ -173,7 +173,9 @@ func setupManager(ctx context.Context, mgr ctrl.Manager, env *testenv.Env, o Opt
 	if err != nil {
 		return err
 	}
-	opts := controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer}
+	// ChronPool: the leader materializes the gates' approval requests
+	// into ActionApprovals, as in production.
+	opts := controllers.Options{GateURL: "http://gate.test/v", Log: writer, Signer: signer, ChronPool: env.Chron}
 	if o.History {
 		opts.History = chron.HistoryStore{Pool: env.Chron}
 	}
