@@ -108,18 +108,7 @@ func (w *Writer) insertClaiming(ctx context.Context, conn interface {
 		p.p = lost
 	}
 	w.chainRows(live)
-	var n int
-	var committedAt time.Time
-	if err := tx.QueryRow(ctx, unnestSQL, unnestArgs(live)...).Scan(&n, &committedAt); err != nil {
-		return time.Time{}, false, err
-	}
-	if n != len(live) {
-		return time.Time{}, true, nil
-	}
-	if err := tx.Commit(ctx); err != nil {
-		return time.Time{}, false, outcome(err)
-	}
-	return committedAt.UTC(), false, nil
+	return insertCommit(ctx, tx, live)
 }
 
 // ApprovalUse returns the decision that used approval id, or "" when it

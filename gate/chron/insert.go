@@ -115,7 +115,14 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 	}
 	// After a commit, Rollback is a no-op; after an error it releases the connection.
 	defer func() { _ = tx.Rollback(ctx) }()
-	var n int // insertUnnest
+	return insertCommit(ctx, tx, live)
+}
+
+// insertCommit inserts live in tx with insertUnnest's statement and
+// commits: the commit time, or conflict when a known id kept some rows
+// out (ON CONFLICT DO NOTHING), so the batch is rechained without them.
+func insertCommit(ctx context.Context, tx pgx.Tx, live []*pending) (committedAt time.Time, conflict bool, err error) {
+	var n int
 	if err := tx.QueryRow(ctx, unnestSQL, unnestArgs(live)...).Scan(&n, &committedAt); err != nil {
 		return time.Time{}, false, err
 	}
