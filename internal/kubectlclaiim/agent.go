@@ -30,6 +30,19 @@ func newAgentCommand(o *Options) *cobra.Command {
 	return cmd
 }
 
+// inNamespace lists in the kubeconfig's (or -n) namespace, or in every
+// namespace with -A.
+func (o *Options) inNamespace(all bool) ([]client.ListOption, error) {
+	if all {
+		return nil, nil
+	}
+	ns, err := o.Namespace()
+	if err != nil {
+		return nil, err
+	}
+	return []client.ListOption{client.InNamespace(ns)}, nil
+}
+
 func newAgentListCommand(o *Options) *cobra.Command {
 	var all bool
 	cmd := &cobra.Command{
@@ -42,13 +55,9 @@ func newAgentListCommand(o *Options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var opts []client.ListOption
-			if !all {
-				ns, err := o.Namespace()
-				if err != nil {
-					return err
-				}
-				opts = append(opts, client.InNamespace(ns))
+			opts, err := o.inNamespace(all)
+			if err != nil {
+				return err
 			}
 			list := &claiimv1.AgentList{}
 			if err := c.List(cmd.Context(), list, opts...); err != nil {

@@ -8,7 +8,6 @@ import (
 	"strings"
 
 	"github.com/spf13/cobra"
-	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/internal/approvalview"
@@ -41,13 +40,9 @@ func newApprovalListCommand(o *Options) *cobra.Command {
 			if err != nil {
 				return err
 			}
-			var opts []client.ListOption
-			if !all {
-				ns, err := o.Namespace()
-				if err != nil {
-					return err
-				}
-				opts = append(opts, client.InNamespace(ns))
+			opts, err := o.inNamespace(all)
+			if err != nil {
+				return err
 			}
 			list := &claiimv1.ActionApprovalList{}
 			if err := c.List(cmd.Context(), list, opts...); err != nil {
