@@ -151,7 +151,7 @@ rehearsal: ## Run the seed's steps 3-11 against the local control plane.
 screenshots: envtest ## Walk the onboarding in the web console with Chromium and save its pages to docs/images (docs/console.md).
 	@hack/ensure-deps.sh browser
 	KUBEBUILDER_ASSETS="$$(WITH_KUBECTL=1 hack/envtest-assets.sh)" CLAIIM_SCREENSHOTS="$(CURDIR)/docs/images" CLAIIM_BROWSER_REQUIRED=1 \
-		go test ./test/browser/ -run TestOnboardingInTheConsole -count=1
+		go test ./test/browser/ -run "TestOnboardingInTheConsole|TestApprovalInTheConsole" -count=1
 
 .PHONY: demo
 demo: dev rehearsal ## make dev + make rehearsal; leaves everything running.
