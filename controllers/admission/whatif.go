@@ -150,6 +150,11 @@ func (h *handlers) recordWhatIf(session string, rep *whatif.Report) {
 		if err := h.APIReader.Get(ctx, client.ObjectKey{Name: session}, p); err != nil {
 			return err
 		}
+		// A write retried after a conflict passes admission again with the
+		// same change and the same report: one entry says it.
+		if n := len(p.Status.WhatIf); n > 0 && sameWhatIf(p.Status.WhatIf[n-1], entry) {
+			return nil
+		}
 		p.Status.WhatIf = append(p.Status.WhatIf, entry)
 		if n := len(p.Status.WhatIf); n > claiimv1.MaxPIMWhatIf {
 			p.Status.WhatIf = p.Status.WhatIf[n-claiimv1.MaxPIMWhatIf:]
@@ -159,6 +164,12 @@ func (h *handlers) recordWhatIf(session string, rep *whatif.Report) {
 	if err != nil {
 		logf.Log.WithName("admission").Error(err, "could not record a what-if on the PIM session", "session", session, "change", entry.Object)
 	}
+}
+
+// sameWhatIf is whether two entries report the same change the same way.
+func sameWhatIf(a, b claiimv1.PIMWhatIf) bool {
+	return a.Object == b.Object && a.Summary == b.Summary && a.Changed == b.Changed &&
+		a.Undecidable == b.Undecidable && a.Sampled == b.Sampled
 }
 
 func truncate(s string, n int) string {
