@@ -1,6 +1,7 @@
 package kubectlclaiim
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"io"
@@ -30,17 +31,22 @@ func newAgentCommand(o *Options) *cobra.Command {
 	return cmd
 }
 
-// inNamespace lists in the kubeconfig's (or -n) namespace, or in every
-// namespace with -A.
-func (o *Options) inNamespace(all bool) ([]client.ListOption, error) {
-	if all {
-		return nil, nil
-	}
-	ns, err := o.Namespace()
+// list reads list with the user's credentials, in the kubeconfig's (or
+// -n) namespace, or in every namespace with -A.
+func (o *Options) list(ctx context.Context, list client.ObjectList, all bool) error {
+	c, err := o.Client()
 	if err != nil {
-		return nil, err
+		return err
 	}
-	return []client.ListOption{client.InNamespace(ns)}, nil
+	var opts []client.ListOption
+	if !all {
+		ns, err := o.Namespace()
+		if err != nil {
+			return err
+		}
+		opts = append(opts, client.InNamespace(ns))
+	}
+	return c.List(ctx, list, opts...)
 }
 
 func newAgentListCommand(o *Options) *cobra.Command {
@@ -51,16 +57,8 @@ func newAgentListCommand(o *Options) *cobra.Command {
 		Short:   "List agents with their phase, anchor and pinned skill version",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.Client()
-			if err != nil {
-				return err
-			}
-			opts, err := o.inNamespace(all)
-			if err != nil {
-				return err
-			}
 			list := &claiimv1.AgentList{}
-			if err := c.List(cmd.Context(), list, opts...); err != nil {
+			if err := o.list(cmd.Context(), list, all); err != nil {
 				return err
 			}
 			now := o.Now()

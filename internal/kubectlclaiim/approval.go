@@ -36,16 +36,8 @@ func newApprovalListCommand(o *Options) *cobra.Command {
 		Short:   "List approval requests: the call, who approved, what is still needed",
 		Args:    cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, _ []string) error {
-			c, err := o.Client()
-			if err != nil {
-				return err
-			}
-			opts, err := o.inNamespace(all)
-			if err != nil {
-				return err
-			}
 			list := &claiimv1.ActionApprovalList{}
-			if err := c.List(cmd.Context(), list, opts...); err != nil {
+			if err := o.list(cmd.Context(), list, all); err != nil {
 				return err
 			}
 			now := o.Now()
