@@ -3,6 +3,7 @@ package chron
 import (
 	"context"
 	"fmt"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -13,7 +14,33 @@ import (
 var (
 	benchOnce sync.Once
 	benchPool *pgxpool.Pool
+	gateOnce  sync.Once
+	gatePool  *pgxpool.Pool
 )
+
+// benchGateDB is a database written as the gate writes it: logged in as
+// a member of chron_gate_writer, under row-level security (which refuses
+// COPY, so batches go in as one INSERT).
+func benchGateDB(b *testing.B) *pgxpool.Pool {
+	owner := benchDB(b)
+	gateOnce.Do(func() {
+		ctx := context.Background()
+		login := Login{Group: GateWriterRole, Name: "gate_bench_" + strings.ToLower(randomSuffix()), Password: "bench-password-" + randomSuffix()}
+		if err := SetupLogins(ctx, owner, []Login{login}); err != nil {
+			b.Fatal(err)
+		}
+		cfg := owner.Config().Copy()
+		cfg.ConnConfig.User = login.Name
+		var err error
+		if gatePool, err = pgxpool.NewWithConfig(ctx, cfg); err != nil {
+			b.Fatal(err)
+		}
+	})
+	if gatePool == nil {
+		b.Fatal("benchmark database unavailable")
+	}
+	return gatePool
+}
 
 // benchDB is one database for all benchmarks; each run writes its own stream.
 func benchDB(b *testing.B) *pgxpool.Pool {
@@ -38,12 +65,17 @@ func benchDB(b *testing.B) *pgxpool.Pool {
 }
 
 // BenchmarkWriterParallel is many gate requests writing at once through one
-// writer: ns/op is the amortized cost of a committed row, in hash format
-// v1 (SHA-256) and v2 (HMAC-SHA256 under a chain key, what the
-// components write).
+// writer: ns/op is the amortized cost of a committed row. role=gate is
+// the gate's own path, the figure docs/benchmarks.md quotes: its role
+// under row-level security, hash format v2 (HMAC-SHA256 under a chain
+// key). The owner's runs (COPY, formats v1 and v2) are for comparison.
 func BenchmarkWriterParallel(b *testing.B) {
-	b.Run("format=v1", func(b *testing.B) { benchParallel(b, WriterOptions{}) })
-	b.Run("format=v2", func(b *testing.B) {
+	b.Run("role=gate", func(b *testing.B) {
+		k := benchKey(b)
+		benchParallelOn(b, benchGateDB(b), WriterOptions{Key: &k}, 64)
+	})
+	b.Run("role=owner/format=v1", func(b *testing.B) { benchParallel(b, WriterOptions{}) })
+	b.Run("role=owner/format=v2", func(b *testing.B) {
 		k := benchKey(b)
 		benchParallel(b, WriterOptions{Key: &k})
 	})
@@ -104,7 +136,10 @@ func BenchmarkBatchWait(b *testing.B) {
 func benchParallel(b *testing.B, opts WriterOptions) { benchParallelN(b, opts, 64) }
 
 func benchParallelN(b *testing.B, opts WriterOptions, par int) {
-	pool := benchDB(b)
+	benchParallelOn(b, benchDB(b), opts, par)
+}
+
+func benchParallelOn(b *testing.B, pool *pgxpool.Pool, opts WriterOptions, par int) {
 	ctx := context.Background()
 	opts.Stream = "gate/bench-" + randomSuffix()
 	w, err := NewWriter(ctx, pool, opts)
