@@ -25,15 +25,14 @@ func (w *Writer) run() {
 	retry.Stop()
 	open := true
 	var closedAt time.Time
-	var lastErr error
-	for open || len(w.carry) > 0 {
+	for open || len(w.carry) > 0 || w.fl != nil {
 		if len(w.carry) > 0 && w.closing() {
 			// Close gives carried corrections one more commit timeout, then
 			// says how many it gave up, and fails what is still queued.
 			if closedAt.IsZero() {
 				closedAt = time.Now()
 			} else if time.Since(closedAt) > w.opts.CommitTimeout {
-				w.closeError(lastErr)
+				w.closeError(w.lastErr)
 				w.failQueued(w.closeErr)
 				return
 			}
@@ -49,26 +48,37 @@ func (w *Writer) run() {
 			w.inFlight.Store(1)
 			batch = w.fill(append(batch, first), timer)
 		}
-		start := time.Now()
-		inserted, err := w.commit(batch)
-		w.lastBatch, w.lastCommit = len(batch), time.Since(start)
+		if w.pipelines(batch) {
+			w.pipeline(batch) // pipeline.go
+		} else {
+			w.land()
+			start := time.Now()
+			inserted, err := w.commit(batch)
+			w.lastBatch, w.lastCommit = len(batch), time.Since(start)
+			w.after(inserted, err)
+		}
 		w.busySince.Store(0)
 		w.inFlight.Store(0)
 		clear(batch) // let answered records be collected
-		if err != nil && !serverAnswered(err) {
-			// The database is unreachable: fail what is queued now instead of
-			// letting each record wait for its own timeout in turn.
-			w.failQueued(err)
-		}
-		// Carried corrections retry at once after progress, else back off.
-		if err == nil && inserted > 0 {
-			w.retryIn = 0
-		} else {
-			w.retryIn = min(max(2*w.retryIn, 50*time.Millisecond), w.opts.CommitTimeout)
-		}
-		if err != nil {
-			lastErr = err
-		}
+	}
+}
+
+// after is the writer's bookkeeping once a batch is settled, committed
+// (inserted rows) or failed (err).
+func (w *Writer) after(inserted int, err error) {
+	if err != nil && !serverAnswered(err) {
+		// The database is unreachable: fail what is queued now instead of
+		// letting each record wait for its own timeout in turn.
+		w.failQueued(err)
+	}
+	// Carried corrections retry at once after progress, else back off.
+	if err == nil && inserted > 0 {
+		w.retryIn = 0
+	} else {
+		w.retryIn = min(max(2*w.retryIn, 50*time.Millisecond), w.opts.CommitTimeout)
+	}
+	if err != nil {
+		w.lastErr = err
 	}
 }
 
@@ -84,6 +94,21 @@ func (w *Writer) closing() bool {
 // refused rather than corrections piling up. A nil record with open
 // means: commit the carried corrections.
 func (w *Writer) next(open bool, retry *time.Timer) (*pending, bool) {
+	if w.fl != nil {
+		// A batch is committing: take the next records, or settle it
+		// when it is done and nothing has come.
+		if len(w.carry) > 0 || !open {
+			w.land()
+			return nil, open
+		}
+		select {
+		case p, ok := <-w.queue:
+			return p, ok
+		case <-w.fl.done:
+			w.land()
+			return nil, true
+		}
+	}
 	if len(w.carry) == 0 {
 		p, ok := <-w.queue
 		return p, ok
@@ -172,6 +197,24 @@ func serverAnswered(err error) bool {
 	return class != "08" && class != "57"
 }
 
+// failBatch answers every record of a batch of n with err; unknown says
+// the rows may have landed. The stream head is re-read before the next
+// batch.
+func (w *Writer) failBatch(n int, all []*pending, owed []carried, err error, unknown bool) error {
+	w.stale = true
+	w.failedBatches.Add(1)
+	err = fmt.Errorf("chron: batch of %d records not committed: %w", n, err)
+	for _, p := range all {
+		if !p.isFix {
+			w.failedRows.Add(int64(1 + len(p.followers) + len(p.rivals)))
+			w.answerRivals(p, nil, err)
+			owed = owe(owed, p.answer(Row{}, err, unknown), p.p.rec.ID)
+		}
+	}
+	w.settle(false, false, owed)
+	return err
+}
+
 // commit stores one batch with the carried corrections, answers all its
 // records and returns how many rows it inserted. Every record of a failed
 // batch gets the error: none is reported stored unless its transaction
@@ -192,18 +235,7 @@ func (w *Writer) commit(batch []*pending) (inserted int, err error) {
 	var owed []carried
 	all := w.dedupe(batch)
 	fail := func(err error, unknown bool) (int, error) {
-		w.stale = true
-		w.failedBatches.Add(1)
-		err = fmt.Errorf("chron: batch of %d records not committed: %w", len(batch), err)
-		for _, p := range all {
-			if !p.isFix {
-				w.failedRows.Add(int64(1 + len(p.followers) + len(p.rivals)))
-				w.answerRivals(p, nil, err)
-				owed = owe(owed, p.answer(Row{}, err, unknown), p.p.rec.ID)
-			}
-		}
-		w.settle(false, false, owed)
-		return 0, err
+		return 0, w.failBatch(len(batch), all, owed, err, unknown)
 	}
 	if err := w.guard(); err != nil {
 		return fail(err, false)
@@ -230,9 +262,21 @@ func (w *Writer) commit(batch []*pending) (inserted int, err error) {
 		}
 	}
 	all = append(all, carriedFixes...)
+	return w.store(ctx, len(batch), all, owed, true, reread)
+}
+
+// store inserts all (records, with the corrections they carry) and
+// answers them; a record whose ID is already stored is answered with the
+// stored row or ErrConflict and the rest rechained (withoutStored).
+// tookCarry says the batch holds every certain carried correction, so
+// they are settled when it commits.
+func (w *Writer) store(ctx context.Context, n int, all []*pending, owed []carried, tookCarry, reread bool) (int, error) {
+	fail := func(err error, unknown bool) (int, error) {
+		return 0, w.failBatch(n, all, owed, err, unknown)
+	}
 	for attempt := 0; ; attempt++ {
 		if len(all) == 0 {
-			w.settle(true, false, owed)
+			w.settle(tookCarry, false, owed)
 			return 0, nil
 		}
 		committedAt, dup, err := w.insert(ctx, all)
@@ -240,21 +284,10 @@ func (w *Writer) commit(batch []*pending) (inserted int, err error) {
 			return fail(err, errors.Is(err, errUnknownOutcome))
 		}
 		if !dup {
-			for _, p := range all {
-				p.row.CommittedAt = committedAt
-				if p.isFix {
-					w.fixes.Add(1)
-				} else {
-					owed = owe(owed, w.answerRivals(p, &storedRow{Row: p.row, ctxJSON: p.p.ctxJSON}, nil), "")
-					owed = owe(owed, p.answer(p.row, nil, false), "")
-				}
-			}
+			owed = w.answerStored(all, committedAt, owed)
 			last := all[len(all)-1].row
 			w.lastSeq, w.lastHash = last.Seq, last.Hash
-			w.setHead(last.Seq, last.Hash)
-			w.rows.Add(int64(len(all)))
-			w.batches.Add(1)
-			w.settle(true, reread, owed)
+			w.settle(tookCarry, reread, owed)
 			return len(all), nil
 		}
 		// Some IDs are already stored (a retry of a Write whose commit was

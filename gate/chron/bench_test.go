@@ -74,6 +74,10 @@ func BenchmarkWriterParallel(b *testing.B) {
 		k := benchKey(b)
 		benchParallelOn(b, benchGateDB(b), WriterOptions{Key: &k}, 64)
 	})
+	b.Run("role=gate/sequential", func(b *testing.B) {
+		k := benchKey(b)
+		benchParallelOn(b, benchGateDB(b), WriterOptions{Key: &k, sequential: true}, 64)
+	})
 	b.Run("role=owner/format=v1", func(b *testing.B) { benchParallel(b, WriterOptions{}) })
 	b.Run("role=owner/format=v2", func(b *testing.B) {
 		k := benchKey(b)

@@ -205,37 +205,52 @@ var unnestSQL = func() string {
 }()
 
 // unnestArgs turns the batch into one array per column, in the order and
-// with the types of copyValues.
+// with the types of copyValues, filled directly: no per-row []any.
 func unnestArgs(live []*pending) []any {
 	n := len(live)
-	args := make([]any, len(insertColumns))
-	for i, v := range copyValues(&live[0].row, &live[0].p) {
-		switch v.(type) {
-		case int64:
-			args[i] = make([]int64, 0, n)
-		case int16:
-			args[i] = make([]int16, 0, n)
-		case time.Time:
-			args[i] = make([]time.Time, 0, n)
-		default:
-			args[i] = make([]string, 0, n)
+	raw := func(f func(p *pending) []byte) [][]byte { // JSON, sent as text without a copy
+		out := make([][]byte, n)
+		for i, p := range live {
+			out[i] = f(p)
 		}
+		return out
 	}
-	for _, p := range live {
-		for i, v := range copyValues(&p.row, &p.p) {
-			switch x := v.(type) {
-			case int64:
-				args[i] = append(args[i].([]int64), x)
-			case int16:
-				args[i] = append(args[i].([]int16), x)
-			case time.Time:
-				args[i] = append(args[i].([]time.Time), x)
-			case string:
-				args[i] = append(args[i].([]string), x)
-			case json.RawMessage:
-				args[i] = append(args[i].([]string), string(x))
-			}
+	text := func(f func(p *pending) string) []string {
+		out := make([]string, n)
+		for i, p := range live {
+			out[i] = f(p)
 		}
+		return out
 	}
-	return args
+	seqs, times, formats := make([]int64, n), make([]time.Time, n), make([]int16, n)
+	for i, p := range live {
+		seqs[i], times[i], formats[i] = p.row.Seq, p.row.Time, p.row.Format
+	}
+	return []any{
+		text(func(p *pending) string { return p.row.ID }),
+		text(func(p *pending) string { return p.row.Stream }),
+		seqs, times,
+		text(func(p *pending) string { return string(p.row.Kind) }),
+		text(func(p *pending) string { return p.row.Actor }),
+		text(func(p *pending) string { return p.row.AgentName }),
+		text(func(p *pending) string { return p.row.AgentNamespace }),
+		text(func(p *pending) string { return p.row.AgentUID }),
+		text(func(p *pending) string { return p.row.Org }),
+		text(func(p *pending) string { return p.row.Action }),
+		raw(func(p *pending) []byte { return p.p.ctxJSON }),
+		text(func(p *pending) string { return p.row.Outcome }),
+		text(func(p *pending) string { return p.row.Reason }),
+		text(func(p *pending) string { return p.row.Message }),
+		text(func(p *pending) string { return p.row.Anchor }),
+		text(func(p *pending) string { return p.row.SkillVersionID }),
+		text(func(p *pending) string { return p.row.SkillDigest }),
+		raw(func(p *pending) []byte { return p.p.polJSON }),
+		raw(func(p *pending) []byte { return p.p.rulesJSON }),
+		text(func(p *pending) string { return p.row.Replica }),
+		text(func(p *pending) string { return p.row.RequestID }),
+		text(func(p *pending) string { return p.row.PrevHash }),
+		text(func(p *pending) string { return p.row.Hash }),
+		formats,
+		text(func(p *pending) string { return p.row.KeyID }),
+	}
 }
