@@ -83,7 +83,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 	}
 	defer sink.stop()
 
-	var url string // the gate's database
+	var db *chronDB // the gate's database
 	for _, t := range []string{tNoop, tOPA, tOPALog, tGate} {
 		if !c.targets[t] {
 			continue
@@ -107,10 +107,10 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 				return nil
 			}
 		case tGate:
-			if url, err = pg.CreateDatabase(ctx, fmt.Sprintf("bench_%s_%d", size.Name, time.Now().UnixNano())); err != nil {
+			if db, err = c.newChronDB(ctx, pg, dir, size.Name); err != nil {
 				return res, err
 			}
-			args := []string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name, "-database-url", url, "-stream", "gate/bench-" + size.Name}
+			args := append([]string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name, "-stream", "gate/bench-" + size.Name}, db.gateArgs()...)
 			if c.maxBatch > 0 {
 				args = append(args, "-max-batch", fmt.Sprint(c.maxBatch))
 			}
@@ -165,12 +165,12 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			if st.Writer.BatchesCommitted > 0 {
 				res.AvgBatch = float64(st.Writer.RowsCommitted) / float64(st.Writer.BatchesCommitted)
 			}
-			if res.ChronRows, err = countRows(ctx, url, st.Stream); err != nil {
+			if res.ChronRows, err = countRows(ctx, db.owner, st.Stream); err != nil {
 				p.stop()
 				return res, err
 			}
 			if last {
-				if res.Overload, err = c.overload(ctx, dir, size, url, gateReqs, want); err != nil {
+				if res.Overload, err = c.overload(ctx, dir, size, db, gateReqs, want); err != nil {
 					p.stop()
 					return res, err
 				}
@@ -180,6 +180,10 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 					p.stop()
 					return res, err
 				}
+			}
+			p.stop() // its last rows (the refusals' counts) flushed
+			if _, err := db.verify(ctx, nil); err != nil {
+				return res, err
 			}
 		case tOPALog:
 			// OPA uploads its buffer every 1-2s; stopping it flushes the rest.
