@@ -29,6 +29,7 @@ type point struct {
 	P99    time.Duration `json:"p99_ns"`
 	Errors int64         `json:"errors"`
 	Rounds []float64     `json:"rounds_decisions_per_s"`
+	CPU    cpuUse        `json:"cpu"` // the median round's
 
 	answered int64   // responses in all rounds, warmup included
 	offered  float64 // open loop: the rate offered
@@ -36,10 +37,12 @@ type point struct {
 
 // sizeResult is everything measured on one fixture.
 type sizeResult struct {
-	Size   string  `json:"size"`
-	Agents int     `json:"agents"`
-	Pols   int     `json:"policies"`
-	Points []point `json:"points"`
+	Placement string  `json:"placement"`
+	Mix       string  `json:"mix"` // own: the size's own mix; seed: the seed's requests (the small fixture's)
+	Size      string  `json:"size"`
+	Agents    int     `json:"agents"`
+	Pols      int     `json:"policies"`
+	Points    []point `json:"points"`
 
 	// Chron: rows committed vs decisions the gate answered (all runs).
 	GateAnswered int64   `json:"gate_answered"`
@@ -61,8 +64,12 @@ type sizeResult struct {
 }
 
 func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Size, last bool) (sizeResult, error) {
-	res := sizeResult{Size: size.Name, Agents: size.Agents, Pols: size.Policies}
+	res := sizeResult{Size: size.Name, Agents: size.Agents, Pols: size.Policies, Mix: c.mix}
 	f := fixture.Generate(c.seed, size)
+	if c.mix == mixSeed {
+		// The seed's agents are in every size, with the same tokens.
+		f.Requests = fixture.Generate(c.seed, fixture.Sizes[0]).Requests
+	}
 	snap := decide.Build(f.Inputs)
 	want := make([]decide.Decision, len(f.Requests))
 	for i := range f.Requests {
@@ -73,7 +80,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 		return res, err
 	}
 	gateReqs, opaReqs := requests(f)
-	fmt.Printf("\n== %s: %d agents, %d policies, %d distinct requests ==\n", size.Name, size.Agents, size.Policies, len(f.Requests))
+	fmt.Printf("\n== %s: %d agents, %d policies, %d distinct requests (%s mix) ==\n", size.Name, size.Agents, size.Policies, len(f.Requests), c.mix)
 
 	// The sink of OPA's decision log runs with the load generator, so
 	// OPA's own CPU is all the server side gets.
@@ -132,8 +139,12 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 		if t == tOPALog {
 			res.OPAAnswered += int64(min(c.verify, len(f.Requests)))
 		}
+		m := cpuMeter{servers: []int{p.cmd.Process.Pid}}
+		if t == tGate {
+			m.postmaster = c.postmaster
+		}
 		for _, n := range c.conns {
-			pt, err := c.measure(ctx, t, p.addr, reqs, check, n, 0)
+			pt, err := c.measure(ctx, t, p, m, reqs, check, n, 0)
 			if err != nil {
 				p.stop()
 				return res, fmt.Errorf("%s at %d connections: %w (server log: %s)", t, n, err, p.log)
@@ -147,7 +158,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			if t == tOPALog {
 				break
 			}
-			pt, err := c.measure(ctx, t, p.addr, reqs, check, 64, rate)
+			pt, err := c.measure(ctx, t, p, m, reqs, check, 64, rate)
 			if err != nil {
 				p.stop()
 				return res, err
@@ -213,20 +224,40 @@ func requests(f *fixture.Fixture) (gate, opa []load.Req) {
 	return gate, opa
 }
 
+// round is one run of a point and the CPU it cost.
+type round struct {
+	load.Result
+	cpu cpuUse
+}
+
 // measure runs one point: c.rounds rounds, the median by throughput kept.
-func (c *config) measure(ctx context.Context, t, addr string, reqs []load.Req, check func(int, int, []byte) error, conns int, rate float64) (point, error) {
-	var results []load.Result
+// The CPU time of the server's processes (and PostgreSQL's, in m) is read
+// as the measured window opens and closes.
+func (c *config) measure(ctx context.Context, t string, p *proc, m cpuMeter, reqs []load.Req, check func(int, int, []byte) error, conns int, rate float64) (point, error) {
+	var results []round
 	for range c.rounds {
-		r, err := load.Run(ctx, addr, reqs, load.Options{Conns: conns, Duration: c.duration, Warmup: c.warmup, Rate: rate, Check: check})
-		if err != nil {
+		var before, after cpuSample
+		var cpuErr error
+		window := func(open bool) {
+			s, err := m.read()
+			cpuErr = cmp.Or(cpuErr, err)
+			if open {
+				before = s
+			} else {
+				after = s
+			}
+		}
+		r, err := load.Run(ctx, p.addr, reqs, load.Options{Conns: conns, Duration: c.duration, Warmup: c.warmup, Rate: rate, Check: check, Window: window})
+		if err = cmp.Or(err, cpuErr); err != nil {
 			return point{}, err
 		}
-		results = append(results, r)
+		results = append(results, round{r, cpuPer(before, after, r.Requests, c.duration)})
 	}
 	byRate := slices.Clone(results)
-	slices.SortFunc(byRate, func(a, b load.Result) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
-	m := byRate[len(byRate)/2]
-	pt := point{Target: t, Conns: conns, Rate: m.PerSecond, P50: m.P50, P99: m.P99, offered: rate}
+	slices.SortFunc(byRate, func(a, b round) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
+	med := byRate[len(byRate)/2]
+	m1 := med.Result
+	pt := point{Target: t, Conns: conns, Rate: m1.PerSecond, P50: m1.P50, P99: m1.P99, CPU: med.cpu, offered: rate}
 	for _, r := range results {
 		pt.Errors += r.Errors
 		pt.Rounds = append(pt.Rounds, r.PerSecond)
@@ -236,9 +267,9 @@ func (c *config) measure(ctx context.Context, t, addr string, reqs []load.Req, c
 	if rate > 0 {
 		mode = fmt.Sprintf("open loop %.0f/s offered", rate)
 	}
-	fmt.Printf("  %-26s %-24s %s\n", t, mode, load.Format(m))
+	fmt.Printf("  %-26s %-24s %s; %s\n", t, mode, load.Format(m1), pt.CPU)
 	if pt.Errors > 0 {
-		fmt.Printf("    errors: %v\n", m.ErrorSamples)
+		fmt.Printf("    errors: %v\n", m1.ErrorSamples)
 	}
 	return pt, nil
 }

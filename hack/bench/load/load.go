@@ -61,6 +61,12 @@ type Options struct {
 	// concurrently from all connections, and body is only valid during the
 	// call.
 	Check func(i int, status int, body []byte) error
+	// Window, if set, is called with true when the measured window opens
+	// (the warmup is over) and with false when it closes, from a goroutine
+	// of its own, so that what the server spent in exactly the window can
+	// be read (its CPU time). Run returns only after both calls; if ctx
+	// ends first, the calls still due are not made.
+	Window func(open bool)
 }
 
 // Result is what a Run measured. Only requests whose (intended) send time is
@@ -184,6 +190,8 @@ func Run(ctx context.Context, addr string, reqs []Req, opts Options) (Result, er
 	r.end = r.warmEnd.Add(opts.Duration)
 	unwatch := context.AfterFunc(ctx, func() { r.stopped.Store(true) })
 	defer unwatch()
+	windowDone := make(chan struct{})
+	go r.window(opts.Window, windowDone)
 
 	presize := closedLoopCap
 	if r.rate > 0 {
@@ -205,7 +213,27 @@ func Run(ctx context.Context, addr string, reqs []Req, opts Options) (Result, er
 		wg.Go(w.run)
 	}
 	wg.Wait()
+	<-windowDone
 
 	r.collect(&res, workers)
 	return res, ctx.Err()
+}
+
+// window calls f as the measured window opens and closes, then closes
+// done.
+func (r *runner) window(f func(bool), done chan<- struct{}) {
+	defer close(done)
+	if f == nil {
+		return
+	}
+	for i, at := range []time.Time{r.warmEnd, r.end} {
+		t := time.NewTimer(time.Until(at))
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		f(i == 0)
+	}
 }
