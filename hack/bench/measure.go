@@ -91,8 +91,8 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 	defer sink.stop()
 
 	var db *chronDB // the gate's database
-	for _, t := range []string{tNoop, tOPA, tOPALog, tGate} {
-		if !c.targets[t] {
+	for _, t := range []string{tNoop, tOPA, tOPAPlain, tOPALog, tGate} {
+		if !c.targets[t] || t == tOPAPlain && size.Name != fixture.Sizes[0].Name {
 			continue
 		}
 		var p *proc
@@ -102,8 +102,8 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 		case tNoop:
 			p, err = c.start(ctx, dir, "noop", true, "serve-noop")
 			reqs, check = gateReqs, func(_, status int, _ []byte) error { return statusIs(status, 200) }
-		case tOPA, tOPALog:
-			p, err = c.startOPA(ctx, dir, t == tOPALog, sink.addr)
+		case tOPA, tOPAPlain, tOPALog:
+			p, err = c.startOPA(ctx, dir, t == tOPAPlain, t == tOPALog, sink.addr)
 			reqs, check = opaReqs, func(i, status int, body []byte) error {
 				if err := statusIs(status, 200); err != nil {
 					return err

@@ -60,10 +60,11 @@ const (
 
 // Targets, in the order they run.
 const (
-	tNoop   = "no-op (ceiling)"
-	tOPA    = "OPA, no log"
-	tOPALog = "OPA, async decision log"
-	tGate   = "gate + Chron (durable)"
+	tNoop     = "no-op (ceiling)"
+	tOPA      = "OPA, no log"
+	tOPAPlain = "OPA, plain Rego" // the seed's rules written directly; small only
+	tOPALog   = "OPA, async decision log"
+	tGate     = "gate + Chron (durable)"
 )
 
 func run(args []string) error {
@@ -140,15 +141,15 @@ func run(args []string) error {
 		}
 		c.rates = append(c.rates, v)
 	}
-	names := map[string]string{"noop": tNoop, "opa": tOPA, "opa-log": tOPALog, "gate": tGate}
-	for _, n := range strings.Split(cmp.Or(*only, "noop,opa,opa-log,gate"), ",") {
+	names := map[string]string{"noop": tNoop, "opa": tOPA, "opa-plain": tOPAPlain, "opa-log": tOPALog, "gate": tGate}
+	for _, n := range strings.Split(cmp.Or(*only, "noop,opa,opa-plain,opa-log,gate"), ",") {
 		t, ok := names[strings.TrimSpace(n)]
 		if !ok {
-			return fmt.Errorf("-targets: unknown target %q (noop, opa, opa-log, gate)", n)
+			return fmt.Errorf("-targets: unknown target %q (noop, opa, opa-plain, opa-log, gate)", n)
 		}
 		c.targets[t] = true
 	}
-	if (c.targets[tOPA] || c.targets[tOPALog]) && c.opa == "" {
+	if (c.targets[tOPA] || c.targets[tOPAPlain] || c.targets[tOPALog]) && c.opa == "" {
 		return errors.New("no OPA binary: pass -opa or set $OPA (make bench builds it)")
 	}
 
