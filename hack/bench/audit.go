@@ -57,7 +57,7 @@ func (c *config) overload(ctx context.Context, dir string, size fixture.Size, db
 	o := &overloadResult{Conns: 256, QueueSize: 16}
 	stream := "gate/bench-" + size.Name + "-overload"
 	p, err := c.start(ctx, dir, "gate-overload", true, append([]string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name,
-		"-stream", stream, "-queue-size", fmt.Sprint(o.QueueSize)}, db.gateArgs()...)...)
+		"-stream", stream, "-queue-size", fmt.Sprint(o.QueueSize), "-tarpit", c.tarpit.String()}, db.gateArgs()...)...)
 	if err != nil {
 		return nil, err
 	}

@@ -117,7 +117,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			if db, err = c.newChronDB(ctx, pg, dir, size.Name); err != nil {
 				return res, err
 			}
-			args := append([]string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name, "-stream", "gate/bench-" + size.Name}, db.gateArgs()...)
+			args := append([]string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name, "-stream", "gate/bench-" + size.Name, "-tarpit", c.tarpit.String()}, db.gateArgs()...)
 			if c.maxBatch > 0 {
 				args = append(args, "-max-batch", fmt.Sprint(c.maxBatch))
 			}
