@@ -30,6 +30,8 @@ type point struct {
 	Errors int64         `json:"errors"`
 	Rounds []float64     `json:"rounds_decisions_per_s"`
 	CPU    cpuUse        `json:"cpu"` // the median round's
+	// PerServer splits Rate between the servers the load was spread over.
+	PerServer []float64 `json:"per_server_decisions_per_s,omitempty"`
 
 	answered int64   // responses in all rounds, warmup included
 	offered  float64 // open loop: the rate offered
@@ -144,7 +146,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			m.postmaster = c.postmaster
 		}
 		for _, n := range c.conns {
-			pt, err := c.measure(ctx, t, p, m, reqs, check, n, 0)
+			pt, err := c.measure(ctx, t, []string{p.addr}, m, reqs, check, n, 0)
 			if err != nil {
 				p.stop()
 				return res, fmt.Errorf("%s at %d connections: %w (server log: %s)", t, n, err, p.log)
@@ -158,7 +160,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			if t == tOPALog {
 				break
 			}
-			pt, err := c.measure(ctx, t, p, m, reqs, check, 64, rate)
+			pt, err := c.measure(ctx, t, []string{p.addr}, m, reqs, check, 64, rate)
 			if err != nil {
 				p.stop()
 				return res, err
@@ -233,7 +235,7 @@ type round struct {
 // measure runs one point: c.rounds rounds, the median by throughput kept.
 // The CPU time of the server's processes (and PostgreSQL's, in m) is read
 // as the measured window opens and closes.
-func (c *config) measure(ctx context.Context, t string, p *proc, m cpuMeter, reqs []load.Req, check func(int, int, []byte) error, conns int, rate float64) (point, error) {
+func (c *config) measure(ctx context.Context, t string, addrs []string, m cpuMeter, reqs []load.Req, check func(int, int, []byte) error, conns int, rate float64) (point, error) {
 	var results []round
 	for range c.rounds {
 		var before, after cpuSample
@@ -247,7 +249,8 @@ func (c *config) measure(ctx context.Context, t string, p *proc, m cpuMeter, req
 				after = s
 			}
 		}
-		r, err := load.Run(ctx, p.addr, reqs, load.Options{Conns: conns, Duration: c.duration, Warmup: c.warmup, Rate: rate, Check: check, Window: window})
+		r, err := load.Run(ctx, addrs[0], reqs, load.Options{Conns: conns, Duration: c.duration, Warmup: c.warmup, Rate: rate, Check: check,
+			Window: window, Addrs: addrs})
 		if err = cmp.Or(err, cpuErr); err != nil {
 			return point{}, err
 		}
@@ -258,6 +261,11 @@ func (c *config) measure(ctx context.Context, t string, p *proc, m cpuMeter, req
 	med := byRate[len(byRate)/2]
 	m1 := med.Result
 	pt := point{Target: t, Conns: conns, Rate: m1.PerSecond, P50: m1.P50, P99: m1.P99, CPU: med.cpu, offered: rate}
+	if len(addrs) > 1 && m1.Elapsed > 0 {
+		for _, a := range addrs {
+			pt.PerServer = append(pt.PerServer, float64(m1.PerAddr[a])/m1.Elapsed.Seconds())
+		}
+	}
 	for _, r := range results {
 		pt.Errors += r.Errors
 		pt.Rounds = append(pt.Rounds, r.PerSecond)

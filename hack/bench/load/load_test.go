@@ -297,3 +297,23 @@ func TestWindow(t *testing.T) {
 		t.Errorf("the server answered %d requests in all and %d in the window: the warmup's were counted in", served.Load(), inWindow)
 	}
 }
+
+// TestSpread: with Addrs the connections go to every server in turn, and
+// each server's share is counted.
+func TestSpread(t *testing.T) {
+	var a, b atomic.Int64
+	addrA := server(t, func(w http.ResponseWriter, r *http.Request) { a.Add(1); echo(w, r) })
+	addrB := server(t, func(w http.ResponseWriter, r *http.Request) { b.Add(1); echo(w, r) })
+	res, err := Run(context.Background(), addrA, []Req{post("/", "x")}, Options{Conns: 4, Duration: 100 * time.Millisecond,
+		Addrs: []string{addrA, addrB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBasic(t, res)
+	if a.Load() == 0 || b.Load() == 0 {
+		t.Fatalf("server A answered %d, server B %d: want both", a.Load(), b.Load())
+	}
+	if res.PerAddr[addrA] == 0 || res.PerAddr[addrB] == 0 || res.PerAddr[addrA]+res.PerAddr[addrB] != res.Requests {
+		t.Errorf("PerAddr %v does not split the %d requests between both servers", res.PerAddr, res.Requests)
+	}
+}
