@@ -70,7 +70,7 @@ const (
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	quick := fs.Bool("quick", os.Getenv("BENCH") == "quick", "quick mode (under 2 minutes): 10k fixture, 2s per point, one round (default from BENCH=quick)")
+	quick := fs.Bool("quick", os.Getenv("BENCH") == "quick", "quick mode (under 2 minutes): 10k fixture, pinned only, 2s per point, one round (default from BENCH=quick)")
 	sizes := fs.String("sizes", "", "fixture sizes, comma-separated (default: small,1k,10k; quick: 10k)")
 	conns := fs.String("conns", "1,8,32,64", "connection counts, comma-separated")
 	duration := fs.Duration("duration", 0, "measured time per point (default 5s; quick 2s)")
