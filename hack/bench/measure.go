@@ -182,6 +182,10 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 				p.stop()
 				return res, err
 			}
+			if decided := res.GateAnswered - res.GateShed - res.GateRefused; res.ChronRows != decided {
+				p.stop()
+				return res, fmt.Errorf("the gate answered %d decisions but Chron holds %d decision rows", decided, res.ChronRows)
+			}
 			if last {
 				if res.Overload, err = c.overload(ctx, dir, size, db, gateReqs, want); err != nil {
 					p.stop()
