@@ -277,6 +277,15 @@ bench: opa ## The gate (durable Chron) vs OPA vs a no-op server under the same l
 	go build -o $(LOCALBIN)/bench ./hack/bench
 	$(LOCALBIN)/bench run -opa $(OPA) $(BENCHFLAGS)
 
+# Flags for `bench scale`, e.g. SCALEFLAGS="-size 10k -gates 1,2,4,8".
+SCALEFLAGS ?=
+
+.PHONY: bench-scale
+bench-scale: ## 1, 2 and 4 gate processes against one PostgreSQL, nothing pinned: decisions/s, CPU per decision, PostgreSQL's cores busy.
+	hack/ensure-deps.sh
+	go build -o $(LOCALBIN)/bench ./hack/bench
+	$(LOCALBIN)/bench scale $(SCALEFLAGS)
+
 .PHONY: bench-micro
 bench-micro: ## Go benchmarks: the decision function vs OPA's embedded evaluation per fixture size, and the Chron writer.
 	hack/ensure-deps.sh

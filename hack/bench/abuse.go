@@ -81,13 +81,13 @@ func abuse(args []string) error {
 		return fmt.Errorf("starting PostgreSQL: %w", err)
 	}
 	defer pg.Stop()
-	url, err := pg.CreateDatabase(ctx, fmt.Sprintf("bench_abuse_%d", time.Now().UnixNano()))
+	db, err := c.newChronDB(ctx, pg, c.out, "abuse")
 	if err != nil {
 		return err
 	}
 	const stream = "gate/bench-abuse"
-	p, err := c.start(ctx, c.out, "gate-abuse", true, "serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name,
-		"-database-url", url, "-stream", stream, "-tarpit", tarpit.String())
+	p, err := c.start(ctx, c.out, "gate-abuse", true, append([]string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name,
+		"-stream", stream, "-tarpit", tarpit.String()}, db.gateArgs()...)...)
 	if err != nil {
 		return err
 	}
@@ -159,8 +159,12 @@ func abuse(args []string) error {
 	if err := postEmpty("http://" + p.addr + "/bench/flush"); err != nil {
 		return err
 	}
-	rows, counted, err := refusedRows(ctx, url, stream)
+	rows, counted, err := refusedRows(ctx, db.owner, stream)
 	if err != nil {
+		return err
+	}
+	p.stop()
+	if _, err := db.verify(ctx, nil); err != nil {
 		return err
 	}
 	kept := mixed.PerSecond / clean.PerSecond

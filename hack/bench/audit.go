@@ -7,6 +7,8 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -16,6 +18,16 @@ import (
 	"github.com/claiim/claiim-operator/hack/bench/load"
 	"github.com/claiim/claiim-operator/test/pgtest"
 )
+
+// newChronDB is a fresh database for one size's gate, set up as
+// production sets it up (chronsetup.go).
+func (c *config) newChronDB(ctx context.Context, pg *pgtest.Server, dir, name string) (*chronDB, error) {
+	url, err := pg.CreateDatabase(ctx, fmt.Sprintf("bench_%s_%d", strings.ReplaceAll(name, "-", "_"), time.Now().UnixNano()))
+	if err != nil {
+		return nil, err
+	}
+	return prepareChron(ctx, url, filepath.Join(dir, "gate-keys"))
+}
 
 func countRows(ctx context.Context, url, stream string) (int64, error) {
 	conn, err := pgx.Connect(ctx, url)
@@ -41,11 +53,11 @@ type overloadResult struct {
 // overload starts a second gate whose Chron queue holds 16 records and
 // drives it with 256 connections: what doesn't fit must be answered DENY
 // OVERLOADED (429), and every other answer must have its row.
-func (c *config) overload(ctx context.Context, dir string, size fixture.Size, url string, reqs []load.Req, want []decide.Decision) (*overloadResult, error) {
+func (c *config) overload(ctx context.Context, dir string, size fixture.Size, db *chronDB, reqs []load.Req, want []decide.Decision) (*overloadResult, error) {
 	o := &overloadResult{Conns: 256, QueueSize: 16}
 	stream := "gate/bench-" + size.Name + "-overload"
-	p, err := c.start(ctx, dir, "gate-overload", true, "serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name,
-		"-database-url", url, "-stream", stream, "-queue-size", fmt.Sprint(o.QueueSize))
+	p, err := c.start(ctx, dir, "gate-overload", true, append([]string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name,
+		"-stream", stream, "-queue-size", fmt.Sprint(o.QueueSize), "-tarpit", c.tarpit.String()}, db.gateArgs()...)...)
 	if err != nil {
 		return nil, err
 	}
@@ -68,7 +80,7 @@ func (c *config) overload(ctx context.Context, dir string, size fixture.Size, ur
 		return nil, err
 	}
 	o.Answered, o.Shed, o.Refused = st.Answered, st.Writer.Overloaded, st.Refused
-	if o.Rows, err = countRows(ctx, url, stream); err != nil {
+	if o.Rows, err = countRows(ctx, db.owner, stream); err != nil {
 		return nil, err
 	}
 	fmt.Printf("  %-26s %-24s %s; %d answered, %d shed as 429 OVERLOADED, %d unauthenticated, %d rows\n", "gate, Chron queue of 16", "256 conns", load.Format(r), o.Answered, o.Shed, o.Refused, o.Rows)

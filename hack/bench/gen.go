@@ -16,7 +16,8 @@ import (
 
 // gen writes a fixture as files a person (or another tool) can load:
 // the CRs as the gate reads them (status included, tokens only as
-// hashes), OPA's policy and data, and the request mix with its tokens.
+// hashes), OPA's policy and data (and, for the small fixture, the seed's
+// rules as plain Rego with their data), and the request mix with its tokens.
 func gen(args []string) error {
 	fs := flag.NewFlagSet("gen", flag.ContinueOnError)
 	seed := fs.Uint64("seed", 1, "fixture seed")
@@ -92,8 +93,16 @@ func writeFixture(f *fixture.Fixture, dir string) error {
 	if err != nil {
 		return err
 	}
-	for name, b := range map[string][]byte{"crs.yaml": crs.Bytes(), "policy.rego": []byte(fixture.Rego),
-		"data.json": dataJSON, "requests.json": reqs} {
+	files := map[string][]byte{"crs.yaml": crs.Bytes(), "policy.rego": []byte(fixture.Rego),
+		"data.json": dataJSON, "requests.json": reqs}
+	// The seed's rules written plainly, for the fixture that has only them.
+	if plain, err := f.PlainData(); err == nil {
+		if files["plain-data.json"], err = json.Marshal(plain); err != nil {
+			return err
+		}
+		files["plain.rego"] = []byte(fixture.PlainRego)
+	}
+	for name, b := range files {
 		if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
 			return err
 		}

@@ -3,6 +3,7 @@
 // server (the ceiling), under the same load on the same machine.
 //
 //	bench run [-quick]     everything: PostgreSQL, servers, load, the table
+//	bench scale [-gates 1,2,4] gate processes against one PostgreSQL, unpinned: where it saturates
 //	bench abuse [-size 1k] agents at half the gate's peak under junk at ten times their rate
 //	bench gen -out DIR     the fixture as files: CRs, policy.rego, data.json, requests
 //	bench chron-pages      the Chron read API's pages over a large table (-rows 10000000)
@@ -26,6 +27,8 @@ func main() {
 	switch os.Args[1] {
 	case "run":
 		err = run(os.Args[2:])
+	case "scale":
+		err = scale(os.Args[2:])
 	case "abuse":
 		err = abuse(os.Args[2:])
 	case "gen":
@@ -46,7 +49,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench run [-quick] | abuse [-size 1k] | gen -out DIR | chron-pages [-rows N] | serve-gate | serve-noop (see -h of each)")
+	fmt.Fprintln(os.Stderr, "usage: bench run [-quick] | scale [-gates 1,2,4] | abuse [-size 1k] | gen -out DIR | chron-pages [-rows N] | serve-gate | serve-noop (see -h of each)")
 	os.Exit(2)
 }
 

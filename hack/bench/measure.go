@@ -29,6 +29,9 @@ type point struct {
 	P99    time.Duration `json:"p99_ns"`
 	Errors int64         `json:"errors"`
 	Rounds []float64     `json:"rounds_decisions_per_s"`
+	CPU    cpuUse        `json:"cpu"` // the median round's
+	// PerServer splits Rate between the servers the load was spread over.
+	PerServer []float64 `json:"per_server_decisions_per_s,omitempty"`
 
 	answered int64   // responses in all rounds, warmup included
 	offered  float64 // open loop: the rate offered
@@ -36,10 +39,12 @@ type point struct {
 
 // sizeResult is everything measured on one fixture.
 type sizeResult struct {
-	Size   string  `json:"size"`
-	Agents int     `json:"agents"`
-	Pols   int     `json:"policies"`
-	Points []point `json:"points"`
+	Placement string  `json:"placement"`
+	Mix       string  `json:"mix"` // own: the size's own mix; seed: the seed's requests (the small fixture's)
+	Size      string  `json:"size"`
+	Agents    int     `json:"agents"`
+	Pols      int     `json:"policies"`
+	Points    []point `json:"points"`
 
 	// Chron: rows committed vs decisions the gate answered (all runs).
 	GateAnswered int64   `json:"gate_answered"`
@@ -61,8 +66,12 @@ type sizeResult struct {
 }
 
 func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Size, last bool) (sizeResult, error) {
-	res := sizeResult{Size: size.Name, Agents: size.Agents, Pols: size.Policies}
+	res := sizeResult{Size: size.Name, Agents: size.Agents, Pols: size.Policies, Mix: c.mix}
 	f := fixture.Generate(c.seed, size)
+	if c.mix == mixSeed {
+		// The seed's agents are in every size, with the same tokens.
+		f.Requests = fixture.Generate(c.seed, fixture.Sizes[0]).Requests
+	}
 	snap := decide.Build(f.Inputs)
 	want := make([]decide.Decision, len(f.Requests))
 	for i := range f.Requests {
@@ -73,7 +82,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 		return res, err
 	}
 	gateReqs, opaReqs := requests(f)
-	fmt.Printf("\n== %s: %d agents, %d policies, %d distinct requests ==\n", size.Name, size.Agents, size.Policies, len(f.Requests))
+	fmt.Printf("\n== %s: %d agents, %d policies, %d distinct requests (%s mix) ==\n", size.Name, size.Agents, size.Policies, len(f.Requests), c.mix)
 
 	// The sink of OPA's decision log runs with the load generator, so
 	// OPA's own CPU is all the server side gets.
@@ -83,9 +92,9 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 	}
 	defer sink.stop()
 
-	var url string // the gate's database
-	for _, t := range []string{tNoop, tOPA, tOPALog, tGate} {
-		if !c.targets[t] {
+	var db *chronDB // the gate's database
+	for _, t := range []string{tNoop, tOPA, tOPAPlain, tOPALog, tGate} {
+		if !c.targets[t] || t == tOPAPlain && size.Name != fixture.Sizes[0].Name {
 			continue
 		}
 		var p *proc
@@ -95,8 +104,8 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 		case tNoop:
 			p, err = c.start(ctx, dir, "noop", true, "serve-noop")
 			reqs, check = gateReqs, func(_, status int, _ []byte) error { return statusIs(status, 200) }
-		case tOPA, tOPALog:
-			p, err = c.startOPA(ctx, dir, t == tOPALog, sink.addr)
+		case tOPA, tOPAPlain, tOPALog:
+			p, err = c.startOPA(ctx, dir, t == tOPAPlain, t == tOPALog, sink.addr)
 			reqs, check = opaReqs, func(i, status int, body []byte) error {
 				if err := statusIs(status, 200); err != nil {
 					return err
@@ -107,10 +116,10 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 				return nil
 			}
 		case tGate:
-			if url, err = pg.CreateDatabase(ctx, fmt.Sprintf("bench_%s_%d", size.Name, time.Now().UnixNano())); err != nil {
+			if db, err = c.newChronDB(ctx, pg, dir, size.Name); err != nil {
 				return res, err
 			}
-			args := []string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name, "-database-url", url, "-stream", "gate/bench-" + size.Name}
+			args := append([]string{"serve-gate", "-seed", fmt.Sprint(c.seed), "-size", size.Name, "-stream", "gate/bench-" + size.Name, "-tarpit", c.tarpit.String()}, db.gateArgs()...)
 			if c.maxBatch > 0 {
 				args = append(args, "-max-batch", fmt.Sprint(c.maxBatch))
 			}
@@ -132,8 +141,12 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 		if t == tOPALog {
 			res.OPAAnswered += int64(min(c.verify, len(f.Requests)))
 		}
+		m := cpuMeter{servers: []int{p.cmd.Process.Pid}}
+		if t == tGate {
+			m.postmaster = c.postmaster
+		}
 		for _, n := range c.conns {
-			pt, err := c.measure(ctx, t, p.addr, reqs, check, n, 0)
+			pt, err := c.measure(ctx, t, []string{p.addr}, m, reqs, check, n, 0)
 			if err != nil {
 				p.stop()
 				return res, fmt.Errorf("%s at %d connections: %w (server log: %s)", t, n, err, p.log)
@@ -147,7 +160,7 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			if t == tOPALog {
 				break
 			}
-			pt, err := c.measure(ctx, t, p.addr, reqs, check, 64, rate)
+			pt, err := c.measure(ctx, t, []string{p.addr}, m, reqs, check, 64, rate)
 			if err != nil {
 				p.stop()
 				return res, err
@@ -165,12 +178,16 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			if st.Writer.BatchesCommitted > 0 {
 				res.AvgBatch = float64(st.Writer.RowsCommitted) / float64(st.Writer.BatchesCommitted)
 			}
-			if res.ChronRows, err = countRows(ctx, url, st.Stream); err != nil {
+			if res.ChronRows, err = countRows(ctx, db.owner, st.Stream); err != nil {
 				p.stop()
 				return res, err
 			}
+			if decided := res.GateAnswered - res.GateShed - res.GateRefused; res.ChronRows != decided {
+				p.stop()
+				return res, fmt.Errorf("the gate answered %d decisions but Chron holds %d decision rows", decided, res.ChronRows)
+			}
 			if last {
-				if res.Overload, err = c.overload(ctx, dir, size, url, gateReqs, want); err != nil {
+				if res.Overload, err = c.overload(ctx, dir, size, db, gateReqs, want); err != nil {
 					p.stop()
 					return res, err
 				}
@@ -180,6 +197,10 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 					p.stop()
 					return res, err
 				}
+			}
+			p.stop() // its last rows (the refusals' counts) flushed
+			if _, err := db.verify(ctx, nil); err != nil {
+				return res, err
 			}
 		case tOPALog:
 			// OPA uploads its buffer every 1-2s; stopping it flushes the rest.
@@ -209,20 +230,46 @@ func requests(f *fixture.Fixture) (gate, opa []load.Req) {
 	return gate, opa
 }
 
+// round is one run of a point and the CPU it cost.
+type round struct {
+	load.Result
+	cpu cpuUse
+}
+
 // measure runs one point: c.rounds rounds, the median by throughput kept.
-func (c *config) measure(ctx context.Context, t, addr string, reqs []load.Req, check func(int, int, []byte) error, conns int, rate float64) (point, error) {
-	var results []load.Result
+// The CPU time of the server's processes (and PostgreSQL's, in m) is read
+// as the measured window opens and closes.
+func (c *config) measure(ctx context.Context, t string, addrs []string, m cpuMeter, reqs []load.Req, check func(int, int, []byte) error, conns int, rate float64) (point, error) {
+	var results []round
 	for range c.rounds {
-		r, err := load.Run(ctx, addr, reqs, load.Options{Conns: conns, Duration: c.duration, Warmup: c.warmup, Rate: rate, Check: check})
-		if err != nil {
+		var before, after cpuSample
+		var cpuErr error
+		window := func(open bool) {
+			s, err := m.read()
+			cpuErr = cmp.Or(cpuErr, err)
+			if open {
+				before = s
+			} else {
+				after = s
+			}
+		}
+		r, err := load.Run(ctx, addrs[0], reqs, load.Options{Conns: conns, Duration: c.duration, Warmup: c.warmup, Rate: rate, Check: check,
+			Window: window, Addrs: addrs})
+		if err = cmp.Or(err, cpuErr); err != nil {
 			return point{}, err
 		}
-		results = append(results, r)
+		results = append(results, round{r, cpuPer(before, after, r.Requests, c.duration)})
 	}
 	byRate := slices.Clone(results)
-	slices.SortFunc(byRate, func(a, b load.Result) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
-	m := byRate[len(byRate)/2]
-	pt := point{Target: t, Conns: conns, Rate: m.PerSecond, P50: m.P50, P99: m.P99, offered: rate}
+	slices.SortFunc(byRate, func(a, b round) int { return cmp.Compare(a.PerSecond, b.PerSecond) })
+	med := byRate[len(byRate)/2]
+	m1 := med.Result
+	pt := point{Target: t, Conns: conns, Rate: m1.PerSecond, P50: m1.P50, P99: m1.P99, CPU: med.cpu, offered: rate}
+	if len(addrs) > 1 && m1.Elapsed > 0 {
+		for _, a := range addrs {
+			pt.PerServer = append(pt.PerServer, float64(m1.PerAddr[a])/m1.Elapsed.Seconds())
+		}
+	}
 	for _, r := range results {
 		pt.Errors += r.Errors
 		pt.Rounds = append(pt.Rounds, r.PerSecond)
@@ -232,9 +279,9 @@ func (c *config) measure(ctx context.Context, t, addr string, reqs []load.Req, c
 	if rate > 0 {
 		mode = fmt.Sprintf("open loop %.0f/s offered", rate)
 	}
-	fmt.Printf("  %-26s %-24s %s\n", t, mode, load.Format(m))
+	fmt.Printf("  %-26s %-24s %s; %s\n", t, mode, load.Format(m1), pt.CPU)
 	if pt.Errors > 0 {
-		fmt.Printf("    errors: %v\n", m.ErrorSamples)
+		fmt.Printf("    errors: %v\n", m1.ErrorSamples)
 	}
 	return pt, nil
 }

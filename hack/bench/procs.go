@@ -95,14 +95,18 @@ func (c *config) start(ctx context.Context, dir, name string, onServerCPU bool, 
 	return p, waitHealthy(p, "/health")
 }
 
-// startOPA runs `opa run --server` over the fixture's policy and data,
-// with decision logs uploaded to the sink when logged.
-func (c *config) startOPA(ctx context.Context, dir string, logged bool, sink string) (*proc, error) {
+// startOPA runs `opa run --server` over the fixture's policy and data (or,
+// plain, the seed's rules as plain Rego), with decision logs uploaded to
+// the sink when logged.
+func (c *config) startOPA(ctx context.Context, dir string, plain, logged bool, sink string) (*proc, error) {
 	port, err := pgtest.FreePort()
 	if err != nil {
 		return nil, err
 	}
-	name := "opa"
+	name, policy, data := "opa", "policy.rego", "data.json"
+	if plain {
+		name, policy, data = "opa-plain", "plain.rego", "plain-data.json"
+	}
 	// The store setting embedded OPA gets too (fixture.PrepareOPA): data
 	// read as OPA values, not converted on every read.
 	args := []string{"run", "--server", "--addr", fmt.Sprintf("127.0.0.1:%d", port), "--log-level", "error",
@@ -116,7 +120,7 @@ func (c *config) startOPA(ctx context.Context, dir string, logged bool, sink str
 		}
 		args = append(args, "--config-file", cfg)
 	}
-	args = append(args, filepath.Join(dir, "policy.rego"), filepath.Join(dir, "data.json"))
+	args = append(args, filepath.Join(dir, policy), filepath.Join(dir, data))
 	p, _, err := c.launch(ctx, append([]string{c.opa}, args...), filepath.Join(dir, name+".log"), true, false)
 	if err != nil {
 		return nil, err

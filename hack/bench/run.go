@@ -1,7 +1,7 @@
 package main
 
-// `bench run`: its flags, the re-run pinned under taskset, and the run over
-// every fixture size. One size is measured in measure.go; the servers are
+// `bench run`: its flags, and the run over every placement (placement.go)
+// and fixture size. One size is measured in measure.go; the servers are
 // started in procs.go, their answers held to the engine in checks.go,
 // Chron's rows checked in audit.go, and the table printed by table.go.
 
@@ -13,7 +13,6 @@ import (
 	"flag"
 	"fmt"
 	"os"
-	"os/exec"
 	"os/signal"
 	"path/filepath"
 	"runtime"
@@ -36,29 +35,42 @@ type config struct {
 	rounds          int
 	rates           []float64
 	opa             string
-	pin             bool
+	placements      []string
+	placement       string // the one running
+	mix             string
+	tarpit          time.Duration
 	pgCPU           string
 	out             string
 	maxBatch        int
 	maxWait         time.Duration
 	verify          int
 	targets         map[string]bool
-	cpus            int // the machine's, before pinning
+	cpus            int    // the machine's (this process's when it started)
+	allCPUs         string // their list, for taskset
+	repin           bool   // this process is pinned: unpin it for the next placement
 	pgSettings      []string
 	loadCPU, srvCPU string
+	postmaster      int // PostgreSQL's, for its CPU time (0: not measured)
 }
+
+// Request mixes.
+const (
+	mixOwn  = "own"
+	mixSeed = "seed"
+)
 
 // Targets, in the order they run.
 const (
-	tNoop   = "no-op (ceiling)"
-	tOPA    = "OPA, no log"
-	tOPALog = "OPA, async decision log"
-	tGate   = "gate + Chron (durable)"
+	tNoop     = "no-op (ceiling)"
+	tOPA      = "OPA, no log"
+	tOPAPlain = "OPA, plain Rego" // the seed's rules written directly; small only
+	tOPALog   = "OPA, async decision log"
+	tGate     = "gate + Chron (durable)"
 )
 
 func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
-	quick := fs.Bool("quick", os.Getenv("BENCH") == "quick", "quick mode (under 2 minutes): 10k fixture, 2s per point, one round (default from BENCH=quick)")
+	quick := fs.Bool("quick", os.Getenv("BENCH") == "quick", "quick mode (under 2 minutes): 10k fixture, pinned only, 2s per point, one round (default from BENCH=quick)")
 	sizes := fs.String("sizes", "", "fixture sizes, comma-separated (default: small,1k,10k; quick: 10k)")
 	conns := fs.String("conns", "1,8,32,64", "connection counts, comma-separated")
 	duration := fs.Duration("duration", 0, "measured time per point (default 5s; quick 2s)")
@@ -67,27 +79,36 @@ func run(args []string) error {
 	rates := fs.String("rates", "1000,10000", "decisions/s offered in the open-loop latency tests, comma-separated (empty skips them)")
 	seed := fs.Uint64("seed", 1, "fixture seed")
 	opa := fs.String("opa", os.Getenv("OPA"), "the opa binary (default $OPA)")
-	pin := fs.Bool("pin", true, "pin the load generator to CPU 0 and the server under test to CPU 1 with taskset")
-	pgCPU := fs.String("pg-cpu", "server", "where PostgreSQL runs: server (the server's CPU) or any")
+	placement := fs.String("placement", "", "placements, comma-separated: pinned (load on CPU 0; the server under test and PostgreSQL on CPU 1, with taskset) "+
+		"and unpinned (no taskset: everything shares every CPU, as on a real node) (default: pinned,unpinned; quick: pinned)")
+	pgCPU := fs.String("pg-cpu", "server", "pinned placement: where PostgreSQL runs, server (the server's CPU) or any")
 	out := fs.String("out", "", "directory for logs, the fixture files and results.json (default: a temp dir)")
 	maxBatch := fs.Int("max-batch", 0, "the gate's Chron rows per transaction (0: default)")
 	maxWait := fs.Duration("max-wait", 0, "the gate's Chron batch wait (0: default)")
 	verify := fs.Int("verify", 500, "requests of the mix each server must answer like the engine before it is loaded")
 	pgSet := fs.String("pg-settings", "", "extra PostgreSQL settings, comma-separated name=value")
-	only := fs.String("targets", "", "run only these targets: noop,opa,opa-log,gate (default all)")
+	only := fs.String("targets", "", "run only these targets: noop,opa,opa-plain,opa-log,gate (default all)")
+	tarpit := fs.Duration("tarpit", -1, "the gate's hold of a RATE_LIMITED answer (0: the gate's default, 1s). The mix's wrong secrets pass the per-token "+
+		"allowance at any rate measured here, and a held answer stops one of the generator's few connections for that long, where on a real node "+
+		"it slows only the client that sent it (bench abuse measures the hold): by default they are answered at once, which costs the gate more CPU, not less")
+	mix := fs.String("mix", mixOwn, "the requests: own (each size's own mix) or seed (the seed's requests at every size, so a size's cost is size alone)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
-	c := config{seed: *seed, opa: *opa, pin: *pin, pgCPU: *pgCPU, out: *out,
+	c := config{seed: *seed, opa: *opa, pgCPU: *pgCPU, out: *out, tarpit: *tarpit,
 		maxBatch: *maxBatch, maxWait: *maxWait, verify: *verify, targets: map[string]bool{}}
+	if c.mix = *mix; c.mix != mixOwn && c.mix != mixSeed {
+		return fmt.Errorf("-mix: %q is neither own nor seed", c.mix)
+	}
 	if *pgSet != "" {
 		c.pgSettings = strings.Split(*pgSet, ",")
 	}
 	c.duration, c.warmup, c.rounds = 5*time.Second, time.Second, 3
-	sizeList := "small,1k,10k"
+	sizeList, places := "small,1k,10k", "pinned,unpinned"
 	if *quick {
-		c.duration, c.warmup, c.rounds, sizeList = 2*time.Second, 500*time.Millisecond, 1, "10k"
+		c.duration, c.warmup, c.rounds, sizeList, places = 2*time.Second, 500*time.Millisecond, 1, "10k", "pinned"
 	}
+	*placement = cmp.Or(*placement, places)
 	if *duration > 0 {
 		c.duration = *duration
 	}
@@ -124,46 +145,27 @@ func run(args []string) error {
 		}
 		c.rates = append(c.rates, v)
 	}
-	names := map[string]string{"noop": tNoop, "opa": tOPA, "opa-log": tOPALog, "gate": tGate}
-	for _, n := range strings.Split(cmp.Or(*only, "noop,opa,opa-log,gate"), ",") {
+	names := map[string]string{"noop": tNoop, "opa": tOPA, "opa-plain": tOPAPlain, "opa-log": tOPALog, "gate": tGate}
+	for _, n := range strings.Split(cmp.Or(*only, "noop,opa,opa-plain,opa-log,gate"), ",") {
 		t, ok := names[strings.TrimSpace(n)]
 		if !ok {
-			return fmt.Errorf("-targets: unknown target %q (noop, opa, opa-log, gate)", n)
+			return fmt.Errorf("-targets: unknown target %q (noop, opa, opa-plain, opa-log, gate)", n)
 		}
 		c.targets[t] = true
 	}
-	if (c.targets[tOPA] || c.targets[tOPALog]) && c.opa == "" {
+	if (c.targets[tOPA] || c.targets[tOPAPlain] || c.targets[tOPALog]) && c.opa == "" {
 		return errors.New("no OPA binary: pass -opa or set $OPA (make bench builds it)")
 	}
 
-	c.cpus = runtime.NumCPU()
-	if n, err := strconv.Atoi(os.Getenv("BENCH_PINNED")); err == nil {
-		c.cpus = n // re-run pinned: NumCPU now counts only CPU 0
-	}
-	if c.pin {
-		if c.cpus < 2 || exec.Command("taskset", "-c", "1", "true").Run() != nil {
-			fmt.Println("note: taskset or a second CPU is unavailable; running unpinned")
-			c.pin = false
-		} else if os.Getenv("BENCH_PINNED") == "" {
-			// Re-run under taskset so the whole generator, every thread of
-			// it, stays on CPU 0 (GOMAXPROCS follows the affinity).
-			self, err := os.Executable()
-			if err != nil {
-				return err
-			}
-			ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
-			defer stop()
-			cmd := exec.CommandContext(ctx, "taskset", append([]string{"-c", "0", self, "run"}, args...)...)
-			cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) } // let it clean up
-			cmd.WaitDelay = time.Minute
-			cmd.Env = append(os.Environ(), fmt.Sprintf("BENCH_PINNED=%d", c.cpus))
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = os.Stdin, os.Stdout, os.Stderr
-			return cmd.Run()
+	for _, n := range strings.Split(cmp.Or(*placement, "pinned"), ",") {
+		switch n = strings.TrimSpace(n); n {
+		case placePinned, placeUnpinned:
+			c.placements = append(c.placements, n)
+		default:
+			return fmt.Errorf("-placement: unknown placement %q (pinned, unpinned)", n)
 		}
 	}
-	if c.pin {
-		c.loadCPU, c.srvCPU = "0", "1"
-	}
+	c.cpus = runtime.NumCPU()
 	if c.out == "" {
 		d, err := os.MkdirTemp("", "claiim-bench-")
 		if err != nil {
@@ -183,18 +185,9 @@ func (c *config) run() (err error) {
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
 	start := time.Now()
-	pgCPUs := ""
-	if c.pgCPU == "server" {
-		pgCPUs = c.srvCPU
-	}
-	fmt.Printf("CLAIIM gate vs OPA — %d CPUs, load on CPU %s, servers on CPU %s, PostgreSQL on CPU %s; %s per point, %s warmup, %d round(s)\n",
-		c.cpus, cmp.Or(c.loadCPU, "any"), cmp.Or(c.srvCPU, "any"), cmp.Or(pgCPUs, "any"), c.duration, c.warmup, c.rounds)
+	fmt.Printf("CLAIIM gate vs OPA — %d CPUs; %s per point, %s warmup, %d round(s); placements %s\n",
+		c.cpus, c.duration, c.warmup, c.rounds, strings.Join(c.placements, ", "))
 	fmt.Printf("logs and results: %s\n", c.out)
-	pg, err := pgtest.StartWith(ctx, pgtest.Options{CPUs: pgCPUs, Settings: c.pgSettings})
-	if err != nil {
-		return fmt.Errorf("starting PostgreSQL (make bench installs it via hack/ensure-deps.sh): %w", err)
-	}
-	defer pg.Stop()
 
 	var all []sizeResult
 	// Whatever was measured is printed and saved, even if a later step fails.
@@ -210,13 +203,30 @@ func (c *config) run() (err error) {
 		err = errors.Join(err, os.WriteFile(filepath.Join(c.out, "results.json"), b, 0o644))
 		fmt.Printf("\ntotal %s; results.json and server logs in %s\n", time.Since(start).Round(time.Second), c.out)
 	}()
-	for i, size := range c.sizes {
-		r, err := c.runSize(ctx, pg, size, i == len(c.sizes)-1)
-		if len(r.Points) > 0 {
-			all = append(all, r)
-		}
+	for _, pl := range c.placements {
+		err := c.place(pl, func(pgCPUs string) error {
+			pg, err := pgtest.StartWith(ctx, pgtest.Options{CPUs: pgCPUs, Settings: c.pgSettings})
+			if err != nil {
+				return fmt.Errorf("starting PostgreSQL (make bench installs it via hack/ensure-deps.sh): %w", err)
+			}
+			defer pg.Stop()
+			if c.postmaster, err = postmasterOf(ctx, pg.URL); err != nil {
+				return err
+			}
+			for i, size := range c.sizes {
+				r, err := c.runSize(ctx, pg, size, i == len(c.sizes)-1)
+				r.Placement = pl
+				if len(r.Points) > 0 {
+					all = append(all, r)
+				}
+				if err != nil {
+					return fmt.Errorf("%s fixture, %s: %w", size.Name, pl, err)
+				}
+			}
+			return nil
+		})
 		if err != nil {
-			return fmt.Errorf("%s fixture: %w", size.Name, err)
+			return err
 		}
 	}
 	return nil

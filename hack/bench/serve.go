@@ -19,6 +19,7 @@ import (
 	"github.com/go-logr/logr"
 
 	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/chronlease"
 	"github.com/claiim/claiim-operator/gate/decide"
 	"github.com/claiim/claiim-operator/gate/server"
 	"github.com/claiim/claiim-operator/hack/bench/fixture"
@@ -41,13 +42,17 @@ type gateStats struct {
 
 // serveGate runs the gate's HTTP server and Chron writer (the production
 // code: server.Server, chron.Writer with its defaults) over the fixture's
-// snapshot.
+// snapshot. It writes as production does: logged in as a member of
+// chron_gate_writer (row-level security applies, so no COPY), chaining
+// rows with its chain key (format v2) read from a directory as the gate
+// reads its mounted Secret. Like the gate, it does not migrate.
 func serveGate(args []string) error {
 	fs := flag.NewFlagSet("serve-gate", flag.ContinueOnError)
 	seed := fs.Uint64("seed", 1, "fixture seed")
 	sizeName := fs.String("size", "small", "fixture size: small, 1k or 10k")
 	listen := fs.String("listen", "127.0.0.1:0", "address to serve on")
-	dbURL := fs.String("database-url", "", "Chron's PostgreSQL URL")
+	dbURL := fs.String("database-url", "", "Chron's PostgreSQL URL, as a member of chron_gate_writer")
+	keysDir := fs.String("chron-keys", "", "directory of the gate's Chron keys (one file per Secret key, as mounted)")
 	stream := fs.String("stream", "gate/bench", "Chron stream of this gate")
 	maxBatch := fs.Int("max-batch", 0, "Chron rows per transaction (0: the writer's default)")
 	maxWait := fs.Duration("max-wait", 0, "Chron batch wait (0: the writer's default, no wait)")
@@ -72,11 +77,13 @@ func serveGate(args []string) error {
 		return err
 	}
 	defer pool.Close()
-	if err := chron.Migrate(ctx, pool); err != nil {
-		return err
+	keys, err := chronlease.ReadKeyDir(*keysDir, chron.ScopeGate)
+	if err != nil {
+		return fmt.Errorf("the gate chains Chron with its key: %w", err)
 	}
+	key := keys.ChainKey()
 	metrics := server.NewMetrics(nil)
-	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: *stream, MaxBatch: *maxBatch, MaxWait: *maxWait,
+	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: *stream, Key: &key, MaxBatch: *maxBatch, MaxWait: *maxWait,
 		QueueSize: *queue, OnCommit: metrics.ObserveCommit})
 	if err != nil {
 		return err

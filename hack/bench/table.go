@@ -5,47 +5,63 @@ import (
 	"io"
 	"text/tabwriter"
 	"time"
+
+	"github.com/claiim/claiim-operator/hack/bench/fixture"
 )
 
-// printTable prints every size's points as one table, with the ratios the
-// comparison is about, then what each side logged.
+// printTable prints every size's points, one section per placement, with
+// the ratios the comparison is about and each side's CPU per decision,
+// then what each side logged.
 func printTable(w io.Writer, all []sizeResult) {
-	fmt.Fprintln(w, "\nClosed loop (each connection sends as soon as it has its answer):")
-	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-	fmt.Fprintln(tw, "size\tconns\ttarget\tdecisions/s\tp50\tp99\terrors\tgate/this\t")
-	for _, r := range all {
-		gate := map[int]float64{}
-		for _, p := range r.Points {
-			if p.Target == tGate {
-				gate[p.Conns] = p.Rate
-			}
-		}
-		for _, p := range r.Points {
-			ratio := "-"
-			if g, ok := gate[p.Conns]; ok && p.Target != tGate && p.Rate > 0 {
-				ratio = fmt.Sprintf("%.2f×", g/p.Rate)
-			}
-			fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%d\t%s\t\n", r.Size, p.Conns, p.Target, p.Rate, ms(p.P50), ms(p.P99), p.Errors, ratio)
-		}
-	}
-	_ = tw.Flush()
-	if len(all) > 0 && len(all[0].Open) > 0 {
-		fmt.Fprintln(w, "\nOpen loop (a fixed rate offered over 64 connections; a request delayed by a busy connection is timed from when it should have been sent):")
-		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
-		fmt.Fprintln(tw, "size\ttarget\toffered/s\tanswered/s\tp50\tp99\terrors\t")
+	for _, pl := range placementsOf(all) {
+		fmt.Fprintf(w, "\n[%s] Closed loop (each connection sends as soon as it has its answer; CPU in µs per decision):\n", pl)
+		tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "size\tconns\ttarget\tdecisions/s\tp50\tp99\terrors\tgate/this\tCPU\tPostgreSQL CPU\t")
 		for _, r := range all {
+			if r.Placement != pl {
+				continue
+			}
+			gate := map[int]float64{}
+			for _, p := range r.Points {
+				if p.Target == tGate {
+					gate[p.Conns] = p.Rate
+				}
+			}
+			for _, p := range r.Points {
+				ratio := "-"
+				if g, ok := gate[p.Conns]; ok && p.Target != tGate && p.Rate > 0 {
+					ratio = fmt.Sprintf("%.2f×", g/p.Rate)
+				}
+				fmt.Fprintf(tw, "%s\t%d\t%s\t%.0f\t%s\t%s\t%d\t%s\t%s\t\n", r.Size, p.Conns, p.Target, p.Rate, ms(p.P50), ms(p.P99), p.Errors, ratio, p.CPU.columns())
+			}
+		}
+		_ = tw.Flush()
+		if !hasOpen(all, pl) {
+			continue
+		}
+		fmt.Fprintf(w, "\n[%s] Open loop (a fixed rate offered over 64 connections; a request delayed by a busy connection is timed from when it should have been sent):\n", pl)
+		tw = tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+		fmt.Fprintln(tw, "size\ttarget\toffered/s\tanswered/s\tp50\tp99\terrors\tCPU\tPostgreSQL CPU\t")
+		for _, r := range all {
+			if r.Placement != pl {
+				continue
+			}
 			for _, p := range r.Open {
 				if p.Rate == 0 { // every answer came after the window closed
-					fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t\n", r.Size, p.Target, p.offered, "0", "over capacity", "-", p.Errors)
+					fmt.Fprintf(tw, "%s\t%s\t%.0f\t%s\t%s\t%s\t%d\t-\t-\t\n", r.Size, p.Target, p.offered, "0", "over capacity", "-", p.Errors)
 					continue
 				}
-				fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%d\t\n", r.Size, p.Target, p.offered, p.Rate, ms(p.P50), ms(p.P99), p.Errors)
+				fmt.Fprintf(tw, "%s\t%s\t%.0f\t%.0f\t%s\t%s\t%d\t%s\t\n", r.Size, p.Target, p.offered, p.Rate, ms(p.P50), ms(p.P99), p.Errors, p.CPU.columns())
 			}
 		}
 		_ = tw.Flush()
 	}
+	printSizeCost(w, all)
 	fmt.Fprintln(w, "\nAudit trail:")
 	for _, r := range all {
+		if len(placementsOf(all)) > 1 {
+			r.Size = r.Placement + ", " + r.Size
+		}
 		if r.GateAnswered > 0 {
 			eq := "equal"
 			if r.ChronRows != r.GateAnswered-r.GateShed-r.GateRefused {
@@ -74,4 +90,79 @@ func printTable(w io.Writer, all []sizeResult) {
 
 func ms(d time.Duration) string {
 	return fmt.Sprintf("%.2fms", float64(d)/float64(time.Millisecond))
+}
+
+// placementsOf lists the placements measured, in the order they ran.
+func placementsOf(all []sizeResult) []string {
+	var out []string
+	for _, r := range all {
+		if len(out) == 0 || out[len(out)-1] != r.Placement {
+			out = append(out, r.Placement)
+		}
+	}
+	return out
+}
+
+func hasOpen(all []sizeResult, pl string) bool {
+	for _, r := range all {
+		if r.Placement == pl && len(r.Open) > 0 {
+			return true
+		}
+	}
+	return false
+}
+
+// columns are the table's CPU cells: the server's µs per decision (and
+// cores busy), PostgreSQL's for the gate.
+func (u cpuUse) columns() string {
+	pg := "-"
+	if u.PGCores > 0 {
+		pg = fmt.Sprintf("%.0f (%.2f cores)", u.PGPerDecision, u.PGCores)
+	}
+	return fmt.Sprintf("%.0f (%.2f cores)\t%s", u.ServerPerDecision, u.ServerCores, pg)
+}
+
+// printSizeCost compares the gate's CPU per decision at each size with
+// the seed's size at the same placement and connection count. It means
+// what size alone costs only when the requests are the same: the seed's
+// mix, which `-mix seed` sends to every size (the small fixture's own mix
+// is the seed's).
+func printSizeCost(w io.Writer, all []sizeResult) {
+	type key struct {
+		pl    string
+		conns int
+	}
+	small := map[key]cpuUse{}
+	for _, r := range all {
+		if r.Size != fixture.Sizes[0].Name {
+			continue
+		}
+		for _, p := range r.Points {
+			if p.Target == tGate {
+				small[key{r.Placement, p.Conns}] = p.CPU
+			}
+		}
+	}
+	header := false
+	for _, r := range all {
+		if r.Size == fixture.Sizes[0].Name || r.Mix != mixSeed {
+			continue
+		}
+		for _, p := range r.Points {
+			s, ok := small[key{r.Placement, p.Conns}]
+			if p.Target != tGate || !ok || s.ServerPerDecision == 0 {
+				continue
+			}
+			if !header {
+				fmt.Fprintln(w, "\nCost of size: the gate's CPU per decision on the seed's requests, against the seed's size (small):")
+				header = true
+			}
+			pg := ""
+			if s.PGPerDecision > 0 {
+				pg = fmt.Sprintf("; PostgreSQL %.0f µs against %.0f µs (%.2f×)", p.CPU.PGPerDecision, s.PGPerDecision, p.CPU.PGPerDecision/s.PGPerDecision)
+			}
+			fmt.Fprintf(w, "  [%s] %s, %d conns: gate %.0f µs against %.0f µs (%.2f×)%s\n", r.Placement, r.Size, p.Conns,
+				p.CPU.ServerPerDecision, s.ServerPerDecision, p.CPU.ServerPerDecision/s.ServerPerDecision, pg)
+		}
+	}
 }

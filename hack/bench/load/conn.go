@@ -37,7 +37,7 @@ func (w *worker) do(i int) (int, error) {
 	wr := &w.r.wires[i]
 	for {
 		if w.conn == nil {
-			c, err := dial(w.r.ctx, w.r.addr)
+			c, err := dial(w.r.ctx, w.addr)
 			if err != nil {
 				w.backoff = true
 				return 0, err

@@ -61,6 +61,17 @@ type Options struct {
 	// concurrently from all connections, and body is only valid during the
 	// call.
 	Check func(i int, status int, body []byte) error
+	// Window, if set, is called with true when the measured window opens
+	// (the warmup is over) and with false when it closes, from a goroutine
+	// of its own, so that what the server spent in exactly the window can
+	// be read (its CPU time). Run returns only after both calls; if ctx
+	// ends first, the calls still due are not made.
+	Window func(open bool)
+	// Addrs, if set, spreads the connections over several servers of the
+	// same API, round-robin: connection i goes to Addrs[i%len(Addrs)],
+	// and Result.PerAddr counts what each answered. Run's addr is then
+	// only the Host header.
+	Addrs []string
 }
 
 // Result is what a Run measured. Only requests whose (intended) send time is
@@ -71,11 +82,12 @@ type Result struct {
 	Elapsed                  time.Duration // actual measured wall time
 	PerSecond                float64       // Requests / Elapsed
 	P50, P90, P99, P999, Max time.Duration
-	Status                   map[int]int64 // responses by HTTP status
-	ErrorSamples             []string      // first few error messages, at most 5
-	Offered                  float64       // Rate, or 0 for closed loop
-	Late                     int64         // open loop: requests sent more than 1ms after their intended time
-	Answered                 int64         // every response read, warmup and stragglers included (what the server answered to us)
+	Status                   map[int]int64    // responses by HTTP status
+	ErrorSamples             []string         // first few error messages, at most 5
+	Offered                  float64          // Rate, or 0 for closed loop
+	Late                     int64            // open loop: requests sent more than 1ms after their intended time
+	Answered                 int64            // every response read, warmup and stragglers included (what the server answered to us)
+	PerAddr                  map[string]int64 // Requests by server address
 }
 
 const (
@@ -96,7 +108,6 @@ const (
 // workers start, apart from the atomics and the sample list.
 type runner struct {
 	ctx      context.Context
-	addr     string
 	wires    []wire
 	check    func(int, int, []byte) error
 	rate     float64
@@ -139,7 +150,7 @@ func Run(ctx context.Context, addr string, reqs []Req, opts Options) (Result, er
 	case opts.Warmup < 0 || opts.Rate < 0 || math.IsNaN(opts.Rate) || math.IsInf(opts.Rate, 0):
 		return Result{}, errors.New("load: invalid Warmup or Rate")
 	}
-	r := &runner{ctx: ctx, addr: addr, check: opts.Check, rate: opts.Rate}
+	r := &runner{ctx: ctx, check: opts.Check, rate: opts.Rate}
 	r.wires = make([]wire, len(reqs))
 	for i, q := range reqs {
 		w, err := serialize(addr, q)
@@ -154,14 +165,18 @@ func Run(ctx context.Context, addr string, reqs []Req, opts Options) (Result, er
 
 	// Connect everything before the clock starts so connection setup lands
 	// in neither the warmup nor the measured window.
+	addrs := opts.Addrs
+	if len(addrs) == 0 {
+		addrs = []string{addr}
+	}
 	conns := make([]net.Conn, opts.Conns)
 	dialErrs := make([]error, opts.Conns)
 	var wg sync.WaitGroup
 	for i := range conns {
-		wg.Go(func() { conns[i], dialErrs[i] = dial(ctx, addr) })
+		wg.Go(func() { conns[i], dialErrs[i] = dial(ctx, addrs[i%len(addrs)]) })
 	}
 	wg.Wait()
-	res := Result{Offered: opts.Rate, Status: map[int]int64{}}
+	res := Result{Offered: opts.Rate, Status: map[int]int64{}, PerAddr: map[string]int64{}}
 	up := 0
 	for i, c := range conns {
 		if c != nil {
@@ -184,6 +199,8 @@ func Run(ctx context.Context, addr string, reqs []Req, opts Options) (Result, er
 	r.end = r.warmEnd.Add(opts.Duration)
 	unwatch := context.AfterFunc(ctx, func() { r.stopped.Store(true) })
 	defer unwatch()
+	windowDone := make(chan struct{})
+	go r.window(opts.Window, windowDone)
 
 	presize := closedLoopCap
 	if r.rate > 0 {
@@ -196,6 +213,7 @@ func Run(ctx context.Context, addr string, reqs []Req, opts Options) (Result, er
 		}
 		w := &worker{
 			r:    r,
+			addr: addrs[i%len(addrs)],
 			next: i % len(r.wires),
 			br:   bufio.NewReaderSize(nil, readBufSize),
 			lat:  make([]time.Duration, 0, presize),
@@ -205,7 +223,27 @@ func Run(ctx context.Context, addr string, reqs []Req, opts Options) (Result, er
 		wg.Go(w.run)
 	}
 	wg.Wait()
+	<-windowDone
 
 	r.collect(&res, workers)
 	return res, ctx.Err()
+}
+
+// window calls f as the measured window opens and closes, then closes
+// done.
+func (r *runner) window(f func(bool), done chan<- struct{}) {
+	defer close(done)
+	if f == nil {
+		return
+	}
+	for i, at := range []time.Time{r.warmEnd, r.end} {
+		t := time.NewTimer(time.Until(at))
+		select {
+		case <-r.ctx.Done():
+			t.Stop()
+			return
+		case <-t.C:
+		}
+		f(i == 0)
+	}
 }

@@ -259,3 +259,61 @@ func TestInvalid(t *testing.T) {
 		}
 	}
 }
+
+// TestWindow: the window's calls come in order, once each, around the
+// measured requests, and Run returns after both.
+func TestWindow(t *testing.T) {
+	var served atomic.Int64
+	addr := server(t, func(w http.ResponseWriter, r *http.Request) {
+		served.Add(1)
+		echo(w, r)
+	})
+	var calls []bool
+	var inWindow int64
+	var mu sync.Mutex
+	res, err := Run(context.Background(), addr, []Req{post("/", "x")}, Options{Conns: 2, Warmup: 50 * time.Millisecond,
+		Duration: 100 * time.Millisecond, Window: func(open bool) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls = append(calls, open)
+			if open {
+				inWindow = served.Load()
+			} else {
+				inWindow = served.Load() - inWindow
+			}
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(calls) != 2 || !calls[0] || calls[1] {
+		t.Fatalf("window calls %v, want [true false]", calls)
+	}
+	if inWindow <= 0 || res.Requests <= 0 {
+		t.Errorf("the server answered %d requests in the window, the run recorded %d; want both > 0", inWindow, res.Requests)
+	}
+	if served.Load() <= inWindow {
+		t.Errorf("the server answered %d requests in all and %d in the window: the warmup's were counted in", served.Load(), inWindow)
+	}
+}
+
+// TestSpread: with Addrs the connections go to every server in turn, and
+// each server's share is counted.
+func TestSpread(t *testing.T) {
+	var a, b atomic.Int64
+	addrA := server(t, func(w http.ResponseWriter, r *http.Request) { a.Add(1); echo(w, r) })
+	addrB := server(t, func(w http.ResponseWriter, r *http.Request) { b.Add(1); echo(w, r) })
+	res, err := Run(context.Background(), addrA, []Req{post("/", "x")}, Options{Conns: 4, Duration: 100 * time.Millisecond,
+		Addrs: []string{addrA, addrB}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	checkBasic(t, res)
+	if a.Load() == 0 || b.Load() == 0 {
+		t.Fatalf("server A answered %d, server B %d: want both", a.Load(), b.Load())
+	}
+	if res.PerAddr[addrA] == 0 || res.PerAddr[addrB] == 0 || res.PerAddr[addrA]+res.PerAddr[addrB] != res.Requests {
+		t.Errorf("PerAddr %v does not split the %d requests between both servers", res.PerAddr, res.Requests)
+	}
+}

@@ -26,6 +26,7 @@ func (r *runner) collect(res *Result, workers []*worker) {
 	for _, w := range workers {
 		all = append(all, w.lat...)
 		res.Requests += w.requests
+		res.PerAddr[w.addr] += w.requests
 		res.Errors += w.errors
 		res.Late += w.late
 		res.Answered += w.answered

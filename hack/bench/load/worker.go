@@ -16,6 +16,7 @@ import (
 // memory beyond the open-loop slot counter.
 type worker struct {
 	r       *runner
+	addr    string // the server this connection goes to
 	conn    net.Conn
 	unwatch func() bool // deregisters conn's ctx watcher
 	br      *bufio.Reader
