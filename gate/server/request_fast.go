@@ -35,6 +35,9 @@ func decodeBody(r *http.Request, out *api.ValidateRequest) (string, error) {
 	}
 	bp := bodyBufs.Get().(*[]byte)
 	defer bodyBufs.Put(bp)
+	if need := int(r.ContentLength) + 1; cap(*bp) < need { // +1: room to read the end
+		*bp = make([]byte, 0, need)
+	}
 	data, rerr := readAll(r.Body, (*bp)[:0])
 	*bp = data[:0]
 	if rerr == nil && parseValidate(data, out) {
