@@ -110,7 +110,7 @@ soak: envtest ## Not in make test: the fault harness for SOAK_DURATION at SOAK_R
 FUZZTIME ?= 60s
 FUZZMINIMIZETIME ?= 10s
 FUZZFLAGS ?=
-FUZZ_PKGS ?= ./gate/server ./gate/decide ./gate/chron
+FUZZ_PKGS ?= ./gate/server ./gate/decide ./gate/chron ./gate/jsonw
 
 .PHONY: fuzz
 fuzz: ## Fuzz the request decoder, action patterns, CEL conditions and Chron's encoding, FUZZTIME (60s) per target; not in make test.

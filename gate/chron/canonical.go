@@ -7,9 +7,9 @@ package chron
 import (
 	"encoding/json"
 	"math"
+	"slices"
 	"sort"
 	"strings"
-	"unicode/utf8"
 )
 
 // canonJSON encodes v the way it reads back from jsonb: through a generic
@@ -30,7 +30,7 @@ func canonFromJSON(b []byte) ([]byte, error) {
 	if err := json.Unmarshal(b, &t); err != nil {
 		return nil, err
 	}
-	return json.Marshal(fixTree(t))
+	return marshalCanon(fixTree(t))
 }
 
 // fixTree removes what jsonb would change or refuse: -0 (jsonb stores 0) and
@@ -86,64 +86,12 @@ func needsKeyFix(m map[string]any) bool {
 
 // policiesJSON is canonJSON of clean policy matches, built without the
 // round trip: the generic tree canonJSON would decode (version as a
-// float64, keys sorted by encoding/json), encoded once. Enforcement is
-// written only when set: a row without audit matches encodes as it always
-// did.
+// float64, keys sorted by encoding/json), appended directly (see
+// encoder.policies). Enforcement is written only when set: a row without
+// audit matches encodes as it always did.
 func policiesJSON(ps []PolicyMatch) ([]byte, error) {
-	t := make([]any, len(ps))
-	for i, p := range ps {
-		m := map[string]any{"name": p.Name, "version": float64(p.Version), "rule": p.Rule, "effect": p.Effect}
-		if p.Enforcement != "" { // absent when empty, as encoding/json's omitempty leaves it
-			m["enforcement"] = p.Enforcement
-		}
-		t[i] = m
-	}
-	return json.Marshal(t)
-}
-
-// jsonCopy deep-copies a tree that is already what encoding/json decodes
-// to, as a marshal round trip would but without encoding. It declines (ok
-// false) anything else, including strings that are not valid UTF-8, which
-// encoding/json repairs its own way.
-func jsonCopy(v any) (any, bool) { return jsonCopyDepth(v, 0) }
-
-func jsonCopyDepth(v any, depth int) (any, bool) {
-	if depth > 64 { // deep or cyclic: encoding/json decides
-		return nil, false
-	}
-	switch x := v.(type) {
-	case nil, bool:
-		return x, true
-	case string:
-		return x, utf8.ValidString(x)
-	case float64:
-		return x, !math.IsNaN(x) && !math.IsInf(x, 0)
-	case map[string]any:
-		if x == nil {
-			return nil, true // encodes as null, like a nil interface
-		}
-		m := make(map[string]any, len(x))
-		for k, e := range x {
-			c, ok := jsonCopyDepth(e, depth+1)
-			if !ok || !utf8.ValidString(k) {
-				return nil, false
-			}
-			m[k] = c
-		}
-		return m, true
-	case []any:
-		if x == nil {
-			return nil, true
-		}
-		l := make([]any, len(x))
-		for i, e := range x {
-			c, ok := jsonCopyDepth(e, depth+1)
-			if !ok {
-				return nil, false
-			}
-			l[i] = c
-		}
-		return l, true
-	}
-	return nil, false
+	e := getEncoder()
+	defer putEncoder(e)
+	e.policies(ps)
+	return slices.Clone(e.buf), nil
 }

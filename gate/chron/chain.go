@@ -22,8 +22,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"hash"
+	"slices"
 	"strconv"
-	"time"
 )
 
 // Hash formats of a row.
@@ -62,20 +62,16 @@ type content struct {
 	RequestID      string          `json:"request_id"`
 }
 
-// contentBody encodes everything of a row but stream and seq. The JSON
-// arguments must already be canonical (canonJSON / canonFromJSON).
+// contentBody encodes everything of a row but stream and seq: the content
+// struct as json.Marshal writes it, appended by hand (encoder.content).
+// The JSON arguments must already be canonical (canonJSON / canonFromJSON).
 func contentBody(r *Record, ctxJSON, polJSON, rulesJSON []byte) ([]byte, error) {
-	b, err := json.Marshal(content{
-		ID: r.ID, Time: r.Time.UTC().Format(time.RFC3339Nano), Kind: string(r.Kind), Actor: r.Actor,
-		AgentName: r.AgentName, AgentNamespace: r.AgentNamespace, AgentUID: r.AgentUID, Org: r.Org,
-		Action: r.Action, Context: ctxJSON, Outcome: r.Outcome, Reason: r.Reason, Message: r.Message,
-		Anchor: r.Anchor, SkillVersionID: r.SkillVersionID, SkillDigest: r.SkillDigest,
-		Policies: polJSON, SkillRules: rulesJSON, Replica: r.Replica, RequestID: r.RequestID,
-	})
-	if err != nil {
+	e := getEncoder()
+	defer putEncoder(e)
+	if _, err := e.content(r, ctxJSON, polJSON, rulesJSON); err != nil {
 		return nil, fmt.Errorf("chron: encoding row content: %w", err)
 	}
-	return b, nil
+	return slices.Clone(e.buf), nil
 }
 
 // streamPrefix starts the hashed bytes of every row of a stream:

@@ -16,9 +16,9 @@
 package chron
 
 import (
-	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"time"
 	"unicode/utf8"
@@ -159,31 +159,28 @@ func prepare(r *Record) (prepared, error) {
 		}
 		rec.SkillRules = rs
 	}
-	ctx, ctxJSON, err := boundContext(rec.Context)
+	e := getEncoder()
+	defer putEncoder(e)
+	ctxAt := len(e.buf)
+	ctx, err := e.boundContext(rec.Context)
 	if err != nil {
 		return prepared{}, err
 	}
 	rec.Context = ctx
-	polJSON, err := policiesJSON(rec.Policies)
+	// The JSON columns, then the body that embeds them, all in e.buf; the
+	// body is copied out once and the columns are slices of that copy.
+	pol := len(e.buf)
+	e.policies(rec.Policies)
+	rules := len(e.buf)
+	e.strings(rec.SkillRules) // clean strings: already canonical
+	start := len(e.buf)
+	at, err := e.content(&rec, e.buf[ctxAt:pol], e.buf[pol:rules], e.buf[rules:start])
 	if err != nil {
-		return prepared{}, fmt.Errorf("%w: policies: %w", ErrInvalid, err)
+		return prepared{}, fmt.Errorf("chron: encoding row content: %w", err)
 	}
-	rulesJSON, err := json.Marshal(rulesOrEmpty(rec.SkillRules)) // clean strings: already canonical
-	if err != nil {
-		return prepared{}, fmt.Errorf("%w: skill rules: %w", ErrInvalid, err)
-	}
-	body, err := contentBody(&rec, ctxJSON, polJSON, rulesJSON)
-	if err != nil {
-		return prepared{}, err
-	}
-	return prepared{rec: rec, ctxJSON: ctxJSON, polJSON: polJSON, rulesJSON: rulesJSON, body: body}, nil
-}
-
-func rulesOrEmpty(r []string) []string {
-	if r == nil {
-		return []string{}
-	}
-	return r
+	body := slices.Clone(e.buf[start:])
+	col := func(s [2]int) []byte { return body[s[0]-start : s[1]-start : s[1]-start] }
+	return prepared{rec: rec, ctxJSON: col(at.ctx), polJSON: col(at.pol), rulesJSON: col(at.rules), body: body}, nil
 }
 
 func normTime(t time.Time) time.Time { return t.UTC().Truncate(time.Microsecond) }

@@ -18,7 +18,37 @@ import (
 // the offending field and a message that says how to fix it.
 func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateRequest) (string, error) {
 	r.Body = http.MaxBytesReader(w, r.Body, MaxBodyBytes)
-	dec := json.NewDecoder(r.Body)
+	if field, err := decodeBody(r, out); err != nil { // request_fast.go
+		return field, err
+	}
+	return checkValidate(out)
+}
+
+// checkValidate bounds a decoded /v/validate body.
+func checkValidate(out *api.ValidateRequest) (string, error) {
+	if err := decide.ValidateAction(out.Action); err != nil {
+		return "action", err
+	}
+	if out.SkillVersionID == "" {
+		return "skill_version_id", fmt.Errorf("skill_version_id is required: the SKILL_VERSION_ID from the agent's token Secret")
+	}
+	if len(out.SkillVersionID) > 128 {
+		return "skill_version_id", fmt.Errorf("skill_version_id is longer than 128 characters")
+	}
+	if err := checkContext(out.Context, 1); err != nil {
+		return "context", err
+	}
+	if !validApprovalID(out.ApprovalID) {
+		return "approval_id", fmt.Errorf("approval_id is the approval_id of an APPROVAL_REQUIRED answer: up to %d lowercase letters, digits and dashes", api.MaxApprovalIDLen)
+	}
+	return "", nil
+}
+
+// decodeJSON decodes a /v/validate body as encoding/json streams it from
+// src: the decoder's own checks and errors, unknown fields refused, and
+// nothing but the end of the body after the object.
+func decodeJSON(src io.Reader, out *api.ValidateRequest) (string, error) {
+	dec := json.NewDecoder(src)
 	dec.DisallowUnknownFields()
 	if err := dec.Decode(out); err != nil {
 		var mbe *http.MaxBytesError
@@ -44,21 +74,6 @@ func decodeValidate(w http.ResponseWriter, r *http.Request, out *api.ValidateReq
 			return "body", errBodyTooLarge
 		}
 		return "body", fmt.Errorf("request body holds something after its JSON object")
-	}
-	if err := decide.ValidateAction(out.Action); err != nil {
-		return "action", err
-	}
-	if out.SkillVersionID == "" {
-		return "skill_version_id", fmt.Errorf("skill_version_id is required: the SKILL_VERSION_ID from the agent's token Secret")
-	}
-	if len(out.SkillVersionID) > 128 {
-		return "skill_version_id", fmt.Errorf("skill_version_id is longer than 128 characters")
-	}
-	if err := checkContext(out.Context, 1); err != nil {
-		return "context", err
-	}
-	if !validApprovalID(out.ApprovalID) {
-		return "approval_id", fmt.Errorf("approval_id is the approval_id of an APPROVAL_REQUIRED answer: up to %d lowercase letters, digits and dashes", api.MaxApprovalIDLen)
 	}
 	return "", nil
 }

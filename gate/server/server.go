@@ -170,7 +170,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 		status = http.StatusServiceUnavailable
 		// Already a DENY: a failed write only changes the reason it gives.
 		_ = s.record(r.Context(), newRecord(), &resp)
-		writeJSON(w, status, resp)
+		writeValidate(w, status, &resp)
 		return
 	}
 	resp.Revision = snap.Revision
@@ -217,7 +217,7 @@ func (s *Server) validate(w http.ResponseWriter, r *http.Request) {
 	} else if resp.Outcome != string(d.Outcome) || resp.Reason != d.Reason {
 		status = decisionStatus(resp.Outcome, resp.Reason) // a retry: the first try's decision stands
 	}
-	writeJSON(w, status, resp)
+	writeValidate(w, status, &resp)
 }
 
 // record writes the Chron row and turns any failure into a DENY: no answer
@@ -305,7 +305,13 @@ func truncate(s string, n int) string {
 	return s
 }
 
+// writeJSON writes v as JSON; a /v/validate answer goes through its
+// hand-written encoding (response.go), with the same bytes.
 func writeJSON(w http.ResponseWriter, status int, v any) {
+	if resp, ok := v.(api.ValidateResponse); ok {
+		writeValidate(w, status, &resp)
+		return
+	}
 	w.Header().Set("Content-Type", "application/json")
 	w.Header().Set("Cache-Control", "no-store")
 	w.WriteHeader(status)
