@@ -25,7 +25,7 @@ func (w *Writer) run() {
 	retry.Stop()
 	open := true
 	var closedAt time.Time
-	for open || len(w.carry) > 0 || w.fl != nil {
+	for open || len(w.carry) > 0 {
 		if len(w.carry) > 0 && w.closing() {
 			// Close gives carried corrections one more commit timeout, then
 			// says how many it gave up, and fails what is still queued.
@@ -48,15 +48,10 @@ func (w *Writer) run() {
 			w.inFlight.Store(1)
 			batch = w.fill(append(batch, first), timer)
 		}
-		if w.pipelines(batch) {
-			w.pipeline(batch) // pipeline.go
-		} else {
-			w.land()
-			start := time.Now()
-			inserted, err := w.commit(batch)
-			w.lastBatch, w.lastCommit = len(batch), time.Since(start)
-			w.after(inserted, err)
-		}
+		start := time.Now()
+		inserted, err := w.commit(batch)
+		w.lastBatch, w.lastCommit = len(batch), time.Since(start)
+		w.after(inserted, err)
 		w.busySince.Store(0)
 		w.inFlight.Store(0)
 		clear(batch) // let answered records be collected
@@ -94,21 +89,6 @@ func (w *Writer) closing() bool {
 // refused rather than corrections piling up. A nil record with open
 // means: commit the carried corrections.
 func (w *Writer) next(open bool, retry *time.Timer) (*pending, bool) {
-	if w.fl != nil {
-		// A batch is committing: take the next records, or settle it
-		// when it is done and nothing has come.
-		if len(w.carry) > 0 || !open {
-			w.land()
-			return nil, open
-		}
-		select {
-		case p, ok := <-w.queue:
-			return p, ok
-		case <-w.fl.done:
-			w.land()
-			return nil, true
-		}
-	}
 	if len(w.carry) == 0 {
 		p, ok := <-w.queue
 		return p, ok
@@ -406,4 +386,23 @@ func sameIdentity(a *Record, actx []byte, b *Record, bctx []byte) bool {
 	return a.Kind == b.Kind && a.Actor == b.Actor && a.AgentUID == b.AgentUID &&
 		a.AgentNamespace == b.AgentNamespace && a.AgentName == b.AgentName &&
 		a.Action == b.Action && bytes.Equal(actx, bctx)
+}
+
+// answerStored answers the records of a committed batch with their rows
+// and returns the corrections owed by callers who gave up meanwhile.
+func (w *Writer) answerStored(all []*pending, committedAt time.Time, owed []carried) []carried {
+	for _, p := range all {
+		p.row.CommittedAt = committedAt
+		if p.isFix {
+			w.fixes.Add(1)
+		} else {
+			owed = owe(owed, w.answerRivals(p, &storedRow{Row: p.row, ctxJSON: p.p.ctxJSON}, nil), "")
+			owed = owe(owed, p.answer(p.row, nil, false), "")
+		}
+	}
+	last := all[len(all)-1].row
+	w.setHead(last.Seq, last.Hash)
+	w.rows.Add(int64(len(all)))
+	w.batches.Add(1)
+	return owed
 }

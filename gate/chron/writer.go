@@ -65,8 +65,7 @@ type WriterOptions struct {
 	// its chron.conflict row is queued. It must not block.
 	OnConflict func(id string)
 
-	method     insertMethod // benchmarks compare the two; the default won
-	sequential bool         // no pipelining (pipeline.go): benchmarks compare
+	method insertMethod // benchmarks compare the two; the default won
 }
 
 // WriterStats are cumulative counters of a Writer, plus three gauges.
@@ -126,7 +125,6 @@ type Writer struct {
 	retryIn    time.Duration // how long carried corrections wait when no record comes
 	closeErr   error         // set before done closes: corrections Close could not store
 	lastErr    error         // the last batch's error, for closeErr
-	fl         *flight       // the batch whose COMMIT is in progress (pipeline.go)
 	cpChecked  bool          // the stream was checked against opts.Checkpoint
 
 	head     atomic.Pointer[Head] // the last committed head, for checkpoints
