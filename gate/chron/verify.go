@@ -164,106 +164,32 @@ func streamNames(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 // problem rather than one checked by its links only.
 func verifyStream(ctx context.Context, pool *pgxpool.Pool, stream string, from Verified, keys Keyring, keyed bool) (
 	head Verified, checked, unkeyed int64, problem *Problem, err error) {
-	head = from
-	if head.Seq == 0 {
-		head.Hash = GenesisHash
-	}
-	chains := map[string]*chainer{} // by key id; "" is v1
-	chainFor := func(r *rawRow) (*chainer, string) {
-		switch r.Format {
-		case FormatV1:
-			r.KeyID = ""
-		case FormatV2:
-			k, ok := keys[r.KeyID]
-			switch {
-			case !ok && keyed:
-				return nil, fmt.Sprintf("%s: the row names chain key %q, which is not among this component's keys", WhatKey, r.KeyID)
-			case !ok:
-				return nil, ""
-			case k.Scope != ScopeOf(stream):
-				return nil, fmt.Sprintf("%s: the row names a %s key in a stream of another component", WhatKey, k.Scope)
-			}
-		default:
-			return nil, fmt.Sprintf("%s: unknown hash format %d", WhatRowChanged, r.Format)
-		}
-		c, ok := chains[r.KeyID]
-		if !ok {
-			var key *ChainKey
-			if r.Format == FormatV2 {
-				k := keys[r.KeyID]
-				key = &k
-			}
-			nc := newChainer(stream, key)
-			c = &nc
-			chains[r.KeyID] = c
-		}
-		return c, ""
-	}
-	var buf []byte
+	c := newRowChecker(stream, from, keys, keyed)
 	for {
 		rows, err := pool.Query(ctx, "SELECT "+rowColumns+", "+nullsColumn+
-			" FROM chron_records WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3", stream, head.Seq, verifyPage)
+			" FROM chron_records WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3", stream, c.head.Seq, verifyPage)
 		if err != nil {
-			return head, checked, unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
+			return c.head, c.checked, c.unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
 		}
 		var raw rawRow
 		var nulls, inPage int
 		dest := append(raw.dest(), &nulls)
 		_, err = pgx.ForEachRow(rows, dest, func() error {
 			inPage++
-			checked++
-			what := ""
-			c, keyProblem := (*chainer)(nil), ""
-			switch {
-			case nulls > 0:
-				what = WhatRowChanged + ": a column is NULL"
-			case raw.Seq != head.Seq+1 && head.Seq == 0:
-				what = fmt.Sprintf("%s: stream starts at seq %d", WhatRowMissing, raw.Seq)
-			case raw.Seq != head.Seq+1:
-				what = fmt.Sprintf("%s: sequence jumps from %d to %d", WhatRowMissing, head.Seq, raw.Seq)
-			case raw.Format < head.Format:
-				what = fmt.Sprintf("%s: a format %d row after format %d rows (rechained without the key)", WhatDowngrade, raw.Format, head.Format)
-			default:
-				c, keyProblem = chainFor(&raw)
-			}
-			switch {
-			case what != "":
-			case keyProblem != "":
-				what = keyProblem
-			default:
-				computed := raw.Hash
-				var herr error
-				if c != nil {
-					computed, buf, herr = rowHash(buf, c, &raw)
-				} else {
-					unkeyed++
-				}
-				switch {
-				case herr != nil:
-					what = WhatRowChanged + ": " + herr.Error()
-				case computed != raw.Hash:
-					what = WhatRowChanged + ": hash does not match its contents"
-				case raw.PrevHash != head.Hash && head.Seq == 0:
-					what = WhatOutOfOrder + ": the first row's prev_hash is not the genesis hash"
-				case raw.PrevHash != head.Hash:
-					what = fmt.Sprintf("%s: prev_hash does not match row %d", WhatOutOfOrder, head.Seq)
-				}
-			}
-			if what != "" {
+			if what := c.check(&raw, nulls); what != "" {
 				problem = &Problem{Stream: stream, Seq: raw.Seq, ID: raw.ID, What: what}
 				return errStop
 			}
-			head = Verified{Seq: raw.Seq, Hash: raw.Hash, Format: raw.Format}
 			return nil
 		})
 		if problem != nil {
-			return head, checked, unkeyed, problem, nil
+			return c.head, c.checked, c.unkeyed, problem, nil
 		}
 		if err != nil {
-			return head, checked, unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
+			return c.head, c.checked, c.unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
 		}
 		if inPage < verifyPage {
-			return head, checked, unkeyed, nil, nil
+			return c.head, c.checked, c.unkeyed, nil, nil
 		}
 	}
 }
