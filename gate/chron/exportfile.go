@@ -253,3 +253,20 @@ func checkHeader(h *ExportHeader) error {
 
 // WhatAnchor begins the problem of a file whose anchor was changed.
 const WhatAnchor = "anchor changed"
+
+// ReadExportHeader reads and checks a file's header (its first line),
+// e.g. to learn which keys VerifyFile will need.
+func ReadExportHeader(r io.Reader) (ExportHeader, error) {
+	b, err := newLineReader(r).next()
+	if err != nil {
+		return ExportHeader{}, fmt.Errorf("%s: reading the header: %w", WhatNotExport, err)
+	}
+	l, err := parseLine(b)
+	switch {
+	case err != nil:
+		return ExportHeader{}, fmt.Errorf("%s: %w", WhatNotExport, err)
+	case l.Header == nil:
+		return ExportHeader{}, fmt.Errorf("%s: the first line is not a header", WhatNotExport)
+	}
+	return *l.Header, checkHeader(l.Header)
+}
