@@ -105,6 +105,12 @@ func runVerify(ctx context.Context, pool *pgxpool.Pool, vf *verifyOpts, out io.W
 	if rep.Unkeyed > 0 {
 		fmt.Fprintf(out, "note: %d keyed rows were checked by their links only (no chain key given: --keys-from-secrets or --gate-keys/--manager-keys)\n", rep.Unkeyed)
 	}
+	if rep.Pruned > 0 {
+		fmt.Fprintf(out, "note: %d streams start after a prune record: their earlier rows were pruned after export (claiim chron verify --file checks the exports)\n", rep.Pruned)
+	}
+	if rep.PrunesUnsigned > 0 {
+		fmt.Fprintf(out, "note: offline: the signatures of %d prune records were not checked, so pruning cannot be told from truncation there\n", rep.PrunesUnsigned)
+	}
 	if *vf.offline {
 		fmt.Fprintln(out, "note: offline: rows cut from a stream's tail, and streams rewritten whole, cannot be seen without the checkpoints")
 	}
