@@ -54,27 +54,42 @@ func (c Checkpoint) message() []byte {
 
 // Sign signs c with k, whose scope must be the stream's component.
 func (c Checkpoint) Sign(k SigningKey) (SignedCheckpoint, error) {
-	if ScopeOf(c.Stream) != k.Scope {
-		return SignedCheckpoint{}, fmt.Errorf("chron: a %s key cannot sign a checkpoint of stream %q", k.Scope, c.Stream)
-	}
 	c.Time = c.Time.UTC()
-	sig := ed25519.Sign(k.Private, c.message())
-	return SignedCheckpoint{Checkpoint: c, KeyID: k.ID, Sig: base64.StdEncoding.EncodeToString(sig)}, nil
+	sig, err := signFor(k, c.Stream, "checkpoint", c.message())
+	if err != nil {
+		return SignedCheckpoint{}, err
+	}
+	return SignedCheckpoint{Checkpoint: c, KeyID: k.ID, Sig: sig}, nil
 }
 
 // Verify checks the signature with the published keys: the key must be
 // known and of the stream's component (a gate key never vouches for a
 // manager stream).
 func (s SignedCheckpoint) Verify(keys PublicKeys) error {
-	k, ok := keys[s.KeyID]
+	return verifyFor(keys, s.KeyID, s.Stream, s.Sig, s.message())
+}
+
+// signFor signs msg, about stream, with k, whose scope must be the
+// stream's component.
+func signFor(k SigningKey, stream, what string, msg []byte) (string, error) {
+	if ScopeOf(stream) != k.Scope {
+		return "", fmt.Errorf("chron: a %s key cannot sign a %s of stream %q", k.Scope, what, stream)
+	}
+	return base64.StdEncoding.EncodeToString(ed25519.Sign(k.Private, msg)), nil
+}
+
+// verifyFor checks sig over msg, about stream, with the published key
+// keyID, which must be of the stream's component.
+func verifyFor(keys PublicKeys, keyID, stream, sig string, msg []byte) error {
+	k, ok := keys[keyID]
 	if !ok {
-		return fmt.Errorf("signed with key %q, which is not published", s.KeyID)
+		return fmt.Errorf("signed with key %q, which is not published", keyID)
 	}
-	if ScopeOf(s.Stream) != k.Scope {
-		return fmt.Errorf("signed with a %s key but is of stream %q", k.Scope, s.Stream)
+	if ScopeOf(stream) != k.Scope {
+		return fmt.Errorf("signed with a %s key but is of stream %q", k.Scope, stream)
 	}
-	sig, err := base64.StdEncoding.DecodeString(s.Sig)
-	if err != nil || !ed25519.Verify(k.Key, s.message(), sig) {
+	b, err := base64.StdEncoding.DecodeString(sig)
+	if err != nil || !ed25519.Verify(k.Key, msg, b) {
 		return errors.New("its signature does not match the published key")
 	}
 	return nil

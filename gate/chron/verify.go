@@ -27,7 +27,11 @@ type VerifyReport struct {
 	Rows        int64 // rows checked
 	Unkeyed     int64 // v2 rows checked by their links only: no key of their component was given
 	Checkpoints int   // signed checkpoints compared with their streams
-	Problems    []Problem
+	// Pruned counts the streams verified from a prune record (their rows
+	// before it were pruned), PrunesUnsigned those of them whose record's
+	// signature was not checked: no public keys were given.
+	Pruned, PrunesUnsigned int
+	Problems               []Problem
 	// Heads is where each stream without a problem was verified up to;
 	// pass it as VerifyOptions.From to resume there.
 	Heads map[string]Verified
@@ -102,31 +106,24 @@ func VerifyWith(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Ve
 			streams = append(streams, s)
 		}
 	}
-	scopes := map[string]bool{}
+	prunes, err := readPrunes(ctx, pool)
+	if err != nil {
+		return rep, err
+	}
+	v := verifier{pool: pool, opts: &opts, scopes: map[string]bool{}, prunes: prunes}
 	for _, k := range opts.Keys {
-		scopes[k.Scope] = true
+		v.scopes[k.Scope] = true
 	}
 	for _, s := range streams {
 		rep.Streams++
-		var p *Problem
-		from := opts.From[s]
-		head := from
-		if known[s] {
-			var n, unkeyed int64
-			var err error
-			head, n, unkeyed, p, err = verifyStream(ctx, pool, s, from, opts.Keys, scopes[ScopeOf(s)])
-			rep.Rows += n
-			rep.Unkeyed += unkeyed
-			if err != nil {
-				return rep, err
-			}
+		p, head, err := v.stream(ctx, &rep, s, known[s])
+		if err != nil {
+			return rep, err
 		}
 		if cp, ok := cps[s]; ok && p == nil {
-			if err := cp.Verify(opts.PublicKeys); err != nil {
-				p = &Problem{Stream: s, Seq: cp.Seq, What: WhatCheckpoint + ": " + err.Error()}
-			} else if p, err = checkpointProblem(ctx, pool, cp.Checkpoint); err != nil {
+			if p, err = v.checkpoint(ctx, cp); err != nil {
 				return rep, err
-			} else {
+			} else if p == nil {
 				rep.Checkpoints++
 			}
 		}
@@ -137,6 +134,66 @@ func VerifyWith(ctx context.Context, pool *pgxpool.Pool, opts VerifyOptions) (Ve
 		}
 	}
 	return rep, nil
+}
+
+// verifier is one VerifyWith run.
+type verifier struct {
+	pool   *pgxpool.Pool
+	opts   *VerifyOptions
+	scopes map[string]bool // components whose keys were given
+	prunes map[string][]SignedPrune
+}
+
+// stream verifies one stream's rows (none when it has no rows stored):
+// after opts.From, else from the prune record below its first row, else
+// from the genesis.
+func (v *verifier) stream(ctx context.Context, rep *VerifyReport, s string, stored bool) (*Problem, Verified, error) {
+	from := v.opts.From[s]
+	if !stored {
+		return nil, from, nil
+	}
+	anchored := false
+	if from.Seq == 0 && len(v.prunes[s]) > 0 {
+		pr, ok, p, err := pruneStart(ctx, v.pool, s, v.prunes[s], v.opts.PublicKeys)
+		if err != nil || p != nil {
+			return p, from, err
+		}
+		if ok {
+			from, anchored = Verified{Seq: pr.Through, Hash: pr.Hash}, true
+			rep.Pruned++
+			if len(v.opts.PublicKeys) == 0 {
+				rep.PrunesUnsigned++
+			}
+		}
+	}
+	head, n, unkeyed, p, err := verifyStream(ctx, v.pool, s, from, anchored, v.opts.Keys, v.scopes[ScopeOf(s)])
+	rep.Rows += n
+	rep.Unkeyed += unkeyed
+	return p, head, err
+}
+
+// checkpoint compares a stream with its signed checkpoint. A checkpoint
+// whose row was pruned is checked against the prune record instead: one
+// that verifies, covers its seq, and (ending at it) has its hash.
+func (v *verifier) checkpoint(ctx context.Context, cp SignedCheckpoint) (*Problem, error) {
+	if err := cp.Verify(v.opts.PublicKeys); err != nil {
+		return &Problem{Stream: cp.Stream, Seq: cp.Seq, What: WhatCheckpoint + ": " + err.Error()}, nil
+	}
+	p, err := checkpointProblem(ctx, v.pool, cp.Checkpoint)
+	if p == nil || err != nil {
+		return p, err
+	}
+	for _, pr := range v.prunes[cp.Stream] {
+		if pr.Through < cp.Seq || pr.Verify(v.opts.PublicKeys) != nil {
+			continue
+		}
+		if pr.Through == cp.Seq && pr.Hash != cp.Hash {
+			return &Problem{Stream: cp.Stream, Seq: cp.Seq, What: WhatRechained +
+				": the prune record's hash of the row is not the one signed in its checkpoint"}, nil
+		}
+		return nil, nil
+	}
+	return p, nil
 }
 
 // streamNames finds the distinct streams by skipping through the
@@ -159,111 +216,39 @@ func streamNames(ctx context.Context, pool *pgxpool.Pool) ([]string, error) {
 	return names, nil
 }
 
-// verifyStream walks one stream after from. keyed says the caller holds
+// verifyStream walks one stream after from (anchored: a row that is not
+// stored, as a prune record names it). keyed says the caller holds
 // keys of the stream's component, so a v2 row under an unknown key is a
 // problem rather than one checked by its links only.
-func verifyStream(ctx context.Context, pool *pgxpool.Pool, stream string, from Verified, keys Keyring, keyed bool) (
+func verifyStream(ctx context.Context, pool *pgxpool.Pool, stream string, from Verified, anchored bool, keys Keyring, keyed bool) (
 	head Verified, checked, unkeyed int64, problem *Problem, err error) {
-	head = from
-	if head.Seq == 0 {
-		head.Hash = GenesisHash
-	}
-	chains := map[string]*chainer{} // by key id; "" is v1
-	chainFor := func(r *rawRow) (*chainer, string) {
-		switch r.Format {
-		case FormatV1:
-			r.KeyID = ""
-		case FormatV2:
-			k, ok := keys[r.KeyID]
-			switch {
-			case !ok && keyed:
-				return nil, fmt.Sprintf("%s: the row names chain key %q, which is not among this component's keys", WhatKey, r.KeyID)
-			case !ok:
-				return nil, ""
-			case k.Scope != ScopeOf(stream):
-				return nil, fmt.Sprintf("%s: the row names a %s key in a stream of another component", WhatKey, k.Scope)
-			}
-		default:
-			return nil, fmt.Sprintf("%s: unknown hash format %d", WhatRowChanged, r.Format)
-		}
-		c, ok := chains[r.KeyID]
-		if !ok {
-			var key *ChainKey
-			if r.Format == FormatV2 {
-				k := keys[r.KeyID]
-				key = &k
-			}
-			nc := newChainer(stream, key)
-			c = &nc
-			chains[r.KeyID] = c
-		}
-		return c, ""
-	}
-	var buf []byte
+	c := newRowChecker(stream, from, keys, keyed)
+	c.anchored = anchored
 	for {
 		rows, err := pool.Query(ctx, "SELECT "+rowColumns+", "+nullsColumn+
-			" FROM chron_records WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3", stream, head.Seq, verifyPage)
+			" FROM chron_records WHERE stream = $1 AND seq > $2 ORDER BY seq LIMIT $3", stream, c.head.Seq, verifyPage)
 		if err != nil {
-			return head, checked, unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
+			return c.head, c.checked, c.unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
 		}
 		var raw rawRow
 		var nulls, inPage int
 		dest := append(raw.dest(), &nulls)
 		_, err = pgx.ForEachRow(rows, dest, func() error {
 			inPage++
-			checked++
-			what := ""
-			c, keyProblem := (*chainer)(nil), ""
-			switch {
-			case nulls > 0:
-				what = WhatRowChanged + ": a column is NULL"
-			case raw.Seq != head.Seq+1 && head.Seq == 0:
-				what = fmt.Sprintf("%s: stream starts at seq %d", WhatRowMissing, raw.Seq)
-			case raw.Seq != head.Seq+1:
-				what = fmt.Sprintf("%s: sequence jumps from %d to %d", WhatRowMissing, head.Seq, raw.Seq)
-			case raw.Format < head.Format:
-				what = fmt.Sprintf("%s: a format %d row after format %d rows (rechained without the key)", WhatDowngrade, raw.Format, head.Format)
-			default:
-				c, keyProblem = chainFor(&raw)
-			}
-			switch {
-			case what != "":
-			case keyProblem != "":
-				what = keyProblem
-			default:
-				computed := raw.Hash
-				var herr error
-				if c != nil {
-					computed, buf, herr = rowHash(buf, c, &raw)
-				} else {
-					unkeyed++
-				}
-				switch {
-				case herr != nil:
-					what = WhatRowChanged + ": " + herr.Error()
-				case computed != raw.Hash:
-					what = WhatRowChanged + ": hash does not match its contents"
-				case raw.PrevHash != head.Hash && head.Seq == 0:
-					what = WhatOutOfOrder + ": the first row's prev_hash is not the genesis hash"
-				case raw.PrevHash != head.Hash:
-					what = fmt.Sprintf("%s: prev_hash does not match row %d", WhatOutOfOrder, head.Seq)
-				}
-			}
-			if what != "" {
+			if what := c.check(&raw, nulls); what != "" {
 				problem = &Problem{Stream: stream, Seq: raw.Seq, ID: raw.ID, What: what}
 				return errStop
 			}
-			head = Verified{Seq: raw.Seq, Hash: raw.Hash, Format: raw.Format}
 			return nil
 		})
 		if problem != nil {
-			return head, checked, unkeyed, problem, nil
+			return c.head, c.checked, c.unkeyed, problem, nil
 		}
 		if err != nil {
-			return head, checked, unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
+			return c.head, c.checked, c.unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
 		}
 		if inPage < verifyPage {
-			return head, checked, unkeyed, nil, nil
+			return c.head, c.checked, c.unkeyed, nil, nil
 		}
 	}
 }

@@ -18,14 +18,16 @@ const chronUsage = `Usage:
   claiim chron list   [--agent NS/NAME] [--org ORG] [--outcome ALLOW|DENY] [--action A] [--reason R] [--kind K]
                       [--since DUR|TIME] [--until TIME] [--limit N] [--oldest-first]
   claiim chron verify [--namespace NS] [--gate-namespace NS] [--keys-from-secrets | --gate-keys DIR --manager-keys DIR] [--offline]
+  claiim chron verify --file FILE [--keys DIR | --gate-keys DIR --manager-keys DIR] [--public-keys FILE]
+  claiim chron export (--stream S [--from-seq A] [--to-seq B] | --before TIME) -o FILE [verify's key and namespace flags]
   claiim chron migrate [--gate-role NAME [--gate-password-file F]] [--manager-role ...] [--reader-role ...]
-Every command reads DATABASE_URL (or --database-url); migrate needs the owner's.
+Every command but verify --file reads DATABASE_URL (or --database-url); migrate needs the owner's.
 migrate also creates or updates the components' login roles: each from its
 --X-role and --X-password-file flags, else from the user and password of
 $CLAIIM_GATE_DATABASE_URL, $CLAIIM_MANAGER_DATABASE_URL, $CLAIIM_READER_DATABASE_URL.
 `
 
-// RunChron runs `claiim chron list|verify|migrate`, printing to out.
+// RunChron runs `claiim chron list|verify|export|migrate`, printing to out.
 func RunChron(args []string, out io.Writer) error {
 	if len(args) == 0 {
 		fmt.Fprint(os.Stderr, chronUsage)
@@ -38,6 +40,8 @@ func RunChron(args []string, out io.Writer) error {
 	limit := 50
 	var logins []*loginFlags
 	var vf *verifyOpts
+	var ff *fileOpts
+	var ef *exportOpts
 	switch args[0] {
 	case "list":
 		fs.StringVar(&f.Agent, "agent", "", "only this agent (NAME or NAMESPACE/NAME)")
@@ -51,7 +55,9 @@ func RunChron(args []string, out io.Writer) error {
 		fs.StringVar(&until, "until", "", "up to this time (RFC 3339)")
 		fs.IntVar(&limit, "limit", limit, "at most this many rows; 0 lists every matching row")
 	case "verify":
-		vf = verifyFlags(fs)
+		vf, ff = verifyFlags(fs), verifyFileFlags(fs)
+	case "export":
+		ef = exportFlags(fs)
 	case "migrate":
 		logins = bindMigrateFlags(fs)
 	default:
@@ -60,6 +66,12 @@ func RunChron(args []string, out io.Writer) error {
 	}
 	if err := fs.Parse(args[1:]); err != nil {
 		return err
+	}
+	if ff != nil && *ff.file != "" {
+		return runVerifyFile(vf, ff, out) // offline: no database
+	}
+	if ff != nil && (*ff.keys != "" || *ff.publicKeys != "") {
+		return errors.New("--keys and --public-keys go with --file")
 	}
 	if *dbURL == "" {
 		return errors.New("no Chron database: set DATABASE_URL or --database-url")
@@ -77,7 +89,7 @@ func RunChron(args []string, out io.Writer) error {
 	// A listing of everything may take longer than any bound; each of its
 	// pages has its own (listAll).
 	ctx, cancel := context.Background(), context.CancelFunc(func() {})
-	if args[0] != "list" {
+	if args[0] != "list" && args[0] != "export" {
 		ctx, cancel = context.WithTimeout(ctx, 5*time.Minute)
 	}
 	defer cancel()
@@ -92,6 +104,8 @@ func RunChron(args []string, out io.Writer) error {
 		return listAll(ctx, pool, f, limit, out)
 	case "verify":
 		return runVerify(ctx, pool, vf, out)
+	case "export":
+		return runExport(ctx, pool, ef, out)
 	case "migrate":
 		return runMigrate(ctx, pool, logins, out)
 	}

@@ -34,18 +34,21 @@ func verifyFlags(fs *flag.FlagSet) *verifyOpts {
 	}
 }
 
-func runVerify(ctx context.Context, pool *pgxpool.Pool, vf *verifyOpts, out io.Writer) error {
+// options reads what verify (and export) check against: the checkpoints
+// and public keys in the Kubernetes API unless offline, and the chain keys
+// from the Secrets or key directories.
+func (vf *verifyOpts) options(ctx context.Context) (chron.VerifyOptions, []chron.Problem, error) {
 	var opts chron.VerifyOptions
 	var problems []chron.Problem
 	if !*vf.offline {
 		cfg, err := ctrl.GetConfig()
 		if err != nil {
-			return fmt.Errorf("no Kubernetes configuration, so no checkpoints to verify against: %w "+
+			return opts, nil, fmt.Errorf("no Kubernetes configuration, so no checkpoints to verify against: %w "+
 				"(set KUBECONFIG, or pass --offline to check the database alone)", err)
 		}
 		c, err := client.New(cfg, client.Options{Scheme: newScheme()})
 		if err != nil {
-			return err
+			return opts, nil, err
 		}
 		gateNS := *vf.gateNamespace
 		if gateNS == "" {
@@ -61,7 +64,7 @@ func runVerify(ctx context.Context, pool *pgxpool.Pool, vf *verifyOpts, out io.W
 				{Namespace: gateNS, Name: chronlease.GateKeysSecret, Scope: chron.ScopeGate}}
 		}
 		if opts, problems, err = src.Options(ctx); err != nil {
-			return err
+			return opts, nil, err
 		}
 	}
 	for scope, dir := range map[string]string{chron.ScopeGate: *vf.gateKeysDir, chron.ScopeManager: *vf.managerKeyDir} {
@@ -70,12 +73,20 @@ func runVerify(ctx context.Context, pool *pgxpool.Pool, vf *verifyOpts, out io.W
 		}
 		k, err := chronlease.ReadKeyDir(dir, scope)
 		if err != nil {
-			return err
+			return opts, nil, err
 		}
 		if opts.Keys == nil {
 			opts.Keys = chron.Keyring{}
 		}
 		opts.Keys.Add(k)
+	}
+	return opts, problems, nil
+}
+
+func runVerify(ctx context.Context, pool *pgxpool.Pool, vf *verifyOpts, out io.Writer) error {
+	opts, problems, err := vf.options(ctx)
+	if err != nil {
+		return err
 	}
 	rep, err := chron.VerifyWith(ctx, pool, opts)
 	if err != nil {
@@ -93,6 +104,12 @@ func runVerify(ctx context.Context, pool *pgxpool.Pool, vf *verifyOpts, out io.W
 	fmt.Fprintf(out, "checked %d rows in %d streams against %d signed checkpoints\n", rep.Rows, rep.Streams, rep.Checkpoints)
 	if rep.Unkeyed > 0 {
 		fmt.Fprintf(out, "note: %d keyed rows were checked by their links only (no chain key given: --keys-from-secrets or --gate-keys/--manager-keys)\n", rep.Unkeyed)
+	}
+	if rep.Pruned > 0 {
+		fmt.Fprintf(out, "note: %d streams start after a prune record: their earlier rows were pruned after export (claiim chron verify --file checks the exports)\n", rep.Pruned)
+	}
+	if rep.PrunesUnsigned > 0 {
+		fmt.Fprintf(out, "note: offline: the signatures of %d prune records were not checked, so pruning cannot be told from truncation there\n", rep.PrunesUnsigned)
 	}
 	if *vf.offline {
 		fmt.Fprintln(out, "note: offline: rows cut from a stream's tail, and streams rewritten whole, cannot be seen without the checkpoints")
