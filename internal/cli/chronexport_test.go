@@ -2,45 +2,19 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"os"
 	"path/filepath"
 	"strings"
 	"testing"
-	"time"
-
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/test/pgtest"
 )
 
 // TestChronExportCommands: `claiim chron export` writes a file that
 // `claiim chron verify --file` accepts without the database, with the key
 // Secret exported to files; an edited copy is refused with the line.
 func TestChronExportCommands(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs PostgreSQL")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	srv, err := pgtest.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	url, err := srv.CreateDatabase(ctx, "export")
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
-	if err := chron.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
+	ctx, pool, url := migratedChron(t, "export")
 	keys, err := chron.NewKeySet(chron.ScopeGate, false)
 	if err != nil {
 		t.Fatal(err)

@@ -2,44 +2,20 @@ package cli
 
 import (
 	"bytes"
-	"context"
 	"strings"
 	"testing"
-	"time"
 
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/test/pgtest"
 )
 
 // TestHistoryCommand: generations the manager's role recorded, read back
 // with the reader's role: the list, one generation's spec, a diff, and
 // the refusals that say what to give instead.
 func TestHistoryCommand(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs PostgreSQL")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	srv, err := pgtest.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	url, err := srv.CreateDatabase(ctx, "history")
-	if err != nil {
-		t.Fatal(err)
-	}
-	owner, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer owner.Close()
-	if err := chron.Migrate(ctx, owner); err != nil {
-		t.Fatal(err)
-	}
+	ctx, owner, url := migratedChron(t, "history")
 	if err := chron.SetupLogins(ctx, owner, []chron.Login{
 		{Group: chron.ManagerWriterRole, Name: "hist_manager", Password: "manager-password-0123456789"},
 		{Group: chron.ReaderRole, Name: "hist_reader", Password: "reader-password-0123456789"},
