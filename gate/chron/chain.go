@@ -35,32 +35,11 @@ const (
 // GenesisHash is the prev_hash of the first row of every stream.
 const GenesisHash = "0000000000000000000000000000000000000000000000000000000000000000"
 
-// content is the hashed part of a row, in hash format v1. The field order is
-// the format: never reorder, add only with a new version. The JSON columns
-// are embedded as their canonical text, so the hash never depends on how
-// jsonb spells them.
-type content struct {
-	ID             string          `json:"id"`
-	Time           string          `json:"time"`
-	Kind           string          `json:"kind"`
-	Actor          string          `json:"actor"`
-	AgentName      string          `json:"agent_name"`
-	AgentNamespace string          `json:"agent_namespace"`
-	AgentUID       string          `json:"agent_uid"`
-	Org            string          `json:"org"`
-	Action         string          `json:"action"`
-	Context        json.RawMessage `json:"context"`
-	Outcome        string          `json:"outcome"`
-	Reason         string          `json:"reason"`
-	Message        string          `json:"message"`
-	Anchor         string          `json:"anchor"`
-	SkillVersionID string          `json:"skill_version_id"`
-	SkillDigest    string          `json:"skill_digest"`
-	Policies       json.RawMessage `json:"policies"`
-	SkillRules     json.RawMessage `json:"skill_rules"`
-	Replica        string          `json:"replica"`
-	RequestID      string          `json:"request_id"`
-}
+// The hashed part of a row, in hash format v1, is its content fields in a
+// fixed order (encoder.content in jsonappend.go writes them; the struct
+// content in jsonoracle_test.go is their definition): never reorder, add
+// only with a new version. The JSON columns are embedded as their
+// canonical text, so the hash never depends on how jsonb spells them.
 
 // contentBody encodes everything of a row but stream and seq: the content
 // struct as json.Marshal writes it, appended by hand (encoder.content).

@@ -14,6 +14,33 @@ import (
 	"unicode/utf8"
 )
 
+// content is the hashed part of a row, in hash format v1. The field order is
+// the format: never reorder, add only with a new version. The JSON columns
+// are embedded as their canonical text, so the hash never depends on how
+// jsonb spells them.
+type content struct {
+	ID             string          `json:"id"`
+	Time           string          `json:"time"`
+	Kind           string          `json:"kind"`
+	Actor          string          `json:"actor"`
+	AgentName      string          `json:"agent_name"`
+	AgentNamespace string          `json:"agent_namespace"`
+	AgentUID       string          `json:"agent_uid"`
+	Org            string          `json:"org"`
+	Action         string          `json:"action"`
+	Context        json.RawMessage `json:"context"`
+	Outcome        string          `json:"outcome"`
+	Reason         string          `json:"reason"`
+	Message        string          `json:"message"`
+	Anchor         string          `json:"anchor"`
+	SkillVersionID string          `json:"skill_version_id"`
+	SkillDigest    string          `json:"skill_digest"`
+	Policies       json.RawMessage `json:"policies"`
+	SkillRules     json.RawMessage `json:"skill_rules"`
+	Replica        string          `json:"replica"`
+	RequestID      string          `json:"request_id"`
+}
+
 func contentBodyOracle(r *Record, ctxJSON, polJSON, rulesJSON []byte) ([]byte, error) {
 	return json.Marshal(content{
 		ID: r.ID, Time: r.Time.UTC().Format(time.RFC3339Nano), Kind: string(r.Kind), Actor: r.Actor,
