@@ -9,6 +9,7 @@ import threading
 import unittest
 
 import claiim
+import fakegate
 
 APPROVAL = "0193a1b2-0000-7000-8000-000000000001"
 
@@ -26,27 +27,19 @@ class Gate(http.server.HTTPServer):
 
 
 class Handler(http.server.BaseHTTPRequestHandler):
-    def _send(self, status, reply):
-        body = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
     def do_POST(self):
         body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
         self.server.bodies.append(body)
         if body.get("approval_id") == APPROVAL:
-            self._send(200, {"outcome": "ALLOW", "reason": "OWN_AIORG", "approval_id": APPROVAL})
+            fakegate.send_json(self, 200, {"outcome": "ALLOW", "reason": "OWN_AIORG", "approval_id": APPROVAL})
         else:
-            self._send(403, {"outcome": "DENY", "reason": "APPROVAL_REQUIRED", "message": "policy big/approve requires 1 person",
+            fakegate.send_json(self, 403, {"outcome": "DENY", "reason": "APPROVAL_REQUIRED", "message": "policy big/approve requires 1 person",
                              "approval_id": APPROVAL, "decision_id": APPROVAL})
 
     def do_GET(self):
         self.server.paths.append(self.path)
         state = self.server.states.pop(0) if len(self.server.states) > 1 else self.server.states[0]
-        self._send(200, {"approval_id": APPROVAL, "state": state, "message": "m-" + state})
+        fakegate.send_json(self, 200, {"approval_id": APPROVAL, "state": state, "message": "m-" + state})
 
     def log_message(self, *args):
         pass

@@ -3,44 +3,23 @@
 answer."""
 
 import asyncio
-import http.server
-import json
-import threading
 import unittest
 
 import claiim
+import fakegate
 
 WOULD_DENY = {"name": "staging-freeze", "version": 1, "rule": "freeze", "effect": "Deny"}
 
 
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        status, reply = self.server.answers[body["action"]]
-        raw = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args):
-        pass
-
-
 class AuditTest(unittest.TestCase):
     def setUp(self):
-        srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        srv.answers = {
+        url = fakegate.serve(self, {
             "deploy:staging": (200, {"outcome": "ALLOW", "reason": "OWN_AIORG", "audit": [WOULD_DENY]}),
             "deploy:production": (403, {"outcome": "DENY", "reason": "POLICY_DENY", "message": "policy deny",
                                         "audit": [WOULD_DENY, "junk"]}),
             "db:read": (200, {"outcome": "ALLOW", "reason": "POLICY_ALLOW", "audit": "not a list"}),
-        }
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        self.addCleanup(srv.server_close)
-        self.addCleanup(srv.shutdown)
-        self.client = claiim.CLAIIMClient("http://127.0.0.1:%d/v" % srv.server_address[1], "tok", "sv")
+        })
+        self.client = claiim.CLAIIMClient(url, "tok", "sv")
 
     def validate(self, action):
         return asyncio.run(self.client.validate(action, {}))

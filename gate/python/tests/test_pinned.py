@@ -3,33 +3,15 @@ agent is pinned to now) on an ALLOW and on a DENY, as the Go client does, so
 an agent re-pinned while it runs can see it and re-init."""
 
 import asyncio
-import http.server
-import json
-import threading
 import unittest
 
 import claiim
-
-
-class Handler(http.server.BaseHTTPRequestHandler):
-    def do_POST(self):
-        body = json.loads(self.rfile.read(int(self.headers.get("Content-Length", 0))))
-        status, reply = self.server.answers[body["action"]]
-        raw = json.dumps(reply).encode()
-        self.send_response(status)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(raw)))
-        self.end_headers()
-        self.wfile.write(raw)
-
-    def log_message(self, *args):
-        pass
+import fakegate
 
 
 class PinnedTest(unittest.TestCase):
     def setUp(self):
-        srv = http.server.HTTPServer(("127.0.0.1", 0), Handler)
-        srv.answers = {
+        url = fakegate.serve(self, {
             # Inside the re-pin grace window: decided under the old version.
             "deploy:staging": (200, {"outcome": "ALLOW", "reason": "OWN_AIORG", "skill_version_id": "sv-old",
                                      "pinned_skill_version_id": "sv-new"}),
@@ -37,11 +19,8 @@ class PinnedTest(unittest.TestCase):
             "deploy:production": (403, {"outcome": "DENY", "reason": "SKILL_VERSION_MISMATCH", "message": "re-init",
                                         "decision_id": "d-2", "pinned_skill_version_id": "sv-new"}),
             "db:read": (200, {"outcome": "ALLOW", "reason": "OWN_AIORG"}),
-        }
-        threading.Thread(target=srv.serve_forever, daemon=True).start()
-        self.addCleanup(srv.server_close)
-        self.addCleanup(srv.shutdown)
-        self.client = claiim.CLAIIMClient("http://127.0.0.1:%d/v" % srv.server_address[1], "tok", "sv-old")
+        })
+        self.client = claiim.CLAIIMClient(url, "tok", "sv-old")
 
     def validate(self, action):
         return asyncio.run(self.client.validate(action, {}))

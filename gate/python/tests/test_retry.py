@@ -6,12 +6,12 @@ kernel refuses connections until the test lets it listen.
 
 import asyncio
 import http.server
-import json
 import re
 import threading
 import unittest
 
 import claiim
+import fakegate
 
 UUID7 = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-7[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
 ALLOW = {"outcome": "ALLOW", "reason": "OWN_AIORG", "decision_id": "d-1"}
@@ -49,12 +49,7 @@ class Handler(http.server.BaseHTTPRequestHandler):
         if self.server.hang_up:
             self.close_connection = True
             return  # the request was read; no answer
-        body = json.dumps(ALLOW).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        fakegate.send_json(self, 200, ALLOW)
 
     def log_message(self, *args):
         pass

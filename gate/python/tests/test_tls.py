@@ -6,7 +6,6 @@ tls.crt, tls.key for 127.0.0.1) before running these tests.
 
 import asyncio
 import http.server
-import json
 import os
 import ssl
 import threading
@@ -14,6 +13,7 @@ import unittest
 from unittest import mock
 
 import claiim
+import fakegate
 
 TLS_DIR = os.environ.get("CLAIIM_TEST_TLS_DIR")
 ALLOW = {"outcome": "ALLOW", "reason": "OWN_AIORG", "decision_id": "d-1"}
@@ -22,12 +22,7 @@ ALLOW = {"outcome": "ALLOW", "reason": "OWN_AIORG", "decision_id": "d-1"}
 class Handler(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps(ALLOW).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+        fakegate.send_json(self, 200, ALLOW)
 
     def log_message(self, *args):
         pass
