@@ -9,7 +9,6 @@ import (
 	. "github.com/onsi/gomega"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/client-go/util/retry"
-	"k8s.io/utils/ptr"
 	"sigs.k8s.io/controller-runtime/pkg/client"
 
 	claiimv1 "github.com/claiim/claiim-operator/api/v1alpha1"
@@ -19,20 +18,7 @@ var _ = Describe("A previous skill version under attack", func() {
 	It("is refused when someone with patch on agents/status writes it, and the manager takes it out", func() {
 		w := newWorld(worldOpts{accepted: true})
 		v1, d1 := w.svID, w.agent.Status.SkillDigest
-		s := &claiimv1.Skill{}
-		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			if err := k8s.Get(ctx, client.ObjectKey{Name: w.skill}, s); err != nil {
-				return err
-			}
-			s.Spec.Versions = append(s.Spec.Versions, claiimv1.SkillVersion{Version: 2, AgentEmail: "deploy-bot@yourcompany.com",
-				AllowedActions: []claiimv1.ActionPattern{"deploy:canary"}})
-			return k8s.Update(ctx, s)
-		})).To(Succeed())
-		// Re-pinned with no grace: v1 is refused from now on.
-		w.update(func(a *claiimv1.Agent) {
-			a.Spec.SkillRef.Version = 2
-			a.Spec.RepinGracePeriodSeconds = ptr.To[int32](0)
-		})
+		w.repinToV2(0) // no grace: v1 is refused from now on
 		var v2 string
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(w.agent), w.agent)).To(Succeed())

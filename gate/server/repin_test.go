@@ -17,19 +17,7 @@ var _ = Describe("A re-pinned agent", func() {
 	It("keeps its previous skill version for the grace window, each answer naming the pinned one, then is told to re-init", func() {
 		w := newWorld(worldOpts{accepted: true})
 		v1 := w.svID
-		s := &claiimv1.Skill{}
-		Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
-			if err := k8s.Get(ctx, client.ObjectKey{Name: w.skill}, s); err != nil {
-				return err
-			}
-			s.Spec.Versions = append(s.Spec.Versions, claiimv1.SkillVersion{Version: 2, AgentEmail: "deploy-bot@yourcompany.com",
-				AllowedActions: []claiimv1.ActionPattern{"deploy:canary"}})
-			return k8s.Update(ctx, s)
-		})).To(Succeed())
-		w.update(func(a *claiimv1.Agent) {
-			a.Spec.SkillRef.Version = 2
-			a.Spec.RepinGracePeriodSeconds = ptr.To[int32](15)
-		})
+		w.repinToV2(15)
 		var v2 string
 		Eventually(func(g Gomega) {
 			g.Expect(k8s.Get(ctx, client.ObjectKeyFromObject(w.agent), w.agent)).To(Succeed())
@@ -65,3 +53,21 @@ var _ = Describe("A re-pinned agent", func() {
 		Expect(body["message"]).To(ContainSubstring("re-init the agent"))
 	})
 })
+
+// repinToV2 publishes version 2 of the world's skill (deploy:canary) and
+// re-pins the agent to it with a grace window of grace seconds.
+func (w *world) repinToV2(grace int32) {
+	s := &claiimv1.Skill{}
+	Expect(retry.RetryOnConflict(retry.DefaultRetry, func() error {
+		if err := k8s.Get(ctx, client.ObjectKey{Name: w.skill}, s); err != nil {
+			return err
+		}
+		s.Spec.Versions = append(s.Spec.Versions, claiimv1.SkillVersion{Version: 2, AgentEmail: "deploy-bot@yourcompany.com",
+			AllowedActions: []claiimv1.ActionPattern{"deploy:canary"}})
+		return k8s.Update(ctx, s)
+	})).To(Succeed())
+	w.update(func(a *claiimv1.Agent) {
+		a.Spec.SkillRef.Version = 2
+		a.Spec.RepinGracePeriodSeconds = ptr.To[int32](grace)
+	})
+}
