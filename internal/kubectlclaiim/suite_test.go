@@ -4,7 +4,6 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
-	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -63,18 +62,7 @@ var (
 	pool       *pgxpool.Pool
 )
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("skipping: needs envtest and PostgreSQL")
-		os.Exit(0)
-	}
-	if err := testenv.Available(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(launch(m))
-}
+func TestMain(m *testing.M) { testenv.Main(m, launch) }
 
 func launch(m *testing.M) int {
 	var err error

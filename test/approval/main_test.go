@@ -7,7 +7,6 @@ package approval
 
 import (
 	"context"
-	"flag"
 	"fmt"
 	"net/http/httptest"
 	"os"
@@ -49,18 +48,7 @@ var (
 	gates [2]string // the two replicas' base URLs
 )
 
-func TestMain(m *testing.M) {
-	flag.Parse()
-	if testing.Short() {
-		fmt.Println("skipping: needs envtest and PostgreSQL")
-		os.Exit(0)
-	}
-	if err := testenv.Available(); err != nil {
-		fmt.Fprintln(os.Stderr, err)
-		os.Exit(1)
-	}
-	os.Exit(launch(m))
-}
+func TestMain(m *testing.M) { testenv.Main(m, launch) }
 
 func launch(m *testing.M) int {
 	var err error

@@ -10,11 +10,13 @@
 package testenv
 
 import (
+	"flag"
 	"fmt"
 	"os"
 	"path/filepath"
 	"runtime"
 	"strings"
+	"testing"
 
 	kruntime "k8s.io/apimachinery/pkg/runtime"
 	"k8s.io/apimachinery/pkg/runtime/schema"
@@ -51,6 +53,22 @@ func Scheme() *kruntime.Scheme {
 	utilruntime.Must(clientgoscheme.AddToScheme(s))
 	utilruntime.Must(claiimv1.AddToScheme(s))
 	return s
+}
+
+// Main is a TestMain for suites that need envtest and PostgreSQL: with
+// -short it skips them, without the envtest binaries it fails saying how
+// to get them, else it exits with launch's code.
+func Main(m *testing.M, launch func(*testing.M) int) {
+	flag.Parse()
+	if testing.Short() {
+		fmt.Println("skipping: needs envtest and PostgreSQL")
+		os.Exit(0)
+	}
+	if err := Available(); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	os.Exit(launch(m))
 }
 
 // Available reports whether envtest binaries are configured, and if not,
