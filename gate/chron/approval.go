@@ -64,7 +64,7 @@ func (w *Writer) insertClaiming(ctx context.Context, conn interface {
 		if p.claim == nil || p.isFix {
 			continue
 		}
-		p.p = p.orig
+		p.p = *p.orig
 		if _, dup := byApproval[p.claim.ApprovalID]; !dup {
 			byApproval[p.claim.ApprovalID] = p // a second claim in the batch loses
 		}
@@ -108,7 +108,7 @@ func (w *Writer) insertClaiming(ctx context.Context, conn interface {
 		p.p = lost
 	}
 	w.chainRows(live)
-	return insertCommit(ctx, tx, live)
+	return w.insertCommit(ctx, tx, live)
 }
 
 // ApprovalUse returns the decision that used approval id, or "" when it

@@ -51,9 +51,8 @@ func (h *heldStream) begin(t *testing.T, pool *pgxpool.Pool, n int) pgx.Tx {
 			Hash: hash, Format: h.chain.format}})
 		h.prev = hash
 	}
-	var stored int
-	var at time.Time
-	if err := tx.QueryRow(ctx, unnestSQL, unnestArgs(live)...).Scan(&stored, &at); err != nil || stored != n {
+	var params batchParams
+	if stored, _, err := params.execBatch(ctx, tx.Conn(), "held", unnestSQL, live); err != nil || stored != int64(n) {
 		t.Fatalf("held insert: %d rows, %v", stored, err)
 	}
 	return tx

@@ -42,7 +42,7 @@ type pending struct {
 	p         prepared
 	fix       func(Record) Record // Record.Correction
 	claim     *Claim              // Record.Claim
-	orig      prepared            // p before a lost claim rewrote it (approval.go)
+	orig      *prepared           // a claim's p before a lost claim rewrote it (approval.go)
 	done      chan struct{}       // nil for corrections: nobody waits for them
 	followers []*pending          // same ID and identity later in the same batch: same answer
 	rivals    []*pending          // same ID, other identity, later in the same batch

@@ -95,8 +95,7 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		// one round trip instead of BEGIN, the insert and COMMIT. A known ID
 		// fails the whole statement (no ON CONFLICT), so nothing lands and
 		// the batch is rechained without it, as with COPY.
-		var n int
-		err := conn.QueryRow(ctx, singleSQL, unnestArgs(live)...).Scan(&n, &committedAt)
+		n, committedAt, err := w.params.execBatch(ctx, conn.Conn(), "chron_insert_single", singleSQL, live)
 		var pgErr *pgconn.PgError
 		if errors.As(err, &pgErr) && pgErr.Code == "23505" && pgErr.ConstraintName == "chron_records_pkey" {
 			return time.Time{}, true, nil
@@ -104,7 +103,7 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 		if err != nil {
 			return time.Time{}, false, outcome(err)
 		}
-		if n != len(live) {
+		if n != int64(len(live)) {
 			return time.Time{}, false, fmt.Errorf("inserted %d rows of %d", n, len(live))
 		}
 		return committedAt.UTC(), false, nil
@@ -115,18 +114,18 @@ func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.
 	}
 	// After a commit, Rollback is a no-op; after an error it releases the connection.
 	defer func() { _ = tx.Rollback(ctx) }()
-	return insertCommit(ctx, tx, live)
+	return w.insertCommit(ctx, tx, live)
 }
 
 // insertCommit inserts live in tx with insertUnnest's statement and
 // commits: the commit time, or conflict when a known id kept some rows
 // out (ON CONFLICT DO NOTHING), so the batch is rechained without them.
-func insertCommit(ctx context.Context, tx pgx.Tx, live []*pending) (committedAt time.Time, conflict bool, err error) {
-	var n int
-	if err := tx.QueryRow(ctx, unnestSQL, unnestArgs(live)...).Scan(&n, &committedAt); err != nil {
+func (w *Writer) insertCommit(ctx context.Context, tx pgx.Tx, live []*pending) (committedAt time.Time, conflict bool, err error) {
+	n, committedAt, err := w.params.execBatch(ctx, tx.Conn(), "chron_insert_unnest", unnestSQL, live)
+	if err != nil {
 		return time.Time{}, false, err
 	}
-	if n != len(live) {
+	if n != int64(len(live)) {
 		return time.Time{}, true, nil
 	}
 	if err := tx.Commit(ctx); err != nil {
@@ -203,54 +202,3 @@ var unnestSQL = func() string {
 		"ON CONFLICT (id) DO NOTHING RETURNING 1)\n" +
 		"SELECT count(*), now() FROM ins"
 }()
-
-// unnestArgs turns the batch into one array per column, in the order and
-// with the types of copyValues, filled directly: no per-row []any.
-func unnestArgs(live []*pending) []any {
-	n := len(live)
-	raw := func(f func(p *pending) []byte) [][]byte { // JSON, sent as text without a copy
-		out := make([][]byte, n)
-		for i, p := range live {
-			out[i] = f(p)
-		}
-		return out
-	}
-	text := func(f func(p *pending) string) []string {
-		out := make([]string, n)
-		for i, p := range live {
-			out[i] = f(p)
-		}
-		return out
-	}
-	seqs, times, formats := make([]int64, n), make([]time.Time, n), make([]int16, n)
-	for i, p := range live {
-		seqs[i], times[i], formats[i] = p.row.Seq, p.row.Time, p.row.Format
-	}
-	return []any{
-		text(func(p *pending) string { return p.row.ID }),
-		text(func(p *pending) string { return p.row.Stream }),
-		seqs, times,
-		text(func(p *pending) string { return string(p.row.Kind) }),
-		text(func(p *pending) string { return p.row.Actor }),
-		text(func(p *pending) string { return p.row.AgentName }),
-		text(func(p *pending) string { return p.row.AgentNamespace }),
-		text(func(p *pending) string { return p.row.AgentUID }),
-		text(func(p *pending) string { return p.row.Org }),
-		text(func(p *pending) string { return p.row.Action }),
-		raw(func(p *pending) []byte { return p.p.ctxJSON }),
-		text(func(p *pending) string { return p.row.Outcome }),
-		text(func(p *pending) string { return p.row.Reason }),
-		text(func(p *pending) string { return p.row.Message }),
-		text(func(p *pending) string { return p.row.Anchor }),
-		text(func(p *pending) string { return p.row.SkillVersionID }),
-		text(func(p *pending) string { return p.row.SkillDigest }),
-		raw(func(p *pending) []byte { return p.p.polJSON }),
-		raw(func(p *pending) []byte { return p.p.rulesJSON }),
-		text(func(p *pending) string { return p.row.Replica }),
-		text(func(p *pending) string { return p.row.RequestID }),
-		text(func(p *pending) string { return p.row.PrevHash }),
-		text(func(p *pending) string { return p.row.Hash }),
-		formats,
-		text(func(p *pending) string { return p.row.KeyID }),
-	}
-}

@@ -1,49 +1,98 @@
 package chron
 
 import (
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"testing"
 	"time"
 )
 
-// TestUnnestArgsMatchCopyValues: the INSERT's arrays carry, column by
-// column, what COPY sends for each row.
-func TestUnnestArgsMatchCopyValues(t *testing.T) {
-	var live []*pending
-	for i := range 3 {
-		p, err := prepare(decision(i))
-		if err != nil {
-			t.Fatal(err)
+// readArray decodes one binary array parameter as PostgreSQL's array_recv
+// reads it, failing t on anything it would refuse.
+func readArray(t *testing.T, col string, b []byte) (elem uint32, items [][]byte) {
+	t.Helper()
+	u32 := func() uint32 {
+		if len(b) < 4 {
+			t.Fatalf("column %s: array cut short", col)
 		}
-		pd := &pending{p: p}
-		pd.row = Row{Record: p.rec, Stream: "gate/0", Seq: int64(i + 1), PrevHash: fmt.Sprint("prev", i), Hash: fmt.Sprint("hash", i),
-			Format: FormatV2, KeyID: "k1"}
-		live = append(live, pd)
+		v := binary.BigEndian.Uint32(b)
+		b = b[4:]
+		return v
 	}
-	args := unnestArgs(live)
-	if len(args) != len(insertColumns) {
-		t.Fatalf("%d arrays for %d columns", len(args), len(insertColumns))
+	if nd, flags := u32(), u32(); nd != 1 || flags != 0 {
+		t.Fatalf("column %s: %d dimensions, flags %d", col, nd, flags)
 	}
-	for i, p := range live {
-		for c, want := range copyValues(&p.row, &p.p) {
-			var got any
-			switch a := args[c].(type) {
-			case []string:
-				got = a[i]
-			case [][]byte:
-				got = json.RawMessage(a[i])
-			case []int64:
-				got = a[i]
-			case []int16:
-				got = a[i]
-			case []time.Time:
-				got = a[i]
-			default:
-				t.Fatalf("column %s: array of %T", insertColumns[c], a)
+	elem = u32()
+	n, lb := u32(), u32()
+	if lb != 1 {
+		t.Fatalf("column %s: lower bound %d", col, lb)
+	}
+	for range n {
+		l := u32()
+		if int(l) > len(b) {
+			t.Fatalf("column %s: element of %d bytes, %d left", col, l, len(b))
+		}
+		items, b = append(items, b[:l]), b[l:]
+	}
+	if len(b) != 0 {
+		t.Fatalf("column %s: %d bytes after the last element", col, len(b))
+	}
+	return elem, items
+}
+
+// TestBatchParamsMatchCopyValues: the INSERT's binary arrays carry, column
+// by column, what COPY sends for each row, twice in a row (the buffer is
+// reused) and for times before PostgreSQL's epoch.
+func TestBatchParamsMatchCopyValues(t *testing.T) {
+	var b batchParams
+	for round, n := range []int{3, 1, 40} {
+		var live []*pending
+		for i := range n {
+			r := decision(i + round)
+			if i == 1 {
+				r.Time = time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+				r.Message = "ünïcode ✓ and \"quotes\", {braces}"
 			}
-			if fmt.Sprint(got) != fmt.Sprint(want) {
-				t.Errorf("row %d column %s: %v, COPY sends %v", i, insertColumns[c], got, want)
+			p, err := prepare(r)
+			if err != nil {
+				t.Fatal(err)
+			}
+			pd := &pending{p: p}
+			pd.row = Row{Record: p.rec, Stream: "gate/0", Seq: int64(i + 1), PrevHash: fmt.Sprint("prev", i), Hash: fmt.Sprint("hash", i),
+				Format: FormatV2, KeyID: "k1"}
+			live = append(live, pd)
+		}
+		params := b.encode(live)
+		if len(params) != len(insertColumns) {
+			t.Fatalf("%d arrays for %d columns", len(params), len(insertColumns))
+		}
+		for c, col := range insertColumns {
+			elem, items := readArray(t, col, params[c])
+			if len(items) != n {
+				t.Fatalf("column %s: %d elements for %d rows", col, len(items), n)
+			}
+			for i, p := range live {
+				want := copyValues(&p.row, &p.p)[c]
+				var got any
+				switch elem {
+				case oidText:
+					got = string(items[i])
+					if raw, ok := want.(json.RawMessage); ok {
+						want = string(raw)
+					}
+				case oidInt8:
+					got = int64(binary.BigEndian.Uint64(items[i]))
+				case oidInt2:
+					got = int16(binary.BigEndian.Uint16(items[i]))
+				case oidTimestamptz:
+					got = pgEpoch.Add(time.Duration(int64(binary.BigEndian.Uint64(items[i]))) * time.Microsecond)
+				default:
+					t.Fatalf("column %s: element type %d", col, elem)
+				}
+				if fmt.Sprint(got) != fmt.Sprint(want) {
+					t.Errorf("round %d row %d column %s: %v, COPY sends %v", round, i, col, got, want)
+				}
 			}
 		}
 	}

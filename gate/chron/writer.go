@@ -120,6 +120,7 @@ type Writer struct {
 	lastHash   string
 	stale      bool // the head is unknown (start, or a failed commit): re-read it first
 	noCopy     bool // COPY was refused (row-level security): insert with one INSERT instead
+	params     batchParams
 	buf        []byte
 	carry      []carried     // corrections for a later batch (correction.go)
 	retryIn    time.Duration // how long carried corrections wait when no record comes
@@ -217,7 +218,11 @@ func (w *Writer) Write(ctx context.Context, r *Record) (Row, error) {
 			return Row{}, err
 		}
 	}
-	pd := &pending{p: p, fix: r.Correction, claim: r.Claim, orig: p, done: make(chan struct{})}
+	pd := &pending{p: p, fix: r.Correction, claim: r.Claim, done: make(chan struct{})}
+	if r.Claim != nil {
+		o := p // only a claim's record can be rewritten; others keep p alone
+		pd.orig = &o
+	}
 	w.mu.RLock()
 	if w.closed {
 		w.mu.RUnlock()

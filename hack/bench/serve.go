@@ -111,6 +111,8 @@ func serveGate(args []string) error {
 		}
 	})
 	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
+	mux.Handle("GET /debug/pprof/allocs", pprof.Handler("allocs"))
 	mux.HandleFunc("GET /bench/stats", func(rw http.ResponseWriter, _ *http.Request) {
 		_ = json.NewEncoder(rw).Encode(gateStats{Answered: answered.Load(), Refused: refused.Load(), Writer: w.Stats(), Stream: *stream})
 	})
