@@ -173,4 +173,13 @@ func TestVerifyPages(t *testing.T) {
 	if len(rep.Problems) != 1 || rep.Problems[0].Seq != 2006 || rep.Rows != 2005 {
 		t.Fatalf("%+v", rep)
 	}
+	// Pages are windows of seq: a hole wider than one, starting inside
+	// one, is still a hole at the next stored row.
+	tamper(t, pool, "DELETE FROM chron_records WHERE seq BETWEEN 100 AND 1300")
+	if rep, err = Verify(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 1 || rep.Problems[0].Seq != 1301 || rep.Rows != 100 {
+		t.Fatalf("%+v", rep)
+	}
 }
