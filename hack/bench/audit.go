@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net/http"
 	"path/filepath"
+	"slices"
 	"strings"
 	"time"
 
@@ -38,6 +39,37 @@ func countRows(ctx context.Context, url, stream string) (int64, error) {
 	var n int64
 	err = conn.QueryRow(ctx, "SELECT count(*) FROM chron_records WHERE stream = $1 AND kind = 'decision'", stream).Scan(&n)
 	return n, err
+}
+
+// walSettings are the bench PostgreSQL's WAL settings, as a server that
+// takes Chron's write rate is set (docs/benchmarks.md, "PostgreSQL for
+// Chron"): a new WAL segment is zero-filled and synced while every commit
+// waits (110-250 ms per 16 MB segment on the bench machine), so segments
+// must be recycled, not created, and checkpoints must be rare.
+var walSettings = []string{"max_wal_size=8GB", "min_wal_size=2GB", "checkpoint_timeout=15min"}
+
+// pgSettings is walSettings, then -pg-settings, which override them.
+func pgSettings(flag string) []string {
+	s := slices.Clone(walSettings)
+	if flag != "" {
+		s = append(s, strings.Split(flag, ",")...)
+	}
+	return s
+}
+
+// settleWAL runs a CHECKPOINT before a latency run, so the run writes into
+// WAL segments recycled from the earlier runs, as on a server that has
+// been up for a while, rather than into new ones a fresh cluster creates.
+// It needs a superuser or pg_checkpoint; without, the run goes on and says so.
+func settleWAL(ctx context.Context, ownerURL string) {
+	conn, err := pgx.Connect(ctx, ownerURL)
+	if err == nil {
+		_, err = conn.Exec(ctx, "CHECKPOINT")
+		_ = conn.Close(ctx)
+	}
+	if err != nil {
+		fmt.Printf("  note: no CHECKPOINT before the latency run (%v): it may write into new WAL segments\n", err)
+	}
 }
 
 // overloadResult is a gate with a tiny Chron queue driven past it.

@@ -160,6 +160,9 @@ func (c *config) runSize(ctx context.Context, pg *pgtest.Server, size fixture.Si
 			if t == tOPALog {
 				break
 			}
+			if t == tGate {
+				settleWAL(ctx, db.owner)
+			}
 			pt, err := c.measure(ctx, t, []string{p.addr}, m, reqs, check, 64, rate)
 			if err != nil {
 				p.stop()

@@ -86,7 +86,7 @@ func run(args []string) error {
 	maxBatch := fs.Int("max-batch", 0, "the gate's Chron rows per transaction (0: default)")
 	maxWait := fs.Duration("max-wait", 0, "the gate's Chron batch wait (0: default)")
 	verify := fs.Int("verify", 500, "requests of the mix each server must answer like the engine before it is loaded")
-	pgSet := fs.String("pg-settings", "", "extra PostgreSQL settings, comma-separated name=value")
+	pgSet := fs.String("pg-settings", "", "extra PostgreSQL settings, comma-separated name=value, after (and over) the bench's WAL settings: "+strings.Join(walSettings, ","))
 	only := fs.String("targets", "", "run only these targets: noop,opa,opa-plain,opa-log,gate (default all)")
 	tarpit := fs.Duration("tarpit", -1, "the gate's hold of a RATE_LIMITED answer (0: the gate's default, 1s). The mix's wrong secrets pass the per-token "+
 		"allowance at any rate measured here, and a held answer stops one of the generator's few connections for that long, where on a real node "+
@@ -100,9 +100,7 @@ func run(args []string) error {
 	if c.mix = *mix; c.mix != mixOwn && c.mix != mixSeed {
 		return fmt.Errorf("-mix: %q is neither own nor seed", c.mix)
 	}
-	if *pgSet != "" {
-		c.pgSettings = strings.Split(*pgSet, ",")
-	}
+	c.pgSettings = pgSettings(*pgSet)
 	c.duration, c.warmup, c.rounds = 5*time.Second, time.Second, 3
 	sizeList, places := "small,1k,10k", "pinned,unpinned"
 	if *quick {

@@ -47,7 +47,7 @@ func scale(args []string) error {
 	rounds := fs.Int("rounds", 1, "rounds per count; the median round is reported")
 	seed := fs.Uint64("seed", 1, "fixture seed")
 	tarpit := fs.Duration("tarpit", -1, "the gates' hold of a RATE_LIMITED answer (bench run -h says why the default is none)")
-	pgSet := fs.String("pg-settings", "", "extra PostgreSQL settings, comma-separated name=value")
+	pgSet := fs.String("pg-settings", "", "extra PostgreSQL settings, comma-separated name=value, after (and over) the bench's WAL settings: "+strings.Join(walSettings, ","))
 	out := fs.String("out", "", "directory for the gates' logs and results.json (default: a temp dir)")
 	if err := fs.Parse(args); err != nil {
 		return err
@@ -66,9 +66,7 @@ func scale(args []string) error {
 	}
 	c := config{seed: *seed, duration: *duration, warmup: *warmup, rounds: max(*rounds, 1), tarpit: *tarpit,
 		out: *out, placement: placeUnpinned, cpus: runtime.NumCPU(), verify: 500}
-	if *pgSet != "" {
-		c.pgSettings = strings.Split(*pgSet, ",")
-	}
+	c.pgSettings = pgSettings(*pgSet)
 	if c.out == "" {
 		if c.out, err = os.MkdirTemp("", "claiim-bench-scale-"); err != nil {
 			return err
