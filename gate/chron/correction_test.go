@@ -297,3 +297,36 @@ func TestCarriedCorrectionsBounded(t *testing.T) {
 		t.Errorf("stats %+v", st)
 	}
 }
+
+// TestWriteWithinGivesUp: WriteWithin's own bound ends the wait like a
+// context deadline, timer reused or not, and a record that commits after
+// its caller gave up gets its correction.
+func TestWriteWithinGivesUp(t *testing.T) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterOptions{})
+	f := newFault(t, pool)
+	f.block()
+	var ids []string
+	for i := range 2 { // the second call reuses the first one's timer
+		r := corrected(i)
+		ids = append(ids, r.ID)
+		if _, err := w.WriteWithin(ctx, r, 50*time.Millisecond); !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("call %d: %v, want the deadline", i, err)
+		}
+	}
+	f.release()
+	for _, id := range ids {
+		eventually(t, "record "+id+" and its correction stored", func() bool {
+			_, _, _, _, ok := storedTx(t, pool, id)
+			return ok
+		})
+	}
+	// Unbounded and bounded calls still commit and answer.
+	if _, err := w.WriteWithin(ctx, decision(9), time.Minute); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := w.WriteWithin(ctx, decision(10), 0); err != nil {
+		t.Fatal(err)
+	}
+}

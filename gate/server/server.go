@@ -36,6 +36,22 @@ type Log interface {
 	Write(ctx context.Context, r *chron.Record) (chron.Row, error)
 }
 
+// timedLog is a Log that bounds a write's wait itself (chron.Writer),
+// without a context timer per decision.
+type timedLog interface {
+	WriteWithin(ctx context.Context, r *chron.Record, d time.Duration) (chron.Row, error)
+}
+
+// write stores rec within WriteTimeout.
+func (s *Server) write(ctx context.Context, rec *chron.Record) (chron.Row, error) {
+	if l, ok := s.Log.(timedLog); ok && s.WriteTimeout > 0 {
+		return l.WriteWithin(ctx, rec, s.WriteTimeout)
+	}
+	ctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
+	defer cancel()
+	return s.Log.Write(ctx, rec)
+}
+
 // Staller is a Log that can tell it is wedged (chron.Writer): the gate
 // is then not live, and a restart is the way out.
 type Staller interface {
@@ -229,9 +245,7 @@ func (s *Server) record(ctx context.Context, rec *chron.Record, resp *api.Valida
 	// commit's outcome was unknown), the writer adds this correction, so
 	// Chron never shows only an ALLOW that was refused.
 	rec.Correction = answeredDeny
-	ctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
-	defer cancel()
-	row, err := s.Log.Write(ctx, rec)
+	row, err := s.write(ctx, rec)
 	if err != nil {
 		s.Logger.Error(err, "Chron write failed; answering DENY", "decision", rec.ID, "agent", rec.AgentNamespace+"/"+rec.AgentName)
 		reason, msg := api.ReasonChronUnavailable, "the decision could not be recorded in Chron, so it is DENY (fail-closed); check the gate's database"
