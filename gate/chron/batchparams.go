@@ -27,9 +27,10 @@ const (
 // records may grow it further, and it is dropped after that batch.
 const keepParamsBuf = 1 << 20
 
-// pgEpoch is PostgreSQL's timestamp zero; binary timestamps are
-// microseconds from it.
-var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC)
+// pgEpoch is PostgreSQL's timestamp zero in Unix microseconds; binary
+// timestamps are microseconds from it. (Not time.Sub: a Duration spans
+// only ±292 years, and a record's time may be any year from 1 to 9999.)
+var pgEpoch = time.Date(2000, 1, 1, 0, 0, 0, 0, time.UTC).UnixMicro()
 
 // binaryFormats and resultBinary: every parameter and both result
 // columns in binary.
@@ -47,6 +48,7 @@ var (
 // batchParams encodes batches; owned by the writer goroutine.
 type batchParams struct {
 	buf    []byte
+	ends   []int
 	values [][]byte
 }
 
@@ -56,18 +58,15 @@ func (b *batchParams) encode(live []*pending) [][]byte {
 	if cap(b.buf) > keepParamsBuf {
 		b.buf = nil
 	}
-	b.buf, b.values = b.buf[:0], b.values[:0]
+	b.buf, b.ends, b.values = b.buf[:0], b.ends[:0], b.values[:0]
 	for c := range insertColumns {
-		start := len(b.buf)
 		b.buf = b.column(b.buf, c, live)
-		b.values = append(b.values, b.buf[start:len(b.buf):len(b.buf)])
+		b.ends = append(b.ends, len(b.buf))
 	}
-	// The slices point into b.buf, which may have moved while it grew:
-	// cut them again from the final buffer.
-	off := 0
-	for i, v := range b.values {
-		b.values[i] = b.buf[off : off+len(v) : off+len(v)]
-		off += len(v)
+	start := 0 // cut once the buffer has stopped moving
+	for _, end := range b.ends {
+		b.values = append(b.values, b.buf[start:end:end])
+		start = end
 	}
 	return b.values
 }
@@ -95,7 +94,7 @@ func (b *batchParams) column(buf []byte, c int, live []*pending) []byte {
 			buf = binary.BigEndian.AppendUint64(buf, uint64(p.row.Seq))
 		case oidTimestamptz:
 			buf = binary.BigEndian.AppendUint32(buf, 8)
-			buf = binary.BigEndian.AppendUint64(buf, uint64(p.row.Time.Sub(pgEpoch).Microseconds()))
+			buf = binary.BigEndian.AppendUint64(buf, uint64(p.row.Time.UnixMicro()-pgEpoch))
 		case oidInt2:
 			buf = binary.BigEndian.AppendUint32(buf, 2)
 			buf = binary.BigEndian.AppendUint16(buf, uint16(p.row.Format))
@@ -187,6 +186,6 @@ func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql s
 		return 0, time.Time{}, fmt.Errorf("chron: unexpected answer to the batch's INSERT: %d rows", len(res.Rows))
 	}
 	n := int64(binary.BigEndian.Uint64(res.Rows[0][0]))
-	at := pgEpoch.Add(time.Duration(int64(binary.BigEndian.Uint64(res.Rows[0][1]))) * time.Microsecond)
+	at := time.UnixMicro(pgEpoch + int64(binary.BigEndian.Uint64(res.Rows[0][1]))).UTC()
 	return n, at, nil
 }

@@ -43,16 +43,21 @@ func readArray(t *testing.T, col string, b []byte) (elem uint32, items [][]byte)
 
 // TestBatchParamsMatchCopyValues: the INSERT's binary arrays carry, column
 // by column, what COPY sends for each row, twice in a row (the buffer is
-// reused) and for times before PostgreSQL's epoch.
+// reused) and for times before PostgreSQL's epoch and centuries from it.
 func TestBatchParamsMatchCopyValues(t *testing.T) {
 	var b batchParams
 	for round, n := range []int{3, 1, 40} {
 		var live []*pending
 		for i := range n {
 			r := decision(i + round)
-			if i == 1 {
+			switch i {
+			case 1:
 				r.Time = time.Date(1999, 12, 31, 23, 59, 59, 999999000, time.UTC)
 				r.Message = "ünïcode ✓ and \"quotes\", {braces}"
+			case 2: // past a time.Duration's ±292 years from PostgreSQL's epoch
+				r.Time = time.Date(9999, 12, 31, 23, 59, 59, 999999000, time.UTC)
+			case 3:
+				r.Time = time.Date(1, 1, 1, 0, 0, 0, 1000, time.UTC)
 			}
 			p, err := prepare(r)
 			if err != nil {
@@ -86,7 +91,7 @@ func TestBatchParamsMatchCopyValues(t *testing.T) {
 				case oidInt2:
 					got = int16(binary.BigEndian.Uint16(items[i]))
 				case oidTimestamptz:
-					got = pgEpoch.Add(time.Duration(int64(binary.BigEndian.Uint64(items[i]))) * time.Microsecond)
+					got = time.UnixMicro(pgEpoch + int64(binary.BigEndian.Uint64(items[i]))).UTC()
 				default:
 					t.Fatalf("column %s: element type %d", col, elem)
 				}
