@@ -210,7 +210,7 @@ func exportStream(ctx context.Context, pool *pgxpool.Pool, rng ExportRange, keys
 	for c.head.Seq < rng.ToSeq {
 		rows, err := pool.Query(ctx, "SELECT "+rowColumns+", "+nullsColumn+
 			" FROM chron_records WHERE stream = $1 AND seq > $2 AND seq <= $3 ORDER BY seq", // a window, as verifyStream's
-			rng.Stream, c.head.Seq, min(rng.ToSeq, c.head.Seq+verifyPage))
+			rng.Stream, c.head.Seq, min(rng.ToSeq, window(c.head.Seq)))
 		if err != nil {
 			return ExportProof{}, 0, fmt.Errorf("chron: export: stream %q: %w", rng.Stream, err)
 		}

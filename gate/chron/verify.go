@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgxpool"
@@ -228,7 +229,7 @@ func verifyStream(ctx context.Context, pool *pgxpool.Pool, stream string, from V
 	// table loaded since its last ANALYZE) PostgreSQL answers "seq > $2
 	// ORDER BY seq LIMIT n" by sorting the rest of the stream, each page
 	// (850 ms per page at 550k rows), where a window is one index range.
-	hi := c.head.Seq + verifyPage
+	hi := window(c.head.Seq)
 	for {
 		rows, err := pool.Query(ctx, "SELECT "+rowColumns+", "+nullsColumn+
 			" FROM chron_records WHERE stream = $1 AND seq > $2 AND seq <= $3 ORDER BY seq", stream, c.head.Seq, hi)
@@ -253,7 +254,7 @@ func verifyStream(ctx context.Context, pool *pgxpool.Pool, stream string, from V
 			return c.head, c.checked, c.unkeyed, nil, fmt.Errorf("chron: verify: stream %q: %w", stream, err)
 		}
 		if inPage > 0 {
-			hi = c.head.Seq + verifyPage
+			hi = window(c.head.Seq)
 			continue
 		}
 		// An empty window: the stream ends here, or rows are missing up to
@@ -265,8 +266,18 @@ func verifyStream(ctx context.Context, pool *pgxpool.Pool, stream string, from V
 		if next == nil {
 			return c.head, c.checked, c.unkeyed, nil, nil
 		}
-		hi = *next - 1 + verifyPage
+		hi = window(*next - 1)
 	}
+}
+
+// window is the last seq of the page after seq: verifyPage further, or
+// the largest seq, so a row stored at the top of bigint's range (a
+// tampered one) ends the walk instead of wrapping it around.
+func window(seq int64) int64 {
+	if seq > math.MaxInt64-verifyPage {
+		return math.MaxInt64
+	}
+	return seq + verifyPage
 }
 
 var errStop = errors.New("stop at the first problem")

@@ -182,4 +182,14 @@ func TestVerifyPages(t *testing.T) {
 	if len(rep.Problems) != 1 || rep.Problems[0].Seq != 1301 || rep.Rows != 100 {
 		t.Fatalf("%+v", rep)
 	}
+	// A row at the top of bigint's range ends the walk with its problem,
+	// rather than wrapping the next window around.
+	tamper(t, pool, "DELETE FROM chron_records WHERE seq BETWEEN 100 AND 2016",
+		"UPDATE chron_records SET seq = 9223372036854775807 WHERE seq = 2017")
+	if rep, err = Verify(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.Problems) != 1 || rep.Problems[0].Seq != 9223372036854775807 {
+		t.Fatalf("%+v", rep)
+	}
 }
