@@ -36,15 +36,16 @@ type Log interface {
 	Write(ctx context.Context, r *chron.Record) (chron.Row, error)
 }
 
-// timedLog is a Log that bounds a write's wait itself (chron.Writer),
-// without a context timer per decision.
-type timedLog interface {
+// TimedLog is a Log that bounds a write's wait itself (chron.Writer),
+// without a context timer per decision. A Log that wraps a writer should
+// be one too, or every decision pays for that timer.
+type TimedLog interface {
 	WriteWithin(ctx context.Context, r *chron.Record, d time.Duration) (chron.Row, error)
 }
 
 // write stores rec within WriteTimeout.
 func (s *Server) write(ctx context.Context, rec *chron.Record) (chron.Row, error) {
-	if l, ok := s.Log.(timedLog); ok && s.WriteTimeout > 0 {
+	if l, ok := s.Log.(TimedLog); ok && s.WriteTimeout > 0 {
 		return l.WriteWithin(ctx, rec, s.WriteTimeout)
 	}
 	ctx, cancel := context.WithTimeout(ctx, s.WriteTimeout)
@@ -102,6 +103,14 @@ type Server struct {
 // load balancers and Service endpoints stop sending new requests before
 // the gate stops listening (a rollout without refused connections).
 func (s *Server) Drain() { s.draining.Store(true) }
+
+// NewHTTPServer is the gate API's http.Server (the gate command's, and
+// the benchmark's, so it measures the same one): its timeouts bound what a
+// slow or stalled client holds.
+func NewHTTPServer(addr string, h http.Handler) *http.Server {
+	return &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second,
+		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+}
 
 // Handler returns the gate's routes.
 func (s *Server) Handler() http.Handler {

@@ -183,7 +183,7 @@ func serveNoop(args []string) error {
 // serve runs h like the gate command does, and prints the bound address on
 // stdout for the orchestrator.
 func serve(ctx context.Context, addr string, h http.Handler) error {
-	s := &http.Server{Addr: addr, Handler: h, ReadHeaderTimeout: 5 * time.Second, IdleTimeout: 120 * time.Second}
+	s := server.NewHTTPServer(addr, h)
 	ln, err := listen(addr)
 	if err != nil {
 		return err

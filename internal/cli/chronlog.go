@@ -21,6 +21,7 @@ import (
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/claiim/claiim-operator/gate/chron"
+	"github.com/claiim/claiim-operator/gate/server"
 )
 
 // Backoff of the schema check's retries.
@@ -55,6 +56,28 @@ func (c *checkedChron) Write(ctx context.Context, r *chron.Record) (chron.Row, e
 	}
 	return c.writer.Write(ctx, r)
 }
+
+// WriteWithin is Write with its wait bounded by d through the writer's own
+// timer (server.TimedLog): the gate's path, without a context timer per
+// decision. Until the schema is known to be ready, its check counts
+// against d too.
+func (c *checkedChron) WriteWithin(ctx context.Context, r *chron.Record, d time.Duration) (chron.Row, error) {
+	if !c.ready.Load() {
+		start := time.Now()
+		cctx, cancel := context.WithTimeout(ctx, d)
+		err := c.check(cctx)
+		cancel()
+		if err != nil {
+			return chron.Row{}, err
+		}
+		if d -= time.Since(start); d <= 0 { // WriteWithin would not bound a wait of d <= 0
+			return chron.Row{}, context.DeadlineExceeded
+		}
+	}
+	return c.writer.WriteWithin(ctx, r, d)
+}
+
+var _ server.TimedLog = (*checkedChron)(nil)
 
 // check reads the schema version unless it was found ready; concurrent
 // callers wait for the one reading. Once ready, always ready: a schema is

@@ -136,8 +136,7 @@ func RunGate(args []string) error {
 		Logger: log, Metrics: metrics, Reviewer: &server.TokenReviewer{Client: live}, Limits: limits, Refusals: refusals,
 		PublicURL: *publicURL, Approvals: src,
 		Uses: func(ctx context.Context, id string) (string, error) { return chron.ApprovalUse(ctx, pool, id) }}
-	api := &http.Server{Addr: *listen, Handler: srv.Handler(), ReadHeaderTimeout: 5 * time.Second,
-		ReadTimeout: 10 * time.Second, WriteTimeout: 10 * time.Second, IdleTimeout: 120 * time.Second}
+	api := server.NewHTTPServer(*listen, srv.Handler())
 	var watcher interface{ Start(context.Context) error }
 	if *certDir != "" {
 		if watcher, err = gateTLS(api, *certDir); err != nil {
