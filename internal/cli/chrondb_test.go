@@ -16,6 +16,17 @@ import (
 // pool and the database's URL; all of it ends with the test.
 func migratedChron(t *testing.T, name string) (context.Context, *pgxpool.Pool, string) {
 	t.Helper()
+	ctx, pool, url := emptyChron(t, name)
+	if err := chron.Migrate(ctx, pool); err != nil {
+		t.Fatal(err)
+	}
+	return ctx, pool, url
+}
+
+// emptyChron is migratedChron before the migration: a database Chron's
+// schema is not in yet.
+func emptyChron(t *testing.T, name string) (context.Context, *pgxpool.Pool, string) {
+	t.Helper()
 	if testing.Short() {
 		t.Skip("needs PostgreSQL")
 	}
@@ -35,8 +46,5 @@ func migratedChron(t *testing.T, name string) (context.Context, *pgxpool.Pool, s
 		t.Fatal(err)
 	}
 	t.Cleanup(pool.Close)
-	if err := chron.Migrate(ctx, pool); err != nil {
-		t.Fatal(err)
-	}
 	return ctx, pool, url
 }

@@ -8,10 +8,8 @@ import (
 	"time"
 
 	"github.com/go-logr/logr"
-	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/claiim/claiim-operator/gate/chron"
-	"github.com/claiim/claiim-operator/test/pgtest"
 )
 
 // TestCheckedChronWriteWithin is the gate's write path (server.TimedLog
@@ -19,25 +17,7 @@ import (
 // migrated, the schema check bounded by the write's own limit, then the
 // row stored, all without a restart.
 func TestCheckedChronWriteWithin(t *testing.T) {
-	if testing.Short() {
-		t.Skip("needs PostgreSQL")
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Minute)
-	defer cancel()
-	srv, err := pgtest.Start(ctx)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer srv.Stop()
-	url, err := srv.CreateDatabase(ctx, "claiim") // not migrated yet
-	if err != nil {
-		t.Fatal(err)
-	}
-	pool, err := pgxpool.New(ctx, url)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer pool.Close()
+	ctx, pool, _ := emptyChron(t, "claiim") // not migrated yet
 	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/test-0"})
 	if err != nil {
 		t.Fatal(err)
