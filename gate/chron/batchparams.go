@@ -87,83 +87,98 @@ func (b *batchParams) column(buf []byte, c int, live []*pending) []byte {
 	buf = binary.BigEndian.AppendUint32(buf, elem) // element type
 	buf = binary.BigEndian.AppendUint32(buf, uint32(len(live)))
 	buf = binary.BigEndian.AppendUint32(buf, 1) // lower bound
+	text := textValues[c]
 	for _, p := range live {
-		switch elem {
-		case oidInt8:
+		switch {
+		case elem == oidInt8:
 			buf = binary.BigEndian.AppendUint32(buf, 8)
 			buf = binary.BigEndian.AppendUint64(buf, uint64(p.row.Seq))
-		case oidTimestamptz:
+		case elem == oidTimestamptz:
 			buf = binary.BigEndian.AppendUint32(buf, 8)
 			buf = binary.BigEndian.AppendUint64(buf, uint64(p.row.Time.UnixMicro()-pgEpoch))
-		case oidInt2:
+		case elem == oidInt2:
 			buf = binary.BigEndian.AppendUint32(buf, 2)
 			buf = binary.BigEndian.AppendUint16(buf, uint16(p.row.Format))
+		case text.json != nil: // JSON is sent as text, as the statement casts it
+			buf = appendElem(buf, text.json(&p.p))
 		default:
-			buf = appendText(buf, c, p)
+			buf = appendElem(buf, text.str(&p.row))
 		}
 	}
 	return buf
 }
 
-// appendText appends row p's value of text column c as an element; JSON
-// is sent as text, as the statement casts it.
-func appendText(buf []byte, c int, p *pending) []byte {
-	switch insertColumns[c] {
-	case "context":
-		return appendElem(buf, p.p.ctxJSON)
-	case "policies":
-		return appendElem(buf, p.p.polJSON)
-	case "skill_rules":
-		return appendElem(buf, p.p.rulesJSON)
-	}
-	return appendElem(buf, textColumn(c, &p.row))
+// textValue reads one text column of a row: its string, or its JSON.
+type textValue struct {
+	str  func(*Row) string
+	json func(*prepared) []byte
 }
 
-// textColumn is r's value of text column c.
-func textColumn(c int, r *Row) string {
-	switch insertColumns[c] {
-	case "id":
-		return r.ID
-	case "stream":
-		return r.Stream
-	case "kind":
-		return string(r.Kind)
-	case "actor":
-		return r.Actor
-	case "agent_name":
-		return r.AgentName
-	case "agent_namespace":
-		return r.AgentNamespace
-	case "agent_uid":
-		return r.AgentUID
-	case "org":
-		return r.Org
-	case "action":
-		return r.Action
-	case "outcome":
-		return r.Outcome
-	case "reason":
-		return r.Reason
-	case "message":
-		return r.Message
-	case "anchor":
-		return r.Anchor
-	case "skill_version_id":
-		return r.SkillVersionID
-	case "skill_digest":
-		return r.SkillDigest
-	case "replica":
-		return r.Replica
-	case "request_id":
-		return r.RequestID
-	case "prev_hash":
-		return r.PrevHash
-	case "hash":
-		return r.Hash
-	case "key_id":
-		return r.KeyID
+// textValues is each of insertColumns' text readers, resolved from the
+// names once rather than per row (zero for the binary columns).
+var textValues = func() []textValue {
+	v := make([]textValue, len(insertColumns))
+	for c, name := range insertColumns {
+		switch name {
+		case "seq", "time", "format":
+		case "context":
+			v[c].json = func(p *prepared) []byte { return p.ctxJSON }
+		case "policies":
+			v[c].json = func(p *prepared) []byte { return p.polJSON }
+		case "skill_rules":
+			v[c].json = func(p *prepared) []byte { return p.rulesJSON }
+		default:
+			v[c].str = textColumn(name)
+		}
 	}
-	panic("chron: no text value for column " + insertColumns[c])
+	return v
+}()
+
+// textColumn reads text column name of a row.
+func textColumn(name string) func(*Row) string {
+	switch name {
+	case "id":
+		return func(r *Row) string { return r.ID }
+	case "stream":
+		return func(r *Row) string { return r.Stream }
+	case "kind":
+		return func(r *Row) string { return string(r.Kind) }
+	case "actor":
+		return func(r *Row) string { return r.Actor }
+	case "agent_name":
+		return func(r *Row) string { return r.AgentName }
+	case "agent_namespace":
+		return func(r *Row) string { return r.AgentNamespace }
+	case "agent_uid":
+		return func(r *Row) string { return r.AgentUID }
+	case "org":
+		return func(r *Row) string { return r.Org }
+	case "action":
+		return func(r *Row) string { return r.Action }
+	case "outcome":
+		return func(r *Row) string { return r.Outcome }
+	case "reason":
+		return func(r *Row) string { return r.Reason }
+	case "message":
+		return func(r *Row) string { return r.Message }
+	case "anchor":
+		return func(r *Row) string { return r.Anchor }
+	case "skill_version_id":
+		return func(r *Row) string { return r.SkillVersionID }
+	case "skill_digest":
+		return func(r *Row) string { return r.SkillDigest }
+	case "replica":
+		return func(r *Row) string { return r.Replica }
+	case "request_id":
+		return func(r *Row) string { return r.RequestID }
+	case "prev_hash":
+		return func(r *Row) string { return r.PrevHash }
+	case "hash":
+		return func(r *Row) string { return r.Hash }
+	case "key_id":
+		return func(r *Row) string { return r.KeyID }
+	}
+	panic("chron: no text value for column " + name) // at start: insertColumns names a column this file does not know
 }
 
 func appendElem[T string | []byte](buf []byte, v T) []byte {
