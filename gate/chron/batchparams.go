@@ -9,10 +9,13 @@ package chron
 import (
 	"context"
 	"encoding/binary"
+	"errors"
 	"fmt"
 	"time"
 
 	"github.com/jackc/pgx/v5"
+	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgproto3"
 )
 
 // Element type OIDs of the statement's arrays (pg_type).
@@ -47,6 +50,7 @@ var (
 
 // batchParams encodes batches; owned by the writer goroutine.
 type batchParams struct {
+	msg    []byte // the Bind, Execute and Sync messages
 	buf    []byte
 	ends   []int
 	values [][]byte
@@ -189,18 +193,102 @@ func appendElem[T string | []byte](buf []byte, v T) []byte {
 // execBatch runs sql (singleSQL or unnestSQL) with live's parameters on
 // conn, prepared once per connection, and returns the statement's row
 // count and now().
+//
+// The messages are encoded by pgproto3 into the batch's own reused buffer
+// and written in one write: pgconn's ExecPrepared would copy them into its
+// frontend's buffer, which it drops after every flush above 1 kB, so each
+// batch regrew it from 1 kB to the batch's size (about 3 kB of garbage per
+// decision, docs/benchmarks.md), and it asks for the portal's description,
+// which the prepared statement already has. Any error but the server's
+// own answer leaves the connection in an unknown state: it is closed, and
+// the pool drops it.
 func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql string, live []*pending) (int64, time.Time, error) {
 	if _, err := conn.Prepare(ctx, name, sql); err != nil {
 		return 0, time.Time{}, err
 	}
-	res := conn.PgConn().ExecPrepared(ctx, name, b.encode(live), binaryFormats, resultBinary).Read()
-	if res.Err != nil {
-		return 0, time.Time{}, res.Err
+	msg, err := (&pgproto3.Bind{PreparedStatement: name, ParameterFormatCodes: binaryFormats,
+		Parameters: b.encode(live), ResultFormatCodes: resultBinary}).Encode(b.msg[:0])
+	if err != nil {
+		return 0, time.Time{}, err
 	}
-	if len(res.Rows) != 1 || len(res.Rows[0]) != 2 || len(res.Rows[0][0]) != 8 || len(res.Rows[0][1]) != 8 {
-		return 0, time.Time{}, fmt.Errorf("chron: unexpected answer to the batch's INSERT: %d rows", len(res.Rows))
+	msg, _ = (&pgproto3.Execute{}).Encode(msg)
+	msg, _ = (&pgproto3.Sync{}).Encode(msg)
+	if cap(msg) <= keepParamsBuf {
+		b.msg = msg
+	} else {
+		b.msg = nil
 	}
-	n := int64(binary.BigEndian.Uint64(res.Rows[0][0]))
-	at := time.UnixMicro(pgEpoch + int64(binary.BigEndian.Uint64(res.Rows[0][1]))).UTC()
-	return n, at, nil
+	pc := conn.PgConn()
+	nc := pc.Conn()
+	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
+	n, at, err := exchange(ctx, pc, msg)
+	var pgErr *pgconn.PgError
+	if !stop() || (err != nil && !errors.As(err, &pgErr)) {
+		// A deadline may be set, or the protocol left midway.
+		closed, cancel := context.WithCancel(context.Background())
+		cancel() // no goodbye to a connection in an unknown state
+		_ = pc.Close(closed)
+	}
+	return n, at, err
+}
+
+// exchange writes msg (Bind, Execute, Sync) to pc and reads the answer up
+// to ReadyForQuery: the row count and now() of the one result row, or the
+// server's error.
+func exchange(ctx context.Context, pc *pgconn.PgConn, msg []byte) (n int64, at time.Time, err error) {
+	if err := ctx.Err(); err != nil {
+		return 0, time.Time{}, &exchangeError{err: err}
+	}
+	if sent, err := pc.Conn().Write(msg); err != nil {
+		return 0, time.Time{}, &exchangeError{err: withCtx(ctx, err), sent: sent > 0}
+	}
+	rows, shaped := 0, true
+	var serverErr error
+	for {
+		m, err := pc.ReceiveMessage(context.Background())
+		if err != nil {
+			return 0, time.Time{}, &exchangeError{err: withCtx(ctx, err), sent: true}
+		}
+		switch m := m.(type) {
+		case *pgproto3.DataRow:
+			rows++
+			if len(m.Values) == 2 && len(m.Values[0]) == 8 && len(m.Values[1]) == 8 {
+				n = int64(binary.BigEndian.Uint64(m.Values[0]))
+				at = time.UnixMicro(pgEpoch + int64(binary.BigEndian.Uint64(m.Values[1]))).UTC()
+			} else {
+				shaped = false
+			}
+		case *pgproto3.ErrorResponse:
+			serverErr = pgconn.ErrorResponseToPgError(m)
+		case *pgproto3.ReadyForQuery:
+			if serverErr != nil {
+				return 0, time.Time{}, serverErr
+			}
+			if rows != 1 || !shaped {
+				return 0, time.Time{}, fmt.Errorf("chron: unexpected answer to the batch's INSERT: %d rows", rows)
+			}
+			return n, at, nil
+		}
+	}
+}
+
+// exchangeError is a failure of the connection during a batch. Once any
+// of the batch has been sent it may have committed: it is not safe to
+// retry (outcome, insert.go), whatever the error it wraps says.
+type exchangeError struct {
+	err  error
+	sent bool
+}
+
+func (e *exchangeError) Error() string     { return e.err.Error() }
+func (e *exchangeError) Unwrap() error     { return e.err }
+func (e *exchangeError) SafeToRetry() bool { return !e.sent }
+
+// withCtx says the context ended, when it did, rather than the deadline
+// it set on the connection.
+func withCtx(ctx context.Context, err error) error {
+	if ctxErr := ctx.Err(); ctxErr != nil {
+		return fmt.Errorf("%w (%w)", ctxErr, err)
+	}
+	return err
 }

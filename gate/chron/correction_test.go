@@ -3,10 +3,12 @@ package chron
 import (
 	"context"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/jackc/pgx/v5/pgconn"
 	"github.com/jackc/pgx/v5/pgxpool"
 )
 
@@ -329,4 +331,64 @@ func TestWriteWithinGivesUp(t *testing.T) {
 	if _, err := w.WriteWithin(ctx, decision(10), 0); err != nil {
 		t.Fatal(err)
 	}
+}
+
+// TestConnectionLostAfterTheBatchWasSent: the batch reached the server,
+// then its connection died before the answer. The writer cannot know
+// whether it committed: the caller is told an unknown outcome, never
+// "nothing stored", and the next record is stored on a new connection.
+func TestConnectionLostAfterTheBatchWasSent(t *testing.T) {
+	pool, _ := newDB(t)
+	f := newFault(t, pool)
+	w := newWriter(t, pool, WriterOptions{CommitTimeout: time.Minute})
+	f.block()
+	done := make(chan error, 1)
+	go func() { _, err := w.Write(context.Background(), decision(1)); done <- err }()
+	eventually(t, "the batch to wait on the server", f.blocked)
+	if _, err := pool.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_locks
+		WHERE locktype = 'advisory' AND NOT granted`); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, errUnknownOutcome) {
+		t.Fatalf("write whose connection died on the server: %v, want an unknown outcome", err)
+	}
+	f.release()
+	if _, err := w.Write(context.Background(), decision(2)); err != nil {
+		t.Fatalf("the next record, on a new connection: %v", err)
+	}
+	rep, err := Verify(context.Background(), pool)
+	if err != nil || len(rep.Problems) > 0 || rep.Rows != 1 {
+		t.Fatalf("verify: %+v, %v", rep, err)
+	}
+}
+
+// TestOutcome: which failures tell the writer that nothing was stored.
+// Only those may be answered as certain failures; the rest are unknown
+// and looked up before the stream goes on.
+func TestOutcome(t *testing.T) {
+	refused := &pgconn.PgError{Severity: "ERROR", SeverityUnlocalized: "ERROR", Code: "23514"}
+	ended := &pgconn.PgError{Severity: "FATAL", SeverityUnlocalized: "FATAL", Code: "57P01"}
+	for _, c := range []struct {
+		name    string
+		err     error
+		unknown bool
+	}{
+		{"the statement refused", refused, false},
+		{"the connection ended by the server", ended, true},
+		{"nothing sent", &exchangeError{err: io.ErrClosedPipe}, false},
+		{"part of the batch sent", &exchangeError{err: io.ErrClosedPipe, sent: true}, true},
+		{"the answer lost", &exchangeError{err: io.ErrUnexpectedEOF, sent: true}, true},
+		{"the server ended it during the answer", &exchangeError{err: ended, sent: true}, true},
+		{"the deadline during the answer", &exchangeError{err: withCtx(expired(t), io.ErrUnexpectedEOF), sent: true}, true},
+	} {
+		if got := errors.Is(outcome(c.err), errUnknownOutcome); got != c.unknown {
+			t.Errorf("%s: unknown outcome %v, want %v", c.name, got, c.unknown)
+		}
+	}
+}
+
+func expired(t *testing.T) context.Context {
+	ctx, cancel := context.WithDeadline(context.Background(), time.Now().Add(-time.Second))
+	t.Cleanup(cancel)
+	return ctx
 }

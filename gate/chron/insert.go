@@ -4,6 +4,7 @@ package chron
 // remain for BenchmarkInsertMethod, which compares them.
 
 import (
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -45,11 +46,20 @@ var errUnknownOutcome = errors.New("outcome unknown")
 
 // outcome wraps err with errUnknownOutcome unless it shows that nothing was
 // stored: the server's own error (the statement failed, so in autocommit
-// or at COMMIT nothing landed), or a failure before anything was sent.
+// or at COMMIT nothing landed), or a failure before anything was sent. A
+// FATAL or PANIC error is the server ending the connection, which it may
+// do after the commit (pg_terminate_backend, a shutdown): unknown.
 func outcome(err error) error {
 	var pgErr *pgconn.PgError
-	if err == nil || errors.As(err, &pgErr) || pgconn.SafeToRetry(err) {
+	if err == nil || pgconn.SafeToRetry(err) {
 		return err
+	}
+	if errors.As(err, &pgErr) {
+		switch cmp.Or(pgErr.SeverityUnlocalized, pgErr.Severity) {
+		case "FATAL", "PANIC":
+		default:
+			return err
+		}
 	}
 	return fmt.Errorf("%w: %w", errUnknownOutcome, err)
 }
