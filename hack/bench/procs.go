@@ -42,6 +42,9 @@ func (c *config) launch(ctx context.Context, argv []string, logPath string, onSe
 	p := &proc{log: logPath, done: make(chan struct{})}
 	p.cmd = exec.CommandContext(ctx, argv[0], argv[1:]...)
 	p.cmd.Env = append(os.Environ(), "GOGC="+serverGOGC)
+	if c.gomaxprocs > 0 {
+		p.cmd.Env = append(p.cmd.Env, fmt.Sprintf("GOMAXPROCS=%d", c.gomaxprocs))
+	}
 	p.cmd.Stderr = logf
 	var out io.Reader
 	if wantStdout {

@@ -51,6 +51,7 @@ type config struct {
 	pgSettings      []string
 	loadCPU, srvCPU string
 	postmaster      int // PostgreSQL's, for its CPU time (0: not measured)
+	gomaxprocs      int // every Go server's GOMAXPROCS (0: Go's own)
 }
 
 // Request mixes.
@@ -91,12 +92,16 @@ func run(args []string) error {
 	tarpit := fs.Duration("tarpit", -1, "the gate's hold of a RATE_LIMITED answer (0: the gate's default, 1s). The mix's wrong secrets pass the per-token "+
 		"allowance at any rate measured here, and a held answer stops one of the generator's few connections for that long, where on a real node "+
 		"it slows only the client that sent it (bench abuse measures the hold): by default they are answered at once, which costs the gate more CPU, not less")
+	gomaxprocs := fs.Int("gomaxprocs", 0, "GOMAXPROCS of every Go server under test, as a CPU limit sets it in a pod (0: Go's own, the CPUs it may use)")
 	mix := fs.String("mix", mixOwn, "the requests: own (each size's own mix) or seed (the seed's requests at every size, so a size's cost is size alone)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
 	c := config{seed: *seed, opa: *opa, pgCPU: *pgCPU, out: *out, tarpit: *tarpit,
-		maxBatch: *maxBatch, maxWait: *maxWait, verify: *verify, targets: map[string]bool{}}
+		maxBatch: *maxBatch, maxWait: *maxWait, verify: *verify, targets: map[string]bool{}, gomaxprocs: *gomaxprocs}
+	if c.gomaxprocs < 0 {
+		return fmt.Errorf("-gomaxprocs=%d: give a number of CPUs, or 0 for Go's own", c.gomaxprocs)
+	}
 	if c.mix = *mix; c.mix != mixOwn && c.mix != mixSeed {
 		return fmt.Errorf("-mix: %q is neither own nor seed", c.mix)
 	}

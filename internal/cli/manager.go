@@ -64,6 +64,7 @@ func RunManager(args []string) error {
 	fs.BoolVar(&gate.TLS, "gate-tls", true, "with --manage-gate: the gate serves HTTPS under a CA the manager keeps (Secret "+controllers.GateTLSSecret+"), published for agents in their token Secrets (CLAIIM_GATE_CA)")
 	gateStreams := fs.Int("gate-chron-streams", 0, "size of the gate's set of Chron stream Leases (default two per replica plus one)")
 	fs.StringVar(&gate.DatabaseSecret, "gate-database-secret", "claiim-database", "Secret (in the gate's namespace) whose DATABASE_URL key points the gate at Chron")
+	gateResources := bindGateResources(fs)
 	cs := chronStreamFlags(fs, "manager", "", 4)
 	verifyEvery := fs.Duration("chron-verify-interval", chronlease.DefaultVerifyInterval, "how often the leader verifies Chron "+
 		"(rows since the last clean run; the whole log every 12th run) and raises a metric, an Event and a Chron row on a problem")
@@ -76,6 +77,11 @@ func RunManager(args []string) error {
 	if *pendingTTL < time.Minute || *pendingTTL > 8760*time.Hour {
 		return fmt.Errorf("--pim-pending-ttl=%s: give a duration between 1m and 8760h (a year)", *pendingTTL)
 	}
+	resources, err := gateResources.requirements()
+	if err != nil {
+		return err
+	}
+	gate.Resources = resources
 
 	cfg, err := ctrl.GetConfig()
 	if err != nil {

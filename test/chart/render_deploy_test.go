@@ -57,6 +57,10 @@ func TestManagerDeployment(t *testing.T) {
 			"--gate-port=8181",
 			"--gate-tls=true",
 			"--gate-database-secret=" + c.gateDB,
+			"--gate-cpu-request=250m",
+			"--gate-memory-request=128Mi",
+			"--gate-cpu-limit=",
+			"--gate-memory-limit=512Mi",
 			"--webhook-cert-dir=/tmp/k8s-webhook-server/serving-certs",
 			"--webhook-cert-secret=claiim-webhook-tls",
 			"--webhook-service=claiim-webhook-service",
@@ -91,6 +95,17 @@ func TestManagerDeployment(t *testing.T) {
 		g.Expect(pod.Volumes).To(ContainElement(HaveField("Name", "tmp")))
 		g.Expect(volume(pod, "tmp").EmptyDir).NotTo(BeNil())
 	}
+}
+
+// gate.resources reach the manager as its four gate resource flags; an
+// emptied value is passed empty (none). Anything but cpu and memory is
+// refused by the schema rather than dropped (TestSchemaRejectsBadValues).
+func TestGateResourcesFlags(t *testing.T) {
+	needsHelm(t)
+	g := NewWithT(t)
+	objs := render(t, "gate.resources.requests.memory=null", "gate.resources.limits.cpu=2", "gate.resources.limits.memory=1Gi")
+	m := convert[appsv1.Deployment](t, find(t, objs, "Deployment", "claiim-manager")).Spec.Template.Spec.Containers[0]
+	g.Expect(m.Args).To(ContainElements("--gate-cpu-request=250m", "--gate-memory-request=", "--gate-cpu-limit=2", "--gate-memory-limit=1Gi"))
 }
 
 func volume(pod corev1.PodSpec, name string) corev1.Volume {

@@ -89,6 +89,8 @@ func TestSchemaRejectsBadValues(t *testing.T) {
 		{[]string{"manager.replicas=1.5"}, "replicas"},
 		{[]string{"gate.replicas=0"}, "replicas"},
 		{[]string{"gate.port=70000"}, "port"},
+		{[]string{"gate.resources.limits.gpu=1"}, "gpu"},
+		{[]string{"gate.resources.requests.cpu=lots"}, "cpu"},
 		{[]string{"database.mode=external"}, "mode"}, // no such database mode
 		{[]string{"database.existingSecret="}, "existingSecret"},
 		{[]string{"database.gate.role=chron_gate_writer"}, "role"}, // a group role is not a login
