@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os/exec"
+	"slices"
 	"strconv"
 	"strings"
 	"testing"
@@ -36,6 +37,16 @@ func (c *cluster) helmInstall(t *testing.T) {
 		g.Expect(err).NotTo(HaveOccurred())
 		g.Expect(out).To(Equal("2"))
 	}, 3*time.Minute)
+	// Sized by the chart's defaults: requests (not BestEffort, the first
+	// evicted) and a memory limit, whose 90% is the gate's GOMEMLIMIT.
+	gatePods := []string{"-n", ns, "get", "pods", "-l", "app.kubernetes.io/name=claiim,app.kubernetes.io/component=gate"}
+	q := strings.Fields(c.kubectl(append(gatePods, "-o", "jsonpath={.items[*].status.qosClass}")...))
+	if len(q) == 0 || slices.ContainsFunc(q, func(class string) bool { return class != "Burstable" }) {
+		t.Fatalf("gate pods' QoS classes %q, want Burstable for every one", q)
+	}
+	if e := c.kubectl(append(gatePods, "-o", `jsonpath={.items[0].spec.containers[0].env[?(@.name=="GOMEMLIMIT")].value}`)...); e != "483183819" {
+		t.Fatalf("the gate's GOMEMLIMIT %q, want 90%% of 512Mi (483183819)", e)
+	}
 	if n := c.kubectl("-n", ns, "get", "deploy/claiim-manager", "-o", "jsonpath={.status.readyReplicas}"); n != "2" {
 		t.Fatalf("want 2 ready manager replicas, have %q", n)
 	}
