@@ -199,9 +199,9 @@ func appendElem[T string | []byte](buf []byte, v T) []byte {
 // frontend's buffer, which it drops after every flush above 1 kB, so each
 // batch regrew it from 1 kB to the batch's size (about 3 kB of garbage per
 // decision, docs/benchmarks.md), and it asks for the portal's description,
-// which the prepared statement already has. Any error but the server's
-// own answer leaves the connection in an unknown state: it is closed, and
-// the pool drops it.
+// which the prepared statement already has. A connection that did not get
+// as far as ReadyForQuery, or whose deadline the context may have set, is
+// closed, and the pool drops it.
 func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql string, live []*pending) (int64, time.Time, error) {
 	if _, err := conn.Prepare(ctx, name, sql); err != nil {
 		return 0, time.Time{}, err
@@ -209,7 +209,7 @@ func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql s
 	msg, err := (&pgproto3.Bind{PreparedStatement: name, ParameterFormatCodes: binaryFormats,
 		Parameters: b.encode(live), ResultFormatCodes: resultBinary}).Encode(b.msg[:0])
 	if err != nil {
-		return 0, time.Time{}, err
+		return 0, time.Time{}, &exchangeError{err: err}
 	}
 	msg, _ = (&pgproto3.Execute{}).Encode(msg)
 	msg, _ = (&pgproto3.Sync{}).Encode(msg)
@@ -219,12 +219,13 @@ func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql s
 		b.msg = nil
 	}
 	pc := conn.PgConn()
+	if pc.IsClosed() || pc.IsBusy() {
+		return 0, time.Time{}, &exchangeError{err: errors.New("chron: the database connection is closed or busy")}
+	}
 	nc := pc.Conn()
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
-	n, at, err := exchange(ctx, pc, msg)
-	var pgErr *pgconn.PgError
-	if !stop() || (err != nil && !errors.As(err, &pgErr)) {
-		// A deadline may be set, or the protocol left midway.
+	n, at, ready, err := exchange(ctx, pc, msg)
+	if !stop() || !ready {
 		closed, cancel := context.WithCancel(context.Background())
 		cancel() // no goodbye to a connection in an unknown state
 		_ = pc.Close(closed)
@@ -233,21 +234,21 @@ func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql s
 }
 
 // exchange writes msg (Bind, Execute, Sync) to pc and reads the answer up
-// to ReadyForQuery: the row count and now() of the one result row, or the
-// server's error.
-func exchange(ctx context.Context, pc *pgconn.PgConn, msg []byte) (n int64, at time.Time, err error) {
+// to ReadyForQuery (ready): the row count and now() of the one result row,
+// or the server's error.
+func exchange(ctx context.Context, pc *pgconn.PgConn, msg []byte) (n int64, at time.Time, ready bool, err error) {
 	if err := ctx.Err(); err != nil {
-		return 0, time.Time{}, &exchangeError{err: err}
+		return 0, time.Time{}, true, &exchangeError{err: err}
 	}
 	if sent, err := pc.Conn().Write(msg); err != nil {
-		return 0, time.Time{}, &exchangeError{err: withCtx(ctx, err), sent: sent > 0}
+		return 0, time.Time{}, false, &exchangeError{err: withCtx(ctx, err), sent: sent > 0}
 	}
 	rows, shaped := 0, true
 	var serverErr error
 	for {
 		m, err := pc.ReceiveMessage(context.Background())
 		if err != nil {
-			return 0, time.Time{}, &exchangeError{err: withCtx(ctx, err), sent: true}
+			return 0, time.Time{}, false, &exchangeError{err: withCtx(ctx, err), sent: true}
 		}
 		switch m := m.(type) {
 		case *pgproto3.DataRow:
@@ -262,12 +263,12 @@ func exchange(ctx context.Context, pc *pgconn.PgConn, msg []byte) (n int64, at t
 			serverErr = pgconn.ErrorResponseToPgError(m)
 		case *pgproto3.ReadyForQuery:
 			if serverErr != nil {
-				return 0, time.Time{}, serverErr
+				return 0, time.Time{}, true, serverErr
 			}
 			if rows != 1 || !shaped {
-				return 0, time.Time{}, fmt.Errorf("chron: unexpected answer to the batch's INSERT: %d rows", rows)
+				return 0, time.Time{}, true, fmt.Errorf("chron: unexpected answer to the batch's INSERT: %d rows", rows)
 			}
-			return n, at, nil
+			return n, at, true, nil
 		}
 	}
 }

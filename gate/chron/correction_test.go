@@ -334,31 +334,57 @@ func TestWriteWithinGivesUp(t *testing.T) {
 }
 
 // TestConnectionLostAfterTheBatchWasSent: the batch reached the server,
-// then its connection died before the answer. The writer cannot know
-// whether it committed: the caller is told an unknown outcome, never
-// "nothing stored", and the next record is stored on a new connection.
+// then its connection died (the backend terminated) or its commit timeout
+// ended the wait. In autocommit (copy, and single: the gate's own method
+// under row-level security) the writer cannot know whether it committed:
+// the caller is told an unknown outcome, never "nothing stored". In a
+// transaction (unnest) COMMIT was never sent: a certain failure. Either
+// way the next record is stored, on a new connection, and Chron verifies.
 func TestConnectionLostAfterTheBatchWasSent(t *testing.T) {
-	pool, _ := newDB(t)
-	f := newFault(t, pool)
-	w := newWriter(t, pool, WriterOptions{CommitTimeout: time.Minute})
-	f.block()
-	done := make(chan error, 1)
-	go func() { _, err := w.Write(context.Background(), decision(1)); done <- err }()
-	eventually(t, "the batch to wait on the server", f.blocked)
-	if _, err := pool.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_locks
-		WHERE locktype = 'advisory' AND NOT granted`); err != nil {
-		t.Fatal(err)
-	}
-	if err := <-done; !errors.Is(err, errUnknownOutcome) {
-		t.Fatalf("write whose connection died on the server: %v, want an unknown outcome", err)
-	}
-	f.release()
-	if _, err := w.Write(context.Background(), decision(2)); err != nil {
-		t.Fatalf("the next record, on a new connection: %v", err)
-	}
-	rep, err := Verify(context.Background(), pool)
-	if err != nil || len(rep.Problems) > 0 || rep.Rows != 1 {
-		t.Fatalf("verify: %+v, %v", rep, err)
+	for _, m := range methods {
+		for _, fault := range []string{"terminated", "timed out"} {
+			t.Run(m.String()+"/"+fault, func(t *testing.T) {
+				pool, _ := newDB(t)
+				f := newFault(t, pool)
+				timeout := time.Minute
+				if fault == "timed out" {
+					timeout = 300 * time.Millisecond
+				}
+				w := newWriter(t, pool, WriterOptions{method: m, CommitTimeout: timeout})
+				f.block()
+				done := make(chan error, 1)
+				first := decision(1)
+				first.ID = NewID()
+				go func() { _, err := w.Write(context.Background(), first); done <- err }()
+				eventually(t, "the batch to wait on the server", f.blocked)
+				if fault == "terminated" {
+					if _, err := pool.Exec(context.Background(), `SELECT pg_terminate_backend(pid) FROM pg_locks
+						WHERE locktype = 'advisory' AND NOT granted`); err != nil {
+						t.Fatal(err)
+					}
+				}
+				err := <-done
+				if err == nil {
+					t.Fatal("the write succeeded, want its failure")
+				}
+				if unknown := errors.Is(err, errUnknownOutcome); unknown != (m != insertUnnest) {
+					t.Fatalf("%v: unknown outcome %v, want %v", err, unknown, m != insertUnnest)
+				}
+				f.release()
+				eventually(t, "the next record stored", func() bool {
+					_, err := w.Write(context.Background(), decision(2))
+					return err == nil
+				})
+				var firsts int
+				if err := pool.QueryRow(context.Background(), `SELECT count(*) FROM chron_records WHERE id = $1`, first.ID).Scan(&firsts); err != nil {
+					t.Fatal(err)
+				}
+				rep, err := Verify(context.Background(), pool)
+				if err != nil || len(rep.Problems) > 0 || rep.Rows != int64(1+firsts) || firsts > 1 {
+					t.Fatalf("verify: %+v, %v (the first record stored %d times)", rep, err, firsts)
+				}
+			})
+		}
 	}
 }
 
