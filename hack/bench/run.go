@@ -92,7 +92,7 @@ func run(args []string) error {
 	tarpit := fs.Duration("tarpit", -1, "the gate's hold of a RATE_LIMITED answer (0: the gate's default, 1s). The mix's wrong secrets pass the per-token "+
 		"allowance at any rate measured here, and a held answer stops one of the generator's few connections for that long, where on a real node "+
 		"it slows only the client that sent it (bench abuse measures the hold): by default they are answered at once, which costs the gate more CPU, not less")
-	gomaxprocs := fs.Int("gomaxprocs", 0, "GOMAXPROCS of every Go server under test, as a CPU limit sets it in a pod (0: Go's own, the CPUs it may use)")
+	gomaxprocs := fs.Int("gomaxprocs", 0, "GOMAXPROCS of every Go server under test (0: Go's own: the CPUs it may use, or a CPU limit rounded up and at least 2)")
 	mix := fs.String("mix", mixOwn, "the requests: own (each size's own mix) or seed (the seed's requests at every size, so a size's cost is size alone)")
 	if err := fs.Parse(args); err != nil {
 		return err

@@ -12,8 +12,8 @@ import (
 // defaults give it a scheduling guarantee (not BestEffort: the gate is the
 // last pod a node should evict) and a memory limit, from which the
 // operator sets GOMEMLIMIT. No CPU limit by default: a CFS quota stalls
-// every decision in flight once the quota is spent, and the Go runtime
-// sizes GOMAXPROCS to a CPU limit (docs/scale.md, "Sizing a gate replica").
+// every decision in flight once the quota is spent (docs/scale.md,
+// "Sizing a gate replica").
 type gateResourceFlags struct {
 	cpuRequest, memoryRequest, cpuLimit, memoryLimit *string
 }
