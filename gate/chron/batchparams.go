@@ -11,6 +11,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -218,13 +219,16 @@ func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql s
 	} else {
 		b.msg = nil
 	}
+	if err := ctx.Err(); err != nil {
+		return 0, time.Time{}, &exchangeError{err: err}
+	}
 	pc := conn.PgConn()
 	if pc.IsClosed() || pc.IsBusy() {
 		return 0, time.Time{}, &exchangeError{err: errors.New("chron: the database connection is closed or busy")}
 	}
 	nc := pc.Conn()
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
-	n, at, ready, err := exchange(ctx, pc, msg)
+	n, at, ready, err := exchange(ctx, pc, nc, msg)
 	if !stop() || !ready {
 		closed, cancel := context.WithCancel(context.Background())
 		cancel() // no goodbye to a connection in an unknown state
@@ -233,14 +237,11 @@ func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql s
 	return n, at, err
 }
 
-// exchange writes msg (Bind, Execute, Sync) to pc and reads the answer up
+// exchange writes msg (Bind, Execute, Sync) to pc's connection nc and reads the answer up
 // to ReadyForQuery (ready): the row count and now() of the one result row,
 // or the server's error.
-func exchange(ctx context.Context, pc *pgconn.PgConn, msg []byte) (n int64, at time.Time, ready bool, err error) {
-	if err := ctx.Err(); err != nil {
-		return 0, time.Time{}, true, &exchangeError{err: err}
-	}
-	if sent, err := pc.Conn().Write(msg); err != nil {
+func exchange(ctx context.Context, pc *pgconn.PgConn, nc net.Conn, msg []byte) (n int64, at time.Time, ready bool, err error) {
+	if sent, err := nc.Write(msg); err != nil {
 		return 0, time.Time{}, false, &exchangeError{err: withCtx(ctx, err), sent: sent > 0}
 	}
 	rows, shaped := 0, true
