@@ -286,6 +286,15 @@ bench-scale: ## 1, 2 and 4 gate processes against one PostgreSQL, nothing pinned
 	go build -o $(LOCALBIN)/bench ./hack/bench
 	$(LOCALBIN)/bench scale $(SCALEFLAGS)
 
+# Flags for `bench writer-floor`, e.g. FLOORFLAGS="-rates 10000 -max-wait 1ns".
+FLOORFLAGS ?=
+
+.PHONY: bench-floor
+bench-floor: ## The gate's writer alone at fixed rates (no HTTP, no load generator): the floor under the gate's latency.
+	hack/ensure-deps.sh
+	go build -o $(LOCALBIN)/bench ./hack/bench
+	$(LOCALBIN)/bench writer-floor $(FLOORFLAGS)
+
 .PHONY: bench-micro
 bench-micro: ## Go benchmarks: the decision function vs OPA's embedded evaluation per fixture size, and the Chron writer.
 	hack/ensure-deps.sh

@@ -7,6 +7,7 @@
 //	bench abuse [-size 1k] agents at half the gate's peak under junk at ten times their rate
 //	bench gen -out DIR     the fixture as files: CRs, policy.rego, data.json, requests
 //	bench chron-pages      the Chron read API's pages over a large table (-rows 10000000)
+//	bench writer-floor     the gate's Chron writer alone at fixed rates: the floor under the gate's latency
 //	bench serve-gate ...   the gate over a fixture (run by `bench run`)
 //	bench serve-noop ...   the ceiling server (run by `bench run`)
 //
@@ -35,6 +36,8 @@ func main() {
 		err = gen(os.Args[2:])
 	case "chron-pages":
 		err = chronPages(os.Args[2:])
+	case "writer-floor":
+		err = writerFloor(os.Args[2:])
 	case "serve-gate":
 		err = serveGate(os.Args[2:])
 	case "serve-noop":
@@ -49,7 +52,7 @@ func main() {
 }
 
 func usage() {
-	fmt.Fprintln(os.Stderr, "usage: bench run [-quick] | scale [-gates 1,2,4] | abuse [-size 1k] | gen -out DIR | chron-pages [-rows N] | serve-gate | serve-noop (see -h of each)")
+	fmt.Fprintln(os.Stderr, "usage: bench run [-quick] | scale [-gates 1,2,4] | abuse [-size 1k] | gen -out DIR | chron-pages [-rows N] | writer-floor [-rates 1000,5000,10000] | serve-gate | serve-noop (see -h of each)")
 	os.Exit(2)
 }
 

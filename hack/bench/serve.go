@@ -55,7 +55,7 @@ func serveGate(args []string) error {
 	keysDir := fs.String("chron-keys", "", "directory of the gate's Chron keys (one file per Secret key, as mounted)")
 	stream := fs.String("stream", "gate/bench", "Chron stream of this gate")
 	maxBatch := fs.Int("max-batch", 0, "Chron rows per transaction (0: the writer's default)")
-	maxWait := fs.Duration("max-wait", 0, "Chron batch wait (0: the writer's default, no wait)")
+	maxWait := fs.Duration("max-wait", 0, "Chron batch wait (0: the writer's default, the adaptive linger; 1ns: none)")
 	queue := fs.Int("queue-size", 0, "Chron write queue bound (0: the writer's default)")
 	tarpit := fs.Duration("tarpit", 0, "how long a RATE_LIMITED answer is held (0: the gate's default; negative: not held)")
 	if err := fs.Parse(args); err != nil {
