@@ -388,6 +388,46 @@ func TestConnectionLostAfterTheBatchWasSent(t *testing.T) {
 	}
 }
 
+// TestPreparedStatementLost: a session that lost the writer's prepared
+// statement (DISCARD ALL, DEALLOCATE, a pooler between the gate and
+// PostgreSQL) fails the Bind while pgx still lists the statement. The
+// batch is stored all the same, on a new connection that prepares it
+// again, and so is every batch after it. Before, every batch on that
+// connection failed, and the gate answered DENY until it restarted.
+func TestPreparedStatementLost(t *testing.T) {
+	for _, m := range []insertMethod{insertUnnest, insertSingle} {
+		t.Run(m.String(), func(t *testing.T) {
+			_, url := newDB(t)
+			// One connection, so the test's Acquire gets the writer's.
+			pool := newPool(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
+			w := newWriter(t, pool, WriterOptions{method: m})
+			ctx := context.Background()
+			for i := range 3 {
+				if i > 0 {
+					c, err := pool.Acquire(ctx)
+					if err != nil {
+						t.Fatal(err)
+					}
+					if _, err := c.Conn().PgConn().Exec(ctx, "DEALLOCATE ALL").ReadAll(); err != nil {
+						t.Fatal(err)
+					}
+					c.Release()
+				}
+				if _, err := w.Write(ctx, decision(i+1)); err != nil {
+					t.Fatalf("record %d, its session's statement gone: %v", i+1, err)
+				}
+			}
+			if st := w.Stats(); st.BatchesFailed != 0 || st.RowsCommitted != 3 {
+				t.Fatalf("stats %+v: want 3 rows and no failed batch", st)
+			}
+			rep, err := Verify(ctx, pool)
+			if err != nil || len(rep.Problems) > 0 || rep.Rows != 3 {
+				t.Fatalf("verify: %+v, %v", rep, err)
+			}
+		})
+	}
+}
+
 // TestOutcome: which failures tell the writer that nothing was stored.
 // Only those may be answered as certain failures; the rest are unknown
 // and looked up before the stream goes on.

@@ -69,6 +69,16 @@ func outcome(err error) error {
 // committed. committedAt is zero for COPY, which doesn't read it back. An
 // error wraps errUnknownOutcome when the batch may have landed.
 func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.Time, dup bool, err error) {
+	committedAt, dup, err = w.insertOnce(ctx, live)
+	if statementLost(err) {
+		// Nothing ran, and the connection that lost the statement is
+		// closed: once more, on a new one, rather than fail the batch.
+		committedAt, dup, err = w.insertOnce(ctx, live)
+	}
+	return committedAt, dup, err
+}
+
+func (w *Writer) insertOnce(ctx context.Context, live []*pending) (committedAt time.Time, dup bool, err error) {
 	// A connection first, so that failing to get one (the database is
 	// down) is known to have stored nothing.
 	conn, err := w.pool.Acquire(ctx)
