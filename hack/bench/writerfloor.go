@@ -171,26 +171,26 @@ func latencyLine(lat []time.Duration) string {
 	return fmt.Sprintf("p50 %-8s p90 %-8s p99 %-8s p99.9 %-8s max %-8s", p(0.5), p(0.9), p(0.99), p(0.999), s[len(s)-1].Round(10*time.Microsecond))
 }
 
-// floorRecord is a decision the size of the small fixture's: the same
-// columns the gate fills, one policy, a two-key context.
+// floorRecord is a decision of the small fixture's size: the columns the
+// gate fills, one policy, a two-key context.
 func floorRecord(i int64) *chron.Record {
 	return &chron.Record{
 		Kind:           chron.KindDecision,
-		AgentName:      "prod-deploy-bot",
-		AgentNamespace: "agents",
-		AgentUID:       "5a1c1b2e-0000-4000-8000-000000000001",
-		Org:            "engineering",
-		Action:         "deploy:production",
-		Context:        map[string]any{"target": "prod-eu-1", "attempt": i},
-		Outcome:        chron.OutcomeDeny,
-		Reason:         "POLICY_DENY",
-		Message:        "denied by policy no-prod-deploys and skill deploy-bot v1",
-		Anchor:         "admin@claiim.io",
-		SkillVersionID: "deploy-bot-v1",
-		SkillDigest:    "sha256:9f2c",
-		Policies:       []chron.PolicyMatch{{Name: "no-prod-deploys", Version: 3, Rule: "deploy:production", Effect: "Deny"}},
-		SkillRules:     []string{"forbidden:deploy:production"},
+		AgentName:      "release-bot",
+		AgentNamespace: "team-payments",
+		AgentUID:       "0f6a2d9c-1111-4000-8000-00000000f100",
+		Org:            "payments",
+		Action:         "k8s:rollout:payments-api",
+		Context:        map[string]any{"cluster": "eu-west-2", "n": i},
+		Outcome:        chron.OutcomeAllow,
+		Reason:         "OWN_AIORG",
+		Message:        "allowed: the action is within the agent's own AIOrg",
+		Anchor:         "lead@payments.example",
+		SkillVersionID: "release-bot-v4",
+		SkillDigest:    "sha256:41d7",
+		Policies:       []chron.PolicyMatch{{Name: "payments-rollouts", Version: 7, Rule: "k8s:rollout:*", Effect: "Allow"}},
+		SkillRules:     []string{"allowed:k8s:rollout:*"},
 		Replica:        "writer-floor",
-		RequestID:      "req-" + strconv.FormatInt(i, 10),
+		RequestID:      "floor-" + strconv.FormatInt(i, 10),
 	}
 }
