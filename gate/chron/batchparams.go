@@ -230,11 +230,17 @@ func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql s
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
 	n, at, ready, err := exchange(ctx, pc, nc, msg)
 	if !stop() || !ready || statementLost(err) {
-		closed, cancel := context.WithCancel(context.Background())
-		cancel() // no goodbye to a connection in an unknown state
-		_ = pc.Close(closed)
+		closeNow(pc)
 	}
 	return n, at, err
+}
+
+// closeNow closes pc without a goodbye, which a connection in an unknown
+// state may not take; the pool drops a closed connection on Release.
+func closeNow(pc *pgconn.PgConn) {
+	closed, cancel := context.WithCancel(context.Background())
+	cancel()
+	_ = pc.Close(closed)
 }
 
 // statementLost tells that the session no longer has the prepared

@@ -389,10 +389,10 @@ func TestConnectionLostAfterTheBatchWasSent(t *testing.T) {
 }
 
 // TestPreparedStatementLost: a session that lost the writer's prepared
-// statement (DISCARD ALL, DEALLOCATE, a pooler between the gate and
-// PostgreSQL) fails the Bind while pgx still lists the statement. The
-// batch is stored all the same, on a new connection that prepares it
-// again, and so is every batch after it. Before, every batch on that
+// statements (DISCARD ALL, DEALLOCATE, a pooler between the gate and
+// PostgreSQL) fails the Bind while pgx still lists the statement, or a
+// claim's cached query. The batch is stored all the same, on a new
+// connection that prepares them again, and so is every batch after it. Before, every batch on that
 // connection failed, and the gate answered DENY until it restarted.
 func TestPreparedStatementLost(t *testing.T) {
 	for _, m := range []insertMethod{insertUnnest, insertSingle} {
@@ -402,7 +402,10 @@ func TestPreparedStatementLost(t *testing.T) {
 			pool := newPool(t, url, func(c *pgxpool.Config) { c.MaxConns = 1 })
 			w := newWriter(t, pool, WriterOptions{method: m})
 			ctx := context.Background()
-			for i := range 3 {
+			// A decision, two claims (the second's session has the claim's
+			// query cached), then two decisions.
+			const records = 5
+			for i := range records {
 				if i > 0 {
 					c, err := pool.Acquire(ctx)
 					if err != nil {
@@ -413,15 +416,19 @@ func TestPreparedStatementLost(t *testing.T) {
 					}
 					c.Release()
 				}
-				if _, err := w.Write(ctx, decision(i+1)); err != nil {
-					t.Fatalf("record %d, its session's statement gone: %v", i+1, err)
+				r := decision(i + 1)
+				if i == 1 || i == 2 { // a claim also runs a query pgx prepared and cached
+					r = claimed(i+1, "approval-"+randomSuffix())
+				}
+				if _, err := w.Write(ctx, r); err != nil {
+					t.Fatalf("record %d, its session's statements gone: %v", i+1, err)
 				}
 			}
-			if st := w.Stats(); st.BatchesFailed != 0 || st.RowsCommitted != 3 {
-				t.Fatalf("stats %+v: want 3 rows and no failed batch", st)
+			if st := w.Stats(); st.BatchesFailed != 0 || st.RowsCommitted != records {
+				t.Fatalf("stats %+v: want %d rows and no failed batch", st, records)
 			}
 			rep, err := Verify(ctx, pool)
-			if err != nil || len(rep.Problems) > 0 || rep.Rows != 3 {
+			if err != nil || len(rep.Problems) > 0 || rep.Rows != records {
 				t.Fatalf("verify: %+v, %v", rep, err)
 			}
 		})

@@ -70,7 +70,7 @@ func outcome(err error) error {
 // error wraps errUnknownOutcome when the batch may have landed.
 func (w *Writer) insert(ctx context.Context, live []*pending) (committedAt time.Time, dup bool, err error) {
 	committedAt, dup, err = w.insertOnce(ctx, live)
-	if statementLost(err) {
+	if statementLost(err) && !errors.Is(err, errUnknownOutcome) {
 		// Nothing ran, and the connection that lost the statement is
 		// closed: once more, on a new one, rather than fail the batch.
 		committedAt, dup, err = w.insertOnce(ctx, live)
@@ -85,7 +85,14 @@ func (w *Writer) insertOnce(ctx context.Context, live []*pending) (committedAt t
 	if err != nil {
 		return time.Time{}, false, err
 	}
-	defer conn.Release()
+	defer func() {
+		if statementLost(err) {
+			// The session lost its prepared statements, pgx's cached ones
+			// too (a claim's query): the pool must not hand it out again.
+			closeNow(conn.Conn().PgConn())
+		}
+		conn.Release()
+	}()
 	if claiming(live) {
 		return w.insertClaiming(ctx, conn, live) // approval.go
 	}

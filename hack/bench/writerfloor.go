@@ -35,6 +35,7 @@ func writerFloor(args []string) error {
 	pgSet := fs.String("pg-settings", "", "extra PostgreSQL settings, as for bench run")
 	maxBatch := fs.Int("max-batch", 0, "the writer's rows per transaction (0: the gate's default)")
 	maxWait := fs.Duration("max-wait", 0, "the writer's wait for company (0: the gate's adaptive linger; 1ns: none)")
+	streams := fs.Int("streams", 1, "writers (each its own stream and connection) the records are dealt to in turn")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -45,6 +46,9 @@ func writerFloor(args []string) error {
 			return fmt.Errorf("-rates: %q is not a rate between 1 and 1000000", s)
 		}
 		rs = append(rs, r)
+	}
+	if *streams < 1 || *streams > 16 {
+		return fmt.Errorf("-streams: %d is not between 1 and 16", *streams)
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 	defer stop()
@@ -71,12 +75,14 @@ func writerFloor(args []string) error {
 	}
 	defer pool.Close()
 	key := db.keys.ChainKey()
-	w, err := chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: "gate/writer-floor", Key: &key,
-		MaxBatch: *maxBatch, MaxWait: *maxWait})
-	if err != nil {
-		return err
+	ws := make(floorWriters, *streams)
+	for i := range ws {
+		if ws[i], err = chron.NewWriter(ctx, pool, chron.WriterOptions{Stream: floorStream(i), Key: &key,
+			MaxBatch: *maxBatch, MaxWait: *maxWait}); err != nil {
+			return err
+		}
+		defer ws[i].Close()
 	}
-	defer w.Close()
 
 	var wrote atomic.Int64
 	if *fill > 0 {
@@ -86,7 +92,7 @@ func writerFloor(args []string) error {
 		for range 64 {
 			wg.Go(func() {
 				for fctx.Err() == nil {
-					if _, err := w.Write(ctx, floorRecord(wrote.Add(1))); err != nil {
+					if err := ws.write(ctx, wrote.Add(1)); err != nil {
 						wrote.Add(-1)
 						failed.Add(1)
 						return
@@ -103,9 +109,9 @@ func writerFloor(args []string) error {
 	}
 	for _, rate := range rs {
 		settleWAL(ctx, db.owner)
-		before := w.Stats()
-		lat, svc, errs := openLoopWrites(ctx, w, rate, *duration, &wrote)
-		after := w.Stats()
+		before := ws.stats()
+		lat, svc, errs := openLoopWrites(ctx, ws, rate, *duration, &wrote)
+		after := ws.stats()
 		if ctx.Err() != nil {
 			return ctx.Err()
 		}
@@ -118,9 +124,13 @@ func writerFloor(args []string) error {
 			return fmt.Errorf("%d records at %d/s were not stored", errs, rate)
 		}
 	}
-	n, err := countRows(ctx, db.owner, "gate/writer-floor")
-	if err != nil {
-		return err
+	var n int64
+	for i := range ws {
+		c, err := countRows(ctx, db.owner, floorStream(i))
+		if err != nil {
+			return err
+		}
+		n += c
 	}
 	if n != wrote.Load() {
 		return fmt.Errorf("%d records answered as stored, %d rows in Chron", wrote.Load(), n)
@@ -133,7 +143,7 @@ func writerFloor(args []string) error {
 // goroutine as each gate request is, and times each from when it was due,
 // so a late start counts against the latency, not for it; and from its
 // Write call, without this process's own delays in starting it.
-func openLoopWrites(ctx context.Context, w *chron.Writer, rate int, d time.Duration, wrote *atomic.Int64) (lat, svc []time.Duration, errs int64) {
+func openLoopWrites(ctx context.Context, ws floorWriters, rate int, d time.Duration, wrote *atomic.Int64) (lat, svc []time.Duration, errs int64) {
 	interval := time.Second / time.Duration(rate)
 	n := int(d / interval)
 	lat, svc = make([]time.Duration, n), make([]time.Duration, n)
@@ -150,7 +160,7 @@ func openLoopWrites(ctx context.Context, w *chron.Writer, rate int, d time.Durat
 		}
 		wg.Go(func() {
 			called := time.Now()
-			if _, err := w.Write(ctx, floorRecord(wrote.Add(1))); err != nil {
+			if err := ws.write(ctx, wrote.Add(1)); err != nil {
 				wrote.Add(-1)
 				failed.Add(1)
 			}
@@ -159,6 +169,31 @@ func openLoopWrites(ctx context.Context, w *chron.Writer, rate int, d time.Durat
 	}
 	wg.Wait()
 	return lat, svc, failed.Load()
+}
+
+// floorWriters deal record i to writer i mod their number.
+type floorWriters []*chron.Writer
+
+func (ws floorWriters) write(ctx context.Context, i int64) error {
+	_, err := ws[int(i%int64(len(ws)))].Write(ctx, floorRecord(i))
+	return err
+}
+
+// stats sums what the writers committed.
+func (ws floorWriters) stats() (s chron.WriterStats) {
+	for _, w := range ws {
+		st := w.Stats()
+		s.BatchesCommitted += st.BatchesCommitted
+		s.RowsCommitted += st.RowsCommitted
+	}
+	return s
+}
+
+func floorStream(i int) string {
+	if i == 0 {
+		return "gate/writer-floor"
+	}
+	return fmt.Sprintf("gate/writer-floor-%d", i)
 }
 
 func latencyLine(lat []time.Duration) string {

@@ -7,7 +7,7 @@ import "testing"
 // command fails otherwise). Its figures are not checked here: they are the
 // machine's (docs/benchmarks.md).
 func TestWriterFloor(t *testing.T) {
-	if err := writerFloor([]string{"-rates", "200,400", "-duration", "500ms", "-fill", "200ms"}); err != nil {
+	if err := writerFloor([]string{"-rates", "200,400", "-duration", "500ms", "-fill", "200ms", "-streams", "2"}); err != nil {
 		t.Fatal(err)
 	}
 	if err := writerFloor([]string{"-rates", "0"}); err == nil {
