@@ -201,8 +201,8 @@ func appendElem[T string | []byte](buf []byte, v T) []byte {
 // batch regrew it from 1 kB to the batch's size (about 3 kB of garbage per
 // decision, docs/benchmarks.md), and it asks for the portal's description,
 // which the prepared statement already has. A connection that did not get
-// as far as ReadyForQuery, whose deadline the context may have set, or
-// that lost the statement (statementLost) is closed, and the pool drops it.
+// as far as ReadyForQuery, or whose deadline the context may have set, is
+// closed, and the pool drops it.
 func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql string, live []*pending) (int64, time.Time, error) {
 	if _, err := conn.Prepare(ctx, name, sql); err != nil {
 		return 0, time.Time{}, err
@@ -229,7 +229,7 @@ func (b *batchParams) execBatch(ctx context.Context, conn *pgx.Conn, name, sql s
 	nc := pc.Conn()
 	stop := context.AfterFunc(ctx, func() { _ = nc.SetDeadline(time.Now()) })
 	n, at, ready, err := exchange(ctx, pc, nc, msg)
-	if !stop() || !ready || statementLost(err) {
+	if !stop() || !ready {
 		closeNow(pc)
 	}
 	return n, at, err
@@ -247,7 +247,7 @@ func closeNow(pc *pgconn.PgConn) {
 // statement pgx lists for it (SQLSTATE 26000, at Bind: nothing ran). A
 // DISCARD ALL or DEALLOCATE does that, as does a pooler that hands the
 // session's statements to another server connection. pgx would Bind the
-// same name forever, so execBatch closes the connection, and the pool's
+// same name forever, so insertOnce closes the connection, and the pool's
 // next one prepares it again.
 func statementLost(err error) bool {
 	var pgErr *pgconn.PgError

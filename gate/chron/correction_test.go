@@ -392,8 +392,9 @@ func TestConnectionLostAfterTheBatchWasSent(t *testing.T) {
 // statements (DISCARD ALL, DEALLOCATE, a pooler between the gate and
 // PostgreSQL) fails the Bind while pgx still lists the statement, or a
 // claim's cached query. The batch is stored all the same, on a new
-// connection that prepares them again, and so is every batch after it. Before, every batch on that
-// connection failed, and the gate answered DENY until it restarted.
+// connection that prepares them again, and so is every batch after it.
+// Before, every batch on that connection failed, and the gate answered
+// DENY until it restarted.
 func TestPreparedStatementLost(t *testing.T) {
 	for _, m := range []insertMethod{insertUnnest, insertSingle} {
 		t.Run(m.String(), func(t *testing.T) {

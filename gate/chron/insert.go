@@ -87,8 +87,8 @@ func (w *Writer) insertOnce(ctx context.Context, live []*pending) (committedAt t
 	}
 	defer func() {
 		if statementLost(err) {
-			// The session lost its prepared statements, pgx's cached ones
-			// too (a claim's query): the pool must not hand it out again.
+			// The session lost its prepared statements (the batch's, or a
+			// claim's query pgx cached): the pool must not hand it out again.
 			closeNow(conn.Conn().PgConn())
 		}
 		conn.Release()
