@@ -391,6 +391,12 @@ func sameIdentity(a *Record, actx []byte, b *Record, bctx []byte) bool {
 // answerStored answers the records of a committed batch with their rows
 // and returns the corrections owed by callers who gave up meanwhile.
 func (w *Writer) answerStored(all []*pending, committedAt time.Time, owed []carried) []carried {
+	// The head and the counts move before anyone is answered: a caller that
+	// checkpoints right after its Write returns must find its row in them.
+	last := all[len(all)-1].row
+	w.setHead(last.Seq, last.Hash)
+	w.rows.Add(int64(len(all)))
+	w.batches.Add(1)
 	for _, p := range all {
 		p.row.CommittedAt = committedAt
 		if p.isFix {
@@ -400,9 +406,5 @@ func (w *Writer) answerStored(all []*pending, committedAt time.Time, owed []carr
 			owed = owe(owed, p.answer(p.row, nil, false), "")
 		}
 	}
-	last := all[len(all)-1].row
-	w.setHead(last.Seq, last.Hash)
-	w.rows.Add(int64(len(all)))
-	w.batches.Add(1)
 	return owed
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"reflect"
 	"sort"
 	"strings"
@@ -60,6 +61,44 @@ func testWriteList(t *testing.T, m insertMethod) {
 	want.Context = map[string]any{"target": "prod-eu-1", "n": 2.5, "tags": []any{"a", "b"}, "m": map[string]any{"x": true}}
 	if !reflect.DeepEqual(rows[0].Record, want) {
 		t.Errorf("stored record\n%#v\nwant\n%#v", rows[0].Record, want)
+	}
+}
+
+// TestHeadCoversEveryAnswer: once Write returns, the writer's head and
+// counts include the row (a lease holder checkpoints the head right after
+// a write; a CI run published seq 3 after writing 4). Concurrent writers
+// make batches, whose first callers wake while the rest are answered.
+func TestHeadCoversEveryAnswer(t *testing.T) {
+	pool, _ := newDB(t)
+	ctx := context.Background()
+	w := newWriter(t, pool, WriterOptions{})
+	var wg sync.WaitGroup
+	errs := make(chan error, 64)
+	for g := range 64 {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range 20 {
+				row, err := w.Write(ctx, decision(g*100+i))
+				if err != nil {
+					errs <- err
+					return
+				}
+				if h, ok := w.Head(); !ok || h.Seq < row.Seq {
+					errs <- fmt.Errorf("after writing seq %d the head is %+v (%v)", row.Seq, h, ok)
+					return
+				}
+				if st := w.Stats(); st.RowsCommitted < row.Seq {
+					errs <- fmt.Errorf("after writing seq %d the writer counts %d rows", row.Seq, st.RowsCommitted)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
 	}
 }
 
