@@ -73,7 +73,7 @@ func run(args []string) error {
 	fs := flag.NewFlagSet("run", flag.ContinueOnError)
 	quick := fs.Bool("quick", os.Getenv("BENCH") == "quick", "quick mode (under 2 minutes): 10k fixture, pinned only, 2s per point, one round (default from BENCH=quick)")
 	sizes := fs.String("sizes", "", "fixture sizes, comma-separated (default: small,1k,10k; quick: 10k)")
-	conns := fs.String("conns", "1,8,32,64", "connection counts, comma-separated")
+	conns := fs.String("conns", "1,8,32,64,256,512", "connection counts, comma-separated (the gate's answer waits for a commit, so its peak needs more connections than a server answering from memory)")
 	duration := fs.Duration("duration", 0, "measured time per point (default 5s; quick 2s)")
 	warmup := fs.Duration("warmup", 0, "warmup per point (default 1s; quick 500ms)")
 	rounds := fs.Int("rounds", 0, "rounds per point; the median round is reported (default 3; quick 1)")

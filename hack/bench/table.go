@@ -36,6 +36,7 @@ func printTable(w io.Writer, all []sizeResult) {
 			}
 		}
 		_ = tw.Flush()
+		printPeaks(w, all, pl)
 		if !hasOpen(all, pl) {
 			continue
 		}
@@ -86,6 +87,63 @@ func printTable(w io.Writer, all []sizeResult) {
 			fmt.Fprintf(w, "  %s: with PostgreSQL stopped the gate answered DENY %s, slowest in %s\n", r.Size, r.OutageReason, ms(r.OutageMax))
 		}
 	}
+}
+
+// peak is a target's best closed-loop rate and the connections it took.
+type peak struct {
+	Target string
+	Conns  int
+	Rate   float64
+	CPU    cpuUse
+}
+
+// peaks are each target's best closed-loop point in r, in the order the
+// targets ran. A server's capacity is its peak whatever the concurrency
+// that reaches it: the gate, whose answer waits for a commit, needs more
+// connections than a server that answers from memory to fill the machine.
+func peaks(r sizeResult) []peak {
+	var out []peak
+	at := map[string]int{}
+	for _, p := range r.Points {
+		i, ok := at[p.Target]
+		if !ok {
+			at[p.Target] = len(out)
+			out = append(out, peak{Target: p.Target, Conns: p.Conns, Rate: p.Rate, CPU: p.CPU})
+			continue
+		}
+		if p.Rate > out[i].Rate {
+			out[i] = peak{Target: p.Target, Conns: p.Conns, Rate: p.Rate, CPU: p.CPU}
+		}
+	}
+	return out
+}
+
+// printPeaks prints, per size, each target's peak and the gate's peak
+// against it: the ratios issue 15's targets are about.
+func printPeaks(w io.Writer, all []sizeResult, pl string) {
+	fmt.Fprintf(w, "\n[%s] Peaks (each target's best closed-loop point; gate/this compares peaks, whatever connections each took):\n", pl)
+	tw := tabwriter.NewWriter(w, 0, 0, 2, ' ', tabwriter.AlignRight)
+	fmt.Fprintln(tw, "size\ttarget\tpeak decisions/s\tat conns\tgate/this\tCPU\tPostgreSQL CPU\t")
+	for _, r := range all {
+		if r.Placement != pl {
+			continue
+		}
+		ps := peaks(r)
+		var gate float64
+		for _, p := range ps {
+			if p.Target == tGate {
+				gate = p.Rate
+			}
+		}
+		for _, p := range ps {
+			ratio := "-"
+			if gate > 0 && p.Target != tGate && p.Rate > 0 {
+				ratio = fmt.Sprintf("%.2f×", gate/p.Rate)
+			}
+			fmt.Fprintf(tw, "%s\t%s\t%.0f\t%d\t%s\t%s\t\n", r.Size, p.Target, p.Rate, p.Conns, ratio, p.CPU.columns())
+		}
+	}
+	_ = tw.Flush()
 }
 
 func ms(d time.Duration) string {
